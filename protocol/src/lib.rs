@@ -1,1 +1,33 @@
+//! The wire protocol between the tunnel's Lambda handlers and its agent.
+//!
+//! Every message is one JSON text frame tagged by `type` (snake_case). Bodies
+//! travel as standard base64 so they stay bytes, never re-encoded text.
+//!
+//! # Layout
+//! - [`Message`] and its payloads: what goes over the WebSocket.
+//! - [`limits`]: the AWS limits and timeouts the protocol lives within.
+//! - [`ids`]: subdomain and request id generation and validation.
+//! - [`body`]: base64 body encoding.
+//!
+//! # Compatibility
+//! Unknown fields are ignored and optional fields default, so a newer peer can
+//! add fields without breaking an older one. An unknown message `type`
+//! deserializes to [`Message::Unknown`] instead of failing, so the receiver can
+//! log it and carry on.
 
+pub mod body;
+pub mod ids;
+pub mod limits;
+mod message;
+
+pub use body::{decode_body, encode_body};
+pub use ids::{generate_request_id, generate_subdomain, is_valid_subdomain};
+pub use message::{
+    ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,
+    ProtocolError, Ready,
+};
+
+/// Handshake header carrying the agent's version (stored with the connection).
+pub const HEADER_AGENT_VERSION: &str = "x-tunnel-agent-version";
+/// Handshake header carrying the agent's platform, e.g. `linux-x86_64`.
+pub const HEADER_AGENT_PLATFORM: &str = "x-tunnel-agent-platform";

@@ -1,0 +1,330 @@
+//! The messages, parsed and serialized in one place.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::MAX_MESSAGE_BYTES;
+
+/// Header name → every value, in the order received. Names are lowercase on
+/// the server side (the HTTP API lowercases them); values are never joined, so
+/// repeated headers and every `Set-Cookie` survive.
+pub type Headers = BTreeMap<String, Vec<String>>;
+
+/// One WebSocket text message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Agent → server, right after the upgrade: "send me my URL".
+    Ready(Ready),
+    /// Server → agent: the tunnel is live at `public_url`.
+    ConnectionEstablished(ConnectionEstablished),
+    /// Server → agent: a visitor's request.
+    HttpRequest(HttpRequest),
+    /// Agent → server: the local service's answer.
+    HttpResponse(HttpResponse),
+    /// Heartbeat, either direction.
+    Ping,
+    /// Answer to a heartbeat.
+    Pong,
+    /// Something went wrong, for one request (`request_id`) or the connection.
+    Error(ErrorMessage),
+    /// A `type` this version does not know: log it and carry on.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+/// Sent by the agent after the upgrade. Fields are optional so later versions
+/// can add what they need (a resume token, say) without breaking old servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionEstablished {
+    pub connection_id: String,
+    pub subdomain: String,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub request_id: String,
+    pub method: String,
+    /// Path plus the raw query string (`/a/b?x=1&x=2`), byte-exact as received.
+    pub uri: String,
+    #[serde(default)]
+    pub headers: Headers,
+    /// Base64 of the body bytes; empty for no body.
+    #[serde(default)]
+    pub body: String,
+    /// When the server received the request, epoch milliseconds.
+    #[serde(default)]
+    pub timestamp: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub request_id: String,
+    pub status_code: u16,
+    #[serde(default)]
+    pub headers: Headers,
+    /// Base64 of the body bytes; empty for no body.
+    #[serde(default)]
+    pub body: String,
+    /// Time the agent spent on the local request, milliseconds.
+    #[serde(default)]
+    pub processing_time_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub code: ErrorCode,
+    /// Plain words for a human; shown to the visitor for request errors.
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request could not be turned into a local request.
+    InvalidRequest,
+    /// The local service did not answer in time.
+    Timeout,
+    /// The local service refused or dropped the connection.
+    LocalServiceUnavailable,
+    /// The local service's response cannot be carried (too large).
+    PayloadTooLarge,
+    /// Anything else.
+    InternalError,
+    /// A code this version does not know; treated like `internal_error`.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The status a visitor sees when a request fails with this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::Timeout => 504,
+            ErrorCode::LocalServiceUnavailable
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::InternalError
+            | ErrorCode::Unknown => 502,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("message is not valid protocol JSON: {0}")]
+    Malformed(#[source] serde_json::Error),
+    #[error("message of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte WebSocket limit")]
+    TooLarge { size: usize },
+}
+
+impl Message {
+    /// Parses one text frame.
+    pub fn from_json(text: &str) -> Result<Message, ProtocolError> {
+        serde_json::from_str(text).map_err(ProtocolError::Malformed)
+    }
+
+    /// Serializes for a text frame, refusing what API Gateway would refuse.
+    pub fn to_json(&self) -> Result<String, ProtocolError> {
+        let json = serde_json::to_string(self).map_err(ProtocolError::Malformed)?;
+        if json.len() > MAX_MESSAGE_BYTES {
+            return Err(ProtocolError::TooLarge { size: json.len() });
+        }
+        Ok(json)
+    }
+
+    /// The message's `type` tag, for logs (never log the message itself: it
+    /// may carry bodies).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Ready(_) => "ready",
+            Message::ConnectionEstablished(_) => "connection_established",
+            Message::HttpRequest(_) => "http_request",
+            Message::HttpResponse(_) => "http_response",
+            Message::Ping => "ping",
+            Message::Pong => "pong",
+            Message::Error(_) => "error",
+            Message::Unknown => "unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    fn headers(pairs: &[(&str, &[&str])]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect()
+    }
+
+    fn request() -> HttpRequest {
+        HttpRequest {
+            request_id: "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a".into(),
+            method: "POST".into(),
+            uri: "/hooks/a%20b?x=1&x=2&y".into(),
+            headers: headers(&[("accept", &["a", "b"]), ("cookie", &["k=v"])]),
+            body: "AAEC/w==".into(),
+            timestamp: 1_764_000_000_123,
+        }
+    }
+
+    fn response() -> HttpResponse {
+        HttpResponse {
+            request_id: "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a".into(),
+            status_code: 201,
+            headers: headers(&[("set-cookie", &["a=1", "b=2"])]),
+            body: "aGk=".into(),
+            processing_time_ms: 12,
+        }
+    }
+
+    /// Every message's exact wire shape; a change here breaks deployed agents.
+    #[rstest]
+    #[case(Message::Ready(Ready {}), json!({"type": "ready"}))]
+    #[case(
+        Message::ConnectionEstablished(ConnectionEstablished {
+            connection_id: "L0SM9cOFvHcCIhw=".into(),
+            subdomain: "abc123def456".into(),
+            public_url: "https://abc123def456.tunnel.example.com".into(),
+        }),
+        json!({
+            "type": "connection_established",
+            "connection_id": "L0SM9cOFvHcCIhw=",
+            "subdomain": "abc123def456",
+            "public_url": "https://abc123def456.tunnel.example.com"
+        })
+    )]
+    #[case(
+        Message::HttpRequest(request()),
+        json!({
+            "type": "http_request",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "method": "POST",
+            "uri": "/hooks/a%20b?x=1&x=2&y",
+            "headers": {"accept": ["a", "b"], "cookie": ["k=v"]},
+            "body": "AAEC/w==",
+            "timestamp": 1_764_000_000_123u64
+        })
+    )]
+    #[case(
+        Message::HttpResponse(response()),
+        json!({
+            "type": "http_response",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "status_code": 201,
+            "headers": {"set-cookie": ["a=1", "b=2"]},
+            "body": "aGk=",
+            "processing_time_ms": 12
+        })
+    )]
+    #[case(Message::Ping, json!({"type": "ping"}))]
+    #[case(Message::Pong, json!({"type": "pong"}))]
+    #[case(
+        Message::Error(ErrorMessage {
+            request_id: Some("r1".into()),
+            code: ErrorCode::LocalServiceUnavailable,
+            message: "connection refused".into(),
+        }),
+        json!({
+            "type": "error",
+            "request_id": "r1",
+            "code": "local_service_unavailable",
+            "message": "connection refused"
+        })
+    )]
+    #[case(
+        Message::Error(ErrorMessage {
+            request_id: None,
+            code: ErrorCode::InternalError,
+            message: "boom".into(),
+        }),
+        json!({"type": "error", "code": "internal_error", "message": "boom"})
+    )]
+    fn pins_the_wire_shape(#[case] message: Message, #[case] expected: Value) {
+        let json = message.to_json().unwrap();
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value, expected);
+        assert_eq!(Message::from_json(&json).unwrap(), message);
+    }
+
+    #[rstest]
+    #[case("invalid_request", ErrorCode::InvalidRequest, 400)]
+    #[case("timeout", ErrorCode::Timeout, 504)]
+    #[case("local_service_unavailable", ErrorCode::LocalServiceUnavailable, 502)]
+    #[case("payload_too_large", ErrorCode::PayloadTooLarge, 502)]
+    #[case("internal_error", ErrorCode::InternalError, 502)]
+    #[case("from_the_future", ErrorCode::Unknown, 502)]
+    fn error_codes_parse_and_map(#[case] wire: &str, #[case] code: ErrorCode, #[case] status: u16) {
+        let text = format!(r#"{{"type":"error","code":"{wire}","message":"m"}}"#);
+        let Message::Error(parsed) = Message::from_json(&text).unwrap() else {
+            panic!("not an error message");
+        };
+        assert_eq!(parsed.code, code);
+        assert_eq!(code.http_status(), status);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_optional_fields_default() {
+        let text =
+            r#"{"type":"http_request","request_id":"r","method":"GET","uri":"/","future":{"x":1}}"#;
+        let Message::HttpRequest(req) = Message::from_json(text).unwrap() else {
+            panic!("not a request");
+        };
+        assert!(req.headers.is_empty());
+        assert_eq!(req.body, "");
+        assert_eq!(req.timestamp, 0);
+
+        let ready = Message::from_json(r#"{"type":"ready","resume_token":"t"}"#).unwrap();
+        assert_eq!(ready, Message::Ready(Ready {}));
+        let ping = Message::from_json(r#"{"type":"ping","sent_at":1}"#).unwrap();
+        assert_eq!(ping, Message::Ping);
+    }
+
+    #[test]
+    fn unknown_types_parse_as_unknown() {
+        let msg = Message::from_json(r#"{"type":"body_chunk","seq":3}"#).unwrap();
+        assert_eq!(msg, Message::Unknown);
+        assert_eq!(msg.kind(), "unknown");
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("not json")]
+    #[case("[]")]
+    #[case(r#"{"no_type":1}"#)]
+    #[case(r#"{"type":"http_response","request_id":"r"}"#)]
+    #[case(r#"{"type":"http_response","request_id":"r","status_code":"200"}"#)]
+    #[case(r#"{"type":"http_response","request_id":"r","status_code":70000}"#)]
+    fn malformed_messages_are_errors(#[case] text: &str) {
+        assert!(matches!(
+            Message::from_json(text),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_to_serialize_over_the_message_limit() {
+        let mut big = response();
+        big.body = "A".repeat(MAX_MESSAGE_BYTES);
+        let err = Message::HttpResponse(big).to_json().unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLarge { size } if size > MAX_MESSAGE_BYTES));
+    }
+
+    #[test]
+    fn unknown_cannot_be_sent() {
+        assert!(Message::Unknown.to_json().is_err());
+    }
+}
