@@ -47,15 +47,10 @@ pub const SUBDOMAIN_LEN: usize = 12;
 /// A subdomain is one DNS label: at most 63 characters.
 pub const MAX_SUBDOMAIN_LEN: usize = 63;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_fit_inside_the_aws_limits() {
-        assert!(REQUEST_TIMEOUT <= MAX_REQUEST_TIMEOUT);
-        assert!(MAX_REQUEST_TIMEOUT < Duration::from_secs(30));
-        assert!(HEARTBEAT_INTERVAL < IDLE_TIMEOUT);
-        assert!(MAX_FRAME_BYTES < MAX_MESSAGE_BYTES);
-    }
-}
+// Checked at compile time: a bad edit above fails the build.
+const _: () = {
+    assert!(REQUEST_TIMEOUT.as_secs() <= MAX_REQUEST_TIMEOUT.as_secs());
+    assert!(MAX_REQUEST_TIMEOUT.as_secs() < 30);
+    assert!(HEARTBEAT_INTERVAL.as_secs() < IDLE_TIMEOUT.as_secs());
+    assert!(MAX_FRAME_BYTES < MAX_MESSAGE_BYTES);
+};
