@@ -1,1 +1,3 @@
-pub use protocol;
+//! The tunnel's Lambda functions.
+
+pub mod manifest;

@@ -1,0 +1,149 @@
+//! What each function needs from its deployment: the single source of truth
+//! for the table schema, the environment variables and the IAM actions.
+//!
+//! The integration harness creates its tables from [`TABLES`]; the Terraform
+//! checks compare the modules against this file; the handler tests record the
+//! store calls each function makes and check them against [`Function::dynamodb`]
+//! (see `docs/contracts.md`).
+
+/// A DynamoDB table as the code uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    /// Role of the table (`connections` or `pending`), also its Terraform key.
+    pub role: &'static str,
+    /// The environment variable that names it.
+    pub env: &'static str,
+    pub hash_key: &'static str,
+    pub ttl_attribute: &'static str,
+    pub indexes: &'static [Index],
+}
+
+/// A global secondary index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Index {
+    pub name: &'static str,
+    pub hash_key: &'static str,
+    /// `KEYS_ONLY`, `INCLUDE` or `ALL`.
+    pub projection: &'static str,
+}
+
+pub const CONNECTIONS: Table = Table {
+    role: "connections",
+    env: "CONNECTIONS_TABLE_NAME",
+    hash_key: "connectionId",
+    ttl_attribute: "ttl",
+    indexes: &[],
+};
+
+pub const PENDING_REQUESTS: Table = Table {
+    role: "pending",
+    env: "PENDING_REQUESTS_TABLE_NAME",
+    hash_key: "requestId",
+    ttl_attribute: "ttl",
+    indexes: &[PENDING_BY_CONNECTION],
+};
+
+/// Pending requests of one connection: disconnect fails them at once.
+pub const PENDING_BY_CONNECTION: Index = Index {
+    name: "connectionId-index",
+    hash_key: "connectionId",
+    projection: "KEYS_ONLY",
+};
+
+pub const TABLES: &[Table] = &[CONNECTIONS, PENDING_REQUESTS];
+
+/// A DynamoDB action on a table (or, with `index`, on one of its indexes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DynamoDbAction {
+    pub table: &'static str,
+    pub index: Option<&'static str>,
+    /// The IAM action without its `dynamodb:` prefix, e.g. `PutItem`.
+    pub action: &'static str,
+}
+
+const fn on(table: &'static str, action: &'static str) -> DynamoDbAction {
+    DynamoDbAction {
+        table,
+        index: None,
+        action,
+    }
+}
+
+/// One Lambda function: the binary, what it reads and what it may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Function {
+    /// The binary name under `src/bin/`, also the Terraform function key.
+    pub name: &'static str,
+    /// The route(s) that invoke it.
+    pub routes: &'static [&'static str],
+    pub required_env: &'static [&'static str],
+    pub optional_env: &'static [&'static str],
+    pub dynamodb: &'static [DynamoDbAction],
+    /// Whether it calls PostToConnection (`execute-api:ManageConnections`).
+    pub posts_to_connections: bool,
+}
+
+/// Read by every function.
+pub const COMMON_OPTIONAL_ENV: &[&str] = &["LOG_FORMAT", "RUST_LOG"];
+
+pub const CONNECT: Function = Function {
+    name: "connect",
+    routes: &["$connect"],
+    required_env: &["CONNECTIONS_TABLE_NAME", "DOMAIN_NAME"],
+    optional_env: &["PUBLIC_URL_TEMPLATE"],
+    dynamodb: &[on("connections", "PutItem"), on("connections", "DeleteItem")],
+    posts_to_connections: false,
+};
+
+pub const DISCONNECT: Function = Function {
+    name: "disconnect",
+    routes: &["$disconnect"],
+    required_env: &["CONNECTIONS_TABLE_NAME", "PENDING_REQUESTS_TABLE_NAME"],
+    optional_env: &[],
+    dynamodb: &[
+        on("connections", "GetItem"),
+        on("connections", "DeleteItem"),
+        DynamoDbAction {
+            table: "pending",
+            index: Some(PENDING_BY_CONNECTION.name),
+            action: "Query",
+        },
+        on("pending", "UpdateItem"),
+    ],
+    posts_to_connections: false,
+};
+
+pub const FORWARDING: Function = Function {
+    name: "forwarding",
+    routes: &["$default"],
+    required_env: &[
+        "CONNECTIONS_TABLE_NAME",
+        "PENDING_REQUESTS_TABLE_NAME",
+        "DOMAIN_NAME",
+        "WEBSOCKET_API_ENDPOINT",
+    ],
+    optional_env: &["REQUEST_TIMEOUT_MS"],
+    dynamodb: &[
+        on("connections", "GetItem"),
+        on("connections", "DeleteItem"),
+        on("pending", "PutItem"),
+        on("pending", "GetItem"),
+        on("pending", "DeleteItem"),
+    ],
+    posts_to_connections: true,
+};
+
+pub const RESPONSE: Function = Function {
+    name: "response",
+    routes: &["$default"],
+    required_env: &[
+        "CONNECTIONS_TABLE_NAME",
+        "PENDING_REQUESTS_TABLE_NAME",
+        "WEBSOCKET_API_ENDPOINT",
+    ],
+    optional_env: &[],
+    dynamodb: &[on("connections", "GetItem"), on("pending", "UpdateItem")],
+    posts_to_connections: true,
+};
+
+pub const FUNCTIONS: &[Function] = &[CONNECT, DISCONNECT, FORWARDING, RESPONSE];
