@@ -1,0 +1,1 @@
+//! Checks of the Terraform configuration; see the tests.
