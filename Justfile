@@ -1,0 +1,58 @@
+# Tasks for the serverless tunnel. `just --list` shows them.
+# Python-packaged tools (cargo-lambda, just) live in target/venvs/tools:
+# `scripts/tools.sh` installs them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+tools := `scripts/tools.sh`
+export PATH := tools + ":" + env_var('PATH')
+
+# List the recipes.
+default:
+    @just --list
+
+# Build every crate (debug).
+build:
+    cargo build --workspace
+
+# Every test: unit tests and the end-to-end suite (the README's test command).
+test:
+    cargo test --workspace
+
+# The end-to-end suite only (ITEST_DYNAMODB=moto|localstack|http://… picks the backend).
+itest *ARGS:
+    cargo test -p tunnel-integration-tests {{ARGS}}
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format everything.
+fmt:
+    cargo fmt --all
+
+# The whole tunnel on localhost; `just dev --expose 3000` also starts an agent.
+dev *ARGS:
+    cargo run -p tunnel-integration-tests --bin local-stack -- {{ARGS}}
+
+# Lambda zips for deployment: target/lambda/<bin>/bootstrap.zip (arm64).
+lambda:
+    cargo lambda build --release --arm64 --output-format zip -p tunnel-handlers
+
+# The same for x86_64 (machines without the aarch64 target).
+lambda-x86:
+    cargo lambda build --release --x86-64 --output-format zip -p tunnel-handlers
+
+# Security scan of the Terraform configuration.
+checkov:
+    bash terraform/checkov.sh
+
+# Build the zips and apply one environment: `just deploy dev`.
+deploy ENV: lambda
+    terraform -chdir=terraform/envs/{{ENV}} init
+    terraform -chdir=terraform/envs/{{ENV}} apply
+
+# What CI runs.
+ci:
+    bash .ci/run
