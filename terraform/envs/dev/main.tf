@@ -1,0 +1,17 @@
+module "tunnel" {
+  source = "../../modules/tunnel"
+
+  name = var.name
+  # cargo lambda build --release --arm64 --output-format zip (just lambda)
+  lambda_artifacts_dir = "${path.root}/../../../target/lambda"
+
+  domain_name          = var.domain_name
+  route53_zone_id      = var.route53_zone_id
+  log_level            = var.log_level
+  log_retention_days   = var.log_retention_days
+  alarms_enabled       = var.alarms_enabled
+  alarm_sns_topic_arn  = var.alarm_sns_topic_arn
+  reserved_concurrency = var.reserved_concurrency
+  tracing_mode         = var.tracing_mode
+  deletion_protection  = var.deletion_protection
+}

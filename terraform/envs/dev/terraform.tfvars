@@ -1,0 +1,10 @@
+# Development: path routing on the execute-api URL, no alarms (zero idle cost).
+region             = "eu-west-1"
+name               = "tunnel-dev"
+log_level          = "info,handlers=debug"
+log_retention_days = 7
+alarms_enabled     = false
+
+# With a custom domain instead (see terraform/README.md):
+# domain_name     = "dev.tunnel.example.com"
+# route53_zone_id = "Z0123456789ABCDEFGHIJ"

@@ -1,0 +1,16 @@
+# Production. No secrets in this file.
+region              = "eu-west-1"
+name                = "tunnel-prod"
+log_level           = "info"
+log_retention_days  = 30
+alarms_enabled      = true
+deletion_protection = true
+
+# alarm_sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:tunnel-alarms"
+
+# Custom domain: https://<subdomain>.tunnel.example.com (see terraform/README.md).
+# domain_name     = "tunnel.example.com"
+# route53_zone_id = "Z0123456789ABCDEFGHIJ"
+
+# Cap what a burst of visitors can cost (functions not listed stay unreserved).
+# reserved_concurrency = { forwarding = 50 }

@@ -1,0 +1,87 @@
+# CloudWatch alarms for the tunnel: per function errors, throttles and p99
+# duration near the timeout; 5xx answers of the HTTP API. Missing data (an
+# idle tunnel) is not breaching. Actions go to an optional SNS topic.
+#
+# Cost: each alarm is billed per month (about $0.10 standard resolution),
+# which is the one thing here that is not free while idle: modules/tunnel
+# creates this module only when alarms_enabled is true.
+
+locals {
+  actions = var.sns_topic_arn == null ? [] : [var.sns_topic_arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  for_each = var.functions
+
+  alarm_name          = "${each.value.function_name}-errors"
+  alarm_description   = "The ${each.key} function returned errors (crashes, init failures, timeouts)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value.function_name }
+  statistic           = "Sum"
+  period              = var.period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.errors_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "throttles" {
+  for_each = var.functions
+
+  alarm_name          = "${each.value.function_name}-throttles"
+  alarm_description   = "The ${each.key} function was throttled (concurrency limit reached)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = each.value.function_name }
+  statistic           = "Sum"
+  period              = var.period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+  tags                = var.tags
+}
+
+# p99 Duration above duration_ratio (80 %) of the timeout: the function is
+# about to time out (for forwarding: agents answering too slowly).
+resource "aws_cloudwatch_metric_alarm" "duration" {
+  for_each = var.functions
+
+  alarm_name          = "${each.value.function_name}-duration-near-timeout"
+  alarm_description   = "p99 duration of the ${each.key} function is above ${floor(var.duration_ratio * 100)} % of its ${each.value.timeout_seconds} s timeout."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Duration"
+  dimensions          = { FunctionName = each.value.function_name }
+  extended_statistic  = "p99"
+  period              = var.period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.timeout_seconds * 1000 * var.duration_ratio
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "http_5xx" {
+  alarm_name          = "${var.name_prefix}-http-api-5xx"
+  alarm_description   = "The public HTTP API answered 5xx (502 stale agent, 503 integration timeout, 500 function error)."
+  namespace           = "AWS/ApiGateway"
+  metric_name         = "5xx"
+  dimensions          = { ApiId = var.http_api_id, Stage = var.http_api_stage }
+  statistic           = "Sum"
+  period              = var.period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.http_5xx_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+  tags                = var.tags
+}

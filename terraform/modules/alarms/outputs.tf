@@ -1,0 +1,9 @@
+output "alarm_arns" {
+  description = "ARNs of every alarm, by name."
+  value = merge(
+    { for alarm in aws_cloudwatch_metric_alarm.errors : alarm.alarm_name => alarm.arn },
+    { for alarm in aws_cloudwatch_metric_alarm.throttles : alarm.alarm_name => alarm.arn },
+    { for alarm in aws_cloudwatch_metric_alarm.duration : alarm.alarm_name => alarm.arn },
+    { (aws_cloudwatch_metric_alarm.http_5xx.alarm_name) = aws_cloudwatch_metric_alarm.http_5xx.arn },
+  )
+}

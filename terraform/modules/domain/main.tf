@@ -1,0 +1,94 @@
+# Optional custom domain (modules/tunnel instantiates it only when a domain
+# name is given): https://<subdomain>.DOMAIN reaches the HTTP API, and the
+# forwarding function routes by Host. Without it, tunnels use path routing on
+# the execute-api URL (https://{api-id}.execute-api.{region}.amazonaws.com/<subdomain>/...).
+#
+# One certificate covers DOMAIN and *.DOMAIN; both names are API Gateway
+# custom domains mapped to the HTTP API's $default stage, with Route 53 alias
+# records (A and AAAA) in the given hosted zone.
+
+locals {
+  wildcard = "*.${var.domain_name}"
+  # The apex and the wildcard; each gets a custom domain, a mapping and records.
+  names = {
+    apex     = var.domain_name
+    wildcard = local.wildcard
+  }
+}
+
+resource "aws_acm_certificate" "this" {
+  #checkov:skip=CKV2_AWS_71:The wildcard is the product: every tunnel is https://<random-subdomain>.DOMAIN, unknown in advance.
+  domain_name               = var.domain_name
+  subject_alternative_names = [local.wildcard]
+  validation_method         = "DNS"
+  tags                      = var.tags
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# DOMAIN and *.DOMAIN share one validation record; allow_overwrite lets the
+# second entry converge on the first instead of failing.
+resource "aws_route53_record" "validation" {
+  for_each = {
+    for option in aws_acm_certificate.this.domain_validation_options : option.domain_name => {
+      name   = option.resource_record_name
+      type   = option.resource_record_type
+      record = option.resource_record_value
+    }
+  }
+
+  zone_id         = var.route53_zone_id
+  name            = each.value.name
+  type            = each.value.type
+  records         = [each.value.record]
+  ttl             = 300
+  allow_overwrite = true
+}
+
+resource "aws_acm_certificate_validation" "this" {
+  certificate_arn         = aws_acm_certificate.this.arn
+  validation_record_fqdns = [for record in aws_route53_record.validation : record.fqdn]
+}
+
+resource "aws_apigatewayv2_domain_name" "this" {
+  for_each = local.names
+
+  domain_name = each.value
+
+  domain_name_configuration {
+    certificate_arn = aws_acm_certificate_validation.this.certificate_arn
+    endpoint_type   = "REGIONAL"
+    security_policy = "TLS_1_2"
+  }
+
+  tags = var.tags
+}
+
+resource "aws_apigatewayv2_api_mapping" "this" {
+  for_each = local.names
+
+  api_id      = var.http_api_id
+  domain_name = aws_apigatewayv2_domain_name.this[each.key].id
+  stage       = var.http_api_stage
+}
+
+resource "aws_route53_record" "alias" {
+  for_each = {
+    for pair in setproduct(keys(local.names), ["A", "AAAA"]) : "${pair[0]}-${pair[1]}" => {
+      name = pair[0]
+      type = pair[1]
+    }
+  }
+
+  zone_id = var.route53_zone_id
+  name    = aws_apigatewayv2_domain_name.this[each.value.name].domain_name
+  type    = each.value.type
+
+  alias {
+    name                   = aws_apigatewayv2_domain_name.this[each.value.name].domain_name_configuration[0].target_domain_name
+    zone_id                = aws_apigatewayv2_domain_name.this[each.value.name].domain_name_configuration[0].hosted_zone_id
+    evaluate_target_health = false
+  }
+}

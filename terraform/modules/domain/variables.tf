@@ -1,0 +1,26 @@
+variable "domain_name" {
+  type        = string
+  description = "Public domain of the tunnels, e.g. \"tunnel.example.com\": tunnels are https://<subdomain>.tunnel.example.com."
+}
+
+variable "route53_zone_id" {
+  type        = string
+  description = "ID of the Route 53 hosted zone that holds domain_name (validation and alias records go there)."
+}
+
+variable "http_api_id" {
+  type        = string
+  description = "ID of the HTTP API the domain maps to."
+}
+
+variable "http_api_stage" {
+  type        = string
+  description = "Stage of the HTTP API the domain maps to."
+  default     = "$default"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags applied to the certificate and the custom domains."
+  default     = {}
+}

@@ -1,0 +1,242 @@
+# The whole tunnel: tables, four functions, the agents' WebSocket API, the
+# visitors' HTTP API, an optional custom domain and optional alarms.
+#
+# Every name the code relies on comes from docs/contracts.md, whose Rust
+# mirror is handlers::manifest; terraform/checks evaluates the locals below
+# and the module arguments and compares them with the manifest:
+#   - local.function_environment: the variables each function reads;
+#   - local.dynamodb_grants and local.posts_to_connections: its IAM;
+#   - local.websocket_routes and local.http_route_function: its routes.
+#
+# Dependency direction (no cycle): functions -> tables, and functions ->
+# the APIs' ids (endpoints, execution ARN); the APIs -> functions only
+# through their integrations and invoke permissions.
+
+locals {
+  tags = merge({ Project = "serverless-tunnel", Tunnel = var.name }, var.tags)
+
+  # Without a custom domain, tunnels are reached by path on the HTTP API's
+  # execute-api host: https://{api-id}.execute-api.{region}.amazonaws.com/{subdomain}/...
+  custom_domain       = var.domain_name != null
+  public_domain       = local.custom_domain ? var.domain_name : module.http_api.host
+  public_url_template = local.custom_domain ? "https://{subdomain}.${var.domain_name}" : "${module.http_api.endpoint}/{subdomain}"
+
+  # Size and timeout per function (the key is the binary under
+  # handlers/src/bin and handlers::manifest::Function::name).
+  functions = {
+    connect = {
+      description = "WebSocket $connect: authenticates the agent and allocates its subdomain"
+      memory_size = var.memory_size
+      timeout     = var.timeout_seconds
+    }
+    disconnect = {
+      description = "WebSocket $disconnect: releases the subdomain and fails in-flight requests"
+      memory_size = var.memory_size
+      timeout     = var.timeout_seconds
+    }
+    forwarding = {
+      description = "HTTP API $default: forwards a visitor's request to its agent and waits for the answer"
+      memory_size = var.forwarding_memory_size
+      # Above the REQUEST_TIMEOUT_MS wait (25 s), below the HTTP API's 30 s.
+      timeout = var.forwarding_timeout_seconds
+    }
+    response = {
+      description = "WebSocket $default: agent messages (ready, responses, heartbeats)"
+      memory_size = var.memory_size
+      timeout     = var.timeout_seconds
+    }
+  }
+
+  # Read by every function (handlers::manifest::COMMON_OPTIONAL_ENV).
+  common_environment = {
+    LOG_FORMAT = var.log_format
+    RUST_LOG   = var.log_level
+  }
+
+  # Exactly the variables each function reads (docs/contracts.md).
+  function_environment = {
+    connect = merge(local.common_environment, {
+      CONNECTIONS_TABLE_NAME = module.tables.connections_table_name
+      DOMAIN_NAME            = local.public_domain
+      PUBLIC_URL_TEMPLATE    = local.public_url_template
+    })
+    disconnect = merge(local.common_environment, {
+      CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
+      PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
+    })
+    forwarding = merge(local.common_environment, {
+      CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
+      PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
+      DOMAIN_NAME                 = local.public_domain
+      WEBSOCKET_API_ENDPOINT      = module.websocket_api.management_endpoint
+      REQUEST_TIMEOUT_MS          = tostring(var.request_timeout_ms)
+    })
+    response = merge(local.common_environment, {
+      CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
+      PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
+      WEBSOCKET_API_ENDPOINT      = module.websocket_api.management_endpoint
+    })
+  }
+
+  # Exactly the DynamoDB actions each function's code calls
+  # (docs/contracts.md "IAM"), on a table (index = null) or one of its indexes.
+  dynamodb_grants = {
+    connect = [
+      { table = "connections", index = null, actions = ["PutItem", "DeleteItem"] },
+    ]
+    disconnect = [
+      { table = "connections", index = null, actions = ["GetItem", "DeleteItem"] },
+      { table = "pending", index = "connectionId-index", actions = ["Query"] },
+      { table = "pending", index = null, actions = ["UpdateItem"] },
+    ]
+    forwarding = [
+      { table = "connections", index = null, actions = ["GetItem", "DeleteItem"] },
+      { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem"] },
+    ]
+    response = [
+      { table = "connections", index = null, actions = ["GetItem"] },
+      { table = "pending", index = null, actions = ["UpdateItem"] },
+    ]
+  }
+
+  # Which functions call PostToConnection (execute-api:ManageConnections).
+  posts_to_connections = {
+    connect    = false
+    disconnect = false
+    forwarding = true
+    response   = true
+  }
+
+  table_arns = {
+    connections = module.tables.connections_table_arn
+    pending     = module.tables.pending_table_arn
+  }
+
+  # POST on the @connections of this API's stage only (no GET, no DELETE).
+  post_to_connections_arn = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}/POST/@connections/*"
+
+  # The IAM statements of each function, built from the two maps above.
+  policy_statements = {
+    for name, grants in local.dynamodb_grants : name => concat(
+      [
+        for grant in grants : {
+          sid       = grant.index == null ? "DynamoDb${title(grant.table)}" : "DynamoDb${title(grant.table)}Index"
+          actions   = [for action in grant.actions : "dynamodb:${action}"]
+          resources = [grant.index == null ? local.table_arns[grant.table] : "${local.table_arns[grant.table]}/index/${grant.index}"]
+        }
+      ],
+      local.posts_to_connections[name] ? [
+        {
+          sid       = "PostToConnections"
+          actions   = ["execute-api:ManageConnections"]
+          resources = [local.post_to_connections_arn]
+        }
+      ] : []
+    )
+  }
+
+  # Routes (docs/contracts.md "Routes").
+  websocket_routes = {
+    "$connect"    = "connect"
+    "$disconnect" = "disconnect"
+    "$default"    = "response"
+  }
+  http_route_function = "forwarding"
+}
+
+module "tables" {
+  source = "../tables"
+
+  name_prefix            = var.name
+  point_in_time_recovery = var.point_in_time_recovery
+  kms_key_arn            = var.dynamodb_kms_key_arn
+  deletion_protection    = var.deletion_protection
+  tags                   = local.tags
+}
+
+module "function" {
+  source   = "../function"
+  for_each = local.functions
+
+  name                 = "${var.name}-${each.key}"
+  description          = each.value.description
+  package_path         = "${var.lambda_artifacts_dir}/${each.key}/bootstrap.zip"
+  memory_size          = each.value.memory_size
+  timeout              = each.value.timeout
+  environment          = local.function_environment[each.key]
+  policy_statements    = local.policy_statements[each.key]
+  reserved_concurrency = lookup(var.reserved_concurrency, each.key, null)
+  tracing_mode         = var.tracing_mode
+  log_retention_days   = var.log_retention_days
+  permissions_boundary = var.permissions_boundary
+  tags                 = local.tags
+}
+
+module "websocket_api" {
+  source = "../websocket_api"
+
+  name       = "${var.name}-agents"
+  stage_name = var.websocket_stage_name
+  routes = {
+    for route, function in local.websocket_routes : route => {
+      function_name = module.function[function].function_name
+      invoke_arn    = module.function[function].invoke_arn
+    }
+  }
+  throttling_burst_limit = var.websocket_throttling_burst_limit
+  throttling_rate_limit  = var.websocket_throttling_rate_limit
+  access_logs_enabled    = var.websocket_access_logs_enabled
+  log_retention_days     = var.log_retention_days
+  tags                   = local.tags
+}
+
+module "http_api" {
+  source = "../http_api"
+
+  name = "${var.name}-public"
+  function = {
+    function_name = module.function[local.http_route_function].function_name
+    invoke_arn    = module.function[local.http_route_function].invoke_arn
+  }
+  throttling_burst_limit = var.http_throttling_burst_limit
+  throttling_rate_limit  = var.http_throttling_rate_limit
+  log_retention_days     = var.log_retention_days
+  tags                   = local.tags
+}
+
+module "domain" {
+  source = "../domain"
+  count  = local.custom_domain ? 1 : 0
+
+  domain_name     = var.domain_name
+  route53_zone_id = var.route53_zone_id
+  http_api_id     = module.http_api.api_id
+  http_api_stage  = module.http_api.stage_name
+  tags            = local.tags
+}
+
+module "alarms" {
+  source = "../alarms"
+  count  = var.alarms_enabled ? 1 : 0
+
+  name_prefix = var.name
+  functions = {
+    for key, function in module.function : key => {
+      function_name   = function.function_name
+      timeout_seconds = function.timeout
+    }
+  }
+  http_api_id    = module.http_api.api_id
+  http_api_stage = module.http_api.stage_name
+  sns_topic_arn  = var.alarm_sns_topic_arn
+  tags           = local.tags
+}
+
+# The forwarding function must outlive its wait for the agent, and the HTTP
+# API must outlive the function (30 s), or visitors get a bare 503.
+check "forwarding_timeout" {
+  assert {
+    condition     = var.forwarding_timeout_seconds * 1000 > var.request_timeout_ms && var.forwarding_timeout_seconds < 30
+    error_message = "forwarding_timeout_seconds (${var.forwarding_timeout_seconds}) must exceed request_timeout_ms (${var.request_timeout_ms} ms) and stay below the HTTP API's 30 s integration timeout."
+  }
+}

@@ -1,0 +1,39 @@
+output "websocket_url" {
+  description = "URL the agent connects to: tunnel 3000 --endpoint <websocket_url>."
+  value       = module.websocket_api.websocket_url
+}
+
+output "management_endpoint" {
+  description = "WebSocket management endpoint with the stage (WEBSOCKET_API_ENDPOINT)."
+  value       = module.websocket_api.management_endpoint
+}
+
+output "http_api_endpoint" {
+  description = "Default execute-api URL of the public HTTP API."
+  value       = module.http_api.endpoint
+}
+
+output "public_base_url" {
+  description = "Where tunnels are served: https://<subdomain>.DOMAIN with a custom domain, else <http api endpoint>/<subdomain>."
+  value       = local.custom_domain ? "https://${var.domain_name}" : module.http_api.endpoint
+}
+
+output "public_url_template" {
+  description = "Public URL of a tunnel, with the {subdomain} placeholder (PUBLIC_URL_TEMPLATE)."
+  value       = local.public_url_template
+}
+
+output "connections_table_name" {
+  description = "Name of the connections table."
+  value       = module.tables.connections_table_name
+}
+
+output "pending_requests_table_name" {
+  description = "Name of the pending requests table."
+  value       = module.tables.pending_table_name
+}
+
+output "function_names" {
+  description = "Function names by key (connect, disconnect, forwarding, response)."
+  value       = { for key, function in module.function : key => function.function_name }
+}

@@ -1,0 +1,184 @@
+variable "name" {
+  type        = string
+  description = "Name of this tunnel deployment, prefix of every resource name, e.g. \"tunnel-dev\"."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,38}$", var.name))
+    error_message = "name must be 2-39 characters: lowercase letters, digits and '-', starting with a letter."
+  }
+}
+
+variable "lambda_artifacts_dir" {
+  type        = string
+  description = "Directory of the cargo-lambda zips (<dir>/<bin>/bootstrap.zip), i.e. the workspace's target/lambda."
+}
+
+variable "domain_name" {
+  type        = string
+  description = "Custom domain of the tunnels (https://<subdomain>.DOMAIN); null for path routing on the HTTP API's execute-api URL."
+  default     = null
+}
+
+variable "route53_zone_id" {
+  type        = string
+  description = "Route 53 hosted zone of domain_name (required with a custom domain)."
+  default     = null
+
+  validation {
+    condition     = var.route53_zone_id == null || can(regex("^Z[A-Z0-9]+$", var.route53_zone_id))
+    error_message = "route53_zone_id must be a hosted zone id like Z0123456789ABCDEFGHIJ."
+  }
+}
+
+variable "websocket_stage_name" {
+  type        = string
+  description = "Stage of the WebSocket API (part of the agents' URL and of the management endpoint)."
+  default     = "live"
+}
+
+variable "memory_size" {
+  type        = number
+  description = "Memory in MB of the connect, disconnect and response functions."
+  default     = 128
+}
+
+variable "forwarding_memory_size" {
+  type        = number
+  description = "Memory in MB of the forwarding function (it base64-encodes bodies up to a few MB)."
+  default     = 256
+}
+
+variable "timeout_seconds" {
+  type        = number
+  description = "Timeout in seconds of the connect, disconnect and response functions."
+  default     = 10
+}
+
+variable "forwarding_timeout_seconds" {
+  type        = number
+  description = "Timeout of the forwarding function: above its 25 s wait for the agent, below the HTTP API's 30 s integration timeout."
+  default     = 29
+
+  validation {
+    condition     = var.forwarding_timeout_seconds > 25 && var.forwarding_timeout_seconds < 30
+    error_message = "forwarding_timeout_seconds must be greater than 25 (the wait for the agent) and less than 30 (the HTTP API integration timeout)."
+  }
+}
+
+variable "request_timeout_ms" {
+  type        = number
+  description = "How long forwarding waits for the agent's response (REQUEST_TIMEOUT_MS), at most 28000."
+  default     = 25000
+
+  validation {
+    condition     = var.request_timeout_ms >= 1000 && var.request_timeout_ms <= 28000
+    error_message = "request_timeout_ms must be between 1000 and 28000."
+  }
+}
+
+variable "log_format" {
+  type        = string
+  description = "LOG_FORMAT of every function: json or text."
+  default     = "json"
+
+  validation {
+    condition     = contains(["json", "text"], var.log_format)
+    error_message = "log_format must be json or text."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "RUST_LOG of every function (a tracing filter, e.g. \"info\" or \"info,handlers=debug\")."
+  default     = "info"
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of every log group (functions, API access logs), in days."
+  default     = 14
+}
+
+variable "reserved_concurrency" {
+  type        = map(number)
+  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved."
+  default     = {}
+}
+
+variable "tracing_mode" {
+  type        = string
+  description = "X-Ray tracing mode of the functions: PassThrough or Active."
+  default     = "PassThrough"
+}
+
+variable "permissions_boundary" {
+  type        = string
+  description = "ARN of an IAM permissions boundary for the functions' roles, if the account requires one."
+  default     = null
+}
+
+variable "point_in_time_recovery" {
+  type        = bool
+  description = "Point-in-time recovery of the tables (off: they hold only ephemeral routing state)."
+  default     = false
+}
+
+variable "dynamodb_kms_key_arn" {
+  type        = string
+  description = "Customer managed KMS key for the tables; null uses the AWS-owned key (free)."
+  default     = null
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Deletion protection of the tables."
+  default     = false
+}
+
+variable "websocket_throttling_burst_limit" {
+  type        = number
+  description = "WebSocket API default route throttling: burst."
+  default     = 500
+}
+
+variable "websocket_throttling_rate_limit" {
+  type        = number
+  description = "WebSocket API default route throttling: requests per second."
+  default     = 1000
+}
+
+variable "websocket_access_logs_enabled" {
+  type        = bool
+  description = "WebSocket stage access logs (needs the account-wide API Gateway CloudWatch role)."
+  default     = false
+}
+
+variable "http_throttling_burst_limit" {
+  type        = number
+  description = "HTTP API default route throttling: burst."
+  default     = 200
+}
+
+variable "http_throttling_rate_limit" {
+  type        = number
+  description = "HTTP API default route throttling: requests per second."
+  default     = 100
+}
+
+variable "alarms_enabled" {
+  type        = bool
+  description = "Create the CloudWatch alarms (about $0.10 per alarm-month: the only cost while idle)."
+  default     = false
+}
+
+variable "alarm_sns_topic_arn" {
+  type        = string
+  description = "SNS topic the alarms notify; null for none."
+  default     = null
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Extra tags on every resource."
+  default     = {}
+}
