@@ -1,1 +1,277 @@
-fn main() {}
+//! `tunnel`: a public URL for a local HTTP service.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent::console::Console;
+use agent::{Agent, AgentError, Config, Endpoint, Event, HostHeader, Target};
+use anyhow::Context as _;
+use clap::{ArgAction, Parser, ValueEnum};
+
+const ABOUT: &str = "Expose a local HTTP service at a public HTTPS URL through your self-hosted serverless tunnel.";
+
+const LONG_ABOUT: &str = "\
+Expose a local HTTP service at a public HTTPS URL through your self-hosted
+serverless tunnel (API Gateway + Lambda in your own AWS account).
+
+The agent connects to the tunnel's WebSocket endpoint, prints the public URL
+and forwards every request to the local service, byte for byte: bodies are
+never decompressed, redirects are never followed. It reconnects by itself
+(and gets the same URL back). Ctrl-C stops it cleanly.
+
+Every option can also be set through the environment variable shown.";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Forward to http://127.0.0.1:3000
+  export TUNNEL_ENDPOINT=wss://abc123.execute-api.eu-west-1.amazonaws.com/prod
+  export TUNNEL_TOKEN=...            # from your operator
+  tunnel 3000
+
+  # A service on another address; keep the public Host header
+  tunnel http://192.168.1.20:8080 --host-header preserve
+
+  # A dev server that checks Host, a slow endpoint, JSON logs
+  tunnel 5173 --host-header localhost --timeout 25s --log-format json
+
+Exit codes: 0 stopped with Ctrl-C, 1 the server rejected the token or the
+agent failed, 2 invalid command line.";
+
+#[derive(Debug, Parser)]
+#[command(name = "tunnel", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// Local service: a port (3000 = http://127.0.0.1:3000) or a URL
+    /// (http://localhost:8080, https://127.0.0.1:8443)
+    #[arg(env = "TUNNEL_TARGET", value_name = "PORT|URL", value_parser = parse_target)]
+    target: Target,
+
+    /// Tunnel server WebSocket URL, e.g. wss://abc123.execute-api.eu-west-1.amazonaws.com/prod
+    #[arg(long, env = "TUNNEL_ENDPOINT", value_name = "WSS_URL", value_parser = parse_endpoint)]
+    endpoint: Endpoint,
+
+    /// Auth token, sent as `Authorization: Bearer <token>` when connecting
+    /// (never printed)
+    #[arg(long, env = "TUNNEL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Host header the local service sees: `rewrite` (the local host:port),
+    /// `preserve` (the public host), or any other value to send as is
+    #[arg(long, env = "TUNNEL_HOST_HEADER", default_value = "rewrite", value_name = "MODE|HOST")]
+    host_header: String,
+
+    /// How long the local service may take to answer one request, e.g. 30s,
+    /// 1500ms (visitors get 504 after it; the tunnel itself gives up at 25 s)
+    #[arg(long, env = "TUNNEL_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+
+    /// `text`: readable console lines on stdout, diagnostics on stderr;
+    /// `json`: one JSON log record per event on stdout
+    #[arg(long, env = "TUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// More diagnostics (-v info, -vv debug, -vvv trace); or set TUNNEL_LOG
+    /// to a tracing filter such as `agent=debug`
+    #[arg(short, long, action = ArgAction::Count, env = "TUNNEL_VERBOSE")]
+    verbose: u8,
+
+    /// Only problems: no banner or access lines
+    #[arg(short, long, env = "TUNNEL_QUIET", conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse().map_err(|e: agent::ConfigError| e.to_string())
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    s.parse().map_err(|e: agent::ConfigError| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    agent::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The local offset can only be read safely before any thread starts.
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, offset)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose, cli.log_format) {
+        (true, _, _) => "error",
+        (false, 0, LogFormat::Text) => "warn",
+        (false, 0, LogFormat::Json) => "info",
+        (false, 1, _) => "info",
+        (false, 2, _) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("TUNNEL_LOG").unwrap_or_else(|_| {
+        // Our crates at the chosen level, dependencies only when they warn.
+        let level = default;
+        EnvFilter::new(format!("warn,agent={level},tunnel={level}"))
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => builder.with_writer(std::io::stderr).with_target(false).init(),
+        LogFormat::Json => builder.json().with_writer(std::io::stdout).init(),
+    }
+}
+
+async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
+    if cli.timeout > protocol::limits::MAX_REQUEST_TIMEOUT {
+        tracing::warn!(
+            "--timeout {:?} is longer than the tunnel waits ({:?}): visitors will get 504 first",
+            cli.timeout,
+            protocol::limits::REQUEST_TIMEOUT
+        );
+    }
+    let mut config = Config::new(cli.endpoint.as_str(), cli.target.base())
+        .context("invalid configuration")?;
+    config.target = cli.target.clone();
+    config.token = cli.token.filter(|t| !t.is_empty()).map(agent::Token::new);
+    config.host_header = cli.host_header.parse::<HostHeader>().unwrap_or(HostHeader::Rewrite);
+    config.request_timeout = cli.timeout;
+
+    let mut console = Console::new(cli.target.base(), offset);
+    let print = cli.log_format == LogFormat::Text && !cli.quiet;
+    let mut handle = Agent::start(config);
+    let mut interrupts = 0u32;
+    loop {
+        tokio::select! {
+            event = handle.next_event() => {
+                let Some(event) = event else { break };
+                if cli.log_format == LogFormat::Json {
+                    log_event(&event);
+                } else if let Some(line) = console.render(&event) {
+                    let problem = matches!(event, Event::Disconnected { .. } | Event::ServerError { .. });
+                    if print || problem {
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "{line}");
+                    }
+                }
+                if event == Event::Stopped {
+                    break;
+                }
+            }
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("cannot listen for Ctrl-C")?;
+                interrupts += 1;
+                if interrupts > 1 {
+                    eprintln!("Stopped without waiting for requests in flight.");
+                    std::process::exit(130);
+                }
+                handle.request_shutdown();
+            }
+        }
+    }
+    match handle.wait().await {
+        Ok(()) => Ok(()),
+        Err(e @ AgentError::Unauthorized { .. }) => Err(anyhow::Error::new(e)),
+        Err(e) => Err(anyhow::Error::new(e).context("the tunnel agent stopped")),
+    }
+}
+
+/// JSON mode: every event as one structured record.
+fn log_event(event: &Event) {
+    match event {
+        Event::Connecting { attempt } => tracing::info!(attempt, "connecting"),
+        Event::Connected(e) => tracing::info!(
+            public_url = %e.public_url,
+            subdomain = %e.subdomain,
+            connection_id = %e.connection_id,
+            "forwarding"
+        ),
+        Event::Disconnected { reason } => tracing::warn!(%reason, "connection lost"),
+        Event::Reconnecting { delay, attempt } => {
+            tracing::info!(delay_ms = delay.as_millis() as u64, attempt, "reconnecting")
+        }
+        Event::Request(log) => match &log.outcome {
+            agent::RequestOutcome::Status(status) => tracing::info!(
+                request_id = %log.request_id,
+                method = %log.method,
+                path = %log.path,
+                status,
+                duration_ms = log.duration.as_millis() as u64,
+                "request"
+            ),
+            agent::RequestOutcome::Failed { code, message } => tracing::warn!(
+                request_id = %log.request_id,
+                method = %log.method,
+                path = %log.path,
+                code = ?code,
+                status = code.http_status(),
+                duration_ms = log.duration.as_millis() as u64,
+                %message,
+                "request failed"
+            ),
+        },
+        Event::ServerError { code, message } => {
+            tracing::warn!(code = ?code, %message, "server error")
+        }
+        Event::ShuttingDown { in_flight } => tracing::info!(in_flight, "shutting down"),
+        Event::Stopped => tracing::info!("stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_port_and_flags() {
+        let cli = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x.example.com/prod",
+            "--timeout",
+            "30s",
+            "--host-header",
+            "preserve",
+            "-vv",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.base(), "http://127.0.0.1:3000");
+        assert_eq!(cli.timeout, Duration::from_secs(30));
+        assert_eq!(cli.verbose, 2);
+        assert_eq!(cli.host_header, "preserve");
+    }
+
+    #[test]
+    fn explains_a_bad_endpoint_and_target() {
+        let err = Cli::try_parse_from(["tunnel", "3000", "--endpoint", "https://x"]).unwrap_err();
+        assert!(err.to_string().contains("wss://"), "{err}");
+        let err = Cli::try_parse_from(["tunnel", "abc def", "--endpoint", "wss://x/p"]).unwrap_err();
+        assert!(err.to_string().contains("neither a port nor a URL"), "{err}");
+    }
+}

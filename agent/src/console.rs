@@ -1,0 +1,167 @@
+//! The lines the CLI prints, ngrok style: the forwarding banner, one access
+//! line per request, problems in plain words. No bodies, no query values, no
+//! token.
+
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::agent::Event;
+use crate::forward::{RequestOutcome, humanize};
+
+/// Turns events into console lines; remembers the public URL so a reconnect
+/// that keeps it says so briefly.
+#[derive(Debug)]
+pub struct Console {
+    target: String,
+    offset: UtcOffset,
+    public_url: Option<String>,
+}
+
+impl Console {
+    /// `offset` is the local time zone, read once at startup (it cannot be
+    /// read safely once threads run).
+    pub fn new(target: impl Into<String>, offset: UtcOffset) -> Console {
+        Console {
+            target: target.into(),
+            offset,
+            public_url: None,
+        }
+    }
+
+    /// The line(s) to print for `event`, if any.
+    pub fn render(&mut self, event: &Event) -> Option<String> {
+        self.render_at(event, OffsetDateTime::now_utc())
+    }
+
+    pub fn render_at(&mut self, event: &Event, now: OffsetDateTime) -> Option<String> {
+        let time = now
+            .to_offset(self.offset)
+            .format(format_description!("[hour]:[minute]:[second]"))
+            .unwrap_or_default();
+        match event {
+            Event::Connecting { attempt: 0 } => Some("Connecting to the tunnel server…".into()),
+            Event::Connecting { .. } => None,
+            Event::Connected(e) => {
+                let line = if self.public_url.as_deref() == Some(e.public_url.as_str()) {
+                    format!("{time}  Reconnected: {} is live again", e.public_url)
+                } else {
+                    format!(
+                        "\nForwarding  {} -> {}\n\nPress Ctrl-C to stop.\n",
+                        e.public_url, self.target
+                    )
+                };
+                self.public_url = Some(e.public_url.clone());
+                Some(line)
+            }
+            Event::Disconnected { reason } => Some(format!("{time}  Connection lost ({reason})")),
+            Event::Reconnecting { delay, .. } => {
+                Some(format!("{time}  Reconnecting in {}…", humanize(*delay)))
+            }
+            Event::Request(log) => {
+                let result = match &log.outcome {
+                    RequestOutcome::Status(status) => format!(
+                        "{status} {}",
+                        http::StatusCode::from_u16(*status)
+                            .ok()
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("")
+                    ),
+                    RequestOutcome::Failed { code, message } => {
+                        format!("{} {message}", code.http_status())
+                    }
+                };
+                Some(format!(
+                    "{time}  {:<7} {:<40} {:<28} {:>6}",
+                    log.method,
+                    log.path,
+                    result.trim_end(),
+                    humanize_short(log.duration)
+                ))
+            }
+            Event::ServerError { message, .. } => {
+                Some(format!("{time}  The tunnel server reported: {message}"))
+            }
+            Event::ShuttingDown { in_flight: 0 } => Some("Shutting down…".into()),
+            Event::ShuttingDown { in_flight } => Some(format!(
+                "Shutting down: waiting for {in_flight} request(s) in flight… (Ctrl-C again to quit now)"
+            )),
+            Event::Stopped => None,
+        }
+    }
+}
+
+fn humanize_short(d: std::time::Duration) -> String {
+    if d.as_millis() < 10_000 {
+        format!("{} ms", d.as_millis())
+    } else {
+        humanize(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::RequestLog;
+    use protocol::{ConnectionEstablished, ErrorCode};
+    use std::time::Duration;
+
+    fn at() -> OffsetDateTime {
+        time::macros::datetime!(2026-11-25 21:30:01 UTC)
+    }
+
+    fn established(url: &str) -> Event {
+        Event::Connected(ConnectionEstablished {
+            connection_id: "c".into(),
+            subdomain: "abc".into(),
+            public_url: url.into(),
+        })
+    }
+
+    #[test]
+    fn banner_then_reconnect_line() {
+        let mut c = Console::new("http://127.0.0.1:3000", UtcOffset::UTC);
+        let first = c.render_at(&established("https://abc.example.com"), at()).unwrap();
+        assert!(first.contains("Forwarding  https://abc.example.com -> http://127.0.0.1:3000"));
+        let again = c.render_at(&established("https://abc.example.com"), at()).unwrap();
+        assert!(again.contains("Reconnected"), "{again}");
+        let moved = c.render_at(&established("https://xyz.example.com"), at()).unwrap();
+        assert!(moved.contains("Forwarding  https://xyz.example.com"));
+    }
+
+    #[test]
+    fn access_lines() {
+        let mut c = Console::new("http://127.0.0.1:3000", UtcOffset::UTC);
+        let ok = Event::Request(RequestLog {
+            request_id: "r".into(),
+            method: "GET".into(),
+            path: "/hooks?…".into(),
+            outcome: RequestOutcome::Status(200),
+            duration: Duration::from_millis(12),
+        });
+        let line = c.render_at(&ok, at()).unwrap();
+        assert!(line.starts_with("21:30:01  GET     /hooks?…"), "{line}");
+        assert!(line.contains("200 OK") && line.ends_with("12 ms"), "{line}");
+
+        let failed = Event::Request(RequestLog {
+            request_id: "r".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            outcome: RequestOutcome::Failed {
+                code: ErrorCode::LocalServiceUnavailable,
+                message: "local service at 127.0.0.1:3000 refused the connection — is it running?".into(),
+            },
+            duration: Duration::from_millis(1),
+        });
+        let line = c.render_at(&failed, at()).unwrap();
+        assert!(line.contains("502 local service at 127.0.0.1:3000 refused"), "{line}");
+    }
+
+    #[test]
+    fn reconnect_lines() {
+        let mut c = Console::new("t", UtcOffset::UTC);
+        let lost = Event::Disconnected { reason: "code 1001".into() };
+        assert_eq!(c.render_at(&lost, at()).unwrap(), "21:30:01  Connection lost (code 1001)");
+        let again = Event::Reconnecting { delay: Duration::from_millis(2100), attempt: 2 };
+        assert_eq!(c.render_at(&again, at()).unwrap(), "21:30:01  Reconnecting in 2.1 s…");
+    }
+}

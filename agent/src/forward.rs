@@ -1,0 +1,500 @@
+//! One visitor request → one local HTTP request → one protocol message.
+//!
+//! The URL is the local base plus the request's raw `uri`, concatenated. It
+//! then goes through `url::Url` (reqwest's URL type), which keeps `%2F`, `+`,
+//! `%20`, repeated and reordered query parameters as they are, but does
+//! normalise a few things a browser would have normalised anyway: `.` and `..`
+//! path segments are resolved, `\` in the path becomes `/`, and characters
+//! that are not allowed raw in a URL (space, `"`, `<`, `>`, `` ` ``, `{`, `}`
+//! in the path; space, `"`, `'`, `<`, `>` in the query) are percent-encoded.
+//! Requests that arrive through API Gateway are already in that form.
+//!
+//! reqwest is built without compression features, so bodies are never
+//! decompressed and no `Accept-Encoding` is added; redirects are never
+//! followed. reqwest adds `Accept: */*` when the visitor sent no `Accept`.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use protocol::limits::MAX_MESSAGE_BYTES;
+use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
+use tokio::time::Instant;
+
+use crate::config::{Config, HostHeader, Target};
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A response body this large can never fit in one message once base64'd.
+const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES / 4 * 3;
+
+/// What happened to one request, for the console (no bodies, no query values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLog {
+    pub request_id: String,
+    pub method: String,
+    /// The path; a query string is shown as `?…`.
+    pub path: String,
+    pub outcome: RequestOutcome,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// The local service answered with this status.
+    Status(u16),
+    /// The request failed; the visitor gets an error page.
+    Failed { code: ErrorCode, message: String },
+}
+
+/// Forwards requests to the local service through one pooled client.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+    target: Target,
+    host_header: HostHeader,
+    timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client for the local service")]
+pub struct ClientInitError(#[source] reqwest::Error);
+
+impl Forwarder {
+    pub fn new(config: &Config) -> Result<Forwarder, ClientInitError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(config.request_timeout)
+            .build()
+            .map_err(ClientInitError)?;
+        Ok(Forwarder {
+            client,
+            target: config.target.clone(),
+            host_header: config.host_header.clone(),
+            timeout: config.request_timeout,
+        })
+    }
+
+    /// Forwards `req` and returns the message to send back (a response or an
+    /// error, already checked against the message limit) and a log line.
+    pub async fn forward(&self, req: HttpRequest) -> (String, RequestLog) {
+        let started = Instant::now();
+        let request_id = req.request_id.clone();
+        let mut log = RequestLog {
+            request_id: request_id.clone(),
+            method: req.method.clone(),
+            path: display_path(&req.uri),
+            outcome: RequestOutcome::Status(0),
+            duration: Duration::ZERO,
+        };
+        let result = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the local service at {} did not answer within {}",
+                    self.target.authority(),
+                    humanize(self.timeout)
+                ),
+            )),
+        };
+        let elapsed = started.elapsed();
+        let (json, outcome) = match result {
+            Ok(mut response) => {
+                response.processing_time_ms = elapsed.as_millis() as u64;
+                let status = response.status_code;
+                match Message::HttpResponse(response).to_json() {
+                    Ok(json) => (json, RequestOutcome::Status(status)),
+                    Err(e) => failure_json(
+                        &request_id,
+                        Failure::new(
+                            ErrorCode::PayloadTooLarge,
+                            format!(
+                                "the local service's response is too large to carry through the tunnel ({e}); bodies up to about 96 KB fit for now"
+                            ),
+                        ),
+                    ),
+                }
+            }
+            Err(failure) => failure_json(&request_id, failure),
+        };
+        log.outcome = outcome;
+        log.duration = elapsed;
+        (json, log)
+    }
+
+    async fn exchange(&self, req: HttpRequest) -> Result<HttpResponse, Failure> {
+        let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+            Failure::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid HTTP method {:?}", req.method),
+            )
+        })?;
+        if !req.uri.starts_with('/') {
+            return Err(Failure::new(
+                ErrorCode::InvalidRequest,
+                "request target must start with '/'",
+            ));
+        }
+        let body = protocol::decode_body(&req.body).map_err(|e| {
+            Failure::new(
+                ErrorCode::InvalidRequest,
+                format!("request body is not valid base64: {e}"),
+            )
+        })?;
+        let url = reqwest::Url::parse(&self.target.url_for(&req.uri)).map_err(|e| {
+            Failure::new(
+                ErrorCode::InvalidRequest,
+                format!("request target is not a valid URL path: {e}"),
+            )
+        })?;
+        let had_length = req.headers.contains_key("content-length");
+        let headers = self.request_headers(&req.headers);
+        let mut builder = self.client.request(method, url).headers(headers);
+        if !body.is_empty() || had_length {
+            builder = builder.body(body);
+        }
+        let mut response = builder.send().await.map_err(|e| self.send_failure(&e))?;
+
+        let status_code = response.status().as_u16();
+        let headers = response_headers(response.headers());
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.body_failure(&e))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Failure::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "the local service's response body is over {} KB, too large to carry through the tunnel for now",
+                        MAX_BODY_BYTES / 1024
+                    ),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            request_id: req.request_id,
+            status_code,
+            headers,
+            body: protocol::encode_body(&body),
+            processing_time_ms: 0,
+        })
+    }
+
+    /// The visitor's headers minus hop-by-hop ones, with `Host` and the
+    /// `X-Forwarded-*` headers set.
+    fn request_headers(&self, incoming: &Headers) -> HeaderMap {
+        let dropped = connection_named(incoming.get("connection").into_iter().flatten());
+        let mut out = HeaderMap::new();
+        let mut original_host = None;
+        for (name, values) in incoming {
+            let lower = name.to_ascii_lowercase();
+            if lower == "host" {
+                original_host = values.first().cloned();
+                continue;
+            }
+            if lower == "content-length" || is_hop_by_hop(&lower, &dropped) {
+                continue;
+            }
+            let Ok(name) = HeaderName::from_bytes(lower.as_bytes()) else {
+                tracing::debug!(header = %lower, "dropping request header with an invalid name");
+                continue;
+            };
+            for value in values {
+                match HeaderValue::from_str(value) {
+                    Ok(v) => {
+                        out.append(name.clone(), v);
+                    }
+                    Err(_) => {
+                        tracing::debug!(header = %name, "dropping invalid request header value")
+                    }
+                }
+            }
+        }
+        let host = match &self.host_header {
+            HostHeader::Rewrite => None, // reqwest sets it from the URL
+            HostHeader::Preserve => original_host.clone(),
+            HostHeader::Custom(value) => Some(value.clone()),
+        };
+        if let Some(v) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            out.insert(http::header::HOST, v);
+        }
+        if !out.contains_key("x-forwarded-proto") {
+            out.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        }
+        if let Some(v) = original_host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            out.insert("x-forwarded-host", v);
+        }
+        out
+    }
+
+    fn send_failure(&self, e: &reqwest::Error) -> Failure {
+        let at = self.target.authority();
+        if e.is_timeout() {
+            return Failure::new(
+                ErrorCode::Timeout,
+                format!("the local service at {at} did not answer in time"),
+            );
+        }
+        if e.is_connect() {
+            if has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
+                return Failure::new(
+                    ErrorCode::LocalServiceUnavailable,
+                    format!("local service at {at} refused the connection — is it running?"),
+                );
+            }
+            return Failure::new(
+                ErrorCode::LocalServiceUnavailable,
+                format!(
+                    "could not connect to the local service at {at}: {}",
+                    error_chain(e)
+                ),
+            );
+        }
+        if e.is_builder() {
+            return Failure::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the request cannot be sent to the local service: {}",
+                    error_chain(e)
+                ),
+            );
+        }
+        Failure::new(
+            ErrorCode::LocalServiceUnavailable,
+            format!(
+                "the local service at {at} closed the connection without a valid answer: {}",
+                error_chain(e)
+            ),
+        )
+    }
+
+    fn body_failure(&self, e: &reqwest::Error) -> Failure {
+        Failure::new(
+            ErrorCode::LocalServiceUnavailable,
+            format!(
+                "the local service at {} failed while sending its response body: {}",
+                self.target.authority(),
+                error_chain(e)
+            ),
+        )
+    }
+}
+
+/// A request that gets an `error` message instead of a response.
+#[derive(Debug)]
+struct Failure {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn failure_json(request_id: &str, failure: Failure) -> (String, RequestOutcome) {
+    let json = error_json(Some(request_id), failure.code, &failure.message);
+    (
+        json,
+        RequestOutcome::Failed {
+            code: failure.code,
+            message: failure.message,
+        },
+    )
+}
+
+/// An `error` message; always small enough to send.
+pub(crate) fn error_json(request_id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    Message::Error(ErrorMessage {
+        request_id: request_id.map(str::to_owned),
+        code,
+        message: message.to_owned(),
+    })
+    .to_json()
+    .expect("an error message serializes within the limit")
+}
+
+/// The local service's headers minus hop-by-hop ones; repeats kept in order.
+fn response_headers(map: &HeaderMap) -> Headers {
+    let dropped = connection_named(
+        map.get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let mut out = Headers::new();
+    for (name, value) in map {
+        if is_hop_by_hop(name.as_str(), &dropped) {
+            continue;
+        }
+        out.entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    out
+}
+
+/// Header names listed in `Connection` (lowercase).
+fn connection_named<'a>(values: impl IntoIterator<Item = impl AsRef<str> + 'a>) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|v| {
+            v.as_ref()
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn is_hop_by_hop(lower: &str, connection_named: &[String]) -> bool {
+    HOP_BY_HOP.contains(&lower) || connection_named.iter().any(|n| n == lower)
+}
+
+/// The path for the console: query values can carry secrets, so a query
+/// string shows as `?…`.
+pub fn display_path(uri: &str) -> String {
+    match uri.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => uri.to_owned(),
+    }
+}
+
+fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == kind
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// `outer: inner: innermost`, for plain-words error texts.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        let s = err.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = err.source();
+    }
+    text
+}
+
+pub(crate) fn humanize(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[&str])]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect()
+    }
+
+    fn forwarder(host: HostHeader) -> Forwarder {
+        let mut config = Config::new("ws://127.0.0.1:1/x", "3000").unwrap();
+        config.host_header = host;
+        Forwarder::new(&config).unwrap()
+    }
+
+    #[test]
+    fn request_headers_drop_hop_by_hop_and_add_forwarded() {
+        let f = forwarder(HostHeader::Rewrite);
+        let out = f.request_headers(&headers(&[
+            ("host", &["abc.tunnel.example.com"]),
+            ("connection", &["keep-alive, X-Secret-Hop"]),
+            ("x-secret-hop", &["1"]),
+            ("keep-alive", &["timeout=5"]),
+            ("te", &["trailers"]),
+            ("transfer-encoding", &["chunked"]),
+            ("upgrade", &["websocket"]),
+            ("proxy-authorization", &["Basic x"]),
+            ("content-length", &["3"]),
+            ("accept", &["a", "b"]),
+            ("x-forwarded-for", &["203.0.113.7"]),
+        ]));
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "content-length",
+            "host",
+        ] {
+            assert!(!names.contains(&gone), "{gone} forwarded: {names:?}");
+        }
+        let accept: Vec<_> = out.get_all("accept").iter().collect();
+        assert_eq!(accept, ["a", "b"]);
+        assert_eq!(out["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out["x-forwarded-host"], "abc.tunnel.example.com");
+    }
+
+    #[test]
+    fn host_header_modes() {
+        let incoming = headers(&[("host", &["pub.example.com"]), ("x-forwarded-proto", &["http"])]);
+        let preserve = forwarder(HostHeader::Preserve).request_headers(&incoming);
+        assert_eq!(preserve["host"], "pub.example.com");
+        assert_eq!(preserve["x-forwarded-proto"], "http");
+        let custom = forwarder(HostHeader::Custom("api.test".into())).request_headers(&incoming);
+        assert_eq!(custom["host"], "api.test");
+    }
+
+    #[test]
+    fn response_headers_keep_repeats_and_drop_hop_by_hop() {
+        let mut map = HeaderMap::new();
+        map.append("set-cookie", HeaderValue::from_static("a=1"));
+        map.append("set-cookie", HeaderValue::from_static("b=2"));
+        map.append("connection", HeaderValue::from_static("x-hop"));
+        map.append("x-hop", HeaderValue::from_static("1"));
+        map.append("transfer-encoding", HeaderValue::from_static("chunked"));
+        map.append("content-encoding", HeaderValue::from_static("gzip"));
+        let out = response_headers(&map);
+        assert_eq!(out["set-cookie"], ["a=1", "b=2"]);
+        assert_eq!(out["content-encoding"], ["gzip"]);
+        assert_eq!(out.len(), 2, "{out:?}");
+    }
+
+    #[test]
+    fn console_path_hides_query_values() {
+        assert_eq!(display_path("/hook?token=secret"), "/hook?…");
+        assert_eq!(display_path("/a/b"), "/a/b");
+    }
+}

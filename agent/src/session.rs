@@ -1,0 +1,457 @@
+//! One WebSocket connection at a time, and the loop that reconnects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::HeaderValue;
+use protocol::limits::MAX_MESSAGE_BYTES;
+use protocol::{ConnectionEstablished, ErrorCode, HttpRequest, Message, ProtocolError, Ready};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument as _;
+
+use crate::agent::{AgentError, ConnectionState, Event};
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::forward::{Forwarder, error_chain, error_json, humanize};
+use crate::frames::text_frames;
+use crate::heartbeat::{Beat, Heartbeat};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the supervisor shares with each connection.
+pub(crate) struct Ctx {
+    pub events: broadcast::Sender<Event>,
+    pub state: watch::Sender<ConnectionState>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn shutdown_requested(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Resolves once shutdown is requested (or the handle is gone).
+    async fn shutdown_signal(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// How one connection ended.
+enum End {
+    /// Shutdown requested and done.
+    Shutdown,
+    /// Do not retry.
+    Fatal(AgentError),
+    /// Retry after a delay. `up_for` is how long it was established.
+    Lost { reason: String, up_for: Duration },
+}
+
+/// Connects, serves and reconnects with backoff until shutdown or a fatal
+/// error.
+pub(crate) async fn supervise(
+    config: &Config,
+    forwarder: Arc<Forwarder>,
+    ctx: &Ctx,
+) -> Result<(), AgentError> {
+    let mut backoff = Backoff::new(config.backoff);
+    loop {
+        if ctx.shutdown_requested() {
+            return Ok(());
+        }
+        ctx.emit(Event::Connecting {
+            attempt: backoff.attempt(),
+        });
+        let end = connection(config, &forwarder, ctx).await;
+        let (reason, up_for) = match end {
+            End::Shutdown => return Ok(()),
+            End::Fatal(err) => {
+                tracing::error!(error = %err, "giving up");
+                return Err(err);
+            }
+            End::Lost { reason, up_for } => (reason, up_for),
+        };
+        backoff.connection_ended(up_for);
+        let attempt = backoff.attempt();
+        let delay = backoff.next_delay();
+        tracing::warn!(%reason, delay = %humanize(delay), "connection lost; reconnecting");
+        ctx.emit(Event::Disconnected {
+            reason: reason.clone(),
+        });
+        ctx.emit(Event::Reconnecting { delay, attempt });
+        let _ = ctx
+            .state
+            .send(ConnectionState::Reconnecting { delay, reason });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.shutdown_signal() => return Ok(()),
+        }
+        let _ = ctx.state.send(ConnectionState::Connecting);
+    }
+}
+
+/// Opens the WebSocket with the handshake headers.
+async fn connect(config: &Config) -> Result<Ws, End> {
+    let lost = |reason: String| End::Lost {
+        reason,
+        up_for: Duration::ZERO,
+    };
+    let mut request = config
+        .endpoint
+        .as_str()
+        .into_client_request()
+        .map_err(|e| lost(format!("invalid endpoint: {e}")))?;
+    let headers = request.headers_mut();
+    if let Some(token) = &config.token {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| lost("the token contains characters not allowed in a header".into()))?;
+        value.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    headers.insert(
+        protocol::HEADER_AGENT_VERSION,
+        HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    headers.insert(
+        protocol::HEADER_AGENT_PLATFORM,
+        HeaderValue::from_str(&platform()).expect("platform is ASCII"),
+    );
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(4 * MAX_MESSAGE_BYTES));
+    let handshake = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    match tokio::time::timeout(config.connect_timeout, handshake).await {
+        Err(_) => Err(lost(format!(
+            "no answer from {} within {}",
+            config.endpoint,
+            humanize(config.connect_timeout)
+        ))),
+        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            if status == 401 || status == 403 {
+                Err(End::Fatal(AgentError::Unauthorized { status }))
+            } else {
+                Err(lost(format!(
+                    "the server answered the handshake with HTTP {status}{}",
+                    if status == 404 {
+                        " (is the stage in the endpoint URL right?)"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        }
+        Ok(Err(e)) => Err(lost(format!(
+            "could not connect to {}: {}",
+            config.endpoint,
+            error_chain(&e)
+        ))),
+    }
+}
+
+/// Resolves once shutdown is requested (or the handle is gone).
+async fn stop_requested(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// `linux-x86_64`, `macos-aarch64`…
+fn platform() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+async fn send_json(sink: &mut Ws, json: String) -> Result<(), tungstenite::Error> {
+    for frame in text_frames(json) {
+        sink.feed(frame).await?;
+    }
+    sink.flush().await
+}
+
+/// One connection, from handshake to its end.
+async fn connection(config: &Config, forwarder: &Arc<Forwarder>, ctx: &Ctx) -> End {
+    let ws = tokio::select! {
+        ws = connect(config) => ws,
+        () = ctx.shutdown_signal() => return End::Shutdown,
+    };
+    let mut ws = match ws {
+        Ok(ws) => ws,
+        Err(end) => return end,
+    };
+    let mut conn = Connection {
+        config,
+        ctx,
+        forwarder,
+        tasks: JoinSet::new(),
+        in_flight: HashMap::new(),
+        established_at: None,
+        out: mpsc::channel(64),
+    };
+    let end = conn.serve(&mut ws).await;
+    // Nothing outlives the connection: responses could not be delivered on
+    // another one anyway.
+    conn.tasks.abort_all();
+    end
+}
+
+struct Connection<'a> {
+    config: &'a Config,
+    ctx: &'a Ctx,
+    forwarder: &'a Arc<Forwarder>,
+    tasks: JoinSet<()>,
+    in_flight: HashMap<tokio::task::Id, String>,
+    established_at: Option<Instant>,
+    out: (mpsc::Sender<String>, mpsc::Receiver<String>),
+}
+
+impl Connection<'_> {
+    fn lost(&self, reason: impl Into<String>) -> End {
+        End::Lost {
+            reason: reason.into(),
+            up_for: self.established_at.map_or(Duration::ZERO, |t| t.elapsed()),
+        }
+    }
+
+    async fn serve(&mut self, ws: &mut Ws) -> End {
+        let ready = Message::Ready(Ready {}).to_json().expect("ready serializes");
+        if let Err(e) = send_json(ws, ready).await {
+            return self.lost(format!("could not send ready: {}", error_chain(&e)));
+        }
+        let now = Instant::now();
+        let mut heartbeat = Heartbeat::new(self.config.dead_after, now);
+        let mut ticks = tokio::time::interval_at(
+            now + self.config.heartbeat_interval,
+            self.config.heartbeat_interval,
+        );
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let establish_deadline = tokio::time::sleep(self.config.establish_timeout);
+        tokio::pin!(establish_deadline);
+        let mut shutdown = self.ctx.shutdown.clone();
+        let mut draining: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+
+        loop {
+            if draining.is_some() && self.tasks.is_empty() {
+                return self.close(ws).await;
+            }
+            tokio::select! {
+                () = stop_requested(&mut shutdown), if draining.is_none() => {
+                    let in_flight = self.tasks.len();
+                    tracing::info!(in_flight, "shutting down");
+                    self.ctx.emit(Event::ShuttingDown { in_flight });
+                    draining = Some(Box::pin(tokio::time::sleep(self.config.shutdown_grace)));
+                }
+                () = async { draining.as_mut().expect("guarded").await }, if draining.is_some() => {
+                    self.fail_in_flight(ws).await;
+                    return self.close(ws).await;
+                }
+                frame = ws.next() => {
+                    heartbeat.heard(Instant::now());
+                    match frame {
+                        None => return self.lost("the server closed the connection"),
+                        Some(Err(e)) => return self.lost(format!("connection error: {}", error_chain(&e))),
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if let Err(end) = self.on_text(ws, text.as_str(), draining.is_some()).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(WsMessage::Close(frame))) => {
+                            let why = frame.map_or_else(
+                                || "no reason given".to_owned(),
+                                |f| format!("code {}{}", u16::from(f.code), if f.reason.is_empty() { String::new() } else { format!(", {}", f.reason) }),
+                            );
+                            return self.lost(format!("the server closed the connection ({why})"));
+                        }
+                        Some(Ok(WsMessage::Binary(b))) => {
+                            tracing::warn!(bytes = b.len(), "ignoring a binary message from the server");
+                        }
+                        Some(Ok(_)) => {} // WebSocket ping/pong: answered by tungstenite
+                    }
+                }
+                Some(json) = self.out.1.recv() => {
+                    if let Err(e) = send_json(ws, json).await {
+                        return self.lost(format!("could not send a response: {}", error_chain(&e)));
+                    }
+                }
+                Some(joined) = self.tasks.join_next_with_id() => {
+                    let id = match &joined { Ok((id, ())) => *id, Err(e) => e.id() };
+                    let request_id = self.in_flight.remove(&id);
+                    if let Err(e) = joined && e.is_panic() {
+                        tracing::error!(?request_id, "request task panicked");
+                        if let Some(rid) = request_id {
+                            let json = error_json(Some(&rid), ErrorCode::InternalError, "the tunnel agent failed while handling this request");
+                            if let Err(e) = send_json(ws, json).await {
+                                return self.lost(format!("could not send an error: {}", error_chain(&e)));
+                            }
+                        }
+                    }
+                    if draining.is_some() && self.tasks.is_empty() {
+                        // The last responses are queued; send them before closing.
+                        while let Ok(json) = self.out.1.try_recv() {
+                            if let Err(e) = send_json(ws, json).await {
+                                return self.lost(format!("could not send a response: {}", error_chain(&e)));
+                            }
+                        }
+                    }
+                }
+                _ = ticks.tick() => match heartbeat.tick(Instant::now()) {
+                    Beat::Dead { silent_for } => {
+                        return self.lost(format!("no message from the server for {}; the link looks dead", humanize(silent_for)));
+                    }
+                    Beat::Ping => {
+                        let ping = Message::Ping.to_json().expect("ping serializes");
+                        if let Err(e) = send_json(ws, ping).await {
+                            return self.lost(format!("could not send a ping: {}", error_chain(&e)));
+                        }
+                    }
+                },
+                () = &mut establish_deadline, if self.established_at.is_none() && draining.is_none() => {
+                    return self.lost(format!("the server did not confirm the tunnel within {}", humanize(self.config.establish_timeout)));
+                }
+            }
+        }
+    }
+
+    /// Handles one text message from the server.
+    async fn on_text(&mut self, ws: &mut Ws, text: &str, draining: bool) -> Result<(), End> {
+        let message = match Message::from_json(text) {
+            Ok(m) => m,
+            Err(ProtocolError::Malformed(e)) => {
+                // Never the text itself: it may carry a body.
+                tracing::warn!(bytes = text.len(), kind = ?e.classify(), line = e.line(), column = e.column(), "ignoring a malformed message from the server");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a message from the server");
+                return Ok(());
+            }
+        };
+        match message {
+            Message::ConnectionEstablished(established) => self.on_established(established),
+            Message::HttpRequest(request) if draining => {
+                let json = error_json(
+                    Some(&request.request_id),
+                    ErrorCode::LocalServiceUnavailable,
+                    "the tunnel agent is shutting down",
+                );
+                send_json(ws, json).await.map_err(|e| {
+                    self.lost(format!("could not send an error: {}", error_chain(&e)))
+                })?;
+            }
+            Message::HttpRequest(request) => self.spawn_request(request),
+            Message::Ping => {
+                let pong = Message::Pong.to_json().expect("pong serializes");
+                send_json(ws, pong).await.map_err(|e| {
+                    self.lost(format!("could not send a pong: {}", error_chain(&e)))
+                })?;
+            }
+            Message::Pong => {}
+            Message::Error(err) => {
+                tracing::warn!(code = ?err.code, request_id = ?err.request_id, message = %err.message, "error from the server");
+                if err.request_id.is_none() {
+                    self.ctx.emit(Event::ServerError {
+                        code: err.code,
+                        message: err.message,
+                    });
+                }
+            }
+            other @ (Message::Ready(_) | Message::HttpResponse(_) | Message::Unknown) => {
+                tracing::warn!(
+                    kind = other.kind(),
+                    "ignoring an unexpected message from the server"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn on_established(&mut self, established: ConnectionEstablished) {
+        tracing::info!(
+            public_url = %established.public_url,
+            subdomain = %established.subdomain,
+            connection_id = %established.connection_id,
+            "tunnel established"
+        );
+        if self.established_at.is_none() {
+            self.established_at = Some(Instant::now());
+        }
+        let _ = self
+            .ctx
+            .state
+            .send(ConnectionState::Connected(established.clone()));
+        self.ctx.emit(Event::Connected(established));
+    }
+
+    fn spawn_request(&mut self, request: HttpRequest) {
+        let forwarder = Arc::clone(self.forwarder);
+        let out = self.out.0.clone();
+        let events = self.ctx.events.clone();
+        let request_id = request.request_id.clone();
+        let span = tracing::info_span!("request", id = %request_id);
+        let handle = self.tasks.spawn(
+            async move {
+                let (json, log) = forwarder.forward(request).await;
+                tracing::debug!(outcome = ?log.outcome, duration = ?log.duration, "request done");
+                let _ = out.send(json).await;
+                let _ = events.send(Event::Request(log));
+            }
+            .instrument(span),
+        );
+        self.in_flight.insert(handle.id(), request_id);
+    }
+
+    /// Grace period over: abort what is left and tell the server.
+    async fn fail_in_flight(&mut self, ws: &mut Ws) {
+        self.tasks.abort_all();
+        // Tasks that finished before the abort have queued their response.
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            if let Ok((id, ())) = joined {
+                self.in_flight.remove(&id);
+            }
+        }
+        // Responses that made it into the queue still go out.
+        while let Ok(json) = self.out.1.try_recv() {
+            if send_json(ws, json).await.is_err() {
+                return;
+            }
+        }
+        for (_, request_id) in self.in_flight.drain() {
+            let json = error_json(
+                Some(&request_id),
+                ErrorCode::LocalServiceUnavailable,
+                "the tunnel agent shut down before the local service answered",
+            );
+            if send_json(ws, json).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the server's answer.
+    async fn close(&mut self, ws: &mut Ws) -> End {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "agent shutting down".into(),
+        };
+        if ws.close(Some(frame)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
+        }
+        End::Shutdown
+    }
+}
