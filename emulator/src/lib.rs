@@ -1,1 +1,44 @@
+//! A local emulator of API Gateway (WebSocket API, HTTP API, `@connections`
+//! management API) and of the Lambda Runtime API, running real custom-runtime
+//! Lambda binaries the way AWS runs them. It knows nothing about what those
+//! functions do.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), emulator::EmulatorError> {
+//! let config = emulator::Config::from_toml_file("emulator.toml".as_ref())?;
+//! let emulator = emulator::Emulator::start(config).await?;
+//! println!("{}", emulator.websocket_url());
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML / struct configuration and `${…}` placeholders.
+//! - [`emulator`]: [`Emulator`], the handle that owns every listener, task and process.
+//! - [`lambda`]: function pools, one process per concurrent invocation, and the
+//!   per-process Runtime API server (`lambda::runtime_api`).
+//! - [`websocket`]: the WebSocket API (`$connect`/MESSAGE/`$disconnect`) and the
+//!   `@connections` management API, which share one listener.
+//! - [`http_api`]: the HTTP API, payload format 2.0.
+//! - [`counters`]: per-function invocation counters for benchmarks.
+//! - [`limits`]: every AWS limit and timeout the emulator enforces, in one place.
+//! - `util` (private): ids, timestamps, small HTTP helpers.
 
+pub mod config;
+pub mod counters;
+pub mod emulator;
+pub mod error;
+pub mod http_api;
+pub mod lambda;
+pub mod limits;
+pub mod websocket;
+
+mod util;
+
+pub use config::{Config, FunctionConfig, HttpConfig, LimitsConfig, ListenConfig, WebSocketConfig};
+pub use counters::{Counters, FunctionCounters};
+pub use emulator::{Emulator, EmulatorBuilder};
+pub use lambda::{LogLine, LogSink, LogStream};
+pub use error::EmulatorError;
+pub use lambda::InvokeError;

@@ -1,0 +1,227 @@
+//! [`Emulator`]: starts the listeners and function pools from a [`Config`] and
+//! owns them; dropping it (or [`Emulator::shutdown`]) stops every task and
+//! kills every function process.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::{
+    config::{Config, Placeholders},
+    counters::Counters,
+    error::EmulatorError,
+    http_api::{self, HttpSettings},
+    lambda::{AwsEnvironment, FunctionSpec, Functions},
+    limits::WS_INTEGRATION_TIMEOUT,
+    util::{self, AbortOnDrop, Tasks, json_response},
+    websocket::{WebSocketApi, WebSocketSettings},
+};
+
+pub use crate::lambda::{LogLine, LogSink, LogStream};
+
+/// Options beyond the config: where function output goes, pre-bound listeners.
+#[derive(Debug)]
+pub struct EmulatorBuilder {
+    config: Config,
+    log_sink: LogSink,
+    websocket_listener: Option<std::net::TcpListener>,
+    http_listener: Option<std::net::TcpListener>,
+}
+
+impl EmulatorBuilder {
+    /// Where function stdout/stderr lines go (default: the emulator's stderr).
+    pub fn log_sink(mut self, sink: LogSink) -> Self {
+        self.log_sink = sink;
+        self
+    }
+
+    /// Serve the WebSocket API on this socket instead of `listen.websocket`.
+    pub fn websocket_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.websocket_listener = Some(listener);
+        self
+    }
+
+    /// Serve the HTTP API on this socket instead of `listen.http`.
+    pub fn http_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.http_listener = Some(listener);
+        self
+    }
+
+    pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        let config = self.config;
+        config.validate()?;
+        let websocket = listen(self.websocket_listener, config.listen.websocket).await?;
+        let http = listen(self.http_listener, config.listen.http).await?;
+        let websocket_addr = websocket.local_addr().map_err(EmulatorError::Listener)?;
+        let http_addr = http.local_addr().map_err(EmulatorError::Listener)?;
+        let placeholders = Placeholders {
+            management_endpoint: format!("http://{}/{}", url_host(websocket_addr), config.stage),
+            websocket_url: format!("ws://{}/{}", url_host(websocket_addr), config.stage),
+            http_url: format!("http://{}", url_host(http_addr)),
+        };
+
+        let aws = AwsEnvironment::from_parent(config.region.as_deref(), &config.account_id);
+        let functions = Functions::new(
+            config
+                .functions
+                .iter()
+                .map(|f| (FunctionSpec::new(f, &aws, &placeholders, self.log_sink.clone()), f.concurrency))
+                .collect(),
+        );
+
+        let websocket_api = WebSocketApi::new(
+            WebSocketSettings {
+                stage: config.stage.clone(),
+                api_id: config.websocket.api_id.clone().unwrap_or_else(|| "localwsapi".into()),
+                routes: config.websocket.routes.clone(),
+                idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
+                max_age: Duration::from_secs(config.limits.max_connection_age_secs),
+                integration_timeout: config
+                    .websocket
+                    .integration_timeout_secs
+                    .map_or(WS_INTEGRATION_TIMEOUT, Duration::from_secs),
+                port: websocket_addr.port(),
+            },
+            functions.clone(),
+        );
+        let websocket_connections = Tasks::default();
+        let websocket_server = {
+            let api = websocket_api.clone();
+            util::serve(websocket, websocket_connections.clone(), "websocket", move |peer, req| {
+                api.clone().handle(peer, req)
+            })
+        };
+
+        let http_settings = config.http.as_ref().map(|h| {
+            Arc::new(HttpSettings {
+                function: h.function.clone(),
+                timeout: Duration::from_secs(h.timeout_secs),
+                api_id: h.api_id.clone().unwrap_or_else(|| "localhttp1".into()),
+                account_id: config.account_id.clone(),
+                port: http_addr.port(),
+            })
+        });
+        let http_connections = Tasks::default();
+        let http_server = {
+            let functions = functions.clone();
+            util::serve(http, http_connections.clone(), "http", move |peer, req| {
+                let functions = functions.clone();
+                let settings = http_settings.clone();
+                async move {
+                    match settings {
+                        Some(settings) => http_api::handle(&settings, &functions, peer, req).await,
+                        None => json_response(http::StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#),
+                    }
+                }
+            })
+        };
+
+        let emulator = Emulator {
+            placeholders,
+            websocket_addr,
+            http_addr,
+            functions,
+            servers: vec![websocket_server, http_server],
+            tasks: vec![websocket_connections, http_connections, websocket_api.tasks()],
+        };
+        info!(websocket = %emulator.websocket_url(), http = %emulator.http_url(), "emulator started");
+        Ok(emulator)
+    }
+}
+
+async fn listen(given: Option<std::net::TcpListener>, addr: SocketAddr) -> Result<TcpListener, EmulatorError> {
+    match given {
+        Some(listener) => {
+            listener.set_nonblocking(true).map_err(EmulatorError::Listener)?;
+            TcpListener::from_std(listener).map_err(EmulatorError::Listener)
+        }
+        None => TcpListener::bind(addr).await.map_err(|source| EmulatorError::Bind { addr, source }),
+    }
+}
+
+/// `host:port` to put in a URL: a wildcard bind is reached on loopback.
+fn url_host(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback = if addr.is_ipv4() { "127.0.0.1".parse() } else { "::1".parse() };
+        SocketAddr::new(loopback.unwrap_or(addr.ip()), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// A running emulator. Dropping it stops everything, also when a test panics.
+#[derive(Debug)]
+pub struct Emulator {
+    placeholders: Placeholders,
+    websocket_addr: SocketAddr,
+    http_addr: SocketAddr,
+    functions: Functions,
+    servers: Vec<AbortOnDrop>,
+    tasks: Vec<Tasks>,
+}
+
+impl Emulator {
+    /// Binds the listeners of `config` and starts serving.
+    pub async fn start(config: Config) -> Result<Self, EmulatorError> {
+        Self::builder(config).start().await
+    }
+
+    pub fn builder(config: Config) -> EmulatorBuilder {
+        EmulatorBuilder { config, log_sink: LogSink::default(), websocket_listener: None, http_listener: None }
+    }
+
+    /// `ws://HOST:PORT/{stage}`.
+    pub fn websocket_url(&self) -> &str {
+        &self.placeholders.websocket_url
+    }
+
+    /// `http://HOST:PORT/{stage}`: the `endpoint_url` of the management API client.
+    pub fn management_endpoint(&self) -> &str {
+        &self.placeholders.management_endpoint
+    }
+
+    /// `http://HOST:PORT` of the HTTP API (`$default` stage).
+    pub fn http_url(&self) -> &str {
+        &self.placeholders.http_url
+    }
+
+    /// `http://HOST:PORT/_emulator/counters`.
+    pub fn counters_url(&self) -> String {
+        format!("http://{}/_emulator/counters", url_host(self.websocket_addr))
+    }
+
+    pub fn websocket_addr(&self) -> SocketAddr {
+        self.websocket_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// A snapshot of every function's counters.
+    pub fn counters(&self) -> Counters {
+        self.functions.counters()
+    }
+
+    /// Stops listening, ends connections and kills every function process.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        // Let the aborted tasks run their destructors.
+        tokio::task::yield_now().await;
+    }
+
+    fn stop(&mut self) {
+        self.servers.clear();
+        for tasks in &self.tasks {
+            tasks.abort_all();
+        }
+        self.functions.close();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

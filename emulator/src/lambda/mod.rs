@@ -1,0 +1,308 @@
+//! Lambda: a pool of processes per function, scaled out on demand up to the
+//! function's concurrency, one invocation per process at a time, warm
+//! processes reused. Invocation and result meet through `mpsc` + `oneshot`
+//! (see [`runtime_api`]).
+
+pub(crate) mod runtime_api;
+mod worker;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{Instrument as _, info_span};
+
+use crate::{
+    config::{FunctionConfig, Placeholders},
+    counters::{Counters, LiveCounters},
+    limits::LAMBDA_PAYLOAD_MAX,
+    util::Tasks,
+};
+use worker::{LiveGroups, Worker};
+
+/// Why an invocation failed. API Gateway maps each one to its own status.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("the function returned an error ({error_type}): {message}")]
+    Function { error_type: String, message: String },
+    #[error("the function timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("the function's init phase failed ({error_type}): {message}")]
+    Init { error_type: String, message: String },
+    #[error("the function's init phase did not reach /next within {0:?}")]
+    InitTimeout(Duration),
+    #[error("the function process exited during the invocation ({0})")]
+    Crashed(String),
+    #[error("cannot start the function binary {binary}")]
+    Spawn {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the request payload is larger than {LAMBDA_PAYLOAD_MAX} bytes")]
+    RequestTooLarge,
+    #[error("the response payload is larger than {LAMBDA_PAYLOAD_MAX} bytes")]
+    ResponseTooLarge,
+    #[error("no function named {0:?}")]
+    UnknownFunction(String),
+    #[error("the emulator is shutting down")]
+    ShuttingDown,
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a function's output.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub function: Arc<str>,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+/// Where function output goes.
+#[derive(Clone, Default)]
+pub enum LogSink {
+    /// The emulator's stderr, each line prefixed with `[function]`.
+    #[default]
+    Stderr,
+    /// A channel, for tests.
+    Channel(mpsc::UnboundedSender<LogLine>),
+    /// Nowhere.
+    Discard,
+}
+
+impl fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stderr => "Stderr",
+            Self::Channel(_) => "Channel",
+            Self::Discard => "Discard",
+        })
+    }
+}
+
+impl LogSink {
+    pub(crate) fn write(&self, line: LogLine) {
+        match self {
+            Self::Stderr => eprintln!("[{}] {}", line.function, line.line),
+            Self::Channel(tx) => {
+                let _ = tx.send(line);
+            }
+            Self::Discard => {}
+        }
+    }
+}
+
+/// Everything a process of one function is started with.
+#[derive(Debug)]
+pub(crate) struct FunctionSpec {
+    pub name: Arc<str>,
+    pub arn: String,
+    pub binary: PathBuf,
+    /// The full environment (Lambda's variables and the function's own).
+    pub environment: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub counters: Arc<LiveCounters>,
+    pub log_sink: LogSink,
+}
+
+/// AWS settings given to every function.
+#[derive(Debug, Clone)]
+pub(crate) struct AwsEnvironment {
+    pub region: String,
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl AwsEnvironment {
+    /// The parent's region and credentials if set, local dummies otherwise.
+    pub fn from_parent(config_region: Option<&str>, account_id: &str) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .or_else(|| config_region.map(str::to_owned))
+                .unwrap_or_else(|| "us-east-1".into()),
+            account_id: account_id.to_owned(),
+            access_key_id: var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "local".into()),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "local".into()),
+            session_token: var("AWS_SESSION_TOKEN"),
+        }
+    }
+}
+
+impl FunctionSpec {
+    pub fn new(
+        config: &FunctionConfig,
+        aws: &AwsEnvironment,
+        placeholders: &Placeholders,
+        log_sink: LogSink,
+    ) -> Self {
+        let mut env = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            env.insert(k.to_owned(), v);
+        };
+        // What Lambda's provided.al2023 runtime gives every process.
+        set("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
+        set("LANG", "en_US.UTF-8".into());
+        set("TZ", ":UTC".into());
+        set("AWS_LAMBDA_FUNCTION_NAME", config.name.clone());
+        set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", config.memory_mb.to_string());
+        set("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into());
+        set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", config.name));
+        set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+        set("AWS_REGION", aws.region.clone());
+        set("AWS_DEFAULT_REGION", aws.region.clone());
+        set("AWS_ACCESS_KEY_ID", aws.access_key_id.clone());
+        set("AWS_SECRET_ACCESS_KEY", aws.secret_access_key.clone());
+        if let Some(token) = &aws.session_token {
+            set("AWS_SESSION_TOKEN", token.clone());
+        }
+        set("_HANDLER", "bootstrap".into());
+        if let Some(dir) = config.binary.parent().filter(|d| !d.as_os_str().is_empty()) {
+            set("LAMBDA_TASK_ROOT", dir.display().to_string());
+        }
+        for (key, value) in &config.environment {
+            set(key, placeholders.expand(value));
+        }
+        Self {
+            name: Arc::from(config.name.as_str()),
+            arn: format!("arn:aws:lambda:{}:{}:function:{}", aws.region, aws.account_id, config.name),
+            binary: config.binary.clone(),
+            environment: env,
+            timeout: Duration::from_secs(config.timeout_secs),
+            counters: Arc::new(LiveCounters::default()),
+            log_sink,
+        }
+    }
+}
+
+/// The processes of one function.
+#[derive(Debug)]
+pub(crate) struct FunctionPool {
+    spec: FunctionSpec,
+    permits: Semaphore,
+    idle: Mutex<Vec<Worker>>,
+    live: LiveGroups,
+    log_tasks: Tasks,
+    closed: AtomicBool,
+}
+
+impl FunctionPool {
+    fn new(spec: FunctionSpec, concurrency: usize) -> Self {
+        Self {
+            spec,
+            permits: Semaphore::new(concurrency),
+            idle: Mutex::new(Vec::new()),
+            live: LiveGroups::default(),
+            log_tasks: Tasks::default(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
+        self.spec.counters.invocation();
+        let result = self
+            .invoke_inner(payload)
+            .instrument(info_span!("invoke", function = %self.spec.name))
+            .await;
+        if result.is_err() {
+            self.spec.counters.error();
+        }
+        result
+    }
+
+    async fn invoke_inner(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
+        if payload.len() > LAMBDA_PAYLOAD_MAX {
+            return Err(InvokeError::RequestTooLarge);
+        }
+        // Over the concurrency limit invocations wait for a process (AWS
+        // would throttle); see the README.
+        let _permit = self.permits.acquire().await.map_err(|_| InvokeError::ShuttingDown)?;
+        let worker = loop {
+            let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match popped {
+                Some(worker) if worker.is_alive() => break worker,
+                // Died while idle: dropping it cleans up; the next one is cold.
+                Some(_dead) => continue,
+                None => break Worker::spawn(&self.spec, &self.live, &self.log_tasks).await?,
+            }
+        };
+        let result = worker.invoke(payload, self.spec.timeout).await;
+        let reusable = matches!(
+            result,
+            Ok(_) | Err(InvokeError::Function { .. } | InvokeError::ResponseTooLarge)
+        ) && worker.is_alive();
+        if reusable && !self.closed.load(Ordering::Relaxed) {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
+        }
+        // Otherwise the worker is dropped here, which kills its process.
+        result
+    }
+
+    /// Kills every process now, idle or busy; synchronous so that `Drop` can use it.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.permits.close();
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let live: Vec<i32> = self.live.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        for pgid in live {
+            worker::kill_group(pgid);
+        }
+        self.log_tasks.abort_all();
+    }
+}
+
+/// All functions, by name.
+#[derive(Debug, Clone)]
+pub(crate) struct Functions(Arc<HashMap<String, FunctionPool>>);
+
+impl Functions {
+    pub fn new(specs: Vec<(FunctionSpec, usize)>) -> Self {
+        Self(Arc::new(
+            specs
+                .into_iter()
+                .map(|(spec, concurrency)| (spec.name.to_string(), FunctionPool::new(spec, concurrency)))
+                .collect(),
+        ))
+    }
+
+    pub async fn invoke(&self, function: &str, payload: Bytes) -> Result<Bytes, InvokeError> {
+        match self.0.get(function) {
+            Some(pool) => pool.invoke(payload).await,
+            None => Err(InvokeError::UnknownFunction(function.to_owned())),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            functions: self
+                .0
+                .iter()
+                .map(|(name, pool)| (name.clone(), pool.spec.counters.snapshot()))
+                .collect(),
+        }
+    }
+
+    pub fn close(&self) {
+        for pool in self.0.values() {
+            pool.close();
+        }
+    }
+}
