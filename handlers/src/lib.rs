@@ -1,3 +1,102 @@
 //! The tunnel's Lambda functions.
+//!
+//! # Layout
+//!
+//! - [`manifest`]: tables, environment variables and IAM actions per function
+//!   (the contract with Terraform and the integration harness).
+//! - [`config`]: each function's configuration, read once per cold start.
+//! - [`store`]: the narrow interfaces the handlers use (tables, connections);
+//!   [`dynamo`] and [`notifier`] implement them with the AWS SDK.
+//! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
+//!   function, each with a `handle` generic over the interfaces.
+//! - [`poll`]: forwarding's adaptive polling schedule.
+//! - [`logging`]: `tracing` setup.
+//! - [`runtime`]: what the four thin binaries share (init, SDK clients).
 
+pub mod config;
+pub mod connect;
+pub mod disconnect;
+pub mod dynamo;
+pub mod forwarding;
+pub mod logging;
 pub mod manifest;
+pub mod notifier;
+pub mod poll;
+pub mod response;
+pub mod runtime;
+pub mod store;
+pub mod websocket;
+
+#[cfg(test)]
+mod testing;
+
+/// Current time, epoch seconds.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Current time, epoch milliseconds.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod event_tests {
+    use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
+
+    /// Every sample under `test-events/` parses as the event type of the
+    /// function it is for (usable with `cargo lambda invoke <fn> --data-file`).
+    #[test]
+    fn sample_events_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/test-events");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if name.starts_with("forwarding") {
+                let event: ApiGatewayV2httpRequest =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(
+                    event.raw_path.is_some() && event.request_context.request_id.is_some(),
+                    "{name}"
+                );
+            } else {
+                let event: ApiGatewayWebsocketProxyRequest =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(event.request_context.connection_id.is_some(), "{name}");
+                let route = event.request_context.route_key.as_deref().unwrap();
+                let expected = match name.split(['-', '.']).next().unwrap() {
+                    "connect" => "$connect",
+                    "disconnect" => "$disconnect",
+                    "response" => "$default",
+                    other => panic!("unexpected sample {other}"),
+                };
+                assert_eq!(route, expected, "{name}");
+                if route == "$default" {
+                    protocol::Message::from_json(event.body.as_deref().unwrap()).unwrap();
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen >= 6, "{seen}");
+    }
+
+    /// The recorded AWS fixtures shipped with `aws_lambda_events` (the shapes
+    /// the samples are modelled on) parse the same way.
+    #[test]
+    fn recorded_fixtures_parse() {
+        let ws = r#"{"headers":{"Host":"x","X-Tunnel-Agent-Version":"1"},"requestContext":{"routeKey":"$connect","eventType":"CONNECT","connectedAt":1645556857902,"requestTimeEpoch":1645556857902,"identity":{"sourceIp":"10.0.0.13"},"requestId":"asdf=","connectionId":"asdfasdf=","apiId":"a"},"isBase64Encoded":false}"#;
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_str(ws).unwrap();
+        assert_eq!(
+            event.headers.get(protocol::HEADER_AGENT_VERSION).unwrap(),
+            "1"
+        );
+    }
+}

@@ -91,7 +91,10 @@ pub const CONNECT: Function = Function {
     routes: &["$connect"],
     required_env: &["CONNECTIONS_TABLE_NAME", "DOMAIN_NAME"],
     optional_env: &["PUBLIC_URL_TEMPLATE"],
-    dynamodb: &[on("connections", "PutItem"), on("connections", "DeleteItem")],
+    dynamodb: &[
+        on("connections", "PutItem"),
+        on("connections", "DeleteItem"),
+    ],
     posts_to_connections: false,
 };
 

@@ -1,0 +1,32 @@
+//! WebSocket `$default` (agent messages): see [`handlers::response`].
+
+// The ready → post retry loop nests deep enough in async state layout to
+// exceed the default query depth when the whole service is computed.
+#![recursion_limit = "256"]
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use handlers::config::ResponseConfig;
+use handlers::dynamo::{DynamoConnectionStore, DynamoPendingStore};
+use handlers::notifier::{ApiGatewayNotifier, management_client};
+use handlers::store::Stores;
+use handlers::{manifest, runtime};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = runtime::init(&manifest::RESPONSE, |env| ResponseConfig::from_lookup(env))?;
+    let sdk = runtime::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = Stores {
+        connections: DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table),
+        pending: DynamoPendingStore::new(dynamodb, &config.pending_table),
+    };
+    let notifier = ApiGatewayNotifier::new(management_client(&sdk, &config.websocket_api_endpoint));
+    let (config, store, notifier) = (&config, &store, &notifier);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, Error>(handlers::response::handle(config, store, notifier, event.payload).await)
+        },
+    ))
+    .await
+}

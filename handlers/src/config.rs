@@ -1,0 +1,488 @@
+//! Configuration of each function, read once per cold start.
+//!
+//! Every function reads exactly the variables its [`crate::manifest`] entry
+//! lists (plus [`crate::manifest::COMMON_OPTIONAL_ENV`], read by
+//! [`LogConfig`]). Configuration is built from a lookup closure so tests never
+//! touch the process environment; the binaries pass [`process_env`].
+
+use std::time::Duration;
+
+use protocol::limits::{MAX_REQUEST_TIMEOUT, REQUEST_TIMEOUT};
+
+/// Why a function cannot start. The message names the variable and says what
+/// is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{var} {problem}, got {value:?}")]
+    Invalid {
+        var: &'static str,
+        problem: &'static str,
+        value: String,
+    },
+}
+
+/// Reads a variable from the process environment (an unset or non-UTF-8
+/// variable reads as unset).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn required(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<String, ConfigError> {
+    match lookup(var) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        _ => Err(ConfigError::Missing(var)),
+    }
+}
+
+fn optional(lookup: &impl Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    lookup(var)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn invalid(var: &'static str, problem: &'static str, value: &str) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        problem,
+        value: value.to_string(),
+    }
+}
+
+/// `DOMAIN_NAME`: a bare lowercase host name such as `tunnel.example.com`.
+fn domain_name(lookup: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    const VAR: &str = "DOMAIN_NAME";
+    let raw = required(lookup, VAR)?;
+    let domain = raw.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(domain)
+    } else {
+        Err(invalid(
+            VAR,
+            "must be a bare domain name such as tunnel.example.com (no scheme, port or path)",
+            &raw,
+        ))
+    }
+}
+
+/// `WEBSOCKET_API_ENDPOINT`: `http(s)://host[:port]/stage`, trailing `/` removed.
+fn websocket_api_endpoint(lookup: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    const VAR: &str = "WEBSOCKET_API_ENDPOINT";
+    let raw = required(lookup, VAR)?;
+    let trimmed = raw.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    let valid = rest.is_some_and(|rest| match rest.split_once('/') {
+        Some((host, stage)) => !host.is_empty() && !stage.is_empty(),
+        None => false,
+    });
+    if valid {
+        Ok(trimmed.to_string())
+    } else {
+        Err(invalid(
+            VAR,
+            "must be an http(s) URL including the stage, e.g. https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
+            &raw,
+        ))
+    }
+}
+
+/// The public URL of a tunnel, from `PUBLIC_URL_TEMPLATE` or
+/// `https://{subdomain}.{DOMAIN_NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrlTemplate(String);
+
+impl PublicUrlTemplate {
+    pub const PLACEHOLDER: &'static str = "{subdomain}";
+
+    pub fn new(template: &str) -> Option<Self> {
+        template
+            .contains(Self::PLACEHOLDER)
+            .then(|| Self(template.to_string()))
+    }
+
+    pub fn for_domain(domain: &str) -> Self {
+        Self(format!("https://{}.{domain}", Self::PLACEHOLDER))
+    }
+
+    pub fn url(&self, subdomain: &str) -> String {
+        self.0.replace(Self::PLACEHOLDER, subdomain)
+    }
+}
+
+/// The `$connect` function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    pub connections_table: String,
+    pub domain_name: String,
+    pub public_url: PublicUrlTemplate,
+}
+
+impl ConnectConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let connections_table = required(&lookup, "CONNECTIONS_TABLE_NAME")?;
+        let domain_name = domain_name(&lookup)?;
+        let public_url = match optional(&lookup, "PUBLIC_URL_TEMPLATE") {
+            Some(t) => PublicUrlTemplate::new(&t)
+                .ok_or_else(|| invalid("PUBLIC_URL_TEMPLATE", "must contain {subdomain}", &t))?,
+            None => PublicUrlTemplate::for_domain(&domain_name),
+        };
+        Ok(Self {
+            connections_table,
+            domain_name,
+            public_url,
+        })
+    }
+}
+
+/// The `$disconnect` function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisconnectConfig {
+    pub connections_table: String,
+    pub pending_table: String,
+}
+
+impl DisconnectConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            connections_table: required(&lookup, "CONNECTIONS_TABLE_NAME")?,
+            pending_table: required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?,
+        })
+    }
+}
+
+/// The HTTP API's forwarding function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardingConfig {
+    pub connections_table: String,
+    pub pending_table: String,
+    pub domain_name: String,
+    pub websocket_api_endpoint: String,
+    pub request_timeout: Duration,
+}
+
+impl ForwardingConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        const TIMEOUT_VAR: &str = "REQUEST_TIMEOUT_MS";
+        let connections_table = required(&lookup, "CONNECTIONS_TABLE_NAME")?;
+        let pending_table = required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?;
+        let domain_name = domain_name(&lookup)?;
+        let websocket_api_endpoint = websocket_api_endpoint(&lookup)?;
+        let request_timeout = match optional(&lookup, TIMEOUT_VAR) {
+            None => REQUEST_TIMEOUT,
+            Some(raw) => {
+                let max = MAX_REQUEST_TIMEOUT.as_millis() as u64;
+                match raw.parse::<u64>() {
+                    Ok(ms) if (1..=max).contains(&ms) => Duration::from_millis(ms),
+                    _ => {
+                        return Err(invalid(
+                            TIMEOUT_VAR,
+                            "must be a whole number of milliseconds in 1..=28000",
+                            &raw,
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            connections_table,
+            pending_table,
+            domain_name,
+            websocket_api_endpoint,
+            request_timeout,
+        })
+    }
+}
+
+/// The WebSocket `$default` route's function (agent messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseConfig {
+    pub connections_table: String,
+    pub pending_table: String,
+    pub websocket_api_endpoint: String,
+}
+
+impl ResponseConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            connections_table: required(&lookup, "CONNECTIONS_TABLE_NAME")?,
+            pending_table: required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?,
+            websocket_api_endpoint: websocket_api_endpoint(&lookup)?,
+        })
+    }
+}
+
+/// Log output format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Logging, common to every function: `LOG_FORMAT` and `RUST_LOG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, `info` by default.
+    pub filter: String,
+}
+
+impl LogConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let format = match optional(&lookup, "LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => return Err(invalid("LOG_FORMAT", "must be json or text", other)),
+        };
+        let filter = optional(&lookup, "RUST_LOG").unwrap_or_else(|| "info".to_string());
+        if tracing_subscriber::EnvFilter::try_new(&filter).is_err() {
+            return Err(invalid("RUST_LOG", "is not a valid log filter", &filter));
+        }
+        Ok(Self { format, filter })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::manifest::{self, Function};
+
+    fn full_env() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("CONNECTIONS_TABLE_NAME", "connections".to_string()),
+            ("PENDING_REQUESTS_TABLE_NAME", "pending".to_string()),
+            ("DOMAIN_NAME", "tunnel.example.com".to_string()),
+            (
+                "WEBSOCKET_API_ENDPOINT",
+                "https://abc.execute-api.eu-west-1.amazonaws.com/prod".to_string(),
+            ),
+        ])
+    }
+
+    /// Builds the config of `function` from `env`; returns the error, if any,
+    /// and the variables it looked up.
+    fn build(
+        function: &Function,
+        env: &HashMap<&'static str, String>,
+    ) -> (Result<(), ConfigError>, BTreeSet<String>) {
+        let asked = RefCell::new(BTreeSet::new());
+        let lookup = |name: &str| {
+            asked.borrow_mut().insert(name.to_string());
+            env.get(name).cloned()
+        };
+        let result = match function.name {
+            "connect" => ConnectConfig::from_lookup(lookup).map(drop),
+            "disconnect" => DisconnectConfig::from_lookup(lookup).map(drop),
+            "forwarding" => ForwardingConfig::from_lookup(lookup).map(drop),
+            "response" => ResponseConfig::from_lookup(lookup).map(drop),
+            other => panic!("unknown function {other}"),
+        };
+        (result, asked.into_inner())
+    }
+
+    #[rstest]
+    fn reads_exactly_the_manifest_variables(
+        #[values(
+            manifest::CONNECT,
+            manifest::DISCONNECT,
+            manifest::FORWARDING,
+            manifest::RESPONSE
+        )]
+        function: Function,
+    ) {
+        let (result, asked) = build(&function, &full_env());
+        result.unwrap();
+        let expected: BTreeSet<String> = function
+            .required_env
+            .iter()
+            .chain(function.optional_env)
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(asked, expected, "{}", function.name);
+
+        let asked = RefCell::new(BTreeSet::new());
+        LogConfig::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_string());
+            None
+        })
+        .unwrap();
+        let common: BTreeSet<String> = manifest::COMMON_OPTIONAL_ENV
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(asked.into_inner(), common);
+    }
+
+    #[rstest]
+    fn fails_naming_each_missing_required_variable(
+        #[values(
+            manifest::CONNECT,
+            manifest::DISCONNECT,
+            manifest::FORWARDING,
+            manifest::RESPONSE
+        )]
+        function: Function,
+        #[values(true, false)] blank: bool,
+    ) {
+        for var in function.required_env {
+            let mut env = full_env();
+            if blank {
+                env.insert(var, "  ".to_string());
+            } else {
+                env.remove(var);
+            }
+            let (result, _) = build(&function, &env);
+            let err = result.unwrap_err();
+            assert_eq!(err, ConfigError::Missing(var));
+            assert_eq!(err.to_string(), format!("{var} is not set"));
+        }
+    }
+
+    #[rstest]
+    #[case(
+        "WEBSOCKET_API_ENDPOINT",
+        "wss://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    )]
+    #[case(
+        "WEBSOCKET_API_ENDPOINT",
+        "https://abc.execute-api.eu-west-1.amazonaws.com"
+    )]
+    #[case(
+        "WEBSOCKET_API_ENDPOINT",
+        "https://abc.execute-api.eu-west-1.amazonaws.com/"
+    )]
+    #[case(
+        "WEBSOCKET_API_ENDPOINT",
+        "abc.execute-api.eu-west-1.amazonaws.com/prod"
+    )]
+    #[case("DOMAIN_NAME", "https://tunnel.example.com")]
+    #[case("DOMAIN_NAME", "tunnel.example.com/x")]
+    #[case("DOMAIN_NAME", "tunnel..example.com")]
+    #[case("REQUEST_TIMEOUT_MS", "0")]
+    #[case("REQUEST_TIMEOUT_MS", "28001")]
+    #[case("REQUEST_TIMEOUT_MS", "-5")]
+    #[case("REQUEST_TIMEOUT_MS", "25s")]
+    fn forwarding_rejects_invalid_values(#[case] var: &'static str, #[case] value: &str) {
+        let mut env = full_env();
+        env.insert(var, value.to_string());
+        let err = ForwardingConfig::from_lookup(|n| env.get(n).cloned()).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { var: v, .. } if *v == var),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.starts_with(var), "{text}");
+        assert!(text.contains(value.trim()), "{text}");
+    }
+
+    #[test]
+    fn websocket_endpoint_message_is_helpful() {
+        let mut env = full_env();
+        env.insert("WEBSOCKET_API_ENDPOINT", "wss://x.example.com/prod".into());
+        let err = ResponseConfig::from_lookup(|n| env.get(n).cloned()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "WEBSOCKET_API_ENDPOINT must be an http(s) URL including the stage, e.g. \
+             https://{api-id}.execute-api.{region}.amazonaws.com/{stage}, got \"wss://x.example.com/prod\""
+        );
+    }
+
+    #[rstest]
+    #[case(None, Duration::from_millis(25_000))]
+    #[case(Some("1"), Duration::from_millis(1))]
+    #[case(Some("28000"), Duration::from_millis(28_000))]
+    #[case(Some(" 1500 "), Duration::from_millis(1500))]
+    fn request_timeout(#[case] value: Option<&str>, #[case] expected: Duration) {
+        let mut env = full_env();
+        if let Some(v) = value {
+            env.insert("REQUEST_TIMEOUT_MS", v.to_string());
+        }
+        let cfg = ForwardingConfig::from_lookup(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(cfg.request_timeout, expected);
+    }
+
+    #[test]
+    fn endpoint_keeps_stage_and_drops_trailing_slash() {
+        let mut env = full_env();
+        env.insert(
+            "WEBSOCKET_API_ENDPOINT",
+            "http://127.0.0.1:4510/local/".into(),
+        );
+        let cfg = ResponseConfig::from_lookup(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(cfg.websocket_api_endpoint, "http://127.0.0.1:4510/local");
+    }
+
+    #[rstest]
+    #[case(None, "https://abc123.tunnel.example.com")]
+    #[case(
+        Some("https://x.execute-api.eu-west-1.amazonaws.com/{subdomain}"),
+        "https://x.execute-api.eu-west-1.amazonaws.com/abc123"
+    )]
+    #[case(
+        Some("http://localhost:8080/{subdomain}/"),
+        "http://localhost:8080/abc123/"
+    )]
+    fn public_url(#[case] template: Option<&str>, #[case] expected: &str) {
+        let mut env = full_env();
+        env.insert("DOMAIN_NAME", "Tunnel.Example.com.".into());
+        if let Some(t) = template {
+            env.insert("PUBLIC_URL_TEMPLATE", t.to_string());
+        }
+        let cfg = ConnectConfig::from_lookup(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(cfg.domain_name, "tunnel.example.com");
+        assert_eq!(cfg.public_url.url("abc123"), expected);
+    }
+
+    #[test]
+    fn public_url_template_needs_placeholder() {
+        let mut env = full_env();
+        env.insert("PUBLIC_URL_TEMPLATE", "https://example.com/".into());
+        let err = ConnectConfig::from_lookup(|n| env.get(n).cloned()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("PUBLIC_URL_TEMPLATE must contain {subdomain}"),
+            "{err}"
+        );
+    }
+
+    #[rstest]
+    #[case(&[], Ok((LogFormat::Json, "info")))]
+    #[case(&[("LOG_FORMAT", "text")], Ok((LogFormat::Text, "info")))]
+    #[case(&[("LOG_FORMAT", "json"), ("RUST_LOG", "handlers=debug,warn")], Ok((LogFormat::Json, "handlers=debug,warn")))]
+    #[case(&[("LOG_FORMAT", "yaml")], Err("LOG_FORMAT"))]
+    #[case(&[("RUST_LOG", "info,[")], Err("RUST_LOG"))]
+    fn log_config(
+        #[case] vars: &[(&str, &str)],
+        #[case] expected: Result<(LogFormat, &str), &'static str>,
+    ) {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        let result = LogConfig::from_lookup(|n| env.get(n).map(|v| v.to_string()));
+        match (result, expected) {
+            (Ok(cfg), Ok((format, filter))) => {
+                assert_eq!(cfg.format, format);
+                assert_eq!(cfg.filter, filter);
+            }
+            (Err(ConfigError::Invalid { var, .. }), Err(expected_var)) => {
+                assert_eq!(var, expected_var)
+            }
+            (other, expected) => panic!("{other:?} vs {expected:?}"),
+        }
+    }
+}

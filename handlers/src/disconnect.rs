@@ -1,0 +1,192 @@
+//! `$disconnect`: release the subdomain, delete the connection, and fail its
+//! in-flight requests at once (visitors get 502 within a poll interval
+//! instead of 504 after the request timeout).
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::DisconnectConfig;
+use crate::logging::chain;
+use crate::response::text_response;
+use crate::store::{ConnectionStore, PendingStore, StoreError, Written};
+use crate::websocket::WebsocketResponse;
+
+pub const AGENT_DISCONNECTED: &str = "The tunnel's agent disconnected before answering.\n";
+
+/// Handles one `$disconnect` event. Every step is attempted even if an
+/// earlier one failed; any failure makes it a 500 (ignored by API Gateway,
+/// but counted in the function's error logs).
+pub async fn handle<S>(
+    _config: &DisconnectConfig,
+    store: &S,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> WebsocketResponse
+where
+    S: ConnectionStore + PendingStore + Sync,
+{
+    let Some(connection_id) = event
+        .request_context
+        .connection_id
+        .filter(|id| !id.is_empty())
+    else {
+        warn!("disconnect event without requestContext.connectionId");
+        return WebsocketResponse::BAD_REQUEST;
+    };
+    let span = info_span!("disconnect", connection_id = %connection_id);
+    let status = event.request_context.disconnect_status_code;
+    let reason = event.request_context.disconnect_reason;
+    async move {
+        let mut failed = false;
+        let mut note = |step: &str, e: StoreError| {
+            error!(error = %chain(&e), step, "disconnect cleanup step failed");
+            failed = true;
+        };
+
+        match store.get_connection(&connection_id).await {
+            Ok(Some(connection)) => {
+                let subdomain = connection.public_subdomain;
+                match store.release_claim(&subdomain, &connection_id).await {
+                    Ok(Written::Yes) => {}
+                    Ok(Written::ConditionFailed) => {
+                        info!(%subdomain, "claim already gone or taken over")
+                    }
+                    Err(e) => note("release claim", e),
+                }
+            }
+            Ok(None) => info!("connection item already gone"),
+            Err(e) => note("get connection", e),
+        }
+        if let Err(e) = store.delete_connection(&connection_id).await {
+            note("delete connection", e);
+        }
+
+        let mut failed_requests = 0usize;
+        match store.pending_for_connection(&connection_id).await {
+            Ok(ids) => {
+                for request_id in ids {
+                    let response = text_response(&request_id, 502, AGENT_DISCONNECTED);
+                    match store
+                        .complete_pending(&request_id, &connection_id, &response)
+                        .await
+                    {
+                        Ok(Written::Yes) => failed_requests += 1,
+                        // Completed (or deleted) meanwhile: nothing to do.
+                        Ok(Written::ConditionFailed) => {}
+                        Err(e) => note("fail pending request", e),
+                    }
+                }
+            }
+            Err(e) => note("query pending requests", e),
+        }
+        info!(
+            disconnect_status_code = status,
+            disconnect_reason = reason.as_deref().unwrap_or(""),
+            failed_requests,
+            "connection cleaned up"
+        );
+        if failed {
+            WebsocketResponse::INTERNAL_ERROR
+        } else {
+            WebsocketResponse::OK
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest;
+    use crate::testing::{Fail, Fake, disconnect_config, ws_event};
+
+    const CONN: &str = "L0SM9cOFvHcCIhw=";
+
+    async fn run(fake: &Fake, event: ApiGatewayWebsocketProxyRequest) -> WebsocketResponse {
+        let response = handle(&disconnect_config(), fake, event).await;
+        fake.assert_within(&manifest::DISCONNECT);
+        response
+    }
+
+    #[tokio::test]
+    async fn deletes_connection_and_claim_and_fails_in_flight_requests() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        fake.insert_connection("Other0000000AA=", "other");
+        fake.insert_pending("r1", CONN);
+        fake.insert_pending("r2", CONN);
+        fake.insert_pending("r3", "Other0000000AA=");
+
+        assert_eq!(
+            run(&fake, ws_event("disconnect.json")).await,
+            WebsocketResponse::OK
+        );
+
+        assert!(fake.connection(CONN).is_none());
+        assert!(fake.claim("abc123def456").is_none());
+        assert!(fake.connection("Other0000000AA=").is_some());
+        assert!(fake.claim("other").is_some());
+        for id in ["r1", "r2"] {
+            let done = fake.pending(id).unwrap().completed.expect("failed at once");
+            assert_eq!(done.status_code, 502);
+            assert_eq!(done.request_id, id);
+            assert_eq!(
+                protocol::decode_body(&done.body).unwrap(),
+                AGENT_DISCONNECTED.as_bytes()
+            );
+        }
+        assert!(fake.pending("r3").unwrap().completed.is_none());
+    }
+
+    #[tokio::test]
+    async fn keeps_a_claim_taken_over_by_another_connection() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        fake.insert_claim("abc123def456", "New000000000AA=", i64::MAX);
+        assert_eq!(
+            run(&fake, ws_event("disconnect.json")).await,
+            WebsocketResponse::OK
+        );
+        assert_eq!(
+            fake.claim("abc123def456").unwrap().owner_connection_id,
+            "New000000000AA="
+        );
+        assert!(fake.connection(CONN).is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_connection_is_fine() {
+        let fake = Fake::default();
+        assert_eq!(
+            run(&fake, ws_event("disconnect.json")).await,
+            WebsocketResponse::OK
+        );
+        assert_eq!(fake.count("Query"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_does_not_stop_the_others() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        fake.insert_pending("r1", CONN);
+        fake.fail(Fail::GetConnection);
+        assert_eq!(
+            run(&fake, ws_event("disconnect.json")).await,
+            WebsocketResponse::INTERNAL_ERROR
+        );
+        assert!(fake.connection(CONN).is_none());
+        assert_eq!(
+            fake.pending("r1").unwrap().completed.unwrap().status_code,
+            502
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_connection_id() {
+        let fake = Fake::default();
+        let mut event = ws_event("disconnect.json");
+        event.request_context.connection_id = None;
+        assert_eq!(run(&fake, event).await, WebsocketResponse::BAD_REQUEST);
+        assert!(fake.actions().is_empty());
+    }
+}

@@ -1,0 +1,991 @@
+//! The HTTP API's function: route a visitor's request to its tunnel, post it
+//! to the agent, wait for the answer and return it.
+//!
+//! The HTTP API uses payload format 2.0 (`ApiGatewayV2httpRequest`): format
+//! 1.0, which the seed parsed, keeps only the last value of a repeated header
+//! in `headers` and rebuilds the query string from decoded, deduplicated
+//! parameters; 2.0 gives `rawPath` and `rawQueryString` byte-exact, every
+//! header value (comma-joined) and every cookie.
+//!
+//! Every failure on the request path is an HTTP response with the right
+//! status and a short text body: a Lambda error would reach the visitor as
+//! API Gateway's opaque 500.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use http::HeaderMap;
+use protocol::limits::TTL_SLACK;
+use protocol::{Headers, HttpRequest, HttpResponse, Message, ProtocolError};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::ForwardingConfig;
+use crate::logging::chain;
+use crate::poll::PollSchedule;
+use crate::response::PLAIN_TEXT;
+use crate::store::{
+    ConnectionStore, Notifier, PendingRequest, PendingState, PendingStore, PostError, Written,
+};
+
+/// A payload format 2.0 response.
+///
+/// Not `aws_lambda_events::apigw::ApiGatewayV2httpResponse`: its `headers`
+/// (an `http::HeaderMap`) serialize only the first value of a repeated header
+/// and it always writes `multiValueHeaders`. Here repeated values are joined
+/// with `, ` and every `Set-Cookie` is its own `cookies` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpApiResponse {
+    pub status_code: u16,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cookies: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub is_base64_encoded: bool,
+}
+
+impl HttpApiResponse {
+    /// A short plain-text answer produced by the tunnel itself.
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        let mut text = text.into();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Self {
+            status_code: status,
+            headers: BTreeMap::from([("content-type".to_string(), PLAIN_TEXT.to_string())]),
+            cookies: Vec::new(),
+            body: Some(text),
+            is_base64_encoded: false,
+        }
+    }
+}
+
+/// Connection-level headers that must not be forwarded in either direction
+/// (RFC 9110 §7.6.1), plus `content-length`, which API Gateway and the agent's
+/// HTTP stack compute from the actual body.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "trailers"
+    ) || name.starts_with("proxy-")
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub subdomain: String,
+    /// What the local service sees: path plus `?` and the raw query, if any.
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no tunnel name in the request")]
+    NoSubdomain,
+    #[error("{0:?} is not a valid tunnel name")]
+    InvalidSubdomain(String),
+}
+
+/// Host routing `<sub>.<domain>` (one DNS label, any case, port ignored),
+/// else path routing `/<sub>/rest…` → `/rest…`.
+pub fn route(
+    host: Option<&str>,
+    raw_path: &str,
+    raw_query: &str,
+    domain: &str,
+) -> Result<Target, RouteError> {
+    let with_query = |path: &str| {
+        if raw_query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{raw_query}")
+        }
+    };
+    let path = if raw_path.is_empty() { "/" } else { raw_path };
+
+    if let Some(host) = host.map(host_without_port)
+        && let Some(label) = host
+            .strip_suffix(domain)
+            .and_then(|prefix| prefix.strip_suffix('.'))
+    {
+        let label = label.to_ascii_lowercase();
+        if !protocol::is_valid_subdomain(&label) {
+            return Err(RouteError::InvalidSubdomain(label));
+        }
+        return Ok(Target {
+            subdomain: label,
+            uri: with_query(path),
+        });
+    }
+
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let (first, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if first.is_empty() {
+        return Err(RouteError::NoSubdomain);
+    }
+    let label = first.to_ascii_lowercase();
+    if !protocol::is_valid_subdomain(&label) {
+        return Err(RouteError::InvalidSubdomain(label));
+    }
+    Ok(Target {
+        subdomain: label,
+        uri: with_query(tail),
+    })
+}
+
+/// `Host` without the port and the root dot, lowercased.
+fn host_without_port(host: &str) -> String {
+    let host = host.trim();
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The request's headers as the agent gets them: every header but the
+/// hop-by-hop ones, values as received (the HTTP API has already joined
+/// repeats with commas), and `cookie` rebuilt from `cookies[]`.
+pub fn request_headers(headers: &HeaderMap, cookies: Option<&[String]>) -> Headers {
+    let mut out = Headers::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if is_hop_by_hop(name) || (name == "cookie" && cookies.is_some_and(|c| !c.is_empty())) {
+            continue;
+        }
+        out.entry(name.to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    if let Some(cookies) = cookies.filter(|c| !c.is_empty()) {
+        out.insert("cookie".to_string(), vec![cookies.join("; ")]);
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("the request body is flagged base64 but is not valid base64")]
+    RequestBody(#[source] base64::DecodeError),
+    #[error("the agent answered with status {0}, which is not an HTTP status")]
+    Status(u16),
+    #[error("the agent's response body is not valid base64")]
+    ResponseBody(#[source] base64::DecodeError),
+}
+
+/// The body bytes of the event, decoded by `isBase64Encoded`.
+pub fn request_body(event: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, MapError> {
+    match &event.body {
+        None => Ok(Vec::new()),
+        Some(b) if event.is_base64_encoded => {
+            protocol::decode_body(b).map_err(MapError::RequestBody)
+        }
+        Some(b) => Ok(b.as_bytes().to_vec()),
+    }
+}
+
+/// The agent's response as the HTTP API returns it.
+pub fn to_api_response(response: &HttpResponse) -> Result<HttpApiResponse, MapError> {
+    if !(100..=599).contains(&response.status_code) {
+        return Err(MapError::Status(response.status_code));
+    }
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut cookies = Vec::new();
+    for (name, values) in &response.headers {
+        let name = name.to_ascii_lowercase();
+        if is_hop_by_hop(&name) || name == "content-length" {
+            continue;
+        }
+        if name == "set-cookie" {
+            cookies.extend(values.iter().cloned());
+            continue;
+        }
+        if values.is_empty() {
+            continue;
+        }
+        let joined = values.join(", ");
+        headers
+            .entry(name)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&joined);
+            })
+            .or_insert(joined);
+    }
+    let bytes = protocol::decode_body(&response.body).map_err(MapError::ResponseBody)?;
+    let body = (!bytes.is_empty()).then(|| protocol::encode_body(&bytes));
+    Ok(HttpApiResponse {
+        status_code: response.status_code,
+        headers,
+        cookies,
+        is_base64_encoded: body.is_some(),
+        body,
+    })
+}
+
+/// Handles one visitor request.
+pub async fn handle<S, N>(
+    config: &ForwardingConfig,
+    store: &S,
+    notifier: &N,
+    event: ApiGatewayV2httpRequest,
+) -> HttpApiResponse
+where
+    S: ConnectionStore + PendingStore + Sync,
+    N: Notifier + Sync,
+{
+    let request_id = protocol::generate_request_id();
+    let apigw_request_id = event.request_context.request_id.clone().unwrap_or_default();
+    let span = info_span!(
+        "forwarding",
+        request_id = %request_id,
+        apigw_request_id = %apigw_request_id,
+        connection_id = tracing::field::Empty,
+        subdomain = tracing::field::Empty,
+    );
+    async move {
+        let method = event.request_context.http.method.to_string();
+        let started = Instant::now();
+        let response = forward(
+            config,
+            store,
+            notifier,
+            &event,
+            &request_id,
+            &apigw_request_id,
+        )
+        .await;
+        info!(
+            %method,
+            status = response.status_code,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request done"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn forward<S, N>(
+    config: &ForwardingConfig,
+    store: &S,
+    notifier: &N,
+    event: &ApiGatewayV2httpRequest,
+    request_id: &str,
+    apigw_request_id: &str,
+) -> HttpApiResponse
+where
+    S: ConnectionStore + PendingStore + Sync,
+    N: Notifier + Sync,
+{
+    let host = event
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let raw_path = event
+        .raw_path
+        .as_deref()
+        .or(event.request_context.http.path.as_deref())
+        .unwrap_or("/");
+    let raw_query = event.raw_query_string.as_deref().unwrap_or("");
+    let target = match route(host, raw_path, raw_query, &config.domain_name) {
+        Ok(t) => t,
+        Err(e) => {
+            info!(error = %e, "not routable");
+            return HttpApiResponse::text(404, format!("No tunnel here: {e}."));
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("subdomain", target.subdomain.as_str());
+
+    let body = match request_body(event) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %chain(&e), "bad request body");
+            return HttpApiResponse::text(400, "The request body could not be decoded.");
+        }
+    };
+    let message = Message::HttpRequest(HttpRequest {
+        request_id: request_id.to_string(),
+        method: event.request_context.http.method.to_string(),
+        uri: target.uri.clone(),
+        headers: request_headers(&event.headers, event.cookies.as_deref()),
+        body: protocol::encode_body(&body),
+        timestamp: crate::now_millis(),
+    });
+    let json = match message.to_json() {
+        Ok(json) => json,
+        Err(ProtocolError::TooLarge { size }) => {
+            info!(
+                body_bytes = body.len(),
+                message_bytes = size,
+                "request too large for the tunnel"
+            );
+            return HttpApiResponse::text(
+                413,
+                format!(
+                    "The request is too large for the tunnel: its body and headers must fit in {} KB once encoded.",
+                    protocol::limits::MAX_MESSAGE_BYTES / 1024
+                ),
+            );
+        }
+        Err(e) => {
+            error!(error = %chain(&e), "request could not be serialized");
+            return HttpApiResponse::text(500, "The tunnel could not encode the request.");
+        }
+    };
+
+    let claim = match store.get_claim(&target.subdomain).await {
+        Ok(claim) => claim.filter(|c| c.ttl >= crate::now_secs()),
+        Err(e) => {
+            error!(error = %chain(&e), "tunnel lookup failed");
+            return HttpApiResponse::text(502, "The tunnel could not look up its connection.");
+        }
+    };
+    let Some(claim) = claim else {
+        info!("no tunnel connected");
+        return HttpApiResponse::text(
+            404,
+            format!(
+                "No tunnel is connected at {}. Start the agent, or check the URL it printed.",
+                target.subdomain
+            ),
+        );
+    };
+    let connection_id = claim.owner_connection_id;
+    span.record("connection_id", connection_id.as_str());
+
+    let now = crate::now_secs();
+    let pending = PendingRequest {
+        request_id: request_id.to_string(),
+        connection_id: connection_id.clone(),
+        api_gateway_request_id: apigw_request_id.to_string(),
+        created_at: now,
+        ttl: now + (config.request_timeout + TTL_SLACK).as_secs() as i64,
+    };
+    if let Err(e) = store.put_pending(&pending).await {
+        error!(error = %chain(&e), "could not save the pending request");
+        return HttpApiResponse::text(502, "The tunnel could not accept the request.");
+    }
+
+    if let Err(e) = notifier.post(&connection_id, &json).await {
+        forget(store, request_id).await;
+        return match e {
+            PostError::Gone => {
+                warn!("agent connection is gone; removing it");
+                remove_stale_connection(store, &connection_id, &target.subdomain).await;
+                HttpApiResponse::text(502, "The tunnel's agent is no longer connected.")
+            }
+            PostError::PayloadTooLarge => {
+                warn!(
+                    message_bytes = json.len(),
+                    "API Gateway refused the message as too large"
+                );
+                HttpApiResponse::text(413, "The request is too large for the tunnel.")
+            }
+            PostError::Other(_) => {
+                error!(error = %chain(&e), "could not post the request to the agent");
+                HttpApiResponse::text(502, "The tunnel could not reach its agent.")
+            }
+        };
+    }
+    debug!(message_bytes = json.len(), "request posted");
+
+    let outcome = wait(store, request_id, config.request_timeout).await;
+    // Delete rather than leave it to TTL: the item may carry a response of up
+    // to 128 KB, TTL deletion can lag by days, and once it is deleted a late
+    // answer fails its `attribute_exists` condition instead of completing a
+    // request nobody waits for. TTL remains the backstop for a crashed run.
+    forget(store, request_id).await;
+
+    match outcome {
+        Waited::Completed(response) => match to_api_response(&response) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %chain(&e), "agent response unusable");
+                HttpApiResponse::text(502, "The tunnel's agent sent an invalid response.")
+            }
+        },
+        Waited::TimedOut => {
+            info!(
+                timeout_ms = config.request_timeout.as_millis() as u64,
+                "agent did not answer in time"
+            );
+            HttpApiResponse::text(504, "The tunnel's agent did not answer in time.")
+        }
+        Waited::Lost => HttpApiResponse::text(502, "The tunnel lost track of the request."),
+    }
+}
+
+enum Waited {
+    Completed(HttpResponse),
+    TimedOut,
+    Lost,
+}
+
+/// Polls the pending item (strongly consistent) on the adaptive schedule
+/// until it is completed or `timeout` has passed. Read errors are retried
+/// until the deadline.
+async fn wait<S: PendingStore + Sync>(
+    store: &S,
+    request_id: &str,
+    timeout: std::time::Duration,
+) -> Waited {
+    let deadline = Instant::now() + timeout;
+    let mut schedule = PollSchedule::default();
+    loop {
+        match store.get_pending(request_id).await {
+            Ok(Some(PendingState::Completed(r))) => return Waited::Completed(r),
+            Ok(Some(PendingState::Pending)) => {}
+            Ok(None) => {
+                error!("pending request vanished while waiting");
+                return Waited::Lost;
+            }
+            Err(e) => warn!(error = %chain(&e), "polling failed, retrying"),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Waited::TimedOut;
+        }
+        let delay = schedule.next().unwrap_or(PollSchedule::CAP);
+        tokio::time::sleep_until((now + delay).min(deadline)).await;
+    }
+}
+
+async fn forget<S: PendingStore + Sync>(store: &S, request_id: &str) {
+    if let Err(e) = store.delete_pending(request_id).await {
+        warn!(error = %chain(&e), "could not delete the pending request; TTL will");
+    }
+}
+
+/// PostToConnection said 410: the connection is dead although its items are
+/// still there (its `$disconnect` never ran or is still running).
+async fn remove_stale_connection<S: ConnectionStore + Sync>(
+    store: &S,
+    connection_id: &str,
+    subdomain: &str,
+) {
+    match store.release_claim(subdomain, connection_id).await {
+        Ok(Written::Yes | Written::ConditionFailed) => {}
+        Err(e) => warn!(error = %chain(&e), "could not release the stale claim"),
+    }
+    if let Err(e) = store.delete_connection(connection_id).await {
+        warn!(error = %chain(&e), "could not delete the stale connection");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifest;
+    use crate::testing::{Fail, Fake, Post, forwarding_config, http_event};
+
+    const CONN: &str = "L0SM9cOFvHcCIhw=";
+    const SUB: &str = "abc123def456";
+
+    fn headers(pairs: &[(&str, &[&str])]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect()
+    }
+
+    fn agent_response(request_id: &str) -> HttpResponse {
+        HttpResponse {
+            request_id: request_id.to_string(),
+            status_code: 201,
+            headers: headers(&[
+                ("content-type", &["application/json"]),
+                ("set-cookie", &["a=1; Path=/", "b=2; HttpOnly"]),
+                ("vary", &["accept", "origin"]),
+                ("connection", &["keep-alive"]),
+                ("content-length", &["2"]),
+            ]),
+            body: protocol::encode_body(b"{}"),
+            processing_time_ms: 3,
+        }
+    }
+
+    fn tunnel() -> Fake {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, SUB);
+        fake
+    }
+
+    /// The fake agent answers every request at poll `at`.
+    fn answering(fake: &Fake, at: usize) {
+        fake.set_agent(Box::new(move |req| {
+            Some((at, agent_response(&req.request_id)))
+        }));
+    }
+
+    async fn run(fake: &Fake, event: ApiGatewayV2httpRequest) -> HttpApiResponse {
+        let response = handle(&forwarding_config(), fake, fake, event).await;
+        fake.assert_within(&manifest::FORWARDING);
+        response
+    }
+
+    fn posted_request(fake: &Fake) -> HttpRequest {
+        let posts = fake.posts();
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        assert_eq!(posts[0].0, CONN);
+        match &posts[0].1 {
+            Message::HttpRequest(r) => r.clone(),
+            other => panic!("posted {other:?}"),
+        }
+    }
+
+    fn text(r: &HttpApiResponse) -> &str {
+        assert!(!r.is_base64_encoded);
+        assert_eq!(r.headers["content-type"], PLAIN_TEXT);
+        r.body.as_deref().unwrap()
+    }
+
+    #[rstest]
+    #[case::host(Some("abc123.tunnel.example.com"), "/x/y", "a=1", Ok(("abc123", "/x/y?a=1")))]
+    #[case::host_any_case_and_port(Some("ABC123.Tunnel.Example.com:443"), "/", "", Ok(("abc123", "/")))]
+    #[case::host_root_dot(Some("abc123.tunnel.example.com."), "/", "", Ok(("abc123", "/")))]
+    #[case::host_keeps_full_path(Some("my-app.tunnel.example.com"), "/my-app/x", "", Ok(("my-app", "/my-app/x")))]
+    #[case::host_two_labels(Some("a.b.tunnel.example.com"), "/", "", Err(RouteError::InvalidSubdomain("a.b".into())))]
+    #[case::host_bad_label(Some("a_b.tunnel.example.com"), "/", "", Err(RouteError::InvalidSubdomain("a_b".into())))]
+    #[case::host_leading_dash(Some("-ab.tunnel.example.com"), "/", "", Err(RouteError::InvalidSubdomain("-ab".into())))]
+    #[case::path(Some("id.execute-api.eu-west-1.amazonaws.com"), "/abc123/api/items", "x=1&x=2", Ok(("abc123", "/api/items?x=1&x=2")))]
+    #[case::path_only_sub(Some("id.execute-api.eu-west-1.amazonaws.com"), "/abc123", "q", Ok(("abc123", "/?q")))]
+    #[case::path_trailing_slash(None, "/abc123/", "", Ok(("abc123", "/")))]
+    #[case::path_upper(None, "/ABC123/Keep/Case", "", Ok(("abc123", "/Keep/Case")))]
+    #[case::path_on_bare_domain(Some("tunnel.example.com"), "/abc123/x", "", Ok(("abc123", "/x")))]
+    #[case::other_suffix(Some("abc123.eviltunnel.example.com"), "/abc123/x", "", Ok(("abc123", "/x")))]
+    #[case::missing_host_root(None, "/", "", Err(RouteError::NoSubdomain))]
+    #[case::empty_path(None, "", "", Err(RouteError::NoSubdomain))]
+    #[case::double_slash(None, "//x", "", Err(RouteError::NoSubdomain))]
+    #[case::path_bad_label(None, "/a%20b/x", "", Err(RouteError::InvalidSubdomain("a%20b".into())))]
+    fn routes(
+        #[case] host: Option<&str>,
+        #[case] path: &str,
+        #[case] query: &str,
+        #[case] expected: Result<(&str, &str), RouteError>,
+    ) {
+        let got = route(host, path, query, "tunnel.example.com");
+        let expected = expected.map(|(s, u)| Target {
+            subdomain: s.into(),
+            uri: u.into(),
+        });
+        assert_eq!(got, expected);
+    }
+
+    #[rstest]
+    #[case("connection", true)]
+    #[case("Keep-Alive", true)]
+    #[case("transfer-encoding", true)]
+    #[case("upgrade", true)]
+    #[case("te", true)]
+    #[case("trailer", true)]
+    #[case("proxy-authorization", true)]
+    #[case("Proxy-Connection", true)]
+    #[case("content-type", false)]
+    #[case("cookie", false)]
+    #[case("authorization", false)]
+    fn hop_by_hop(#[case] name: &str, #[case] expected: bool) {
+        assert_eq!(is_hop_by_hop(name), expected);
+    }
+
+    #[rstest]
+    #[case::cookies_rebuilt(&[("accept", "a, b")], Some(&["a=1", "b=2"][..]), &[("accept", &["a, b"][..]), ("cookie", &["a=1; b=2"][..])])]
+    #[case::cookies_replace_header(&[("cookie", "stale=1")], Some(&["a=1"][..]), &[("cookie", &["a=1"][..])])]
+    #[case::cookie_header_kept_without_cookies(&[("cookie", "a=1")], None, &[("cookie", &["a=1"][..])])]
+    #[case::empty_cookies(&[("cookie", "a=1")], Some(&[][..]), &[("cookie", &["a=1"][..])])]
+    #[case::hop_by_hop_dropped(&[("connection", "close"), ("te", "trailers"), ("x-a", "1")], None, &[("x-a", &["1"][..])])]
+    #[case::authorization_passes(&[("authorization", "Bearer t")], None, &[("authorization", &["Bearer t"][..])])]
+    fn maps_request_headers(
+        #[case] input: &[(&str, &str)],
+        #[case] cookies: Option<&[&str]>,
+        #[case] expected: &[(&str, &[&str])],
+    ) {
+        let mut map = HeaderMap::new();
+        for (k, v) in input {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let cookies: Option<Vec<String>> =
+            cookies.map(|c| c.iter().map(|s| s.to_string()).collect());
+        assert_eq!(request_headers(&map, cookies.as_deref()), headers(expected));
+    }
+
+    #[rstest]
+    #[case(200)]
+    #[case(204)]
+    #[case(302)]
+    #[case(404)]
+    #[case(503)]
+    fn passes_status_through(#[case] status: u16) {
+        let mut r = agent_response("r");
+        r.status_code = status;
+        assert_eq!(to_api_response(&r).unwrap().status_code, status);
+    }
+
+    #[rstest]
+    #[case(0)]
+    #[case(99)]
+    #[case(600)]
+    fn rejects_impossible_status(#[case] status: u16) {
+        let mut r = agent_response("r");
+        r.status_code = status;
+        assert!(matches!(to_api_response(&r), Err(MapError::Status(s)) if s == status));
+    }
+
+    /// The exact JSON the HTTP API receives.
+    #[test]
+    fn pins_the_response_json() {
+        let mut r = agent_response("r");
+        r.headers.insert("X-Mixed".into(), vec!["1".into()]);
+        r.headers.insert("x-mixed".into(), vec!["2".into()]);
+        let json = serde_json::to_value(to_api_response(&r).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "statusCode": 201,
+                "headers": {
+                    "content-type": "application/json",
+                    "vary": "accept, origin",
+                    "x-mixed": "1, 2"
+                },
+                "cookies": ["a=1; Path=/", "b=2; HttpOnly"],
+                "body": "e30=",
+                "isBase64Encoded": true
+            })
+        );
+    }
+
+    #[test]
+    fn empty_body_has_no_body() {
+        let mut r = agent_response("r");
+        r.body = String::new();
+        r.headers.clear();
+        let json = serde_json::to_value(to_api_response(&r).unwrap()).unwrap();
+        assert_eq!(json, json!({"statusCode": 201, "isBase64Encoded": false}));
+    }
+
+    #[test]
+    fn invalid_response_body_is_an_error() {
+        let mut r = agent_response("r");
+        r.body = "not base64!".into();
+        assert!(matches!(
+            to_api_response(&r),
+            Err(MapError::ResponseBody(_))
+        ));
+    }
+
+    #[test]
+    fn text_response_json() {
+        assert_eq!(
+            serde_json::to_value(HttpApiResponse::text(404, "No")).unwrap(),
+            json!({
+                "statusCode": 404,
+                "headers": {"content-type": "text/plain; charset=utf-8"},
+                "body": "No\n",
+                "isBase64Encoded": false
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forwards_a_get_and_returns_the_answer() {
+        let fake = tunnel();
+        answering(&fake, 3);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+
+        let req = posted_request(&fake);
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.uri, "/api/items?tag=a&tag=b&q=%20x%2By&empty=");
+        assert_eq!(req.headers["cookie"], vec!["session=abc; theme=dark"]);
+        assert_eq!(req.headers["accept"], vec!["text/html,application/json"]);
+        assert_eq!(req.headers["x-custom"], vec!["one,two"]);
+        assert_eq!(req.headers["host"], vec!["abc123def456.tunnel.example.com"]);
+        assert!(!req.headers.contains_key("connection"));
+        assert_eq!(req.body, "");
+        assert!(req.timestamp > 0);
+
+        assert_eq!(
+            response,
+            to_api_response(&agent_response(&req.request_id)).unwrap()
+        );
+        // The pending item was deleted once answered.
+        assert_eq!(fake.pending_count(), 0);
+        assert_eq!(fake.deleted_pending(), vec![req.request_id.clone()]);
+        assert_eq!(fake.count("GetItem"), 1 + 3);
+    }
+
+    #[rstest]
+    #[case::base64_binary("forwarding-post-base64.json", &[0u8, 1, 2, 255, 254][..])]
+    #[case::plain_text("forwarding-post-json.json", "{\"name\":\"café\",\"n\":1}".as_bytes())]
+    #[tokio::test(start_paused = true)]
+    async fn forwards_bodies_by_the_base64_flag(#[case] name: &str, #[case] bytes: &[u8]) {
+        let fake = tunnel();
+        answering(&fake, 1);
+        let response = run(&fake, http_event(name)).await;
+        assert_eq!(response.status_code, 201);
+        let req = posted_request(&fake);
+        assert_eq!(req.method, "POST");
+        assert_eq!(protocol::decode_body(&req.body).unwrap(), bytes);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn path_routing_strips_the_tunnel_name() {
+        let fake = tunnel();
+        answering(&fake, 1);
+        let response = run(&fake, http_event("forwarding-path-routing.json")).await;
+        assert_eq!(response.status_code, 201);
+        assert_eq!(posted_request(&fake).uri, "/webhooks/github?x=1&x=2");
+    }
+
+    #[tokio::test]
+    async fn invalid_body_encoding_is_a_400() {
+        let fake = tunnel();
+        let mut event = http_event("forwarding-post-base64.json");
+        event.body = Some("%%%".into());
+        let response = run(&fake, event).await;
+        assert_eq!(response.status_code, 400);
+        assert!(fake.posts().is_empty());
+    }
+
+    #[rstest]
+    #[case::unknown_tunnel(
+        Some("zzz999.tunnel.example.com"),
+        "/",
+        "No tunnel is connected at zzz999."
+    )]
+    #[case::invalid_name(
+        Some("a_b.tunnel.example.com"),
+        "/",
+        "No tunnel here: \"a_b\" is not a valid tunnel name."
+    )]
+    #[case::missing_host(None, "/", "No tunnel here: no tunnel name in the request.")]
+    #[tokio::test]
+    async fn unroutable_requests_are_404(
+        #[case] host: Option<&str>,
+        #[case] path: &str,
+        #[case] text_start: &str,
+    ) {
+        let fake = tunnel();
+        let mut event = http_event("forwarding-get.json");
+        event.headers.remove(http::header::HOST);
+        if let Some(h) = host {
+            event.headers.insert(http::header::HOST, h.parse().unwrap());
+        }
+        event.raw_path = Some(path.into());
+        let response = run(&fake, event).await;
+        assert_eq!(response.status_code, 404);
+        assert!(
+            text(&response).starts_with(text_start),
+            "{:?}",
+            response.body
+        );
+        assert!(fake.posts().is_empty());
+        assert_eq!(fake.count("PutItem"), 0);
+    }
+
+    #[tokio::test]
+    async fn expired_claim_is_a_404() {
+        let fake = tunnel();
+        fake.insert_claim(SUB, CONN, 1);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 404);
+        assert!(fake.posts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn oversize_request_is_a_413_without_saving_or_posting() {
+        let fake = tunnel();
+        let mut event = http_event("forwarding-post-base64.json");
+        event.body = Some(protocol::encode_body(
+            &vec![7u8; protocol::limits::MAX_MESSAGE_BYTES],
+        ));
+        let response = run(&fake, event).await;
+        assert_eq!(response.status_code, 413);
+        assert!(text(&response).contains("too large"));
+        assert!(fake.posts().is_empty());
+        assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+    }
+
+    #[tokio::test]
+    async fn a_body_just_under_the_limit_is_forwarded() {
+        let fake = tunnel();
+        answering(&fake, 1);
+        let mut event = http_event("forwarding-post-base64.json");
+        // Leave room for the JSON envelope and headers.
+        let raw = protocol::limits::MAX_MESSAGE_BYTES / 4 * 3 - 2048;
+        event.body = Some(protocol::encode_body(&vec![7u8; raw]));
+        assert_eq!(run(&fake, event).await.status_code, 201);
+    }
+
+    #[tokio::test]
+    async fn gone_connection_is_removed_and_a_502() {
+        let fake = tunnel();
+        fake.script_posts(&[Post::Gone]);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(
+            text(&response),
+            "The tunnel's agent is no longer connected.\n"
+        );
+        assert!(fake.connection(CONN).is_none());
+        assert!(fake.claim(SUB).is_none());
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    #[rstest]
+    #[case(Post::Other, 502)]
+    #[case(Post::TooLarge, 413)]
+    #[tokio::test]
+    async fn other_post_failures(#[case] post: Post, #[case] status: u16) {
+        let fake = tunnel();
+        fake.script_posts(&[post]);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, status);
+        assert!(
+            fake.connection(CONN).is_some(),
+            "only a 410 removes the connection"
+        );
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn times_out_with_504_and_deletes_the_pending_item() {
+        let fake = tunnel();
+        let start = Instant::now();
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 504);
+        assert_eq!(
+            text(&response),
+            "The tunnel's agent did not answer in time.\n"
+        );
+        let elapsed = start.elapsed();
+        assert_eq!(elapsed, Duration::from_secs(25));
+        let polls = fake.count("GetItem") - 1;
+        assert!((250..=262).contains(&polls), "{polls} polls");
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_the_configured_timeout() {
+        let fake = tunnel();
+        let mut config = forwarding_config();
+        config.request_timeout = Duration::from_millis(300);
+        let start = Instant::now();
+        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 504);
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_answer_is_returned_within_milliseconds() {
+        let fake = tunnel();
+        answering(&fake, 2);
+        let start = Instant::now();
+        assert_eq!(
+            run(&fake, http_event("forwarding-get.json"))
+                .await
+                .status_code,
+            201
+        );
+        assert_eq!(start.elapsed(), Duration::from_millis(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_errors_are_retried_until_the_deadline() {
+        let fake = tunnel();
+        fake.fail(Fail::GetPending);
+        let mut config = forwarding_config();
+        config.request_timeout = Duration::from_millis(200);
+        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 504);
+        assert!(fake.count("GetItem") > 3);
+    }
+
+    #[rstest]
+    #[case(Fail::GetClaim, 502)]
+    #[case(Fail::PutPending, 502)]
+    #[tokio::test]
+    async fn store_failures_are_502s_not_lambda_errors(#[case] fail: Fail, #[case] status: u16) {
+        let fake = tunnel();
+        fake.fail(fail);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, status);
+        assert!(fake.posts().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn agent_error_page_passes_through() {
+        let fake = tunnel();
+        fake.set_agent(Box::new(|req| {
+            Some((
+                1,
+                crate::response::error_response(
+                    &req.request_id,
+                    protocol::ErrorCode::LocalServiceUnavailable,
+                    "connection refused",
+                ),
+            ))
+        }));
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(response.headers["content-type"], PLAIN_TEXT);
+        let body = protocol::decode_body(response.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            b"The tunnel's local service is unavailable: connection refused\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_agent_response_is_a_502() {
+        let fake = tunnel();
+        fake.set_agent(Box::new(|req| {
+            let mut r = agent_response(&req.request_id);
+            r.status_code = 1000;
+            Some((1, r))
+        }));
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_item_records_the_connection_and_ttl() {
+        let fake = tunnel();
+        answering(&fake, 1);
+        let before = crate::now_secs();
+        run(&fake, http_event("forwarding-get.json")).await;
+        let req = posted_request(&fake);
+        let saved = fake.saved_pending();
+        assert_eq!(saved.len(), 1);
+        let item = &saved[0];
+        assert_eq!(item.request_id, req.request_id);
+        assert_eq!(item.connection_id, CONN);
+        assert_eq!(item.api_gateway_request_id, "JKJaXmPLvHcESHA=");
+        assert!(item.created_at >= before);
+        assert_eq!(item.ttl, item.created_at + 25 + 300);
+    }
+}

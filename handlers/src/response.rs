@@ -1,0 +1,535 @@
+//! WebSocket `$default`: messages from agents.
+//!
+//! - `ready` → post `connection_established` with the tunnel's URL.
+//! - `http_response` → complete the pending request, if it is still pending
+//!   and was posted to this very connection.
+//! - `error` with a `request_id` → complete that request with a short
+//!   plain-text error page (status from `ErrorCode::http_status`).
+//! - `ping` → post `pong`: the agent's heartbeat then proves the whole path
+//!   (API Gateway → Lambda → `@connections`) works, so it can detect a dead
+//!   link and reconnect instead of waiting for the 10-minute idle close.
+//! - anything else → a warning (never the body), and 200 so the connection
+//!   lives on.
+
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use protocol::{
+    ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpResponse, Message, ProtocolError,
+};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::ResponseConfig;
+use crate::logging::chain;
+use crate::store::{ConnectionStore, Notifier, PendingStore, PostError, StoreError, Written};
+use crate::websocket::WebsocketResponse;
+
+/// Delays before the retries of the `connection_established` post: right
+/// after the upgrade, API Gateway can still answer 410 for a moment.
+pub const ESTABLISHED_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(150),
+    Duration::from_millis(300),
+];
+
+/// Longest agent error message shown to a visitor.
+const MAX_ERROR_TEXT: usize = 1024;
+
+pub const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not post {kind} to the connection")]
+    Post {
+        kind: &'static str,
+        #[source]
+        source: PostError,
+    },
+}
+
+/// Handles one agent message. Returns 200 unless something internal failed.
+pub async fn handle<S, N>(
+    _config: &ResponseConfig,
+    store: &S,
+    notifier: &N,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> WebsocketResponse
+where
+    S: ConnectionStore + PendingStore + Sync,
+    N: Notifier + Sync,
+{
+    let Some(connection_id) = event
+        .request_context
+        .connection_id
+        .filter(|id| !id.is_empty())
+    else {
+        warn!("message event without requestContext.connectionId");
+        return WebsocketResponse::BAD_REQUEST;
+    };
+    let span =
+        info_span!("response", connection_id = %connection_id, request_id = tracing::field::Empty);
+    async move {
+        let Some(body) = event.body else {
+            warn!("message event without a body");
+            return WebsocketResponse::OK;
+        };
+        let message = match Message::from_json(&body) {
+            Ok(m) => m,
+            Err(ProtocolError::Malformed(e)) => {
+                // Not `%e`: serde's message can quote parts of the input.
+                warn!(bytes = body.len(), category = ?e.classify(), line = e.line(), column = e.column(), "malformed message dropped");
+                return WebsocketResponse::OK;
+            }
+            Err(ProtocolError::TooLarge { size }) => {
+                warn!(bytes = size, "oversize message dropped");
+                return WebsocketResponse::OK;
+            }
+        };
+        match dispatch(store, notifier, &connection_id, message).await {
+            Ok(()) => WebsocketResponse::OK,
+            Err(e) => {
+                error!(error = %chain(&e), "message handling failed");
+                WebsocketResponse::INTERNAL_ERROR
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch<S, N>(
+    store: &S,
+    notifier: &N,
+    connection_id: &str,
+    message: Message,
+) -> Result<(), ResponseError>
+where
+    S: ConnectionStore + PendingStore + Sync,
+    N: Notifier + Sync,
+{
+    match message {
+        Message::Ready(_) => ready(store, notifier, connection_id).await,
+        Message::HttpResponse(response) => {
+            tracing::Span::current().record("request_id", response.request_id.as_str());
+            let status = response.status_code;
+            let bytes = response.body.len();
+            complete(store, connection_id, response, "http_response").await?;
+            debug!(status, body_base64_bytes = bytes, "response stored");
+            Ok(())
+        }
+        Message::Error(ErrorMessage {
+            request_id: Some(request_id),
+            code,
+            message,
+        }) => {
+            tracing::Span::current().record("request_id", request_id.as_str());
+            info!(?code, message = %truncate(&message, 200), "agent reported a request error");
+            let response = error_response(&request_id, code, &message);
+            complete(store, connection_id, response, "error").await
+        }
+        Message::Error(ErrorMessage {
+            request_id: None,
+            code,
+            message,
+        }) => {
+            warn!(?code, message = %truncate(&message, 200), "agent reported an error");
+            Ok(())
+        }
+        Message::Ping => {
+            let pong = Message::Pong.to_json().expect("pong serializes");
+            match notifier.post(connection_id, &pong).await {
+                Ok(()) => Ok(()),
+                // The agent is gone: $disconnect cleans up; nothing to do here.
+                Err(PostError::Gone) => {
+                    info!("ping from a connection that is already gone");
+                    Ok(())
+                }
+                Err(source) => Err(ResponseError::Post {
+                    kind: "pong",
+                    source,
+                }),
+            }
+        }
+        other @ (Message::Pong
+        | Message::ConnectionEstablished(_)
+        | Message::HttpRequest(_)
+        | Message::Unknown) => {
+            warn!(kind = other.kind(), "unexpected message type dropped");
+            Ok(())
+        }
+    }
+}
+
+/// Completes a pending request if the conditions hold; otherwise drops it.
+async fn complete<S: PendingStore + Sync>(
+    store: &S,
+    connection_id: &str,
+    response: HttpResponse,
+    kind: &'static str,
+) -> Result<(), ResponseError> {
+    match store
+        .complete_pending(&response.request_id, connection_id, &response)
+        .await?
+    {
+        Written::Yes => {
+            info!(kind, status = response.status_code, "request completed");
+        }
+        Written::ConditionFailed => {
+            warn!(
+                kind,
+                "dropped: the request is unknown, already completed or timed out, or was sent to another connection"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn ready<S, N>(store: &S, notifier: &N, connection_id: &str) -> Result<(), ResponseError>
+where
+    S: ConnectionStore + Sync,
+    N: Notifier + Sync,
+{
+    let Some(connection) = store.get_connection(connection_id).await? else {
+        warn!("ready from a connection that is not registered");
+        return Ok(());
+    };
+    let message = Message::ConnectionEstablished(ConnectionEstablished {
+        connection_id: connection_id.to_string(),
+        subdomain: connection.public_subdomain.clone(),
+        public_url: connection.public_url.clone(),
+    })
+    .to_json()
+    .expect("connection_established is small");
+
+    let mut delays = ESTABLISHED_RETRY_DELAYS.iter();
+    loop {
+        match notifier.post(connection_id, &message).await {
+            Ok(()) => {
+                info!(subdomain = %connection.public_subdomain, public_url = %connection.public_url, "connection established");
+                return Ok(());
+            }
+            Err(e @ (PostError::Gone | PostError::Other(_))) => match delays.next() {
+                Some(delay) => {
+                    debug!(error = %chain(&e), ?delay, "posting connection_established failed, retrying");
+                    tokio::time::sleep(*delay).await;
+                }
+                None => {
+                    return Err(ResponseError::Post {
+                        kind: "connection_established",
+                        source: e,
+                    });
+                }
+            },
+            Err(e) => {
+                return Err(ResponseError::Post {
+                    kind: "connection_established",
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
+/// The page a visitor sees when the agent reports an error for its request.
+pub fn error_response(request_id: &str, code: ErrorCode, message: &str) -> HttpResponse {
+    let what = match code {
+        ErrorCode::LocalServiceUnavailable => "The tunnel's local service is unavailable",
+        ErrorCode::Timeout => "The tunnel's local service did not answer in time",
+        ErrorCode::InvalidRequest => "The tunnel could not pass this request to its local service",
+        ErrorCode::PayloadTooLarge => "The local service's response is too large for the tunnel",
+        ErrorCode::InternalError | ErrorCode::Unknown => {
+            "The tunnel's agent failed to handle this request"
+        }
+    };
+    let detail = truncate(message.trim(), MAX_ERROR_TEXT);
+    let text = if detail.is_empty() {
+        format!("{what}.\n")
+    } else {
+        format!("{what}: {detail}\n")
+    };
+    text_response(request_id, code.http_status(), &text)
+}
+
+/// A plain-text response.
+pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse {
+    let mut headers = Headers::new();
+    headers.insert("content-type".into(), vec![PLAIN_TEXT.into()]);
+    HttpResponse {
+        request_id: request_id.to_string(),
+        status_code: status,
+        headers,
+        body: protocol::encode_body(text.as_bytes()),
+        processing_time_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::manifest;
+    use crate::testing::{Fail, Fake, Post, response_config, ws_event};
+
+    const CONN: &str = "L0SM9cOFvHcCIhw=";
+    const REQ: &str = "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a";
+
+    fn event_with_body(body: &str) -> ApiGatewayWebsocketProxyRequest {
+        let mut event = ws_event("response-ready.json");
+        event.body = Some(body.to_string());
+        event
+    }
+
+    async fn run(fake: &Fake, event: ApiGatewayWebsocketProxyRequest) -> WebsocketResponse {
+        let response = handle(&response_config(), fake, fake, event).await;
+        fake.assert_within(&manifest::RESPONSE);
+        response
+    }
+
+    fn body_text(r: &HttpResponse) -> String {
+        String::from_utf8(protocol::decode_body(&r.body).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ready_posts_connection_established() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        assert_eq!(
+            run(&fake, ws_event("response-ready.json")).await,
+            WebsocketResponse::OK
+        );
+        assert_eq!(
+            fake.posts(),
+            vec![(
+                CONN.to_string(),
+                Message::ConnectionEstablished(ConnectionEstablished {
+                    connection_id: CONN.into(),
+                    subdomain: "abc123def456".into(),
+                    public_url: "https://abc123def456.tunnel.example.com".into(),
+                })
+            )]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_retries_a_410_right_after_the_upgrade() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        fake.script_posts(&[Post::Gone, Post::Gone]);
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            run(&fake, ws_event("response-ready.json")).await,
+            WebsocketResponse::OK
+        );
+        assert_eq!(fake.posts().len(), 3);
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_gives_up_within_a_second() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        fake.script_posts(&[Post::Gone; 10]);
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            run(&fake, ws_event("response-ready.json")).await,
+            WebsocketResponse::INTERNAL_ERROR
+        );
+        assert_eq!(fake.posts().len(), 1 + ESTABLISHED_RETRY_DELAYS.len());
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn ready_from_an_unknown_connection_posts_nothing() {
+        let fake = Fake::default();
+        assert_eq!(
+            run(&fake, ws_event("response-ready.json")).await,
+            WebsocketResponse::OK
+        );
+        assert!(fake.posts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn http_response_completes_the_pending_request() {
+        let fake = Fake::default();
+        fake.insert_pending(REQ, CONN);
+        assert_eq!(
+            run(&fake, ws_event("response-http-response.json")).await,
+            WebsocketResponse::OK
+        );
+        let done = fake.pending(REQ).unwrap().completed.expect("completed");
+        assert_eq!(done.status_code, 200);
+        assert_eq!(done.headers["set-cookie"], vec!["a=1; Path=/", "b=2"]);
+        assert_eq!(body_text(&done), "hello");
+    }
+
+    #[rstest]
+    #[case::from_another_connection(Some("Other0000000AA="), false)]
+    #[case::unknown_request(None, false)]
+    #[case::already_completed(Some(CONN), true)]
+    #[tokio::test]
+    async fn http_response_is_dropped_unless_pending_on_this_connection(
+        #[case] owner: Option<&str>,
+        #[case] completed: bool,
+    ) {
+        let fake = Fake::default();
+        if let Some(owner) = owner {
+            fake.insert_pending(REQ, owner);
+        }
+        if completed {
+            fake.complete_pending(REQ, CONN, &text_response(REQ, 201, "first"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            run(&fake, ws_event("response-http-response.json")).await,
+            WebsocketResponse::OK
+        );
+        let item = fake.pending(REQ);
+        match (owner, completed) {
+            (None, _) => assert!(item.is_none()),
+            (Some(_), false) => assert!(item.unwrap().completed.is_none()),
+            (Some(_), true) => assert_eq!(item.unwrap().completed.unwrap().status_code, 201),
+        }
+    }
+
+    #[rstest]
+    #[case(
+        "local_service_unavailable",
+        502,
+        "The tunnel's local service is unavailable: connection refused\n"
+    )]
+    #[case(
+        "timeout",
+        504,
+        "The tunnel's local service did not answer in time: connection refused\n"
+    )]
+    #[case(
+        "invalid_request",
+        400,
+        "The tunnel could not pass this request to its local service: connection refused\n"
+    )]
+    #[case(
+        "internal_error",
+        502,
+        "The tunnel's agent failed to handle this request: connection refused\n"
+    )]
+    #[case(
+        "payload_too_large",
+        502,
+        "The local service's response is too large for the tunnel: connection refused\n"
+    )]
+    #[case(
+        "from_the_future",
+        502,
+        "The tunnel's agent failed to handle this request: connection refused\n"
+    )]
+    #[tokio::test]
+    async fn error_completes_with_a_text_page(
+        #[case] code: &str,
+        #[case] status: u16,
+        #[case] text: &str,
+    ) {
+        let fake = Fake::default();
+        fake.insert_pending(REQ, CONN);
+        let body = format!(
+            r#"{{"type":"error","request_id":"{REQ}","code":"{code}","message":"connection refused"}}"#
+        );
+        assert_eq!(
+            run(&fake, event_with_body(&body)).await,
+            WebsocketResponse::OK
+        );
+        let done = fake.pending(REQ).unwrap().completed.unwrap();
+        assert_eq!(done.status_code, status);
+        assert_eq!(done.headers["content-type"], vec![PLAIN_TEXT]);
+        assert_eq!(body_text(&done), text);
+    }
+
+    #[tokio::test]
+    async fn error_from_another_connection_is_dropped() {
+        let fake = Fake::default();
+        fake.insert_pending(REQ, "Other0000000AA=");
+        let body =
+            format!(r#"{{"type":"error","request_id":"{REQ}","code":"timeout","message":"x"}}"#);
+        assert_eq!(
+            run(&fake, event_with_body(&body)).await,
+            WebsocketResponse::OK
+        );
+        assert!(fake.pending(REQ).unwrap().completed.is_none());
+    }
+
+    #[tokio::test]
+    async fn ping_gets_a_pong() {
+        let fake = Fake::default();
+        assert_eq!(
+            run(&fake, ws_event("response-ping.json")).await,
+            WebsocketResponse::OK
+        );
+        assert_eq!(fake.posts(), vec![(CONN.to_string(), Message::Pong)]);
+    }
+
+    #[tokio::test]
+    async fn ping_from_a_gone_connection_is_fine() {
+        let fake = Fake::default();
+        fake.script_posts(&[Post::Gone]);
+        assert_eq!(
+            run(&fake, ws_event("response-ping.json")).await,
+            WebsocketResponse::OK
+        );
+    }
+
+    #[rstest]
+    #[case::not_json("hello")]
+    #[case::empty("")]
+    #[case::array("[1,2]")]
+    #[case::no_type(r#"{"request_id":"x"}"#)]
+    #[case::bad_field(r#"{"type":"http_response","request_id":"r","status_code":"200"}"#)]
+    #[case::unknown_type(r#"{"type":"body_chunk","seq":1}"#)]
+    #[case::wrong_direction(r#"{"type":"http_request","request_id":"r","method":"GET","uri":"/"}"#)]
+    #[case::pong(r#"{"type":"pong"}"#)]
+    #[case::connection_error(r#"{"type":"error","code":"internal_error","message":"oops"}"#)]
+    #[tokio::test]
+    async fn bad_or_unexpected_messages_are_dropped_with_200(#[case] body: &str) {
+        let fake = Fake::default();
+        fake.insert_pending(REQ, CONN);
+        assert_eq!(
+            run(&fake, event_with_body(body)).await,
+            WebsocketResponse::OK
+        );
+        assert!(fake.posts().is_empty());
+        assert!(fake.pending(REQ).unwrap().completed.is_none());
+        assert_eq!(fake.count("UpdateItem"), 0);
+    }
+
+    #[tokio::test]
+    async fn missing_body_or_connection_id() {
+        let fake = Fake::default();
+        let mut event = ws_event("response-ready.json");
+        event.body = None;
+        assert_eq!(run(&fake, event).await, WebsocketResponse::OK);
+        let mut event = ws_event("response-ready.json");
+        event.request_context.connection_id = None;
+        assert_eq!(run(&fake, event).await, WebsocketResponse::BAD_REQUEST);
+        assert!(fake.actions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_a_500() {
+        let fake = Fake::default();
+        fake.insert_pending(REQ, CONN);
+        fake.fail(Fail::Complete);
+        assert_eq!(
+            run(&fake, ws_event("response-http-response.json")).await,
+            WebsocketResponse::INTERNAL_ERROR
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! What the WebSocket routes' functions return.
+//!
+//! `aws_lambda_events` 1.2 has no WebSocket response type; API Gateway reads
+//! `statusCode` (on `$connect`, a non-2xx status rejects the handshake; on
+//! `$default` and `$disconnect` the value is ignored without a route
+//! response).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebsocketResponse {
+    pub status_code: u16,
+}
+
+impl WebsocketResponse {
+    pub const OK: Self = Self { status_code: 200 };
+    pub const BAD_REQUEST: Self = Self { status_code: 400 };
+    pub const INTERNAL_ERROR: Self = Self { status_code: 500 };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_status_code_only() {
+        assert_eq!(
+            serde_json::to_value(WebsocketResponse::OK).unwrap(),
+            serde_json::json!({"statusCode": 200})
+        );
+    }
+}
