@@ -51,9 +51,9 @@ impl BackendChoice {
             "" | "auto" => Ok(BackendChoice::auto()),
             "localstack" => Ok(BackendChoice::LocalStack),
             "moto" => Ok(BackendChoice::Moto),
-            lower if lower.starts_with("http://") || lower.starts_with("https://") => {
-                Ok(BackendChoice::Endpoint(value.trim_end_matches('/').to_string()))
-            }
+            lower if lower.starts_with("http://") || lower.starts_with("https://") => Ok(
+                BackendChoice::Endpoint(value.trim_end_matches('/').to_string()),
+            ),
             _ => Err(HarnessError::UnknownBackend(value.to_string())),
         }
     }
@@ -180,7 +180,10 @@ impl DynamoDb {
                 let server = tokio::task::spawn_blocking(MotoServer::start)
                     .await
                     .map_err(|e| HarnessError::MotoStart(e.to_string()))??;
-                (server.endpoint().to_string(), Guard::Moto { _server: server })
+                (
+                    server.endpoint().to_string(),
+                    Guard::Moto { _server: server },
+                )
             }
             BackendChoice::LocalStack => {
                 let container = tokio::task::spawn_blocking(LocalStackContainer::start)
@@ -238,11 +241,9 @@ impl DynamoDb {
         let client = self.client();
         let started = Instant::now();
         loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(5),
-                client.list_tables().limit(1).send(),
-            )
-            .await;
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(5), client.list_tables().limit(1).send())
+                    .await;
             let last_error = match attempt {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) => error_chain(&e),
@@ -285,7 +286,10 @@ fn stop_at_exit(guard: Guard) {
         return;
     }
     static REGISTER: Once = Once::new();
-    AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()).push(guard);
+    AT_EXIT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(guard);
     REGISTER.call_once(|| {
         extern "C" fn stop_all() {
             let guards = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()));

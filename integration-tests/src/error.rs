@@ -32,7 +32,9 @@ pub enum HarnessError {
     )]
     LocalStack(#[source] BoxError),
 
-    #[error("the DynamoDB endpoint {endpoint} did not answer ListTables within {waited:?}: {last_error}")]
+    #[error(
+        "the DynamoDB endpoint {endpoint} did not answer ListTables within {waited:?}: {last_error}"
+    )]
     NotReady {
         endpoint: String,
         waited: Duration,

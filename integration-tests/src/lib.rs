@@ -1,6 +1,15 @@
 //! Integration harness for the serverless tunnel: a DynamoDB backend, the
 //! tables from the handlers' manifest, the four real Lambda binaries under
-//! the API Gateway emulator, and agents, all on localhost.
+//! the API Gateway emulator, and agents, all on localhost; or a deployed
+//! stage for the pipeline's gate.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), itest::HarnessError> {
+//! let stack = itest::Stack::start(itest::StackConfig::for_tests()).await?;
+//! let tunnel = stack.expose("3000").await?;
+//! println!("{} → 127.0.0.1:3000", tunnel.public_url());
+//! # Ok(()) }
+//! ```
 //!
 //! # Layout
 //!
@@ -9,15 +18,28 @@
 //! - [`moto`]: `moto[server]` installed into `target/venvs/moto` and run on an
 //!   ephemeral port.
 //! - [`tables`]: the manifest's tables under a unique prefix.
+//! - [`binaries`]: the four handler binaries, built once per process.
+//! - [`stack`]: [`Stack`], the emulator running the handlers against the
+//!   tables with the environment Terraform sets.
+//! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
+//! - [`target`]: [`TestEnv`], the local stack or a deployed stage
+//!   (`ITEST_TARGET=deployed`).
 //! - [`error`]: [`HarnessError`], which says what to install or set.
 //! - [`paths`]: the workspace and its target directory.
 
 pub mod backend;
+pub mod binaries;
 pub mod error;
 pub mod moto;
 pub mod paths;
+pub mod stack;
 pub mod tables;
+pub mod target;
+pub mod tunnel;
 
 pub use backend::{BackendChoice, DynamoDb};
 pub use error::HarnessError;
+pub use stack::{Logs, Stack, StackConfig};
 pub use tables::Tables;
+pub use target::{Deployed, TestEnv};
+pub use tunnel::Tunnel;

@@ -58,7 +58,8 @@ pub fn ensure_installed() -> Result<PathBuf, HarnessError> {
         return Ok(venv);
     }
     let parent = venv.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(HarnessError::io(format!("creating {}", parent.display())))?;
+    std::fs::create_dir_all(parent)
+        .map_err(HarnessError::io(format!("creating {}", parent.display())))?;
     let lock_path = parent.join(".moto-install.lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -140,7 +141,9 @@ impl MotoServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| HarnessError::MotoStart(format!("spawning {}: {e}", venv_python(&venv).display())))?;
+            .map_err(|e| {
+                HarnessError::MotoStart(format!("spawning {}: {e}", venv_python(&venv).display()))
+            })?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
 

@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .unwrap_or(manifest_dir)
-        .to_path_buf()
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
 /// The cargo target directory: `CARGO_TARGET_DIR` (relative to the workspace

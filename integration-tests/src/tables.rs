@@ -28,16 +28,23 @@ impl Tables {
     /// Creates every table of the manifest as `{prefix}-{role}`, waits for it
     /// to be ACTIVE and enables TTL on its TTL attribute.
     pub async fn create(client: &Client, prefix: &str) -> Result<Tables, HarnessError> {
-        let mut names = BTreeMap::new();
+        let tables = Tables::named(prefix);
         for table in TABLES {
-            let name = format!("{prefix}-{}", table.role);
-            create_table(client, table, &name).await?;
-            names.insert(table.role, name);
+            create_table(client, table, tables.name(table.role)).await?;
         }
-        Ok(Tables {
+        Ok(tables)
+    }
+
+    /// The names [`Tables::create`] gives, without creating anything (for a
+    /// stage whose tables exist already).
+    pub fn named(prefix: &str) -> Tables {
+        Tables {
             prefix: prefix.to_string(),
-            names,
-        })
+            names: TABLES
+                .iter()
+                .map(|table| (table.role, format!("{prefix}-{}", table.role)))
+                .collect(),
+        }
     }
 
     /// A fresh prefix, `itest-<12 hex digits>`.

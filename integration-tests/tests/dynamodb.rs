@@ -20,7 +20,9 @@ async fn tables_match_the_manifest() -> anyhow::Result<()> {
         let name = tables.name(table.role);
         assert!(name.starts_with(tables.prefix()), "{name}");
         let description = client.describe_table().table_name(name).send().await?;
-        let description = description.table().expect("DescribeTable returns the table");
+        let description = description
+            .table()
+            .expect("DescribeTable returns the table");
 
         let keys: Vec<_> = description
             .key_schema()
@@ -104,7 +106,10 @@ async fn prefixes_isolate_instances() -> anyhow::Result<()> {
     assert_ne!(a.pending(), b.pending());
     let listed = client.list_tables().send().await?;
     for name in [a.connections(), a.pending(), b.connections(), b.pending()] {
-        assert!(listed.table_names().iter().any(|n| n == name), "{name} not listed");
+        assert!(
+            listed.table_names().iter().any(|n| n == name),
+            "{name} not listed"
+        );
     }
     Ok(())
 }

@@ -1,0 +1,438 @@
+//! The whole tunnel on localhost: DynamoDB tables, the four real handler
+//! binaries under the API Gateway emulator, wired with the environment
+//! Terraform gives the functions (`docs/contracts.md`).
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use emulator::{Emulator, FunctionConfig, HttpConfig, LogLine, LogSink, LogStream};
+use handlers::manifest::{self, COMMON_OPTIONAL_ENV, FUNCTIONS, Function};
+
+use crate::{
+    backend::{self, DynamoDb},
+    binaries::handler_binaries_async,
+    error::HarnessError,
+    tables::Tables,
+    tunnel::Tunnel,
+};
+
+/// Public domain for subdomain routing (`Host: <sub>.tunnel.localhost`).
+pub const DEFAULT_DOMAIN: &str = "tunnel.localhost";
+/// Path routing on the emulator's HTTP API: `http://127.0.0.1:PORT/<sub>/…`.
+/// `${HTTP_URL}` is filled in by the emulator, `{subdomain}` by connect.
+pub const DEFAULT_PUBLIC_URL_TEMPLATE: &str = "${HTTP_URL}/{subdomain}";
+/// WebSocket API stage.
+pub const DEFAULT_STAGE: &str = "local";
+/// `ITEST_LOG`: `capture` (default; printed when a test fails), `stderr`, `discard`.
+pub const LOG_ENV: &str = "ITEST_LOG";
+/// `ITEST_RUST_LOG`: the functions' `RUST_LOG` (default `info`).
+pub const RUST_LOG_ENV: &str = "ITEST_RUST_LOG";
+
+/// Lines of function output kept for a failing test.
+const CAPTURED_LINES: usize = 4000;
+/// Lines printed when a test fails.
+const PRINTED_LINES: usize = 300;
+
+/// Where the functions' output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logs {
+    /// Kept in memory; printed when the stack is dropped during a panic.
+    Capture,
+    /// Straight to stderr, prefixed with the function name.
+    Stderr,
+    Discard,
+}
+
+impl Logs {
+    /// From `ITEST_LOG`, else `default`.
+    pub fn from_env_or(default: Logs) -> Logs {
+        match std::env::var(LOG_ENV).as_deref() {
+            Ok("stderr") => Logs::Stderr,
+            Ok("discard") => Logs::Discard,
+            Ok("capture") => Logs::Capture,
+            _ => default,
+        }
+    }
+}
+
+/// How to run the stack. [`StackConfig::default`] is what `just dev` uses.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// `DOMAIN_NAME`: Host `<sub>.<domain>` selects the tunnel `<sub>`.
+    pub domain: String,
+    /// `PUBLIC_URL_TEMPLATE`, with the emulator's placeholders.
+    pub public_url_template: String,
+    pub stage: String,
+    /// `REQUEST_TIMEOUT_MS` of forwarding; `None` = the handler's default (25 s).
+    pub request_timeout: Option<Duration>,
+    /// WebSocket API + `@connections` listener (port 0 = ephemeral).
+    pub websocket_listen: SocketAddr,
+    /// HTTP API listener (port 0 = ephemeral).
+    pub http_listen: SocketAddr,
+    /// Processes per function (concurrent invocations).
+    pub concurrency: usize,
+    pub logs: Logs,
+    /// The functions' `RUST_LOG`.
+    pub rust_log: String,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            domain: DEFAULT_DOMAIN.into(),
+            public_url_template: DEFAULT_PUBLIC_URL_TEMPLATE.into(),
+            stage: DEFAULT_STAGE.into(),
+            request_timeout: None,
+            websocket_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            concurrency: 10,
+            logs: Logs::from_env_or(Logs::Stderr),
+            rust_log: std::env::var(RUST_LOG_ENV).unwrap_or_else(|_| "info".into()),
+        }
+    }
+}
+
+impl StackConfig {
+    /// Ephemeral ports, captured logs.
+    pub fn for_tests() -> Self {
+        StackConfig {
+            logs: Logs::from_env_or(Logs::Capture),
+            ..StackConfig::default()
+        }
+    }
+
+    /// The environment of one function: exactly the variables the manifest
+    /// says it reads (what Terraform sets), plus the local AWS wiring.
+    pub fn function_environment(
+        &self,
+        function: &Function,
+        tables: &Tables,
+        dynamodb_endpoint: &str,
+    ) -> BTreeMap<String, String> {
+        let mut known: BTreeMap<&str, String> = tables
+            .environment()
+            .map(|(env, name)| (env, name.to_string()))
+            .collect();
+        known.insert("DOMAIN_NAME", self.domain.clone());
+        known.insert("PUBLIC_URL_TEMPLATE", self.public_url_template.clone());
+        known.insert("WEBSOCKET_API_ENDPOINT", "${MANAGEMENT_ENDPOINT}".into());
+        if let Some(timeout) = self.request_timeout {
+            known.insert("REQUEST_TIMEOUT_MS", timeout.as_millis().to_string());
+        }
+        known.insert("LOG_FORMAT", "text".into());
+        known.insert("RUST_LOG", self.rust_log.clone());
+
+        let mut env: BTreeMap<String, String> = function
+            .required_env
+            .iter()
+            .chain(function.optional_env)
+            .chain(COMMON_OPTIONAL_ENV)
+            .filter_map(|name| known.get(name).map(|v| (name.to_string(), v.clone())))
+            .collect();
+        env.insert(
+            "AWS_ENDPOINT_URL_DYNAMODB".into(),
+            dynamodb_endpoint.to_string(),
+        );
+        env.insert("AWS_REGION".into(), backend::REGION.into());
+        env.insert("AWS_DEFAULT_REGION".into(), backend::REGION.into());
+        env.insert("AWS_ACCESS_KEY_ID".into(), backend::ACCESS_KEY_ID.into());
+        env.insert(
+            "AWS_SECRET_ACCESS_KEY".into(),
+            backend::SECRET_ACCESS_KEY.into(),
+        );
+        env
+    }
+}
+
+/// A running local tunnel. Dropping it stops the emulator (and every
+/// function process); a stack that owns its backend stops that too.
+pub struct Stack {
+    emulator: Option<Emulator>,
+    tables: Tables,
+    dynamodb: aws_sdk_dynamodb::Client,
+    dynamodb_endpoint: String,
+    config: StackConfig,
+    captured: Option<Arc<Mutex<VecDeque<String>>>>,
+    log_task: Option<tokio::task::JoinHandle<()>>,
+    /// Declared last: dropped after the emulator.
+    owned_backend: Option<DynamoDb>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("websocket_url", &self.websocket_url())
+            .field("http_url", &self.http_url())
+            .field("tables", &self.tables)
+            .field("dynamodb", &self.dynamodb_endpoint)
+            .finish()
+    }
+}
+
+impl Stack {
+    /// On the process-wide backend ([`DynamoDb::shared`]), with fresh tables.
+    pub async fn start(config: StackConfig) -> Result<Stack, HarnessError> {
+        let backend = DynamoDb::shared().await?;
+        Self::start_inner(backend.endpoint().to_string(), None, config).await
+    }
+
+    /// On a backend the stack owns (and stops when dropped).
+    pub async fn start_owning(
+        backend: DynamoDb,
+        config: StackConfig,
+    ) -> Result<Stack, HarnessError> {
+        let endpoint = backend.endpoint().to_string();
+        Self::start_inner(endpoint, Some(backend), config).await
+    }
+
+    async fn start_inner(
+        dynamodb_endpoint: String,
+        owned_backend: Option<DynamoDb>,
+        config: StackConfig,
+    ) -> Result<Stack, HarnessError> {
+        let dynamodb = backend::client_for(&dynamodb_endpoint);
+        let (tables, binaries) = tokio::try_join!(
+            async { Tables::create(&dynamodb, &Tables::unique_prefix()).await },
+            handler_binaries_async(),
+        )?;
+
+        let mut emulator_config = emulator::Config::new(config.stage.clone());
+        emulator_config.listen.websocket = config.websocket_listen;
+        emulator_config.listen.http = config.http_listen;
+        emulator_config.region = Some(backend::REGION.into());
+        for function in FUNCTIONS {
+            let mut function_config =
+                FunctionConfig::new(function.name, binaries.path(function.name));
+            function_config.environment =
+                config.function_environment(function, &tables, &dynamodb_endpoint);
+            function_config.concurrency = config.concurrency;
+            emulator_config.functions.push(function_config);
+        }
+        let routes = &mut emulator_config.websocket.routes;
+        routes.insert("$connect".into(), manifest::CONNECT.name.into());
+        routes.insert("$disconnect".into(), manifest::DISCONNECT.name.into());
+        routes.insert("$default".into(), manifest::RESPONSE.name.into());
+        emulator_config.http = Some(HttpConfig::new(manifest::FORWARDING.name));
+
+        let (sink, captured, log_task) = match config.logs {
+            Logs::Stderr => (LogSink::Stderr, None, None),
+            Logs::Discard => (LogSink::Discard, None, None),
+            Logs::Capture => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
+                let captured = Arc::new(Mutex::new(VecDeque::with_capacity(CAPTURED_LINES)));
+                let sink = captured.clone();
+                let task = tokio::spawn(async move {
+                    while let Some(line) = rx.recv().await {
+                        let stream = match line.stream {
+                            LogStream::Stdout => "",
+                            LogStream::Stderr => " (stderr)",
+                        };
+                        let mut lines = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        if lines.len() == CAPTURED_LINES {
+                            lines.pop_front();
+                        }
+                        lines.push_back(format!("[{}{stream}] {}", line.function, line.line));
+                    }
+                });
+                (LogSink::Channel(tx), Some(captured), Some(task))
+            }
+        };
+
+        let emulator = Emulator::builder(emulator_config)
+            .log_sink(sink)
+            .start()
+            .await
+            .map_err(|e| HarnessError::Emulator(e.into()))?;
+        Ok(Stack {
+            emulator: Some(emulator),
+            tables,
+            dynamodb,
+            dynamodb_endpoint,
+            config,
+            captured,
+            log_task,
+            owned_backend,
+        })
+    }
+
+    fn emulator(&self) -> &Emulator {
+        self.emulator
+            .as_ref()
+            .expect("the emulator runs until shutdown")
+    }
+
+    /// `ws://127.0.0.1:PORT/{stage}`: where agents connect.
+    pub fn websocket_url(&self) -> &str {
+        self.emulator().websocket_url()
+    }
+
+    /// `http://127.0.0.1:PORT`: the HTTP API visitors use.
+    pub fn http_url(&self) -> &str {
+        self.emulator().http_url()
+    }
+
+    /// `http://127.0.0.1:PORT/{stage}`: the `@connections` endpoint.
+    pub fn management_endpoint(&self) -> &str {
+        self.emulator().management_endpoint()
+    }
+
+    pub fn websocket_addr(&self) -> SocketAddr {
+        self.emulator().websocket_addr()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.emulator().http_addr()
+    }
+
+    /// `DOMAIN_NAME`.
+    pub fn domain(&self) -> &str {
+        &self.config.domain
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    /// The `Host` header that routes to `subdomain`.
+    pub fn host_for(&self, subdomain: &str) -> String {
+        format!("{subdomain}.{}", self.config.domain)
+    }
+
+    /// Path-routing URL of a tunnel: `http://127.0.0.1:PORT/<sub>`.
+    pub fn path_url(&self, subdomain: &str) -> String {
+        format!("{}/{subdomain}", self.http_url())
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// A DynamoDB client on the stack's backend (for poking the tables).
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
+    pub fn dynamodb_endpoint(&self) -> &str {
+        &self.dynamodb_endpoint
+    }
+
+    /// Per-function invocation counters.
+    pub fn counters(&self) -> emulator::Counters {
+        self.emulator().counters()
+    }
+
+    /// The functions' output captured so far (with [`Logs::Capture`]).
+    pub fn captured_logs(&self) -> Vec<String> {
+        self.captured
+            .as_ref()
+            .map(|c| {
+                c.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// An agent configuration for this stack, forwarding to `target` (a port
+    /// or a URL), with timings suited to tests.
+    pub fn agent_config(&self, target: &str) -> Result<agent::Config, HarnessError> {
+        crate::tunnel::agent_config(self.websocket_url(), None, target)
+    }
+
+    /// Starts an agent for `target` and waits for its public URL.
+    pub async fn expose(&self, target: &str) -> Result<Tunnel, HarnessError> {
+        Tunnel::start(self.agent_config(target)?).await
+    }
+
+    /// Stops the emulator and its functions; deletes the tables on a shared
+    /// backend; stops an owned backend.
+    pub async fn shutdown(mut self) {
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+        if self.owned_backend.is_none() {
+            self.tables.delete(&self.dynamodb).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // The emulator first: its processes use the backend.
+        drop(self.emulator.take());
+        if let Some(task) = self.log_task.take() {
+            task.abort();
+        }
+        if std::thread::panicking() {
+            let lines = self.captured_logs();
+            if !lines.is_empty() {
+                let skip = lines.len().saturating_sub(PRINTED_LINES);
+                eprintln!(
+                    "---- itest: last {} lines of function output ({}) ----",
+                    lines.len() - skip,
+                    self.tables.prefix()
+                );
+                for line in &lines[skip..] {
+                    eprintln!("{line}");
+                }
+                eprintln!("---- end of function output ----");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables() -> Tables {
+        Tables::named("p")
+    }
+
+    /// Each function gets exactly the variables its manifest entry lists
+    /// (what Terraform sets), plus the local AWS wiring.
+    #[test]
+    fn function_environment_follows_the_manifest() {
+        let config = StackConfig {
+            request_timeout: Some(Duration::from_millis(2000)),
+            rust_log: "debug".into(),
+            ..StackConfig::default()
+        };
+        let env = config.function_environment(&manifest::FORWARDING, &tables(), "http://db");
+        let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_DEFAULT_REGION",
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                "AWS_REGION",
+                "AWS_SECRET_ACCESS_KEY",
+                "CONNECTIONS_TABLE_NAME",
+                "DOMAIN_NAME",
+                "LOG_FORMAT",
+                "PENDING_REQUESTS_TABLE_NAME",
+                "REQUEST_TIMEOUT_MS",
+                "RUST_LOG",
+                "WEBSOCKET_API_ENDPOINT",
+            ]
+        );
+        assert_eq!(env["REQUEST_TIMEOUT_MS"], "2000");
+        assert_eq!(env["WEBSOCKET_API_ENDPOINT"], "${MANAGEMENT_ENDPOINT}");
+        assert_eq!(env["CONNECTIONS_TABLE_NAME"], "p-connections");
+        assert_eq!(env["PENDING_REQUESTS_TABLE_NAME"], "p-pending");
+        assert_eq!(env["DOMAIN_NAME"], "tunnel.localhost");
+        assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://db");
+
+        let connect = config.function_environment(&manifest::CONNECT, &tables(), "http://db");
+        assert_eq!(connect["PUBLIC_URL_TEMPLATE"], "${HTTP_URL}/{subdomain}");
+        assert!(!connect.contains_key("PENDING_REQUESTS_TABLE_NAME"));
+        assert!(!connect.contains_key("WEBSOCKET_API_ENDPOINT"));
+    }
+}
