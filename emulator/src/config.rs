@@ -136,7 +136,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), EmulatorError> {
         let invalid = |msg: String| Err(EmulatorError::InvalidConfig(msg));
         if self.stage.is_empty() || self.stage.contains('/') || self.stage == "_emulator" {
-            return invalid(format!("stage {:?} must be a non-empty path segment other than _emulator", self.stage));
+            return invalid(format!(
+                "stage {:?} must be a non-empty path segment other than _emulator",
+                self.stage
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for f in &self.functions {
@@ -152,12 +155,17 @@ impl Config {
         }
         for (route, function) in &self.websocket.routes {
             if !names.contains(function.as_str()) {
-                return invalid(format!("websocket route {route:?} names an unknown function {function:?}"));
+                return invalid(format!(
+                    "websocket route {route:?} names an unknown function {function:?}"
+                ));
             }
         }
         if let Some(http) = &self.http {
             if !names.contains(http.function.as_str()) {
-                return invalid(format!("http.function names an unknown function {:?}", http.function));
+                return invalid(format!(
+                    "http.function names an unknown function {:?}",
+                    http.function
+                ));
             }
         }
         if self.limits.idle_timeout_secs == 0 || self.limits.max_connection_age_secs == 0 {
@@ -169,13 +177,19 @@ impl Config {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { websocket: default_listen(), http: default_listen() }
+        Self {
+            websocket: default_listen(),
+            http: default_listen(),
+        }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { idle_timeout_secs: default_idle(), max_connection_age_secs: default_max_age() }
+        Self {
+            idle_timeout_secs: default_idle(),
+            max_connection_age_secs: default_max_age(),
+        }
     }
 }
 
@@ -195,7 +209,11 @@ impl FunctionConfig {
 
 impl HttpConfig {
     pub fn new(function: impl Into<String>) -> Self {
-        Self { function: function.into(), timeout_secs: default_http_timeout(), api_id: None }
+        Self {
+            function: function.into(),
+            timeout_secs: default_http_timeout(),
+            api_id: None,
+        }
     }
 }
 
@@ -281,8 +299,14 @@ function = "connect"
     #[test]
     fn rejects_routes_to_unknown_functions() {
         let mut config = Config::new("local");
-        config.websocket.routes.insert("$connect".into(), "nope".into());
-        assert!(matches!(config.validate(), Err(EmulatorError::InvalidConfig(_))));
+        config
+            .websocket
+            .routes
+            .insert("$connect".into(), "nope".into());
+        assert!(matches!(
+            config.validate(),
+            Err(EmulatorError::InvalidConfig(_))
+        ));
     }
 
     #[test]

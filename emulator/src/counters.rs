@@ -52,7 +52,10 @@ impl LiveCounters {
         self.cold_starts.fetch_add(1, Ordering::Relaxed);
     }
     pub fn init_duration(&self, duration: Duration) {
-        self.init_durations.lock().unwrap_or_else(|p| p.into_inner()).push(duration);
+        self.init_durations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(duration);
     }
 
     pub fn snapshot(&self) -> FunctionCounters {

@@ -66,14 +66,23 @@ impl EmulatorBuilder {
             config
                 .functions
                 .iter()
-                .map(|f| (FunctionSpec::new(f, &aws, &placeholders, self.log_sink.clone()), f.concurrency))
+                .map(|f| {
+                    (
+                        FunctionSpec::new(f, &aws, &placeholders, self.log_sink.clone()),
+                        f.concurrency,
+                    )
+                })
                 .collect(),
         );
 
         let websocket_api = WebSocketApi::new(
             WebSocketSettings {
                 stage: config.stage.clone(),
-                api_id: config.websocket.api_id.clone().unwrap_or_else(|| "localwsapi".into()),
+                api_id: config
+                    .websocket
+                    .api_id
+                    .clone()
+                    .unwrap_or_else(|| "localwsapi".into()),
                 routes: config.websocket.routes.clone(),
                 idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
                 max_age: Duration::from_secs(config.limits.max_connection_age_secs),
@@ -88,9 +97,12 @@ impl EmulatorBuilder {
         let websocket_connections = Tasks::default();
         let websocket_server = {
             let api = websocket_api.clone();
-            util::serve(websocket, websocket_connections.clone(), "websocket", move |peer, req| {
-                api.clone().handle(peer, req)
-            })
+            util::serve(
+                websocket,
+                websocket_connections.clone(),
+                "websocket",
+                move |peer, req| api.clone().handle(peer, req),
+            )
         };
 
         let http_settings = config.http.as_ref().map(|h| {
@@ -111,7 +123,9 @@ impl EmulatorBuilder {
                 async move {
                     match settings {
                         Some(settings) => http_api::handle(&settings, &functions, peer, req).await,
-                        None => json_response(http::StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#),
+                        None => {
+                            json_response(http::StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#)
+                        }
                     }
                 }
             })
@@ -123,27 +137,42 @@ impl EmulatorBuilder {
             http_addr,
             functions,
             servers: vec![websocket_server, http_server],
-            tasks: vec![websocket_connections, http_connections, websocket_api.tasks()],
+            tasks: vec![
+                websocket_connections,
+                http_connections,
+                websocket_api.tasks(),
+            ],
         };
         info!(websocket = %emulator.websocket_url(), http = %emulator.http_url(), "emulator started");
         Ok(emulator)
     }
 }
 
-async fn listen(given: Option<std::net::TcpListener>, addr: SocketAddr) -> Result<TcpListener, EmulatorError> {
+async fn listen(
+    given: Option<std::net::TcpListener>,
+    addr: SocketAddr,
+) -> Result<TcpListener, EmulatorError> {
     match given {
         Some(listener) => {
-            listener.set_nonblocking(true).map_err(EmulatorError::Listener)?;
+            listener
+                .set_nonblocking(true)
+                .map_err(EmulatorError::Listener)?;
             TcpListener::from_std(listener).map_err(EmulatorError::Listener)
         }
-        None => TcpListener::bind(addr).await.map_err(|source| EmulatorError::Bind { addr, source }),
+        None => TcpListener::bind(addr)
+            .await
+            .map_err(|source| EmulatorError::Bind { addr, source }),
     }
 }
 
 /// `host:port` to put in a URL: a wildcard bind is reached on loopback.
 fn url_host(addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
-        let loopback = if addr.is_ipv4() { "127.0.0.1".parse() } else { "::1".parse() };
+        let loopback = if addr.is_ipv4() {
+            "127.0.0.1".parse()
+        } else {
+            "::1".parse()
+        };
         SocketAddr::new(loopback.unwrap_or(addr.ip()), addr.port())
     } else {
         addr
@@ -168,7 +197,12 @@ impl Emulator {
     }
 
     pub fn builder(config: Config) -> EmulatorBuilder {
-        EmulatorBuilder { config, log_sink: LogSink::default(), websocket_listener: None, http_listener: None }
+        EmulatorBuilder {
+            config,
+            log_sink: LogSink::default(),
+            websocket_listener: None,
+            http_listener: None,
+        }
     }
 
     /// `ws://HOST:PORT/{stage}`.
@@ -188,7 +222,10 @@ impl Emulator {
 
     /// `http://HOST:PORT/_emulator/counters`.
     pub fn counters_url(&self) -> String {
-        format!("http://{}/_emulator/counters", url_host(self.websocket_addr))
+        format!(
+            "http://{}/_emulator/counters",
+            url_host(self.websocket_addr)
+        )
     }
 
     pub fn websocket_addr(&self) -> SocketAddr {

@@ -39,6 +39,6 @@ mod util;
 pub use config::{Config, FunctionConfig, HttpConfig, LimitsConfig, ListenConfig, WebSocketConfig};
 pub use counters::{Counters, FunctionCounters};
 pub use emulator::{Emulator, EmulatorBuilder};
-pub use lambda::{LogLine, LogSink, LogStream};
 pub use error::EmulatorError;
 pub use lambda::InvokeError;
+pub use lambda::{LogLine, LogSink, LogStream};

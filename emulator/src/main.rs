@@ -18,17 +18,23 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let config = emulator::Config::from_toml_file(&args.config)?;
-    let emulator = emulator::Emulator::start(config).await.context("cannot start the emulator")?;
+    let emulator = emulator::Emulator::start(config)
+        .await
+        .context("cannot start the emulator")?;
     println!("WebSocket API: {}", emulator.websocket_url());
     println!("Management:    {}", emulator.management_endpoint());
     println!("HTTP API:      {}", emulator.http_url());
     println!("Counters:      {}", emulator.counters_url());
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     eprintln!("shutting down");
     emulator.shutdown().await;
     Ok(())

@@ -52,15 +52,16 @@ fn datetime_from_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-const REQUEST_TIME: &[BorrowedFormatItem<'_>] = format_description!(
-    "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
-);
+const REQUEST_TIME: &[BorrowedFormatItem<'_>] =
+    format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
 const ISO_MS: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// `requestTime` / `time` of API Gateway events: `05/Apr/2020:05:20:58 +0000`.
 pub(crate) fn request_time(ms: i64) -> String {
-    datetime_from_ms(ms).format(REQUEST_TIME).unwrap_or_default()
+    datetime_from_ms(ms)
+        .format(REQUEST_TIME)
+        .unwrap_or_default()
 }
 
 /// ISO-8601 as the management API writes it: `2020-04-05T05:20:58.123Z`.
@@ -72,9 +73,10 @@ pub(crate) fn iso8601(ms: i64) -> String {
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -129,7 +131,12 @@ impl Tasks {
 
 /// Serves HTTP/1.1 on `listener` with `handler` until the returned task is
 /// aborted; connections live in `tasks`.
-pub(crate) fn serve<H, F>(listener: TcpListener, tasks: Tasks, name: &'static str, handler: H) -> AbortOnDrop
+pub(crate) fn serve<H, F>(
+    listener: TcpListener,
+    tasks: Tasks,
+    name: &'static str,
+    handler: H,
+) -> AbortOnDrop
 where
     H: Fn(SocketAddr, hyper::Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -154,7 +161,8 @@ where
                         let fut = handler(peer, req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     if let Err(error) = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await
@@ -178,7 +186,11 @@ mod tests {
             let id = new_api_gateway_id();
             assert_eq!(id.len(), 16);
             assert!(id.ends_with('='));
-            assert!(id[..15].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            assert!(
+                id[..15]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            );
         }
     }
 

@@ -72,7 +72,11 @@ pub(crate) struct HttpDescription {
 
 /// Decoded `key=value` pairs of a raw query string, in order.
 pub(crate) fn parse_query(raw: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     raw.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -84,10 +88,20 @@ pub(crate) fn parse_query(raw: &str) -> Vec<(String, String)> {
 
 /// Bodies that API Gateway passes as text; everything else is base64.
 fn is_text_content_type(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else { return false };
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence.starts_with("text/")
-        || matches!(essence.as_str(), "application/json" | "application/xml" | "application/javascript")
+        || matches!(
+            essence.as_str(),
+            "application/json" | "application/xml" | "application/javascript"
+        )
 }
 
 /// The request parts the event is built from.
@@ -109,7 +123,13 @@ impl HttpSettings {
         for (name, value) in parts.headers {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
             if name == header::COOKIE {
-                cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+                cookies.extend(
+                    value
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned),
+                );
                 continue;
             }
             headers
@@ -149,11 +169,18 @@ impl HttpSettings {
         {
             (Some(text.to_owned()), false)
         } else {
-            (Some(base64::engine::general_purpose::STANDARD.encode(parts.body)), true)
+            (
+                Some(base64::engine::general_purpose::STANDARD.encode(parts.body)),
+                true,
+            )
         };
 
         let domain_name = headers.get("host").cloned().unwrap_or_default();
-        let domain_prefix = domain_name.split(['.', ':']).next().unwrap_or("").to_owned();
+        let domain_prefix = domain_name
+            .split(['.', ':'])
+            .next()
+            .unwrap_or("")
+            .to_owned();
         let protocol = match parts.version {
             http::Version::HTTP_10 => "HTTP/1.0",
             http::Version::HTTP_2 => "HTTP/2.0",
@@ -192,7 +219,10 @@ impl HttpSettings {
 }
 
 fn internal_error() -> Response<Body> {
-    json_response(StatusCode::INTERNAL_SERVER_ERROR, r#"{"message":"Internal Server Error"}"#)
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"message":"Internal Server Error"}"#,
+    )
 }
 
 /// Maps a function result to the client's response; `None` = invalid result (500).
@@ -215,7 +245,9 @@ pub(crate) fn map_response(payload: &[u8]) -> Option<Response<Body>> {
     };
     let body = match object.get("body") {
         None | Some(Value::Null) => Bytes::new(),
-        Some(Value::String(s)) if is_base64 => Bytes::from(base64::engine::general_purpose::STANDARD.decode(s).ok()?),
+        Some(Value::String(s)) if is_base64 => {
+            Bytes::from(base64::engine::general_purpose::STANDARD.decode(s).ok()?)
+        }
         Some(Value::String(s)) => Bytes::from(s.clone()),
         Some(_) => return None,
     };
@@ -237,7 +269,10 @@ pub(crate) fn map_response(payload: &[u8]) -> Option<Response<Body>> {
     }
     if let Some(cookies) = object.get("cookies").filter(|c| !c.is_null()) {
         for cookie in cookies.as_array()? {
-            out.append(header::SET_COOKIE, HeaderValue::from_str(cookie.as_str()?).ok()?);
+            out.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(cookie.as_str()?).ok()?,
+            );
         }
     }
     // API Gateway sets the framing headers itself.
@@ -261,9 +296,14 @@ pub(crate) async fn handle(
         let body = match util::read_body(body, HTTP_BODY_MAX).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
-                return json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"message":"Request Entity Too Large"}"#);
+                return json_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"message":"Request Entity Too Large"}"#,
+                );
             }
-            Err(BodyError::Io) => return json_response(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#),
+            Err(BodyError::Io) => {
+                return json_response(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
+            }
         };
         let event = settings.build_event(
             &RequestParts {
@@ -279,11 +319,20 @@ pub(crate) async fn handle(
         );
         let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
         debug!(method = %parts.method, path = parts.uri.path(), "invoking");
-        match tokio::time::timeout(settings.timeout, functions.invoke(&settings.function, payload)).await {
-            Err(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"message":"Service Unavailable"}"#),
-            Ok(Err(InvokeError::RequestTooLarge)) => {
-                json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"message":"Request Entity Too Large"}"#)
-            }
+        match tokio::time::timeout(
+            settings.timeout,
+            functions.invoke(&settings.function, payload),
+        )
+        .await
+        {
+            Err(_) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"message":"Service Unavailable"}"#,
+            ),
+            Ok(Err(InvokeError::RequestTooLarge)) => json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"message":"Request Entity Too Large"}"#,
+            ),
             Ok(Err(error)) => {
                 warn!(%error, "integration failed");
                 internal_error()
@@ -319,7 +368,10 @@ mod tests {
     fn event(headers: &[(&str, &str)], query: Option<&str>, body: &[u8]) -> Value {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
-            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         let parts = RequestParts {
             method: "POST",
@@ -336,7 +388,13 @@ mod tests {
     #[test]
     fn cookies_headers_and_query() {
         let e = event(
-            &[("Cookie", "a=1; b=2"), ("cookie", "c=3"), ("X-Multi", "1"), ("x-multi", "2"), ("host", "sub.example.com:9")],
+            &[
+                ("Cookie", "a=1; b=2"),
+                ("cookie", "c=3"),
+                ("X-Multi", "1"),
+                ("x-multi", "2"),
+                ("host", "sub.example.com:9"),
+            ],
             Some("q=a%20b&q=c&plus=x+y&empty"),
             b"",
         );
@@ -373,7 +431,10 @@ mod tests {
             (Some("application/octet-stream"), true),
             (None, true),
         ] {
-            let headers: Vec<(&str, &str)> = content_type.map(|c| ("content-type", c)).into_iter().collect();
+            let headers: Vec<(&str, &str)> = content_type
+                .map(|c| ("content-type", c))
+                .into_iter()
+                .collect();
             let e = event(&headers, None, b"hello");
             assert_eq!(e["isBase64Encoded"], base64, "{content_type:?}");
             let expected = if base64 { "aGVsbG8=" } else { "hello" };
@@ -394,6 +455,8 @@ mod tests {
         assert_eq!(r.headers()["content-type"], "application/json");
         assert!(map_response(b"not json").is_none());
         assert!(map_response(br#"{"statusCode":"abc"}"#).is_none());
-        assert!(map_response(br#"{"statusCode":200,"body":"%%","isBase64Encoded":true}"#).is_none());
+        assert!(
+            map_response(br#"{"statusCode":200,"body":"%%","isBase64Encoded":true}"#).is_none()
+        );
     }
 }

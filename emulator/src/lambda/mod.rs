@@ -159,13 +159,22 @@ impl FunctionSpec {
             env.insert(k.to_owned(), v);
         };
         // What Lambda's provided.al2023 runtime gives every process.
-        set("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
+        set(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        );
         set("LANG", "en_US.UTF-8".into());
         set("TZ", ":UTC".into());
         set("AWS_LAMBDA_FUNCTION_NAME", config.name.clone());
-        set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", config.memory_mb.to_string());
+        set(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            config.memory_mb.to_string(),
+        );
         set("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into());
-        set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", config.name));
+        set(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", config.name),
+        );
         set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
         set("AWS_REGION", aws.region.clone());
         set("AWS_DEFAULT_REGION", aws.region.clone());
@@ -183,7 +192,10 @@ impl FunctionSpec {
         }
         Self {
             name: Arc::from(config.name.as_str()),
-            arn: format!("arn:aws:lambda:{}:{}:function:{}", aws.region, aws.account_id, config.name),
+            arn: format!(
+                "arn:aws:lambda:{}:{}:function:{}",
+                aws.region, aws.account_id, config.name
+            ),
             binary: config.binary.clone(),
             environment: env,
             timeout: Duration::from_secs(config.timeout_secs),
@@ -234,7 +246,11 @@ impl FunctionPool {
         }
         // Over the concurrency limit invocations wait for a process (AWS
         // would throttle); see the README.
-        let _permit = self.permits.acquire().await.map_err(|_| InvokeError::ShuttingDown)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| InvokeError::ShuttingDown)?;
         let worker = loop {
             let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match popped {
@@ -250,7 +266,10 @@ impl FunctionPool {
             Ok(_) | Err(InvokeError::Function { .. } | InvokeError::ResponseTooLarge)
         ) && worker.is_alive();
         if reusable && !self.closed.load(Ordering::Relaxed) {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(worker);
         }
         // Otherwise the worker is dropped here, which kills its process.
         result
@@ -261,7 +280,13 @@ impl FunctionPool {
         self.closed.store(true, Ordering::Relaxed);
         self.permits.close();
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let live: Vec<i32> = self.live.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let live: Vec<i32> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
         for pgid in live {
             worker::kill_group(pgid);
         }
@@ -278,7 +303,9 @@ impl Functions {
         Self(Arc::new(
             specs
                 .into_iter()
-                .map(|(spec, concurrency)| (spec.name.to_string(), FunctionPool::new(spec, concurrency)))
+                .map(|(spec, concurrency)| {
+                    (spec.name.to_string(), FunctionPool::new(spec, concurrency))
+                })
                 .collect(),
         ))
     }

@@ -81,8 +81,14 @@ impl RuntimeState {
         }
     }
 
-    fn take_in_flight(&self, request_id: &str) -> Option<oneshot::Sender<Result<Bytes, InvokeError>>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id)
+    fn take_in_flight(
+        &self,
+        request_id: &str,
+    ) -> Option<oneshot::Sender<Result<Bytes, InvokeError>>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(request_id)
     }
 }
 
@@ -96,10 +102,17 @@ fn accepted() -> Response<Body> {
 }
 
 /// Routes one Runtime API request.
-pub(crate) async fn handle(state: Arc<RuntimeState>, req: hyper::Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    state: Arc<RuntimeState>,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let Some(rest) = path.strip_prefix(PREFIX) else {
-        return error_json(StatusCode::NOT_FOUND, "NotFound", "unknown Runtime API path");
+        return error_json(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "unknown Runtime API path",
+        );
     };
     let method = req.method().clone();
     match (method, rest.split('/').collect::<Vec<_>>().as_slice()) {
@@ -117,12 +130,19 @@ pub(crate) async fn handle(state: Arc<RuntimeState>, req: hyper::Request<Incomin
             let header_type = header_string(&req, "lambda-runtime-function-error-type");
             init_error(&state, header_type, req.into_body()).await
         }
-        _ => error_json(StatusCode::NOT_FOUND, "NotFound", "unknown Runtime API path"),
+        _ => error_json(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "unknown Runtime API path",
+        ),
     }
 }
 
 fn header_string(req: &hyper::Request<Incoming>, name: &str) -> Option<String> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Long poll: blocks until there is an event (never 204, which a release
@@ -135,7 +155,11 @@ async fn next(state: &RuntimeState) -> Response<Body> {
         let pending = state.queue.lock().await.recv().await;
         let Some(pending) = pending else {
             // The worker is gone and the process is about to be killed.
-            return error_json(StatusCode::GONE, "ShuttingDown", "the emulator is stopping this process");
+            return error_json(
+                StatusCode::GONE,
+                "ShuttingDown",
+                "the emulator is stopping this process",
+            );
         };
         let deadline = Instant::now() + pending.timeout;
         let deadline_ms = util::now_epoch_ms()
@@ -160,7 +184,14 @@ async fn next(state: &RuntimeState) -> Response<Body> {
         set("lambda-runtime-aws-request-id", &pending.request_id);
         set("lambda-runtime-deadline-ms", &deadline_ms.to_string());
         set("lambda-runtime-invoked-function-arn", &state.function_arn);
-        set("lambda-runtime-trace-id", &format!("{};Parent={:016x};Sampled=0", util::new_trace_id(), rand::random::<u64>()));
+        set(
+            "lambda-runtime-trace-id",
+            &format!(
+                "{};Parent={:016x};Sampled=0",
+                util::new_trace_id(),
+                rand::random::<u64>()
+            ),
+        );
         return response;
     }
 }
@@ -184,7 +215,11 @@ async fn response(state: &RuntimeState, request_id: &str, body: Incoming) -> Res
                 &format!("Exceeded maximum allowed payload size ({LAMBDA_PAYLOAD_MAX} bytes)."),
             )
         }
-        Err(BodyError::Io) => error_json(StatusCode::BAD_REQUEST, "InvalidRequest", "cannot read the body"),
+        Err(BodyError::Io) => error_json(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "cannot read the body",
+        ),
     }
 }
 
@@ -198,7 +233,10 @@ async fn invocation_error(
     match state.take_in_flight(request_id) {
         Some(reply) => {
             let _ = reply.send(Err(InvokeError::Function {
-                error_type: parsed.error_type.or(header_type).unwrap_or_else(|| "Unhandled".into()),
+                error_type: parsed
+                    .error_type
+                    .or(header_type)
+                    .unwrap_or_else(|| "Unhandled".into()),
                 message: parsed.error_message.unwrap_or_default(),
             }));
             accepted()
@@ -207,9 +245,16 @@ async fn invocation_error(
     }
 }
 
-async fn init_error(state: &RuntimeState, header_type: Option<String>, body: Incoming) -> Response<Body> {
+async fn init_error(
+    state: &RuntimeState,
+    header_type: Option<String>,
+    body: Incoming,
+) -> Response<Body> {
     let parsed = read_error_body(body).await;
-    let error_type = parsed.error_type.or(header_type).unwrap_or_else(|| "Unknown".into());
+    let error_type = parsed
+        .error_type
+        .or(header_type)
+        .unwrap_or_else(|| "Unknown".into());
     warn!(%error_type, "function reported an init error");
     *state.init_error.lock().unwrap_or_else(|p| p.into_inner()) =
         Some((error_type, parsed.error_message.unwrap_or_default()));
@@ -227,5 +272,9 @@ async fn read_error_body(body: Incoming) -> ErrorBody {
 
 fn unknown_request(request_id: &str) -> Response<Body> {
     debug!(%request_id, "result for an unknown or finished invocation");
-    error_json(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
+    error_json(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        "Invalid request ID",
+    )
 }

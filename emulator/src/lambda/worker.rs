@@ -51,7 +51,10 @@ struct GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         kill_group(self.pgid);
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pgid);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.pgid);
     }
 }
 
@@ -76,19 +79,36 @@ impl Drop for Worker {
 
 impl Worker {
     /// Spawns the process and its Runtime API server.
-    pub async fn spawn(spec: &FunctionSpec, live: &LiveGroups, log_tasks: &Tasks) -> Result<Self, InvokeError> {
-        let spawn_error = |source| InvokeError::Spawn { binary: spec.binary.display().to_string(), source };
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(spawn_error)?;
+    pub async fn spawn(
+        spec: &FunctionSpec,
+        live: &LiveGroups,
+        log_tasks: &Tasks,
+    ) -> Result<Self, InvokeError> {
+        let spawn_error = |source| InvokeError::Spawn {
+            binary: spec.binary.display().to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(spawn_error)?;
         let runtime_api = listener.local_addr().map_err(spawn_error)?;
         let (queue, queue_rx) = mpsc::channel(1);
         let spawned_at = Instant::now();
-        let state = Arc::new(RuntimeState::new(spec.arn.clone(), queue_rx, spawned_at, spec.counters.clone()));
+        let state = Arc::new(RuntimeState::new(
+            spec.arn.clone(),
+            queue_rx,
+            spawned_at,
+            spec.counters.clone(),
+        ));
         let server_tasks = Tasks::default();
         let server = {
             let state = state.clone();
-            util::serve(listener, server_tasks.clone(), "runtime-api", move |_peer, req| {
-                runtime_api::handle(state.clone(), req)
-            })
+            util::serve(
+                listener,
+                server_tasks.clone(),
+                "runtime-api",
+                move |_peer, req| runtime_api::handle(state.clone(), req),
+            )
         };
 
         let mut command = Command::new(&spec.binary);
@@ -106,16 +126,32 @@ impl Worker {
             .process_group(0);
         let mut child = command.spawn().map_err(spawn_error)?;
         spec.counters.cold_start();
-        let pgid = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .unwrap_or(0);
         live.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid);
-        let group = GroupGuard { pgid, live: live.clone() };
+        let group = GroupGuard {
+            pgid,
+            live: live.clone(),
+        };
         debug!(function = %spec.name, pid = pgid, %runtime_api, "process spawned");
 
         if let Some(stdout) = child.stdout.take() {
-            log_tasks.spawn(forward_lines(stdout, spec.name.clone(), LogStream::Stdout, spec.log_sink.clone()));
+            log_tasks.spawn(forward_lines(
+                stdout,
+                spec.name.clone(),
+                LogStream::Stdout,
+                spec.log_sink.clone(),
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
-            log_tasks.spawn(forward_lines(stderr, spec.name.clone(), LogStream::Stderr, spec.log_sink.clone()));
+            log_tasks.spawn(forward_lines(
+                stderr,
+                spec.name.clone(),
+                LogStream::Stderr,
+                spec.log_sink.clone(),
+            ));
         }
 
         let (exited_tx, exited) = watch::channel(None);
@@ -142,7 +178,15 @@ impl Worker {
             ))
         };
 
-        Ok(Self { queue, state, exited, _group: group, _monitor: monitor, _server: server, server_tasks })
+        Ok(Self {
+            queue,
+            state,
+            exited,
+            _group: group,
+            _monitor: monitor,
+            _server: server,
+            server_tasks,
+        })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -151,10 +195,24 @@ impl Worker {
 
     /// Why the process is unusable, once it has exited.
     fn exit_error(&self) -> InvokeError {
-        if let Some((error_type, message)) = self.state.init_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return InvokeError::Init { error_type, message };
+        if let Some((error_type, message)) = self
+            .state
+            .init_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return InvokeError::Init {
+                error_type,
+                message,
+            };
         }
-        InvokeError::Crashed(self.exited.borrow().clone().unwrap_or_else(|| "exited".into()))
+        InvokeError::Crashed(
+            self.exited
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "exited".into()),
+        )
     }
 
     /// Runs one invocation; the caller drops the worker after any error other
@@ -163,7 +221,13 @@ impl Worker {
         let (started, started_rx) = oneshot::channel();
         let (reply, reply_rx) = oneshot::channel();
         let request_id = util::new_lambda_request_id();
-        let pending = Pending { request_id, payload, timeout, started, reply };
+        let pending = Pending {
+            request_id,
+            payload,
+            timeout,
+            started,
+            reply,
+        };
         if self.queue.send(pending).await.is_err() {
             return Err(self.exit_error());
         }
@@ -197,11 +261,21 @@ fn log_stream_name() -> String {
     let date = time::OffsetDateTime::now_utc().date();
     let random: [u8; 16] = rand::random();
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}/{:02}/{:02}/[$LATEST]{hex}", date.year(), u8::from(date.month()), date.day())
+    format!(
+        "{}/{:02}/{:02}/[$LATEST]{hex}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }
 
 /// Forwards a process's output line by line until it closes.
-async fn forward_lines(reader: impl AsyncRead + Unpin, function: Arc<str>, stream: LogStream, sink: LogSink) {
+async fn forward_lines(
+    reader: impl AsyncRead + Unpin,
+    function: Arc<str>,
+    stream: LogStream,
+    sink: LogSink,
+) {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
     loop {
@@ -209,8 +283,14 @@ async fn forward_lines(reader: impl AsyncRead + Unpin, function: Arc<str>, strea
         match reader.read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
-                sink.write(LogLine { function: function.clone(), stream, line });
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned();
+                sink.write(LogLine {
+                    function: function.clone(),
+                    stream,
+                    line,
+                });
             }
         }
     }

@@ -33,8 +33,13 @@ struct IdentityOutput {
 }
 
 fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Response<Body> {
-    let mut response = json_response(status, serde_json::json!({ "message": message }).to_string());
-    response.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(error_type));
+    let mut response = json_response(
+        status,
+        serde_json::json!({ "message": message }).to_string(),
+    );
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error_type));
     response
 }
 
@@ -46,14 +51,26 @@ fn gone() -> Response<Body> {
 fn well_formed(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '+' | '/'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '+' | '/'))
 }
 
-pub(super) async fn handle(api: &WebSocketApi, raw_id: &str, req: hyper::Request<Incoming>) -> Response<Body> {
+pub(super) async fn handle(
+    api: &WebSocketApi,
+    raw_id: &str,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
     // The SDK percent-encodes the id (`%3D` for `=`).
     let id = match percent_decode_str(raw_id).decode_utf8() {
         Ok(id) if well_formed(&id) => id.into_owned(),
-        _ => return aws_error(StatusCode::BAD_REQUEST, "BadRequestException", "Invalid connectionId"),
+        _ => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                "Invalid connectionId",
+            );
+        }
     };
     debug!(connection_id = %id, method = %req.method(), "@connections");
     match *req.method() {
@@ -61,10 +78,18 @@ pub(super) async fn handle(api: &WebSocketApi, raw_id: &str, req: hyper::Request
             let body = match util::read_body(req.into_body(), MANAGEMENT_POST_MAX).await {
                 Ok(body) => body,
                 Err(BodyError::TooLarge) => {
-                    return aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Request entity too large");
+                    return aws_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PayloadTooLargeException",
+                        "Request entity too large",
+                    );
                 }
                 Err(BodyError::Io) => {
-                    return aws_error(StatusCode::BAD_REQUEST, "BadRequestException", "Cannot read the body");
+                    return aws_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequestException",
+                        "Cannot read the body",
+                    );
                 }
             };
             let Some(connection) = api.connection(&id) else {
@@ -88,9 +113,14 @@ pub(super) async fn handle(api: &WebSocketApi, raw_id: &str, req: hyper::Request
                         source_ip: connection.source_ip.clone(),
                         user_agent: connection.user_agent.clone(),
                     },
-                    last_active_at: util::iso8601(connection.last_active_ms.load(Ordering::Relaxed)),
+                    last_active_at: util::iso8601(
+                        connection.last_active_ms.load(Ordering::Relaxed),
+                    ),
                 };
-                json_response(StatusCode::OK, serde_json::to_vec(&output).unwrap_or_default())
+                json_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&output).unwrap_or_default(),
+                )
             }
             None => gone(),
         },

@@ -88,7 +88,12 @@ struct ConnectionInfo {
 
 impl WebSocketApi {
     pub fn new(settings: WebSocketSettings, functions: Functions) -> Arc<Self> {
-        Arc::new(Self { settings, functions, connections: Mutex::new(HashMap::new()), tasks: Tasks::default() })
+        Arc::new(Self {
+            settings,
+            functions,
+            connections: Mutex::new(HashMap::new()),
+            tasks: Tasks::default(),
+        })
     }
 
     pub fn tasks(&self) -> Tasks {
@@ -96,15 +101,26 @@ impl WebSocketApi {
     }
 
     fn connection(&self, id: &str) -> Option<Arc<Connection>> {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn remove_connection(&self, id: &str) -> Option<Arc<Connection>> {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     /// Routes one request on the shared listener.
-    pub async fn handle(self: Arc<Self>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: hyper::Request<Incoming>,
+    ) -> Response<Body> {
         let path = req.uri().path().to_owned();
         if path == "/_emulator/counters" {
             return match serde_json::to_vec(&self.functions.counters()) {
@@ -112,7 +128,10 @@ impl WebSocketApi {
                 _ => forbidden(),
             };
         }
-        let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(self.settings.stage.as_str())) else {
+        let Some(rest) = path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(self.settings.stage.as_str()))
+        else {
             return forbidden();
         };
         if rest.is_empty() || rest == "/" {
@@ -125,7 +144,12 @@ impl WebSocketApi {
         forbidden()
     }
 
-    fn event_base(&self, info: &ConnectionInfo, route_key: &str, event_type: &'static str) -> WebSocketEvent {
+    fn event_base(
+        &self,
+        info: &ConnectionInfo,
+        route_key: &str,
+        event_type: &'static str,
+    ) -> WebSocketEvent {
         let now = util::now_epoch_ms();
         let request_id = util::new_api_gateway_id();
         WebSocketEvent {
@@ -145,7 +169,9 @@ impl WebSocketApi {
                 stage: self.settings.stage.clone(),
                 connected_at: info.connected_at_ms,
                 request_time_epoch: now,
-                identity: Identity { source_ip: info.source_ip.clone() },
+                identity: Identity {
+                    source_ip: info.source_ip.clone(),
+                },
                 request_id,
                 domain_name: info.domain_name.clone(),
                 connection_id: info.connection_id.clone(),
@@ -157,25 +183,43 @@ impl WebSocketApi {
     }
 
     async fn invoke(&self, function: &str, event: &WebSocketEvent) -> Result<Bytes, InvokeError> {
-        let payload = serde_json::to_vec(event).map(Bytes::from).unwrap_or_default();
-        match tokio::time::timeout(self.settings.integration_timeout, self.functions.invoke(function, payload)).await {
+        let payload = serde_json::to_vec(event)
+            .map(Bytes::from)
+            .unwrap_or_default();
+        match tokio::time::timeout(
+            self.settings.integration_timeout,
+            self.functions.invoke(function, payload),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Timeout(self.settings.integration_timeout)),
         }
     }
 
-    async fn handshake(self: Arc<Self>, peer: SocketAddr, mut req: hyper::Request<Incoming>) -> Response<Body> {
+    async fn handshake(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        mut req: hyper::Request<Incoming>,
+    ) -> Response<Body> {
         let headers = req.headers();
         let has_token = |name: HeaderName, token: &str| {
             headers.get_all(name).iter().any(|v| {
-                v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
             })
         };
         let is_upgrade = req.method() == Method::GET
             && has_token(header::UPGRADE, "websocket")
             && has_token(header::CONNECTION, "upgrade")
-            && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-        let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned().filter(|_| is_upgrade) else {
+            && headers
+                .get(header::SEC_WEBSOCKET_VERSION)
+                .is_some_and(|v| v == "13");
+        let Some(key) = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .cloned()
+            .filter(|_| is_upgrade)
+        else {
             return json_response(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
         };
 
@@ -183,7 +227,9 @@ impl WebSocketApi {
             connection_id: util::new_api_gateway_id(),
             connected_at_ms: util::now_epoch_ms(),
             source_ip: peer.ip().to_string(),
-            domain_name: header_str(headers, header::HOST).unwrap_or_default().to_owned(),
+            domain_name: header_str(headers, header::HOST)
+                .unwrap_or_default()
+                .to_owned(),
         };
         let user_agent = header_str(headers, header::USER_AGENT).map(str::to_owned);
         let span = info_span!("connection", id = %info.connection_id);
@@ -209,7 +255,10 @@ impl WebSocketApi {
                 }
                 Err(error) => {
                     warn!(parent: &span, %error, "$connect failed");
-                    return json_response(StatusCode::BAD_GATEWAY, r#"{"message": "Internal server error"}"#);
+                    return json_response(
+                        StatusCode::BAD_GATEWAY,
+                        r#"{"message": "Internal server error"}"#,
+                    );
                 }
             }
         }
@@ -232,7 +281,9 @@ impl WebSocketApi {
         out.extend(extra_headers);
         out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         out.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(accept) = HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes())) {
+        if let Ok(accept) =
+            HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
+        {
             out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
         response
@@ -251,23 +302,41 @@ impl WebSocketApi {
                 continue;
             }
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            multi.entry(events::client_header_case(name.as_str())).or_default().push(value);
+            multi
+                .entry(events::client_header_case(name.as_str()))
+                .or_default()
+                .push(value);
         }
         let forwarded_for = match multi.remove("X-Forwarded-For") {
             Some(existing) => format!("{}, {}", existing.join(", "), peer.ip()),
             None => peer.ip().to_string(),
         };
         multi.insert("X-Forwarded-For".into(), vec![forwarded_for]);
-        multi.insert("X-Forwarded-Port".into(), vec![self.settings.port.to_string()]);
+        multi.insert(
+            "X-Forwarded-Port".into(),
+            vec![self.settings.port.to_string()],
+        );
         multi.insert("X-Forwarded-Proto".into(), vec!["http".into()]);
         multi.insert("X-Amzn-Trace-Id".into(), vec![util::new_trace_id()]);
-        let single = multi.iter().filter_map(|(k, v)| Some((k.clone(), v.last()?.clone()))).collect();
+        let single = multi
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.last()?.clone())))
+            .collect();
         (single, multi)
     }
 
-    async fn run_connection(self: Arc<Self>, upgraded: hyper::upgrade::Upgraded, info: ConnectionInfo, user_agent: Option<String>) {
-        let config = FrameConfig::default().max_frame_size(Some(WS_FRAME_MAX)).max_message_size(Some(WS_MESSAGE_MAX));
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    async fn run_connection(
+        self: Arc<Self>,
+        upgraded: hyper::upgrade::Upgraded,
+        info: ConnectionInfo,
+        user_agent: Option<String>,
+    ) {
+        let config = FrameConfig::default()
+            .max_frame_size(Some(WS_FRAME_MAX))
+            .max_message_size(Some(WS_MESSAGE_MAX));
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
         let (outbound, mut outbound_rx) = mpsc::unbounded_channel();
         let connection = Arc::new(Connection {
             connected_at_ms: info.connected_at_ms,
@@ -329,7 +398,12 @@ impl WebSocketApi {
         if code != 1006 {
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 if let Some(code) = close {
-                    let _ = ws.close(Some(CloseFrame { code, reason: reason.clone().into() })).await;
+                    let _ = ws
+                        .close(Some(CloseFrame {
+                            code,
+                            reason: reason.clone().into(),
+                        }))
+                        .await;
                 }
                 while let Some(Ok(_)) = ws.next().await {}
             })
@@ -346,9 +420,18 @@ impl WebSocketApi {
                 ("X-Forwarded-For", String::new()),
                 ("x-restapi", String::new()),
             ];
-            event.headers = Some(placeholders.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect());
-            event.multi_value_headers =
-                Some(placeholders.iter().map(|(k, v)| ((*k).to_owned(), vec![v.clone()])).collect());
+            event.headers = Some(
+                placeholders
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            );
+            event.multi_value_headers = Some(
+                placeholders
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), vec![v.clone()]))
+                    .collect(),
+            );
             event.request_context.disconnect_status_code = Some(code);
             event.request_context.disconnect_reason = Some(reason);
             if let Err(error) = self.invoke(function, &event).await {
@@ -411,16 +494,25 @@ fn parse_connect_result(payload: &[u8]) -> (StatusCode, HeaderMap) {
     let value: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
     let status = match value.get("statusCode") {
         None => Some(StatusCode::OK),
-        Some(code) => code.as_u64().and_then(|c| u16::try_from(c).ok()).and_then(|c| StatusCode::from_u16(c).ok()),
+        Some(code) => code
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())
+            .and_then(|c| StatusCode::from_u16(c).ok()),
     }
     .unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
     if let Some(map) = value.get("headers").and_then(Value::as_object) {
         for (name, value) in map {
-            let (Ok(name), Some(Ok(value))) = (HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str)) else {
+            let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(name.as_str()),
+                value.as_str().map(HeaderValue::from_str),
+            ) else {
                 continue;
             };
-            if name != header::CONNECTION && name != header::UPGRADE && name != header::SEC_WEBSOCKET_ACCEPT {
+            if name != header::CONNECTION
+                && name != header::UPGRADE
+                && name != header::SEC_WEBSOCKET_ACCEPT
+            {
                 headers.insert(name, value);
             }
         }
@@ -443,23 +535,51 @@ mod tests {
     #[test]
     fn routes_by_action_with_default_fallback() {
         let routes: BTreeMap<String, String> =
-            [("$default", "d"), ("sendmessage", "s"), ("$connect", "c")].map(|(a, b)| (a.into(), b.into())).into();
-        assert_eq!(select_route(r#"{"action":"sendmessage"}"#, &routes).as_deref(), Some("sendmessage"));
-        assert_eq!(select_route(r#"{"action":"other"}"#, &routes).as_deref(), Some("$default"));
-        assert_eq!(select_route(r#"{"action":"$connect"}"#, &routes).as_deref(), Some("$default"));
-        assert_eq!(select_route(r#"{"action":3}"#, &routes).as_deref(), Some("$default"));
-        assert_eq!(select_route("not json", &routes).as_deref(), Some("$default"));
+            [("$default", "d"), ("sendmessage", "s"), ("$connect", "c")]
+                .map(|(a, b)| (a.into(), b.into()))
+                .into();
+        assert_eq!(
+            select_route(r#"{"action":"sendmessage"}"#, &routes).as_deref(),
+            Some("sendmessage")
+        );
+        assert_eq!(
+            select_route(r#"{"action":"other"}"#, &routes).as_deref(),
+            Some("$default")
+        );
+        assert_eq!(
+            select_route(r#"{"action":"$connect"}"#, &routes).as_deref(),
+            Some("$default")
+        );
+        assert_eq!(
+            select_route(r#"{"action":3}"#, &routes).as_deref(),
+            Some("$default")
+        );
+        assert_eq!(
+            select_route("not json", &routes).as_deref(),
+            Some("$default")
+        );
         let no_default: BTreeMap<String, String> = [("a".to_owned(), "f".to_owned())].into();
         assert_eq!(select_route("{}", &no_default), None);
     }
 
     #[test]
     fn connect_results() {
-        assert_eq!(parse_connect_result(br#"{"statusCode":200}"#).0, StatusCode::OK);
-        assert_eq!(parse_connect_result(br#"{"statusCode":403}"#).0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            parse_connect_result(br#"{"statusCode":200}"#).0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            parse_connect_result(br#"{"statusCode":403}"#).0,
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(parse_connect_result(b"null").0, StatusCode::OK);
-        assert_eq!(parse_connect_result(br#"{"statusCode":"x"}"#).0, StatusCode::BAD_GATEWAY);
-        let (_, headers) = parse_connect_result(br#"{"statusCode":200,"headers":{"Sec-WebSocket-Protocol":"chat"}}"#);
+        assert_eq!(
+            parse_connect_result(br#"{"statusCode":"x"}"#).0,
+            StatusCode::BAD_GATEWAY
+        );
+        let (_, headers) = parse_connect_result(
+            br#"{"statusCode":200,"headers":{"Sec-WebSocket-Protocol":"chat"}}"#,
+        );
         assert_eq!(headers["sec-websocket-protocol"], "chat");
     }
 }

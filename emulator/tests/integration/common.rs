@@ -1,0 +1,150 @@
+//! Shared test setup: fixture functions, the channel their events come back
+//! on, and small assertions.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use emulator::{Config, Emulator, FunctionConfig};
+use serde_json::Value;
+use tokio::{io::AsyncReadExt as _, net::TcpListener, sync::mpsc, task::JoinHandle};
+
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture-lambda");
+/// Safety net for waits; tests wait for events, not for time.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Events the fixture reports (`{"pid":…,"event":…}` lines over TCP).
+pub struct Reports {
+    rx: mpsc::UnboundedReceiver<Value>,
+    addr: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Reports {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Reports {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut text = String::new();
+                    if stream.read_to_string(&mut text).await.is_ok()
+                        && let Ok(value) = serde_json::from_str::<Value>(text.trim())
+                    {
+                        let _ = tx.send(value);
+                    }
+                });
+            }
+        });
+        Self { rx, addr, task }
+    }
+
+    /// The next report whose event satisfies `pred`; others are skipped.
+    pub async fn next_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let report = self.rx.recv().await.expect("reports channel open");
+                if pred(&report["event"]) {
+                    return report;
+                }
+            }
+        })
+        .await
+        .expect("the expected event arrived in time")
+    }
+
+    pub async fn next_event_type(&mut self, event_type: &str) -> Value {
+        self.next_where(|e| e["requestContext"]["eventType"] == event_type)
+            .await
+    }
+
+    /// A fixture function that reports its events here.
+    pub fn function(&self, name: &str, env: &[(&str, &str)]) -> FunctionConfig {
+        let mut function = FunctionConfig::new(name, FIXTURE);
+        function
+            .environment
+            .insert("FIXTURE_REPORT_ADDR".into(), self.addr.clone());
+        for (k, v) in env {
+            function.environment.insert((*k).into(), (*v).into());
+        }
+        function
+    }
+}
+
+/// A config with one fixture function `f` behind the HTTP API and every
+/// WebSocket route.
+pub fn config_with(reports: &Reports, env: &[(&str, &str)]) -> Config {
+    let mut config = Config::new("local");
+    config.functions.push(reports.function("f", env));
+    for route in ["$connect", "$disconnect", "$default"] {
+        config.websocket.routes.insert(route.into(), "f".into());
+    }
+    config.http = Some(emulator::HttpConfig::new("f"));
+    config
+}
+
+pub async fn start(config: Config) -> Emulator {
+    Emulator::builder(config)
+        .log_sink(emulator::LogSink::Discard)
+        .start()
+        .await
+        .expect("emulator starts")
+}
+
+pub fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+pub fn aws_fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/aws/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture file"))
+        .expect("fixture json")
+}
+
+pub fn is_api_gateway_id(id: &Value) -> bool {
+    id.as_str().is_some_and(|s| {
+        s.len() == 16
+            && s.ends_with('=')
+            && s[..15]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
+/// Whether a process is gone (or a zombie waiting to be reaped).
+pub fn process_is_dead(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Waits (bounded) for a process to die.
+pub async fn wait_dead(pid: u64) {
+    tokio::time::timeout(WAIT, async {
+        while !process_is_dead(pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the process died in time");
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client")
+}
