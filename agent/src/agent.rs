@@ -27,7 +27,10 @@ pub enum Event {
     /// One request was answered or failed.
     Request(RequestLog),
     /// The server sent an `error` message not tied to a request.
-    ServerError { code: protocol::ErrorCode, message: String },
+    ServerError {
+        code: protocol::ErrorCode,
+        message: String,
+    },
     /// Shutdown began; `in_flight` requests get up to the grace period.
     ShuttingDown { in_flight: usize },
     /// The agent stopped (after a shutdown or a fatal error).
@@ -39,7 +42,10 @@ pub enum Event {
 pub enum ConnectionState {
     Connecting,
     Connected(ConnectionEstablished),
-    Reconnecting { delay: Duration, reason: String },
+    Reconnecting {
+        delay: Duration,
+        reason: String,
+    },
     /// Stopped for good: `None` after a requested shutdown.
     Stopped(Option<AgentError>),
 }
@@ -94,7 +100,9 @@ async fn run(config: Config, ctx: session::Ctx) -> Result<(), AgentError> {
             crate::forward::error_chain(&e).into(),
         )),
     };
-    let _ = ctx.state.send(ConnectionState::Stopped(result.clone().err()));
+    let _ = ctx
+        .state
+        .send(ConnectionState::Stopped(result.clone().err()));
     let _ = ctx.events.send(Event::Stopped);
     result
 }
@@ -137,7 +145,12 @@ impl AgentHandle {
     pub async fn established(&mut self) -> Result<ConnectionEstablished, AgentError> {
         let state = self
             .state
-            .wait_for(|s| matches!(s, ConnectionState::Connected(_) | ConnectionState::Stopped(_)))
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    ConnectionState::Connected(_) | ConnectionState::Stopped(_)
+                )
+            })
             .await
             .map_err(|_| AgentError::Stopped)?;
         match &*state {

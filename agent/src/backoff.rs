@@ -85,7 +85,10 @@ mod tests {
             let mut b = Backoff::new(config(0.2));
             b.next_delay();
             let d = b.next_delay(); // base 1 s
-            assert!(d >= Duration::from_millis(800) && d <= Duration::from_millis(1200), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(800) && d <= Duration::from_millis(1200),
+                "{d:?}"
+            );
             seen.insert(d);
         }
         assert!(seen.len() > 10, "jitter should vary the delay");

@@ -91,7 +91,9 @@ impl Default for BackoffConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("endpoint {input:?} is not a URL ({reason}); expected e.g. wss://abc123.execute-api.eu-west-1.amazonaws.com/prod")]
+    #[error(
+        "endpoint {input:?} is not a URL ({reason}); expected e.g. wss://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+    )]
     EndpointNotUrl { input: String, reason: String },
     #[error("endpoint {input:?} must start with wss:// (or ws:// for a local server)")]
     EndpointScheme { input: String },
@@ -105,7 +107,9 @@ pub enum ConfigError {
     TargetScheme { input: String },
     #[error("local target {input:?} must not have a query string or fragment")]
     TargetQuery { input: String },
-    #[error("duration {input:?} is not valid; expected e.g. 30s, 1500ms, 2m or a number of seconds")]
+    #[error(
+        "duration {input:?} is not valid; expected e.g. 30s, 1500ms, 2m or a number of seconds"
+    )]
     Duration { input: String },
 }
 
@@ -327,7 +331,11 @@ mod tests {
     #[case("localhost:5173", "http://localhost:5173", "localhost:5173")]
     #[case("https://dev.local", "https://dev.local", "dev.local")]
     #[case("http://[::1]:3000", "http://[::1]:3000", "[::1]:3000")]
-    #[case("http://localhost:3000/api/", "http://localhost:3000/api", "localhost:3000")]
+    #[case(
+        "http://localhost:3000/api/",
+        "http://localhost:3000/api",
+        "localhost:3000"
+    )]
     fn parses_targets(#[case] input: &str, #[case] base: &str, #[case] authority: &str) {
         let t: Target = input.parse().unwrap();
         assert_eq!(t.base(), base);
@@ -349,7 +357,10 @@ mod tests {
     #[test]
     fn concatenates_the_raw_uri() {
         let t: Target = "3000".parse().unwrap();
-        assert_eq!(t.url_for("/a%2Fb?x=+&x=%20"), "http://127.0.0.1:3000/a%2Fb?x=+&x=%20");
+        assert_eq!(
+            t.url_for("/a%2Fb?x=+&x=%20"),
+            "http://127.0.0.1:3000/a%2Fb?x=+&x=%20"
+        );
     }
 
     #[rstest]
@@ -377,7 +388,10 @@ mod tests {
     #[case("0.5", 500)]
     #[case("1h", 3_600_000)]
     fn parses_durations(#[case] input: &str, #[case] millis: u64) {
-        assert_eq!(parse_duration(input).unwrap(), Duration::from_millis(millis));
+        assert_eq!(
+            parse_duration(input).unwrap(),
+            Duration::from_millis(millis)
+        );
     }
 
     #[rstest]
@@ -401,7 +415,9 @@ mod tests {
 
     #[test]
     fn token_is_never_printed() {
-        let c = Config::new("ws://h/x", "3000").unwrap().with_token("s3cret");
+        let c = Config::new("ws://h/x", "3000")
+            .unwrap()
+            .with_token("s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -120,11 +120,17 @@ mod tests {
     #[test]
     fn banner_then_reconnect_line() {
         let mut c = Console::new("http://127.0.0.1:3000", UtcOffset::UTC);
-        let first = c.render_at(&established("https://abc.example.com"), at()).unwrap();
+        let first = c
+            .render_at(&established("https://abc.example.com"), at())
+            .unwrap();
         assert!(first.contains("Forwarding  https://abc.example.com -> http://127.0.0.1:3000"));
-        let again = c.render_at(&established("https://abc.example.com"), at()).unwrap();
+        let again = c
+            .render_at(&established("https://abc.example.com"), at())
+            .unwrap();
         assert!(again.contains("Reconnected"), "{again}");
-        let moved = c.render_at(&established("https://xyz.example.com"), at()).unwrap();
+        let moved = c
+            .render_at(&established("https://xyz.example.com"), at())
+            .unwrap();
         assert!(moved.contains("Forwarding  https://xyz.example.com"));
     }
 
@@ -148,20 +154,35 @@ mod tests {
             path: "/".into(),
             outcome: RequestOutcome::Failed {
                 code: ErrorCode::LocalServiceUnavailable,
-                message: "local service at 127.0.0.1:3000 refused the connection — is it running?".into(),
+                message: "local service at 127.0.0.1:3000 refused the connection — is it running?"
+                    .into(),
             },
             duration: Duration::from_millis(1),
         });
         let line = c.render_at(&failed, at()).unwrap();
-        assert!(line.contains("502 local service at 127.0.0.1:3000 refused"), "{line}");
+        assert!(
+            line.contains("502 local service at 127.0.0.1:3000 refused"),
+            "{line}"
+        );
     }
 
     #[test]
     fn reconnect_lines() {
         let mut c = Console::new("t", UtcOffset::UTC);
-        let lost = Event::Disconnected { reason: "code 1001".into() };
-        assert_eq!(c.render_at(&lost, at()).unwrap(), "21:30:01  Connection lost (code 1001)");
-        let again = Event::Reconnecting { delay: Duration::from_millis(2100), attempt: 2 };
-        assert_eq!(c.render_at(&again, at()).unwrap(), "21:30:01  Reconnecting in 2.1 s…");
+        let lost = Event::Disconnected {
+            reason: "code 1001".into(),
+        };
+        assert_eq!(
+            c.render_at(&lost, at()).unwrap(),
+            "21:30:01  Connection lost (code 1001)"
+        );
+        let again = Event::Reconnecting {
+            delay: Duration::from_millis(2100),
+            attempt: 2,
+        };
+        assert_eq!(
+            c.render_at(&again, at()).unwrap(),
+            "21:30:01  Reconnecting in 2.1 s…"
+        );
     }
 }

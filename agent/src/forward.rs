@@ -469,7 +469,10 @@ mod tests {
 
     #[test]
     fn host_header_modes() {
-        let incoming = headers(&[("host", &["pub.example.com"]), ("x-forwarded-proto", &["http"])]);
+        let incoming = headers(&[
+            ("host", &["pub.example.com"]),
+            ("x-forwarded-proto", &["http"]),
+        ]);
         let preserve = forwarder(HostHeader::Preserve).request_headers(&incoming);
         assert_eq!(preserve["host"], "pub.example.com");
         assert_eq!(preserve["x-forwarded-proto"], "http");

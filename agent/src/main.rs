@@ -9,7 +9,8 @@ use agent::{Agent, AgentError, Config, Endpoint, Event, HostHeader, Target};
 use anyhow::Context as _;
 use clap::{ArgAction, Parser, ValueEnum};
 
-const ABOUT: &str = "Expose a local HTTP service at a public HTTPS URL through your self-hosted serverless tunnel.";
+const ABOUT: &str =
+    "Expose a local HTTP service at a public HTTPS URL through your self-hosted serverless tunnel.";
 
 const LONG_ABOUT: &str = "\
 Expose a local HTTP service at a public HTTPS URL through your self-hosted
@@ -52,12 +53,22 @@ struct Cli {
 
     /// Auth token, sent as `Authorization: Bearer <token>` when connecting
     /// (never printed)
-    #[arg(long, env = "TUNNEL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "TUNNEL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
 
     /// Host header the local service sees: `rewrite` (the local host:port),
     /// `preserve` (the public host), or any other value to send as is
-    #[arg(long, env = "TUNNEL_HOST_HEADER", default_value = "rewrite", value_name = "MODE|HOST")]
+    #[arg(
+        long,
+        env = "TUNNEL_HOST_HEADER",
+        default_value = "rewrite",
+        value_name = "MODE|HOST"
+    )]
     host_header: String,
 
     /// How long the local service may take to answer one request, e.g. 30s,
@@ -136,7 +147,10 @@ fn init_logging(cli: &Cli) {
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match cli.log_format {
-        LogFormat::Text => builder.with_writer(std::io::stderr).with_target(false).init(),
+        LogFormat::Text => builder
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init(),
         LogFormat::Json => builder.json().with_writer(std::io::stdout).init(),
     }
 }
@@ -149,11 +163,14 @@ async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
             protocol::limits::REQUEST_TIMEOUT
         );
     }
-    let mut config = Config::new(cli.endpoint.as_str(), cli.target.base())
-        .context("invalid configuration")?;
+    let mut config =
+        Config::new(cli.endpoint.as_str(), cli.target.base()).context("invalid configuration")?;
     config.target = cli.target.clone();
     config.token = cli.token.filter(|t| !t.is_empty()).map(agent::Token::new);
-    config.host_header = cli.host_header.parse::<HostHeader>().unwrap_or(HostHeader::Rewrite);
+    config.host_header = cli
+        .host_header
+        .parse::<HostHeader>()
+        .unwrap_or(HostHeader::Rewrite);
     config.request_timeout = cli.timeout;
 
     let mut console = Console::new(cli.target.base(), offset);
@@ -271,7 +288,11 @@ mod tests {
     fn explains_a_bad_endpoint_and_target() {
         let err = Cli::try_parse_from(["tunnel", "3000", "--endpoint", "https://x"]).unwrap_err();
         assert!(err.to_string().contains("wss://"), "{err}");
-        let err = Cli::try_parse_from(["tunnel", "abc def", "--endpoint", "wss://x/p"]).unwrap_err();
-        assert!(err.to_string().contains("neither a port nor a URL"), "{err}");
+        let err =
+            Cli::try_parse_from(["tunnel", "abc def", "--endpoint", "wss://x/p"]).unwrap_err();
+        assert!(
+            err.to_string().contains("neither a port nor a URL"),
+            "{err}"
+        );
     }
 }

@@ -227,7 +227,9 @@ impl Connection<'_> {
     }
 
     async fn serve(&mut self, ws: &mut Ws) -> End {
-        let ready = Message::Ready(Ready {}).to_json().expect("ready serializes");
+        let ready = Message::Ready(Ready {})
+            .to_json()
+            .expect("ready serializes");
         if let Err(e) = send_json(ws, ready).await {
             return self.lost(format!("could not send ready: {}", error_chain(&e)));
         }
