@@ -5,12 +5,19 @@ use crate::config::{ConfigError, LogConfig, process_env};
 use crate::manifest::Function;
 
 /// A function cannot start; the message names the function and the variable.
-#[derive(Debug, thiserror::Error)]
+/// `Debug` prints the message too: it is what `main` shows when it exits.
+#[derive(thiserror::Error)]
 #[error("{function} cannot start: {source}")]
 pub struct InitError {
     pub function: &'static str,
     #[source]
     pub source: ConfigError,
+}
+
+impl std::fmt::Debug for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Installs logging, then builds the function's configuration from the
