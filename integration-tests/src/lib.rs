@@ -22,6 +22,7 @@
 //! - [`stack`]: [`Stack`], the emulator running the handlers against the
 //!   tables with the environment Terraform sets.
 //! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
+//! - [`service`]: [`LocalService`], a real HTTP service for agents to expose.
 //! - [`target`]: [`TestEnv`], the local stack or a deployed stage
 //!   (`ITEST_TARGET=deployed`).
 //! - [`error`]: [`HarnessError`], which says what to install or set.
@@ -32,6 +33,7 @@ pub mod binaries;
 pub mod error;
 pub mod moto;
 pub mod paths;
+pub mod service;
 pub mod stack;
 pub mod tables;
 pub mod target;
@@ -39,6 +41,7 @@ pub mod tunnel;
 
 pub use backend::{BackendChoice, DynamoDb};
 pub use error::HarnessError;
+pub use service::{LocalService, Seen};
 pub use stack::{Logs, Stack, StackConfig};
 pub use tables::Tables;
 pub use target::{Deployed, TestEnv};
