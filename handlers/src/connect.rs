@@ -137,7 +137,6 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
 mod tests {
     use super::*;
     use crate::manifest;
-    use crate::store::claim_key;
     use crate::testing::{Fail, Fake, connect_config, ws_event};
 
     #[tokio::test]
@@ -266,7 +265,6 @@ mod tests {
         );
         assert!(fake.actions().is_empty());
         assert!(fake.claims().is_empty());
-        let _ = claim_key("x");
     }
 
     #[tokio::test]
