@@ -1,1 +1,27 @@
-//! Checks of the Terraform configuration; see the tests.
+//! Checks that keep the Terraform configuration under `terraform/` true to the
+//! handlers' code: `handlers::manifest` (the Rust mirror of
+//! `docs/contracts.md`) says which tables, environment variables, IAM actions
+//! and routes each function needs; these checks read the HCL and compare.
+//!
+//! There is no Terraform binary on the build machines, so the configuration is
+//! parsed with `hcl-rs`, and the composition module's locals and module
+//! arguments are *evaluated* with placeholders standing for what only AWS
+//! knows (module outputs become strings like `module.tables.connections_table_arn`).
+//! The checks then compare real values (environment maps, IAM statements,
+//! route maps) instead of grepping text.
+//!
+//! # Layout
+//! - [`tree`]: the `.tf`/`.tfvars` files under `terraform/`, held in memory so
+//!   tests can also check deliberately broken variants.
+//! - [`eval`]: the evaluator for one module (variables, locals, module calls).
+//! - [`checks`]: one function per check; each returns the problems it found as
+//!   sentences saying what is wrong and where (empty = pass).
+//!
+//! The tests in `tests/` run every check against the real tree, and against
+//! broken copies to prove each check catches what it claims to.
+
+pub mod checks;
+pub mod eval;
+pub mod tree;
+
+pub use tree::Tree;

@@ -1,0 +1,320 @@
+//! Each check catches what it claims to: a deliberately broken copy of the
+//! real tree must produce a problem that names what is wrong.
+
+use terraform_checks::{Tree, checks};
+
+const TUNNEL: &str = "modules/tunnel/main.tf";
+
+/// Applies `from` → `to` in `path`, runs `check`, and asserts that one of the
+/// problems contains every `expected` fragment.
+#[track_caller]
+fn detects(path: &str, from: &str, to: &str, check: checks::Check, expected: &[&str]) {
+    let tree = Tree::workspace().with_replaced(path, from, to);
+    assert_reported(&check(&tree), expected);
+}
+
+#[track_caller]
+fn assert_reported(problems: &[String], expected: &[&str]) {
+    assert!(
+        problems
+            .iter()
+            .any(|problem| expected.iter().all(|fragment| problem.contains(fragment))),
+        "expected a problem mentioning {expected:?}, got:\n  - {}",
+        problems.join("\n  - ")
+    );
+}
+
+#[test]
+fn a_missing_dynamodb_action() {
+    detects(
+        TUNNEL,
+        r#"{ table = "connections", index = null, actions = ["PutItem", "DeleteItem"] },"#,
+        r#"{ table = "connections", index = null, actions = ["PutItem"] },"#,
+        checks::function_iam,
+        &[
+            "function connect cannot call dynamodb:DeleteItem on module.tables.connections_table_arn",
+        ],
+    );
+}
+
+#[test]
+fn an_extra_dynamodb_action() {
+    detects(
+        TUNNEL,
+        r#"{ table = "connections", index = null, actions = ["GetItem"] },"#,
+        r#"{ table = "connections", index = null, actions = ["GetItem", "Scan"] },"#,
+        checks::function_iam,
+        &[
+            "function response may call dynamodb:Scan",
+            "least privilege",
+        ],
+    );
+}
+
+#[test]
+fn a_query_on_the_table_instead_of_the_index() {
+    let tree = Tree::workspace().with_replaced(
+        TUNNEL,
+        r#"{ table = "pending", index = "connectionId-index", actions = ["Query"] },"#,
+        r#"{ table = "pending", index = null, actions = ["Query"] },"#,
+    );
+    let problems = checks::function_iam(&tree);
+    assert_reported(
+        &problems,
+        &[
+            "disconnect cannot call dynamodb:Query on module.tables.pending_table_arn/index/connectionId-index",
+        ],
+    );
+    assert_reported(
+        &problems,
+        &["disconnect may call dynamodb:Query on module.tables.pending_table_arn"],
+    );
+}
+
+#[test]
+fn manage_connections_where_the_code_never_posts() {
+    detects(
+        TUNNEL,
+        "connect    = false",
+        "connect    = true",
+        checks::function_iam,
+        &["function connect may call execute-api:ManageConnections"],
+    );
+}
+
+#[test]
+fn manage_connections_on_the_wrong_stage() {
+    detects(
+        TUNNEL,
+        "${var.websocket_stage_name}/POST/@connections/*",
+        "*/POST/@connections/*",
+        checks::function_iam,
+        &[
+            "forwarding cannot call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_required_variable() {
+    detects(
+        TUNNEL,
+        "      DOMAIN_NAME            = local.public_domain\n",
+        "",
+        checks::function_environment,
+        &["function connect needs DOMAIN_NAME"],
+    );
+}
+
+#[test]
+fn a_variable_the_function_does_not_read() {
+    detects(
+        TUNNEL,
+        "    response = merge(local.common_environment, {\n",
+        "    response = merge(local.common_environment, {\n      REQUEST_TIMEOUT_MS = \"1000\"\n",
+        checks::function_environment,
+        &["function response gets REQUEST_TIMEOUT_MS, which it does not read"],
+    );
+}
+
+#[test]
+fn a_table_variable_naming_the_wrong_table() {
+    detects(
+        TUNNEL,
+        "      PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name\n      DOMAIN_NAME",
+        "      PENDING_REQUESTS_TABLE_NAME = module.tables.connections_table_name\n      DOMAIN_NAME",
+        checks::function_environment,
+        &[
+            "function forwarding PENDING_REQUESTS_TABLE_NAME",
+            "expected module.tables.pending_table_name",
+        ],
+    );
+}
+
+#[test]
+fn a_public_url_template_without_the_stage_free_execute_api_url() {
+    detects(
+        TUNNEL,
+        r#""${module.http_api.endpoint}/{subdomain}""#,
+        r#""https://{subdomain}.${module.http_api.host}""#,
+        checks::function_environment,
+        &["PUBLIC_URL_TEMPLATE", "without a custom domain"],
+    );
+}
+
+#[test]
+fn a_route_to_the_wrong_function() {
+    detects(
+        TUNNEL,
+        r#""$default"    = "response""#,
+        r#""$default"    = "forwarding""#,
+        checks::routes,
+        &["route $default should invoke function response"],
+    );
+}
+
+#[test]
+fn a_route_whose_permission_is_not_scoped_to_the_stage() {
+    detects(
+        "modules/websocket_api/main.tf",
+        "execution_arn}/${var.stage_name}/${each.key}",
+        "execution_arn}/*/*",
+        checks::routes,
+        &["aws_lambda_permission source_arn"],
+    );
+}
+
+#[test]
+fn a_wrong_index_projection() {
+    detects(
+        "modules/tables/main.tf",
+        r#"projection_type = "KEYS_ONLY""#,
+        r#"projection_type = "ALL""#,
+        checks::tables,
+        &[
+            "aws_dynamodb_table.pending index connectionId-index projection_type",
+            "KEYS_ONLY",
+        ],
+    );
+}
+
+#[test]
+fn a_gsi_on_the_connections_table() {
+    detects(
+        "modules/tables/main.tf",
+        "  ttl {\n    attribute_name = \"ttl\"\n    enabled        = true\n  }\n",
+        "  global_secondary_index {\n    name            = \"subdomain-index\"\n    hash_key        = \"connectionId\"\n    projection_type = \"ALL\"\n  }\n\n  ttl {\n    attribute_name = \"ttl\"\n    enabled        = true\n  }\n",
+        checks::tables,
+        &["aws_dynamodb_table.connections has index \"subdomain-index\""],
+    );
+}
+
+#[test]
+fn a_wrong_ttl_attribute() {
+    detects(
+        "modules/tables/main.tf",
+        r#"attribute_name = "ttl""#,
+        r#"attribute_name = "expiresAt""#,
+        checks::tables,
+        &["aws_dynamodb_table.connections TTL attribute", "\"ttl\""],
+    );
+}
+
+#[test]
+fn a_wrong_hash_key() {
+    detects(
+        "modules/tables/main.tf",
+        r#"hash_key                    = "requestId""#,
+        r#"hash_key                    = "id""#,
+        checks::tables,
+        &["aws_dynamodb_table.pending hash_key", "requestId"],
+    );
+}
+
+#[test]
+fn payload_format_1() {
+    detects(
+        "modules/http_api/main.tf",
+        r#"payload_format_version = "2.0""#,
+        r#"payload_format_version = "1.0""#,
+        checks::http_api,
+        &["payload_format_version", "expected \"2.0\""],
+    );
+}
+
+#[test]
+fn a_forwarding_timeout_at_the_integration_timeout() {
+    detects(
+        "modules/tunnel/variables.tf",
+        "default     = 29",
+        "default     = 30",
+        checks::forwarding_timeout,
+        &["forwarding timeout (30000 ms) must be under the HTTP API integration timeout"],
+    );
+}
+
+#[test]
+fn a_forwarding_timeout_under_the_wait_set_by_an_env() {
+    detects(
+        "envs/dev/main.tf",
+        "  name = var.name\n",
+        "  name = var.name\n  forwarding_timeout_seconds = 20\n",
+        checks::forwarding_timeout,
+        &["times out after 20000 ms", "25000 ms wait", "envs/dev"],
+    );
+}
+
+#[test]
+fn the_function_module_granting_dynamodb_itself() {
+    detects(
+        "modules/function/main.tf",
+        r#"actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]"#,
+        r#"actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:*"]"#,
+        checks::function_module,
+        &["mentions dynamodb:"],
+    );
+}
+
+#[test]
+fn a_lambda_on_the_wrong_architecture() {
+    detects(
+        "modules/function/main.tf",
+        r#"architectures    = ["arm64"]"#,
+        r#"architectures    = ["x86_64"]"#,
+        checks::function_module,
+        &["architectures", "[\"arm64\"]"],
+    );
+}
+
+#[test]
+fn an_undescribed_variable() {
+    detects(
+        "modules/tables/variables.tf",
+        "  description = \"Protect the tables against deletion (recommended in production).\"\n",
+        "",
+        checks::variables_documented,
+        &["modules/tables/variables.tf: variable \"deletion_protection\" has no description"],
+    );
+}
+
+#[test]
+fn an_untyped_variable() {
+    detects(
+        "modules/alarms/variables.tf",
+        "  type        = number\n  description = \"Evaluation period",
+        "  description = \"Evaluation period",
+        checks::variables_documented,
+        &["variable \"period_seconds\" has no type"],
+    );
+}
+
+#[test]
+fn a_module_without_outputs_tf() {
+    let tree = Tree::workspace().without("modules/domain/outputs.tf");
+    assert_reported(
+        &checks::module_layout(&tree),
+        &["modules/domain has no outputs.tf"],
+    );
+}
+
+#[test]
+fn a_file_that_does_not_parse() {
+    detects(
+        "modules/alarms/main.tf",
+        "locals {",
+        "locals {{",
+        checks::files_parse,
+        &["modules/alarms/main.tf does not parse"],
+    );
+}
+
+#[test]
+fn an_env_without_a_required_tfvar() {
+    detects(
+        "envs/prod/terraform.tfvars",
+        "region              = \"eu-west-1\"\n",
+        "",
+        checks::envs,
+        &["envs/prod/terraform.tfvars does not set region"],
+    );
+}
