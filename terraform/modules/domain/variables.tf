@@ -1,11 +1,13 @@
 variable "domain_name" {
   type        = string
   description = "Public domain of the tunnels, e.g. \"tunnel.example.com\": tunnels are https://<subdomain>.tunnel.example.com."
+  nullable    = false
 }
 
 variable "route53_zone_id" {
   type        = string
   description = "ID of the Route 53 hosted zone that holds domain_name (validation and alias records go there)."
+  nullable    = false
 }
 
 variable "http_api_id" {
