@@ -25,7 +25,9 @@ pub const MOTO_REQUIREMENT: &str = "moto[server]";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 const LAUNCHER: &str = r#"
-import logging, sys
+import logging, signal, sys
+# Ctrl-C in a terminal reaches the whole process group: the owner stops us.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 from moto.server import ThreadedMotoServer
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

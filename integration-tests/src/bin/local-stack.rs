@@ -1,1 +1,264 @@
-fn main() {}
+//! `local-stack` (`just dev`): the whole tunnel on localhost. DynamoDB
+//! (LocalStack or moto), the tables, and the four real Lambda handlers under
+//! the API Gateway emulator; with `--expose PORT` also an agent.
+
+use std::{
+    io::Write as _,
+    net::{SocketAddr, TcpStream},
+    process::ExitCode,
+    time::Duration,
+};
+
+use agent::{Agent, Event, console::Console};
+use anyhow::Context as _;
+use clap::Parser;
+use itest::{BackendChoice, DynamoDb, Logs, Stack, StackConfig, stack::DEFAULT_DOMAIN};
+
+const ABOUT: &str = "The whole serverless tunnel on localhost: DynamoDB, the API Gateway emulator and the four real Lambda handlers.";
+
+const LONG_ABOUT: &str = "\
+The whole serverless tunnel on localhost, no AWS account needed: a DynamoDB
+(LocalStack in Docker when a Docker engine answers, else moto from PyPI,
+installed on first use into target/venvs/moto), its two tables created from
+the handlers' manifest, and the four real Lambda handlers (connect, disconnect,
+forwarding, response) built and run under the bundled API Gateway emulator
+with the environment Terraform gives them.
+
+It prints the WebSocket endpoint agents connect to, the public base URL
+visitors use, and the agent command to run. Tunnels are reachable by path
+(http://127.0.0.1:HTTP_PORT/<subdomain>/...) and by Host header
+(Host: <subdomain>.tunnel.localhost). Ctrl-C stops everything.";
+
+const EXAMPLES: &str = "\
+Examples:
+  just dev                        # the stack; run an agent yourself
+  just dev --expose 3000          # the stack and an agent for 127.0.0.1:3000
+  just dev --http-port 0 --ws-port 0          # ephemeral ports
+  just dev --dynamodb http://127.0.0.1:4566   # LocalStack from docker-compose";
+
+#[derive(Debug, Parser)]
+#[command(name = "local-stack", about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// Also start an agent (in-process) for this local service: a port
+    /// (3000 = http://127.0.0.1:3000) or a URL
+    #[arg(long, value_name = "PORT|URL")]
+    expose: Option<String>,
+
+    /// Port of the HTTP API (the public base URL); 0 = any free port
+    #[arg(long, default_value_t = 7070, value_name = "PORT")]
+    http_port: u16,
+
+    /// Port of the WebSocket API (agents) and @connections; 0 = any free port
+    #[arg(long, default_value_t = 7071, value_name = "PORT")]
+    ws_port: u16,
+
+    /// DynamoDB backend: auto (LocalStack if Docker answers, else moto),
+    /// localstack, moto, or an endpoint URL
+    #[arg(
+        long,
+        env = "ITEST_DYNAMODB",
+        default_value = "auto",
+        value_name = "BACKEND"
+    )]
+    dynamodb: String,
+
+    /// Public domain for subdomain routing (Host: <subdomain>.<DOMAIN>)
+    #[arg(long, default_value = DEFAULT_DOMAIN, value_name = "DOMAIN")]
+    domain: String,
+
+    /// How long forwarding waits for the agent (REQUEST_TIMEOUT_MS), e.g. 5000
+    #[arg(long, value_name = "MS")]
+    request_timeout_ms: Option<u64>,
+
+    /// The Lambda functions' log output: stderr or discard
+    #[arg(long, default_value = "stderr", value_name = "stderr|discard")]
+    function_logs: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let choice = BackendChoice::parse(&cli.dynamodb)?;
+    let logs = match cli.function_logs.as_str() {
+        "stderr" => Logs::Stderr,
+        "discard" => Logs::Discard,
+        other => anyhow::bail!("--function-logs {other:?}: expected stderr or discard"),
+    };
+    let config = StackConfig {
+        domain: cli.domain.clone(),
+        request_timeout: cli.request_timeout_ms.map(Duration::from_millis),
+        websocket_listen: SocketAddr::from(([127, 0, 0, 1], cli.ws_port)),
+        http_listen: SocketAddr::from(([127, 0, 0, 1], cli.http_port)),
+        logs,
+        ..StackConfig::default()
+    };
+    for (flag, port) in [("--http-port", cli.http_port), ("--ws-port", cli.ws_port)] {
+        if port != 0 && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            anyhow::bail!(
+                "port {port} is already in use on 127.0.0.1: pass another {flag} (0 = any free port)"
+            );
+        }
+    }
+
+    eprintln!("Starting DynamoDB ({choice})…");
+    let backend = DynamoDb::start(choice)
+        .await
+        .context("the DynamoDB backend did not start")?;
+    eprintln!("Building the handlers and starting the emulator…");
+    let stack = Stack::start_owning(backend, config)
+        .await
+        .context("the local stack did not start")?;
+    print_banner(&stack);
+
+    let result = match &cli.expose {
+        Some(target) => expose(&stack, target).await,
+        None => wait_for_ctrl_c().await,
+    };
+    eprintln!("Stopping…");
+    stack.shutdown().await;
+    result
+}
+
+fn print_banner(stack: &Stack) {
+    let http = stack.http_url();
+    let ws = stack.websocket_url();
+    let domain = stack.domain();
+    let tables = stack.tables();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\n\
+serverless-tunnel local stack is up
+  WebSocket endpoint  {ws}
+  Public base URL     {http}
+  DynamoDB            {} (tables {}, {})
+
+Expose a local service (here port 3000) with the agent:
+  cargo run -p tunnel-agent -- 3000 --endpoint {ws}
+
+It prints its public URL, {http}/<subdomain>. Then:
+  curl {http}/<subdomain>/                              # path routing
+  curl -H 'Host: <subdomain>.{domain}' {http}/   # subdomain routing
+
+Ctrl-C stops everything.",
+        stack.dynamodb_endpoint(),
+        tables.connections(),
+        tables.pending(),
+    );
+}
+
+/// Runs an agent for `target` until Ctrl-C, printing its console lines.
+async fn expose(stack: &Stack, target: &str) -> anyhow::Result<()> {
+    let config = agent::Config::new(stack.websocket_url(), target)
+        .with_context(|| format!("--expose {target}"))?;
+    if let Some(addr) = local_address(target)
+        && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err()
+    {
+        println!(
+            "\nnothing is listening on {addr} yet — start your app; requests will get 502 until then"
+        );
+    }
+    let mut console = Console::new(config.target.base(), time::UtcOffset::UTC);
+    let mut handle = Agent::start(config);
+    let mut printed_examples = false;
+    let mut ctrl_c = std::pin::pin!(wait_for_ctrl_c());
+    loop {
+        tokio::select! {
+            event = handle.next_event() => {
+                let Some(event) = event else { break };
+                if let Some(line) = console.render(&event) {
+                    println!("{line}");
+                }
+                if let Event::Connected(established) = &event
+                    && !printed_examples
+                {
+                    printed_examples = true;
+                    println!(
+                        "\nTry it:\n  curl {}/\n  curl -H 'Host: {}' {}/\n",
+                        established.public_url,
+                        stack.host_for(&established.subdomain),
+                        stack.http_url(),
+                    );
+                }
+                if event == Event::Stopped {
+                    break;
+                }
+            }
+            result = &mut ctrl_c => {
+                result?;
+                handle.request_shutdown();
+                break;
+            }
+        }
+    }
+    handle.wait().await.context("the agent stopped")
+}
+
+/// The socket address behind a port or an `http://127.0.0.1:…` URL.
+fn local_address(target: &str) -> Option<SocketAddr> {
+    if let Ok(port) = target.parse::<u16>() {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.replace("localhost", "127.0.0.1");
+    authority.parse().ok()
+}
+
+async fn wait_for_ctrl_c() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn finds_the_local_address_of_a_target() {
+        assert_eq!(
+            local_address("3000"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 3000)))
+        );
+        assert_eq!(
+            local_address("http://localhost:8080/app"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        assert_eq!(local_address("https://example.com"), None);
+    }
+}
