@@ -1068,6 +1068,25 @@ pub fn http_api(tree: &Tree) -> Vec<String> {
             ));
         }
     }
+    // DOMAIN_NAME without a custom domain is this host: bare, no scheme
+    // (handlers' config rejects anything else at init).
+    for (output, wanted) in [
+        ("endpoint", "aws_apigatewayv2_api.this.api_endpoint"),
+        (
+            "host",
+            "trimprefix(aws_apigatewayv2_api.this.api_endpoint, \"https://\")",
+        ),
+    ] {
+        let found = module
+            .block("output", &[output])
+            .and_then(|block| attribute(block.body(), "value"))
+            .map(source);
+        if found.as_deref().map(compact) != Some(compact(wanted)) {
+            problems.push(format!(
+                "{dir}: output {output} is {found:?}, expected {wanted}"
+            ));
+        }
+    }
     if let Ok(stage) = module.resource("aws_apigatewayv2_stage", "this") {
         if nested(stage.body(), "default_route_settings")
             .next()

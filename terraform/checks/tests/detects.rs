@@ -318,3 +318,14 @@ fn an_env_without_a_required_tfvar() {
         &["envs/prod/terraform.tfvars does not set region"],
     );
 }
+
+#[test]
+fn a_domain_name_with_a_scheme() {
+    detects(
+        "modules/http_api/outputs.tf",
+        r#"trimprefix(aws_apigatewayv2_api.this.api_endpoint, "https://")"#,
+        "aws_apigatewayv2_api.this.api_endpoint",
+        checks::http_api,
+        &["output host"],
+    );
+}
