@@ -21,7 +21,7 @@ pub fn init(config: &LogConfig) {
         LogFormat::Json => builder
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .flatten_event(true)
             .try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
