@@ -4,6 +4,8 @@
 //! | path | answer |
 //! |---|---|
 //! | `/hold…` | never answers (until the client goes away); reports arrival |
+//! | `/gate…` | answers like the echo once [`LocalService::open_gates`] is called; reports arrival |
+//! | `/gzip` | 200 `content-encoding: gzip` with fixed gzip bytes (never decompressed) |
 //! | `/sleep/{ms}` | answers 200 after `ms` milliseconds |
 //! | `/redirect` | 302 `Location: /elsewhere?x=1` |
 //! | `/cookies` | 200 with three `Set-Cookie` and a repeated `x-multi` |
@@ -53,6 +55,7 @@ pub struct LocalService {
     name: String,
     seen: Mutex<mpsc::UnboundedReceiver<Seen>>,
     held: Mutex<mpsc::UnboundedReceiver<Seen>>,
+    gates: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,6 +73,7 @@ struct State {
     name: Arc<str>,
     seen: mpsc::UnboundedSender<Seen>,
     held: mpsc::UnboundedSender<Seen>,
+    gates: tokio::sync::watch::Receiver<bool>,
 }
 
 impl LocalService {
@@ -83,10 +87,12 @@ impl LocalService {
             .map_err(HarnessError::io("local service address"))?;
         let (seen_tx, seen_rx) = mpsc::unbounded_channel();
         let (held_tx, held_rx) = mpsc::unbounded_channel();
+        let (gates, gates_rx) = tokio::sync::watch::channel(false);
         let state = State {
             name: name.into(),
             seen: seen_tx,
             held: held_tx,
+            gates: gates_rx,
         };
         let app = Router::new().fallback(move |request: Request| {
             let state = state.clone();
@@ -100,6 +106,7 @@ impl LocalService {
             name: name.to_string(),
             seen: Mutex::new(seen_rx),
             held: Mutex::new(held_rx),
+            gates,
             task,
         })
     }
@@ -126,7 +133,12 @@ impl LocalService {
             .flatten()
     }
 
-    /// The next request that reached `/hold…` and is being held.
+    /// Lets every request waiting at `/gate…` (and every later one) through.
+    pub fn open_gates(&self) {
+        let _ = self.gates.send(true);
+    }
+
+    /// The next request that reached `/hold…` or `/gate…` and is waiting.
     pub async fn next_held(&self, timeout: Duration) -> Option<Seen> {
         let mut held = self.held.lock().await;
         tokio::time::timeout(timeout, held.recv())
@@ -141,6 +153,12 @@ impl Drop for LocalService {
         self.task.abort();
     }
 }
+
+/// `hello\n`, gzip-compressed.
+pub const GZIP_HELLO: &[u8] = &[
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0xe7,
+    0x02, 0x00, 0x20, 0x30, 0x3a, 0x36, 0x06, 0x00, 0x00, 0x00,
+];
 
 async fn answer(state: State, request: Request) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -164,6 +182,12 @@ async fn answer(state: State, request: Request) -> Response<Body> {
     };
     let _ = state.seen.send(seen.clone());
     let path = parts.uri.path();
+
+    if path.starts_with("/gate") {
+        let _ = state.held.send(seen.clone());
+        let mut gates = state.gates.clone();
+        let _ = gates.wait_for(|open| *open).await;
+    }
 
     let mut response = if path.starts_with("/hold") {
         let _ = state.held.send(seen);
@@ -205,6 +229,12 @@ async fn answer(state: State, request: Request) -> Response<Body> {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
+        response
+    } else if path == "/gzip" {
+        let mut response = Response::new(Body::from(Bytes::from_static(GZIP_HELLO)));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         response
     } else if let Some(code) = path.strip_prefix("/status/") {
         let status = code

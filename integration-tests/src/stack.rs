@@ -345,9 +345,14 @@ impl Stack {
         crate::tunnel::agent_config(self.websocket_url(), None, target)
     }
 
-    /// Starts an agent for `target` and waits for its public URL.
-    pub async fn expose(&self, target: &str) -> Result<Tunnel, HarnessError> {
-        Tunnel::start(self.agent_config(target)?).await
+    /// Starts an agent for `target` and waits for its public URL (the future
+    /// borrows nothing, so several can be joined).
+    pub fn expose(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Tunnel, HarnessError>> + Send + use<> {
+        let config = self.agent_config(target);
+        async move { Tunnel::start(config?).await }
     }
 
     /// Stops the emulator and its functions; deletes the tables on a shared

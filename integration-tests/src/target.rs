@@ -131,9 +131,14 @@ impl TestEnv {
         agent_config(self.websocket_url(), self.token(), target)
     }
 
-    /// Starts an agent for `target` and waits for its public URL.
-    pub async fn expose(&self, target: &str) -> Result<Tunnel, HarnessError> {
-        Tunnel::start(self.agent_config(target)?).await
+    /// Starts an agent for `target` and waits for its public URL (the future
+    /// borrows nothing, so several can be joined).
+    pub fn expose(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Tunnel, HarnessError>> + Send + use<> {
+        let config = self.agent_config(target);
+        async move { Tunnel::start(config?).await }
     }
 
     /// Shuts the local stack down (and deletes its tables).

@@ -9,4 +9,6 @@
 
 mod support;
 
+mod agents;
+mod failures;
 mod forwarding;

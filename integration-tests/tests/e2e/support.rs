@@ -1,6 +1,16 @@
-//! What the tests share: a visitor client and small waits.
+//! What the tests share: a visitor client, a raw protocol-level agent, and
+//! helpers to read the tables.
 
 use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures_util::{SinkExt as _, StreamExt as _};
+use itest::TestEnv;
+use protocol::{ConnectionEstablished, Message, Ready};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, client::IntoClientRequest as _},
+};
 
 /// A safety net for waits, never a synchronisation device.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -12,4 +22,90 @@ pub fn visitor() -> reqwest::Client {
         .timeout(PATIENCE)
         .build()
         .expect("reqwest client")
+}
+
+/// Every value of a response header, in order.
+pub fn header_values(response: &reqwest::Response, name: &str) -> Vec<String> {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// A hand-driven agent speaking the wire protocol over tokio-tungstenite,
+/// for what the real agent would never send.
+pub struct RawAgent {
+    ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    pub established: ConnectionEstablished,
+}
+
+impl RawAgent {
+    /// Connects, sends `ready` and waits for `connection_established`.
+    pub async fn connect(env: &TestEnv) -> anyhow::Result<RawAgent> {
+        let mut request = env.websocket_url().into_client_request()?;
+        if let Some(token) = env.token() {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+            .await
+            .context("WebSocket handshake timed out")??;
+        let mut raw = RawAgent {
+            ws,
+            established: ConnectionEstablished {
+                connection_id: String::new(),
+                subdomain: String::new(),
+                public_url: String::new(),
+            },
+        };
+        raw.send(&Message::Ready(Ready {})).await?;
+        match raw.next_message().await? {
+            Message::ConnectionEstablished(established) => raw.established = established,
+            other => bail!("expected connection_established, got {}", other.kind()),
+        }
+        Ok(raw)
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws
+            .send(tungstenite::Message::text(text.to_string()))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn send(&mut self, message: &Message) -> anyhow::Result<()> {
+        self.send_text(&message.to_json()?).await
+    }
+
+    /// The next protocol message (WebSocket pings are answered by tungstenite).
+    pub async fn next_message(&mut self) -> anyhow::Result<Message> {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .context("no message from the server")?
+                .context("the server closed the WebSocket")??;
+            match frame {
+                tungstenite::Message::Text(text) => return Ok(Message::from_json(&text)?),
+                tungstenite::Message::Close(close) => bail!("closed by the server: {close:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends an application `ping` and waits for its `pong`: every message
+    /// sent before it on this connection has been handled once this returns
+    /// (when the response function runs one invocation at a time).
+    pub async fn round_trip(&mut self) -> anyhow::Result<()> {
+        self.send(&Message::Ping).await?;
+        loop {
+            match self.next_message().await? {
+                Message::Pong => return Ok(()),
+                Message::Error(e) => bail!("server error instead of pong: {e:?}"),
+                _ => continue,
+            }
+        }
+    }
 }
