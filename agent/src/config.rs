@@ -202,11 +202,18 @@ impl std::str::FromStr for Target {
             };
         }
         // `localhost:3000` is a URL with scheme `localhost` to the url crate:
-        // treat anything without `://` as host:port over http.
+        // treat anything without `://` as host:port over http. A bare word
+        // (`tunnel abc`) is more likely a typo than host `abc` on port 80.
         let with_scheme = if input.contains("://") {
             input.to_owned()
-        } else {
+        } else if input.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+        }) {
             format!("http://{input}")
+        } else {
+            return Err(ConfigError::TargetInvalid {
+                input: input.to_owned(),
+            });
         };
         let url = Url::parse(&with_scheme).map_err(|_| ConfigError::TargetInvalid {
             input: input.to_owned(),
@@ -349,6 +356,8 @@ mod tests {
     #[case("ftp://host")]
     #[case("http://host:3000/?x=1")]
     #[case("not a url")]
+    #[case("abc")]
+    #[case("localhost")]
     fn rejects_bad_targets(#[case] input: &str) {
         let err = input.parse::<Target>().unwrap_err();
         assert!(!err.to_string().is_empty());

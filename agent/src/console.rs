@@ -15,6 +15,9 @@ pub struct Console {
     target: String,
     offset: UtcOffset,
     public_url: Option<String>,
+    /// The last disconnect reason, so a retry loop failing the same way
+    /// prints it once.
+    last_reason: Option<String>,
 }
 
 impl Console {
@@ -25,6 +28,7 @@ impl Console {
             target: target.into(),
             offset,
             public_url: None,
+            last_reason: None,
         }
     }
 
@@ -51,9 +55,16 @@ impl Console {
                     )
                 };
                 self.public_url = Some(e.public_url.clone());
+                self.last_reason = None;
                 Some(line)
             }
-            Event::Disconnected { reason } => Some(format!("{time}  Connection lost ({reason})")),
+            Event::Disconnected { reason } => {
+                if self.last_reason.as_deref() == Some(reason.as_str()) {
+                    return None;
+                }
+                self.last_reason = Some(reason.clone());
+                Some(format!("{time}  Connection lost ({reason})"))
+            }
             Event::Reconnecting { delay, .. } => {
                 Some(format!("{time}  Reconnecting in {}…", humanize(*delay)))
             }
@@ -175,6 +186,11 @@ mod tests {
         assert_eq!(
             c.render_at(&lost, at()).unwrap(),
             "21:30:01  Connection lost (code 1001)"
+        );
+        assert_eq!(
+            c.render_at(&lost, at()),
+            None,
+            "the same failure again is not repeated"
         );
         let again = Event::Reconnecting {
             delay: Duration::from_millis(2100),

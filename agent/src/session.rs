@@ -81,7 +81,7 @@ pub(crate) async fn supervise(
         let (reason, up_for) = match end {
             End::Shutdown => return Ok(()),
             End::Fatal(err) => {
-                tracing::error!(error = %err, "giving up");
+                tracing::info!(error = %err, "giving up");
                 return Err(err);
             }
             End::Lost { reason, up_for } => (reason, up_for),
@@ -89,7 +89,7 @@ pub(crate) async fn supervise(
         backoff.connection_ended(up_for);
         let attempt = backoff.attempt();
         let delay = backoff.next_delay();
-        tracing::warn!(%reason, delay = %humanize(delay), "connection lost; reconnecting");
+        tracing::info!(%reason, delay = %humanize(delay), "connection lost; reconnecting");
         ctx.emit(Event::Disconnected {
             reason: reason.clone(),
         });
@@ -362,7 +362,7 @@ impl Connection<'_> {
             }
             Message::Pong => {}
             Message::Error(err) => {
-                tracing::warn!(code = ?err.code, request_id = ?err.request_id, message = %err.message, "error from the server");
+                tracing::info!(code = ?err.code, request_id = ?err.request_id, message = %err.message, "error from the server");
                 if err.request_id.is_none() {
                     self.ctx.emit(Event::ServerError {
                         code: err.code,
@@ -450,7 +450,12 @@ impl Connection<'_> {
         };
         if ws.close(Some(frame)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(Ok(_)) = ws.next().await {}
+                // Until the server's close reply (or the end of the stream).
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_close() {
+                        break;
+                    }
+                }
             })
             .await;
         }

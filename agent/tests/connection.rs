@@ -286,6 +286,8 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_closes() {
         WsMessage::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
         other => panic!("expected a close frame, got {other:?}"),
     }
+    // Answer the close (tungstenite queued the reply) so the agent need not wait.
+    let _ = futures_util::SinkExt::flush(&mut s.conn.ws).await;
     within("shutdown to return", shutdown)
         .await
         .unwrap()
@@ -308,6 +310,7 @@ async fn shutdown_fails_requests_that_outlast_the_grace_period() {
     assert_eq!(e.request_id.as_deref(), Some("stuck"));
     assert_eq!(e.code, ErrorCode::LocalServiceUnavailable);
     assert!(matches!(s.conn.recv_ws().await, WsMessage::Close(Some(_))));
+    let _ = futures_util::SinkExt::flush(&mut s.conn.ws).await;
     within("shutdown to return", shutdown)
         .await
         .unwrap()
