@@ -160,13 +160,13 @@ impl Config {
                 ));
             }
         }
-        if let Some(http) = &self.http {
-            if !names.contains(http.function.as_str()) {
-                return invalid(format!(
-                    "http.function names an unknown function {:?}",
-                    http.function
-                ));
-            }
+        if let Some(http) = &self.http
+            && !names.contains(http.function.as_str())
+        {
+            return invalid(format!(
+                "http.function names an unknown function {:?}",
+                http.function
+            ));
         }
         if self.limits.idle_timeout_secs == 0 || self.limits.max_connection_age_secs == 0 {
             return invalid("limits must be at least 1 second".into());
