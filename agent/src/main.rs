@@ -177,6 +177,7 @@ async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
     let mut handle = Agent::start(config);
     let mut interrupts = 0u32;
+    let mut signals = stop_signals();
     loop {
         tokio::select! {
             event = handle.next_event() => {
@@ -194,8 +195,7 @@ async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
                     break;
                 }
             }
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("cannot listen for Ctrl-C")?;
+            Some(()) = signals.recv() => {
                 interrupts += 1;
                 if interrupts > 1 {
                     eprintln!("Stopped without waiting for requests in flight.");
@@ -210,6 +210,35 @@ async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
         Err(e @ AgentError::Unauthorized { .. }) => Err(anyhow::Error::new(e)),
         Err(e) => Err(anyhow::Error::new(e).context("the tunnel agent stopped")),
     }
+}
+
+/// Ctrl-C (and SIGTERM on Unix), each one delivered; listened to from the
+/// start so none is missed between two events.
+fn stop_signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctrl_c = tx.clone();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if ctrl_c.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        while term.recv().await.is_some() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 /// JSON mode: every event as one structured record.
