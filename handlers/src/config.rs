@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use protocol::limits::{MAX_REQUEST_TIMEOUT, REQUEST_TIMEOUT};
 
+use crate::poll::PollSchedule;
+
 /// Why a function cannot start. The message names the variable and says what
 /// is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,11 +173,27 @@ pub struct ForwardingConfig {
     pub domain_name: String,
     pub websocket_api_endpoint: String,
     pub request_timeout: Duration,
+    /// `POLL_INTERVAL_MS`: a fixed delay between polls of the pending item;
+    /// `None` (unset) = the adaptive [`PollSchedule`]. For comparisons such as
+    /// the benchmarks' (the seed polled every 100 ms).
+    pub poll_interval: Option<Duration>,
 }
 
 impl ForwardingConfig {
+    /// The longest fixed poll interval `POLL_INTERVAL_MS` accepts.
+    pub const MAX_POLL_INTERVAL: Duration = Duration::from_millis(1000);
+
+    /// The delays between polls: fixed when `POLL_INTERVAL_MS` is set, else adaptive.
+    pub fn poll_schedule(&self) -> PollSchedule {
+        match self.poll_interval {
+            Some(interval) => PollSchedule::new(interval, 1.0, interval),
+            None => PollSchedule::default(),
+        }
+    }
+
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         const TIMEOUT_VAR: &str = "REQUEST_TIMEOUT_MS";
+        const POLL_VAR: &str = "POLL_INTERVAL_MS";
         let connections_table = required(&lookup, "CONNECTIONS_TABLE_NAME")?;
         let pending_table = required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?;
         let domain_name = domain_name(&lookup)?;
@@ -196,12 +214,29 @@ impl ForwardingConfig {
                 }
             }
         };
+        let poll_interval = match optional(&lookup, POLL_VAR) {
+            None => None,
+            Some(raw) => {
+                let max = Self::MAX_POLL_INTERVAL.as_millis() as u64;
+                match raw.parse::<u64>() {
+                    Ok(ms) if (1..=max).contains(&ms) => Some(Duration::from_millis(ms)),
+                    _ => {
+                        return Err(invalid(
+                            POLL_VAR,
+                            "must be a whole number of milliseconds in 1..=1000",
+                            &raw,
+                        ));
+                    }
+                }
+            }
+        };
         Ok(Self {
             connections_table,
             pending_table,
             domain_name,
             websocket_api_endpoint,
             request_timeout,
+            poll_interval,
         })
     }
 }
@@ -379,6 +414,10 @@ mod tests {
     #[case("REQUEST_TIMEOUT_MS", "28001")]
     #[case("REQUEST_TIMEOUT_MS", "-5")]
     #[case("REQUEST_TIMEOUT_MS", "25s")]
+    #[case("POLL_INTERVAL_MS", "0")]
+    #[case("POLL_INTERVAL_MS", "1001")]
+    #[case("POLL_INTERVAL_MS", "-1")]
+    #[case("POLL_INTERVAL_MS", "100ms")]
     fn forwarding_rejects_invalid_values(#[case] var: &'static str, #[case] value: &str) {
         let mut env = full_env();
         env.insert(var, value.to_string());
@@ -416,6 +455,25 @@ mod tests {
         }
         let cfg = ForwardingConfig::from_lookup(|n| env.get(n).cloned()).unwrap();
         assert_eq!(cfg.request_timeout, expected);
+    }
+
+    #[rstest]
+    #[case(None, None)]
+    #[case(Some("1"), Some(Duration::from_millis(1)))]
+    #[case(Some(" 100 "), Some(Duration::from_millis(100)))]
+    #[case(Some("1000"), Some(Duration::from_millis(1000)))]
+    fn poll_interval(#[case] value: Option<&str>, #[case] expected: Option<Duration>) {
+        let mut env = full_env();
+        if let Some(v) = value {
+            env.insert("POLL_INTERVAL_MS", v.to_string());
+        }
+        let cfg = ForwardingConfig::from_lookup(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(cfg.poll_interval, expected);
+        let delays: Vec<Duration> = cfg.poll_schedule().take(12).collect();
+        match expected {
+            Some(interval) => assert_eq!(delays, vec![interval; 12]),
+            None => assert_eq!(delays, PollSchedule::default().take(12).collect::<Vec<_>>()),
+        }
     }
 
     #[test]

@@ -407,7 +407,13 @@ where
     }
     debug!(message_bytes = json.len(), "request posted");
 
-    let outcome = wait(store, request_id, config.request_timeout).await;
+    let outcome = wait(
+        store,
+        request_id,
+        config.request_timeout,
+        config.poll_schedule(),
+    )
+    .await;
     // Delete rather than leave it to TTL: the item may carry a response of up
     // to 128 KB, TTL deletion can lag by days, and once it is deleted a late
     // answer fails its `attribute_exists` condition instead of completing a
@@ -439,16 +445,16 @@ enum Waited {
     Lost,
 }
 
-/// Polls the pending item (strongly consistent) on the adaptive schedule
-/// until it is completed or `timeout` has passed. Read errors are retried
-/// until the deadline.
+/// Polls the pending item (strongly consistent) on `schedule` (adaptive
+/// unless `POLL_INTERVAL_MS` is set) until it is completed or `timeout` has
+/// passed. Read errors are retried until the deadline.
 async fn wait<S: PendingStore + Sync>(
     store: &S,
     request_id: &str,
     timeout: std::time::Duration,
+    mut schedule: PollSchedule,
 ) -> Waited {
     let deadline = Instant::now() + timeout;
-    let mut schedule = PollSchedule::default();
     loop {
         match store.get_pending(request_id).await {
             Ok(Some(PendingState::Completed(r))) => return Waited::Completed(r),
@@ -912,6 +918,26 @@ mod tests {
             201
         );
         assert_eq!(start.elapsed(), Duration::from_millis(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_poll_interval_replaces_the_adaptive_schedule() {
+        let fake = tunnel();
+        answering(&fake, 2);
+        let mut config = forwarding_config();
+        config.poll_interval = Some(Duration::from_millis(100));
+        let start = Instant::now();
+        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 201);
+        // Answered at the second poll: one fixed interval, not 5 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+
+        let fake = tunnel();
+        config.request_timeout = Duration::from_millis(1000);
+        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 504);
+        // One read at 0 ms, then one every 100 ms up to the deadline.
+        assert_eq!(fake.count("GetItem") - 1, 11);
     }
 
     #[tokio::test(start_paused = true)]

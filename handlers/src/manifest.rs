@@ -125,7 +125,7 @@ pub const FORWARDING: Function = Function {
         "DOMAIN_NAME",
         "WEBSOCKET_API_ENDPOINT",
     ],
-    optional_env: &["REQUEST_TIMEOUT_MS"],
+    optional_env: &["REQUEST_TIMEOUT_MS", "POLL_INTERVAL_MS"],
     dynamodb: &[
         on("connections", "GetItem"),
         on("connections", "DeleteItem"),

@@ -433,5 +433,6 @@ pub fn forwarding_config() -> ForwardingConfig {
         domain_name: "tunnel.example.com".into(),
         websocket_api_endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
         request_timeout: Duration::from_secs(25),
+        poll_interval: None,
     }
 }
