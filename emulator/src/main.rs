@@ -32,10 +32,18 @@ async fn main() -> anyhow::Result<()> {
     println!("Management:    {}", emulator.management_endpoint());
     println!("HTTP API:      {}", emulator.http_url());
     println!("Counters:      {}", emulator.counters_url());
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    shutdown_signal().await?;
     eprintln!("shutting down");
     emulator.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what `docker stop`, systemd and CI runners send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
 }

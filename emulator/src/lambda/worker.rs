@@ -124,6 +124,16 @@ impl Worker {
             // Its own group: a terminal's Ctrl-C reaches the emulator only, and
             // killing the group also kills anything the function started.
             .process_group(0);
+        // SAFETY: the closure runs in the child between fork and exec and only
+        // calls prctl(2), which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                // If the emulator itself is killed (SIGKILL skips every
+                // destructor) its functions die with it instead of lingering.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = command.spawn().map_err(spawn_error)?;
         spec.counters.cold_start();
         let pgid = child
