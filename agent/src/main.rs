@@ -145,6 +145,13 @@ fn init_logging(cli: &Cli) {
         let level = default;
         EnvFilter::new(format!("warn,agent={level},tunnel={level}"))
     });
+    // tungstenite's trace level prints the handshake (with the token) and
+    // frames (with bodies): never that, whatever TUNNEL_LOG says.
+    let filter = filter.add_directive(
+        "tungstenite=debug"
+            .parse()
+            .expect("static directive parses"),
+    );
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => builder

@@ -308,3 +308,31 @@ async fn too_large_responses_are_payload_too_large(#[case] n: usize) {
     let r = expect_response(s.conn.roundtrip(request("ok", "GET", "/big/10")).await);
     assert_eq!(r.status_code, 200);
 }
+
+#[tokio::test]
+async fn each_request_is_logged_without_query_values() {
+    let mut s = setup(|_| {}).await;
+    let r = s
+        .conn
+        .roundtrip(request("log", "GET", "/big/2?token=s3cret"))
+        .await;
+    expect_response(r);
+    let event = wait_event(&mut s.agent, |e| matches!(e, agent::Event::Request(_))).await;
+    let agent::Event::Request(log) = event else {
+        unreachable!()
+    };
+    assert_eq!(log.request_id, "log");
+    assert_eq!(log.method, "GET");
+    assert_eq!(log.path, "/big/2?…");
+    assert_eq!(log.outcome, agent::RequestOutcome::Status(200));
+}
+
+#[rstest]
+#[case::bad_method("GE T", "/")]
+#[case::not_origin_form("GET", "http://evil.example/")]
+#[tokio::test]
+async fn unforwardable_requests_are_invalid(#[case] method: &str, #[case] uri: &str) {
+    let mut s = setup(|_| {}).await;
+    let e = expect_error(s.conn.roundtrip(request("bad", method, uri)).await);
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+}
