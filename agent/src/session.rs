@@ -247,6 +247,13 @@ impl Connection<'_> {
 
         loop {
             if draining.is_some() && self.tasks.is_empty() {
+                // Every task has finished; their responses may still be queued.
+                while let Ok(json) = self.out.1.try_recv() {
+                    if let Err(e) = send_json(ws, json).await {
+                        return self
+                            .lost(format!("could not send a response: {}", error_chain(&e)));
+                    }
+                }
                 return self.close(ws).await;
             }
             tokio::select! {
@@ -297,14 +304,6 @@ impl Connection<'_> {
                             let json = error_json(Some(&rid), ErrorCode::InternalError, "the tunnel agent failed while handling this request");
                             if let Err(e) = send_json(ws, json).await {
                                 return self.lost(format!("could not send an error: {}", error_chain(&e)));
-                            }
-                        }
-                    }
-                    if draining.is_some() && self.tasks.is_empty() {
-                        // The last responses are queued; send them before closing.
-                        while let Ok(json) = self.out.1.try_recv() {
-                            if let Err(e) = send_json(ws, json).await {
-                                return self.lost(format!("could not send a response: {}", error_chain(&e)));
                             }
                         }
                     }
