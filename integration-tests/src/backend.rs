@@ -10,7 +10,6 @@ use std::{
     io::{Read, Write},
     net::{TcpStream, ToSocketAddrs},
     os::unix::net::UnixStream,
-    sync::{Mutex, Once},
     time::{Duration, Instant},
 };
 
@@ -279,28 +278,11 @@ pub fn client_for(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-static AT_EXIT: Mutex<Vec<Guard>> = Mutex::new(Vec::new());
-
 fn stop_at_exit(guard: Guard) {
     if matches!(guard, Guard::External) {
         return;
     }
-    static REGISTER: Once = Once::new();
-    AT_EXIT
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(guard);
-    REGISTER.call_once(|| {
-        extern "C" fn stop_all() {
-            let guards = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()));
-            drop(guards);
-        }
-        // SAFETY: `stop_all` is a plain `extern "C" fn()` that never unwinds
-        // out (drops only kill processes and join a thread).
-        unsafe {
-            libc::atexit(stop_all);
-        }
-    });
+    crate::at_exit::at_exit(move || drop(guard));
 }
 
 /// LocalStack in Docker, owned by a thread with its own runtime so it can be

@@ -2,6 +2,11 @@
 //! `cargo build -p tunnel-handlers --bins` (cargo reports where it put them,
 //! so `CARGO_TARGET_DIR` and profiles just work), or taken from
 //! `ITEST_HANDLERS_DIR` when set (prebuilt, e.g. by CI).
+//!
+//! Built binaries are hard-linked into `<target>/itest/handlers/<pid>/`, so a
+//! `cargo build` elsewhere (another terminal, another test process) never
+//! swaps them under a running stack: every cold start runs the same build.
+//! The directory goes at exit; those of dead processes are pruned.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +18,10 @@ use std::{
 
 use handlers::manifest::FUNCTIONS;
 
-use crate::{error::HarnessError, paths::workspace_root};
+use crate::{
+    error::HarnessError,
+    paths::{target_dir, workspace_root},
+};
 
 /// Directory holding prebuilt `connect`, `disconnect`, `forwarding`, `response`.
 pub const HANDLERS_DIR_ENV: &str = "ITEST_HANDLERS_DIR";
@@ -125,5 +133,53 @@ fn build() -> Result<HandlerBinaries, HarnessError> {
             missing.name, missing.name
         )));
     }
-    Ok(HandlerBinaries { paths })
+    snapshot(paths)
+}
+
+/// Hard-links (or copies) the binaries into a directory of this process.
+fn snapshot(paths: BTreeMap<&'static str, PathBuf>) -> Result<HandlerBinaries, HarnessError> {
+    let root = target_dir().join("itest").join("handlers");
+    prune_dead(&root);
+    let dir = root.join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir)
+        .map_err(HarnessError::io(format!("creating {}", dir.display())))?;
+    let mut snapshot = BTreeMap::new();
+    for (name, source) in paths {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(&source, &link)
+            .or_else(|_| std::fs::copy(&source, &link).map(drop))
+            .map_err(HarnessError::io(format!(
+                "linking {} to {}",
+                source.display(),
+                link.display()
+            )))?;
+        snapshot.insert(name, link);
+    }
+    crate::at_exit::at_exit(move || {
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    Ok(HandlerBinaries { paths: snapshot })
+}
+
+/// Removes the snapshot directories of processes that no longer run.
+fn prune_dead(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

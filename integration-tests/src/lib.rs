@@ -28,6 +28,7 @@
 //! - [`error`]: [`HarnessError`], which says what to install or set.
 //! - [`paths`]: the workspace and its target directory.
 
+mod at_exit;
 pub mod backend;
 pub mod binaries;
 pub mod error;

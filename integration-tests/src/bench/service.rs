@@ -1,0 +1,90 @@
+//! The benchmarks' local service: `GET /bytes/{n}` answers `n` bytes (from a
+//! buffer built once, so the service costs next to nothing), `/sleep/{ms}`
+//! answers 1 KB after `ms` milliseconds. It records nothing, unlike
+//! [`crate::LocalService`], so long runs do not grow memory.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::Path,
+    http::{HeaderValue, Response, StatusCode, header},
+    routing::get,
+};
+
+/// The largest body the service hands out.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// A running service on `127.0.0.1:0`. Dropping it stops it.
+pub struct SizedService {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SizedService {
+    pub async fn start() -> anyhow::Result<SizedService> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        // Printable bytes: the same whatever the content type handling.
+        let data: Bytes = (0..MAX_BODY).map(|i| b'a' + (i % 26) as u8).collect();
+        let data = Arc::new(data);
+        let sized = data.clone();
+        let app = Router::new()
+            .route(
+                "/bytes/{n}",
+                get(move |Path(n): Path<usize>| {
+                    let data = sized.clone();
+                    async move { body(&data, n) }
+                }),
+            )
+            .route(
+                "/sleep/{ms}",
+                get(move |Path(ms): Path<u64>| {
+                    let data = data.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+                        body(&data, 1024)
+                    }
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(SizedService { addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The agent's target.
+    pub fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SizedService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn body(data: &Bytes, n: usize) -> Response<Body> {
+    if n > data.len() {
+        let mut response = Response::new(Body::from("too large"));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    }
+    let mut response = Response::new(Body::from(data.slice(..n)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
