@@ -101,6 +101,7 @@ impl EmulatorBuilder {
                 websocket,
                 websocket_connections.clone(),
                 "websocket",
+                true,
                 move |peer, req| api.clone().handle(peer, req),
             )
         };
@@ -117,18 +118,27 @@ impl EmulatorBuilder {
         let http_connections = Tasks::default();
         let http_server = {
             let functions = functions.clone();
-            util::serve(http, http_connections.clone(), "http", move |peer, req| {
-                let functions = functions.clone();
-                let settings = http_settings.clone();
-                async move {
-                    match settings {
-                        Some(settings) => http_api::handle(&settings, &functions, peer, req).await,
-                        None => {
-                            json_response(http::StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#)
+            util::serve(
+                http,
+                http_connections.clone(),
+                "http",
+                false,
+                move |peer, req| {
+                    let functions = functions.clone();
+                    let settings = http_settings.clone();
+                    async move {
+                        match settings {
+                            Some(settings) => {
+                                http_api::handle(&settings, &functions, peer, req).await
+                            }
+                            None => json_response(
+                                http::StatusCode::NOT_FOUND,
+                                r#"{"message":"Not Found"}"#,
+                            ),
                         }
                     }
-                }
-            })
+                },
+            )
         };
 
         let emulator = Emulator {

@@ -1,6 +1,7 @@
 //! Small shared pieces: ids, AWS timestamp formats, HTTP helpers, task ownership.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     future::Future,
     net::SocketAddr,
@@ -129,12 +130,45 @@ impl Tasks {
     }
 }
 
+/// The header-name casing a client used in the first request of its
+/// connection (hyper lowercases names). Known when the whole request head
+/// arrived in the first segment, as a WebSocket handshake nearly always does.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeaderCase(Arc<HashMap<String, String>>);
+
+impl HeaderCase {
+    /// The client's spelling of a (lowercase) header name.
+    pub fn get(&self, lower: &str) -> Option<&str> {
+        self.0.get(lower).map(String::as_str)
+    }
+
+    fn from_head(head: &[u8]) -> Option<Self> {
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let text = std::str::from_utf8(&head[..end]).ok()?;
+        let names = text
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, _)| (name.to_ascii_lowercase(), name.to_owned()))
+            .collect();
+        Some(Self(Arc::new(names)))
+    }
+
+    async fn peek(stream: &tokio::net::TcpStream) -> Option<Self> {
+        let mut buf = vec![0; 16 * 1024];
+        let n = stream.peek(&mut buf).await.ok()?;
+        Self::from_head(&buf[..n])
+    }
+}
+
 /// Serves HTTP/1.1 on `listener` with `handler` until the returned task is
-/// aborted; connections live in `tasks`.
+/// aborted; connections live in `tasks`. With `keep_header_case` the first
+/// request of each connection carries a [`HeaderCase`] extension.
 pub(crate) fn serve<H, F>(
     listener: TcpListener,
     tasks: Tasks,
     name: &'static str,
+    keep_header_case: bool,
     handler: H,
 ) -> AbortOnDrop
 where
@@ -157,7 +191,16 @@ where
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 conn_tasks.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
+                    let case = if keep_header_case {
+                        HeaderCase::peek(&stream).await
+                    } else {
+                        None
+                    };
+                    let first = Mutex::new(case);
+                    let service = hyper::service::service_fn(move |mut req| {
+                        if let Some(case) = first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            req.extensions_mut().insert(case);
+                        }
                         let fut = handler(peer, req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
@@ -200,6 +243,18 @@ mod tests {
         let ms = 1_586_064_058_123;
         assert_eq!(request_time(ms), "05/Apr/2020:05:20:58 +0000");
         assert_eq!(iso8601(ms), "2020-04-05T05:20:58.123Z");
+    }
+
+    #[test]
+    fn header_case_from_a_request_head() {
+        let case = HeaderCase::from_head(
+            b"GET /local HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\nx-api-key: a\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(case.get("host"), Some("Host"));
+        assert_eq!(case.get("sec-websocket-key"), Some("Sec-WebSocket-Key"));
+        assert_eq!(case.get("x-api-key"), Some("x-api-key"));
+        assert!(HeaderCase::from_head(b"GET / HTTP/1.1\r\nHost: partial").is_none());
     }
 
     #[test]

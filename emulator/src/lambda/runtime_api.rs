@@ -305,7 +305,7 @@ mod tests {
             Arc::default(),
         ));
         let served = state.clone();
-        let server = util::serve(listener, Tasks::default(), "test", move |_, req| {
+        let server = util::serve(listener, Tasks::default(), "test", false, move |_, req| {
             handle(served.clone(), req)
         });
         Fixture {

@@ -107,6 +107,7 @@ impl Worker {
                 listener,
                 server_tasks.clone(),
                 "runtime-api",
+                false,
                 move |_peer, req| runtime_api::handle(state.clone(), req),
             )
         };

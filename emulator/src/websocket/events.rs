@@ -53,8 +53,8 @@ pub(crate) struct Identity {
     pub source_ip: String,
 }
 
-/// Header names as a client would write them (hyper lowercases them; API
-/// Gateway passes the client's casing, which is usually this).
+/// Header names as a client would usually write them: the fallback when the
+/// client's own casing is not known (hyper lowercases names).
 pub(crate) fn client_header_case(lower: &str) -> String {
     const KNOWN: &[(&str, &str)] = &[
         ("sec-websocket-key", "Sec-WebSocket-Key"),

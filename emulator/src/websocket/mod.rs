@@ -34,7 +34,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::{
     lambda::{Functions, InvokeError},
     limits::{WS_FRAME_MAX, WS_MESSAGE_MAX},
-    util::{self, Body, Tasks, empty_response, json_response},
+    util::{self, Body, HeaderCase, Tasks, empty_response, json_response},
 };
 use events::{Identity, RequestContext, WebSocketEvent};
 
@@ -235,7 +235,7 @@ impl WebSocketApi {
         let span = info_span!("connection", id = %info.connection_id);
 
         let mut event = self.event_base(&info, "$connect", "CONNECT");
-        let (single, multi) = self.connect_headers(headers, peer);
+        let (single, multi) = self.connect_headers(headers, req.extensions(), peer);
         event.headers = Some(single);
         event.multi_value_headers = Some(multi);
         if let Some(query) = req.uri().query() {
@@ -293,8 +293,10 @@ impl WebSocketApi {
     fn connect_headers(
         &self,
         headers: &HeaderMap,
+        extensions: &http::Extensions,
         peer: SocketAddr,
     ) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+        let case = extensions.get::<HeaderCase>();
         let mut multi: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in headers {
             if name == header::CONNECTION || name == header::UPGRADE {
@@ -302,15 +304,25 @@ impl WebSocketApi {
                 continue;
             }
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            multi
-                .entry(events::client_header_case(name.as_str()))
-                .or_default()
-                .push(value);
+            let name = match case.and_then(|c| c.get(name.as_str())) {
+                Some(original) => original.to_owned(),
+                None => events::client_header_case(name.as_str()),
+            };
+            multi.entry(name).or_default().push(value);
         }
-        let forwarded_for = match multi.remove("X-Forwarded-For") {
-            Some(existing) => format!("{}, {}", existing.join(", "), peer.ip()),
-            None => peer.ip().to_string(),
-        };
+        // API Gateway appends the source IP to whatever the client sent.
+        let sent: Vec<String> = multi
+            .keys()
+            .filter(|k| k.eq_ignore_ascii_case("x-forwarded-for"))
+            .cloned()
+            .collect();
+        let mut chain: Vec<String> = sent
+            .iter()
+            .filter_map(|k| multi.remove(k))
+            .flatten()
+            .collect();
+        chain.push(peer.ip().to_string());
+        let forwarded_for = chain.join(", ");
         multi.insert("X-Forwarded-For".into(), vec![forwarded_for]);
         multi.insert(
             "X-Forwarded-Port".into(),
