@@ -188,6 +188,7 @@ impl Forwarder {
             headers,
             body: protocol::encode_body(&body),
             processing_time_ms: 0,
+            body_chunks: None,
         })
     }
 

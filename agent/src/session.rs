@@ -369,7 +369,10 @@ impl Connection<'_> {
                     });
                 }
             }
-            other @ (Message::Ready(_) | Message::HttpResponse(_) | Message::Unknown) => {
+            other @ (Message::Ready(_)
+            | Message::HttpResponse(_)
+            | Message::BodyChunk(_)
+            | Message::Unknown) => {
                 tracing::warn!(
                     kind = other.kind(),
                     "ignoring an unexpected message from the server"

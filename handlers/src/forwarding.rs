@@ -328,6 +328,7 @@ where
         headers: request_headers(&event.headers, event.cookies.as_deref()),
         body: protocol::encode_body(&body),
         timestamp: crate::now_millis(),
+        body_chunks: None,
     });
     let json = match message.to_json() {
         Ok(json) => json,
@@ -530,6 +531,7 @@ mod tests {
             ]),
             body: protocol::encode_body(b"{}"),
             processing_time_ms: 3,
+            body_chunks: None,
         }
     }
 

@@ -155,6 +155,7 @@ where
         other @ (Message::Pong
         | Message::ConnectionEstablished(_)
         | Message::HttpRequest(_)
+        | Message::BodyChunk(_)
         | Message::Unknown) => {
             warn!(kind = other.kind(), "unexpected message type dropped");
             Ok(())
@@ -269,6 +270,7 @@ pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse 
         headers,
         body: protocol::encode_body(text.as_bytes()),
         processing_time_ms: 0,
+    body_chunks: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`limits`]: the AWS limits and timeouts the protocol lives within.
 //! - [`ids`]: subdomain and request id generation and validation.
 //! - [`body`]: base64 body encoding.
+//! - [`chunk`]: bodies larger than one message, as a head plus `body_chunk`s.
 //!
 //! # Compatibility
 //! Unknown fields are ignored and optional fields default, so a newer peer can
@@ -16,11 +17,13 @@
 //! log it and carry on.
 
 pub mod body;
+pub mod chunk;
 pub mod ids;
 pub mod limits;
 mod message;
 
 pub use body::{decode_body, encode_body};
+pub use chunk::{BodyChunk, ChunkedBody};
 pub use ids::{generate_request_id, generate_subdomain, is_valid_subdomain};
 pub use message::{
     ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,

@@ -40,6 +40,43 @@ pub const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(15);
 /// Synchronous Lambda invocations carry at most 6 MB each way.
 pub const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
+/// Everything in a 6 MB Lambda payload that is not the base64 body: the
+/// event or response JSON, `requestContext`, headers and cookies. One whole
+/// WebSocket message (128 KB) is enough: a response head (status and headers)
+/// must fit in one message to reach the server at all, and a request's line
+/// plus headers are capped by the HTTP API at 10,240 bytes (JSON escaping and
+/// the event's repeats — `rawPath`, `cookies`, `requestContext.http` — stay
+/// far below 128 KB).
+pub const LAMBDA_ENVELOPE_ALLOWANCE: usize = MAX_MESSAGE_BYTES;
+
+/// The largest body carried either way: what a 6 MB Lambda payload holds
+/// after base64 (4 bytes per 3) and the envelope allowance.
+/// (6,291,456 − 131,072) / 4 × 3 = 1,540,096 × 3 = 4,620,288 bytes (≈ 4.4 MiB).
+/// Requests above it get a 413 from forwarding; responses above it get the
+/// agent's `payload_too_large` error (a 502 for the visitor).
+pub const MAX_BODY_BYTES: usize = (LAMBDA_PAYLOAD_BYTES - LAMBDA_ENVELOPE_ALLOWANCE) / 4 * 3;
+
+/// Longest request id a chunk message is sized for. Ids are UUIDs (36
+/// characters); the slack keeps the bound honest for any id a peer echoes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Room in a `body_chunk` message for everything but the base64 data:
+/// `{"type":"body_chunk","request_id":"","index":4294967295,"data":""}` is 68
+/// bytes, plus a request id of [`MAX_REQUEST_ID_LEN`] characters even if every
+/// one were JSON-escaped as `\uXXXX` (6 bytes), rounded up to 1 KiB.
+pub const CHUNK_ENVELOPE_BYTES: usize = 1024;
+
+/// Raw body bytes per `body_chunk` message: the base64 of this many bytes plus
+/// the envelope is at most one WebSocket message.
+/// (131,072 − 1,024) / 4 × 3 = 32,512 × 3 = 97,536 bytes (95.25 KiB).
+/// Also the largest item the response handler stores per chunk (well under
+/// DynamoDB's 400 KB item limit).
+pub const BODY_CHUNK_BYTES: usize = (MAX_MESSAGE_BYTES - CHUNK_ENVELOPE_BYTES) / 4 * 3;
+
+/// Most chunks a body can have: ⌈4,620,288 / 97,536⌉ = 48. Also below
+/// BatchGetItem's 100 keys, so forwarding reads a body in one batch.
+pub const MAX_BODY_CHUNKS: usize = MAX_BODY_BYTES.div_ceil(BODY_CHUNK_BYTES);
+
 /// Length of a generated subdomain: 12 characters of `[a-z0-9]` is 62 bits,
 /// far beyond guessing, and still short enough to type.
 pub const SUBDOMAIN_LEN: usize = 12;
@@ -53,4 +90,14 @@ const _: () = {
     assert!(MAX_REQUEST_TIMEOUT.as_secs() < 30);
     assert!(HEARTBEAT_INTERVAL.as_secs() < IDLE_TIMEOUT.as_secs());
     assert!(MAX_FRAME_BYTES < MAX_MESSAGE_BYTES);
+    assert!(MAX_BODY_BYTES == 4_620_288);
+    assert!(
+        crate::body::encoded_len(MAX_BODY_BYTES) + LAMBDA_ENVELOPE_ALLOWANCE
+            <= LAMBDA_PAYLOAD_BYTES
+    );
+    assert!(CHUNK_ENVELOPE_BYTES >= 68 + 6 * MAX_REQUEST_ID_LEN);
+    assert!(BODY_CHUNK_BYTES == 97_536);
+    assert!(crate::body::encoded_len(BODY_CHUNK_BYTES) + CHUNK_ENVELOPE_BYTES <= MAX_MESSAGE_BYTES);
+    assert!(MAX_BODY_CHUNKS == 48);
+    assert!(MAX_BODY_CHUNKS <= 100);
 };

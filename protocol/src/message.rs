@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::{BodyChunk, ChunkedBody};
 use crate::limits::MAX_MESSAGE_BYTES;
 
 /// Header name → every value, in the order received. Names are lowercase on
@@ -23,6 +24,9 @@ pub enum Message {
     HttpRequest(HttpRequest),
     /// Agent → server: the local service's answer.
     HttpResponse(HttpResponse),
+    /// Either direction: a piece of a body too large for one message (see
+    /// [`crate::chunk`]).
+    BodyChunk(BodyChunk),
     /// Heartbeat, either direction.
     Ping,
     /// Answer to a heartbeat.
@@ -60,6 +64,9 @@ pub struct HttpRequest {
     /// When the server received the request, epoch milliseconds.
     #[serde(default)]
     pub timestamp: u64,
+    /// Set when the body follows in `body_chunk` messages (`body` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_chunks: Option<ChunkedBody>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +81,9 @@ pub struct HttpResponse {
     /// Time the agent spent on the local request, milliseconds.
     #[serde(default)]
     pub processing_time_ms: u64,
+    /// Set when the body follows in `body_chunk` messages (`body` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_chunks: Option<ChunkedBody>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +159,7 @@ impl Message {
             Message::ConnectionEstablished(_) => "connection_established",
             Message::HttpRequest(_) => "http_request",
             Message::HttpResponse(_) => "http_response",
+            Message::BodyChunk(_) => "body_chunk",
             Message::Ping => "ping",
             Message::Pong => "pong",
             Message::Error(_) => "error",
@@ -178,6 +189,7 @@ mod tests {
             headers: headers(&[("accept", &["a", "b"]), ("cookie", &["k=v"])]),
             body: "AAEC/w==".into(),
             timestamp: 1_764_000_000_123,
+            body_chunks: None,
         }
     }
 
@@ -188,6 +200,7 @@ mod tests {
             headers: headers(&[("set-cookie", &["a=1", "b=2"])]),
             body: "aGk=".into(),
             processing_time_ms: 12,
+            body_chunks: None,
         }
     }
 
@@ -228,6 +241,52 @@ mod tests {
             "headers": {"set-cookie": ["a=1", "b=2"]},
             "body": "aGk=",
             "processing_time_ms": 12
+        })
+    )]
+    #[case(
+        Message::HttpRequest(HttpRequest {
+            body: String::new(),
+            body_chunks: Some(ChunkedBody { count: 3, length: 200_000 }),
+            ..request()
+        }),
+        json!({
+            "type": "http_request",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "method": "POST",
+            "uri": "/hooks/a%20b?x=1&x=2&y",
+            "headers": {"accept": ["a", "b"], "cookie": ["k=v"]},
+            "body": "",
+            "timestamp": 1_764_000_000_123u64,
+            "body_chunks": {"count": 3, "length": 200_000}
+        })
+    )]
+    #[case(
+        Message::HttpResponse(HttpResponse {
+            body: String::new(),
+            body_chunks: Some(ChunkedBody { count: 1, length: 5 }),
+            ..response()
+        }),
+        json!({
+            "type": "http_response",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "status_code": 201,
+            "headers": {"set-cookie": ["a=1", "b=2"]},
+            "body": "",
+            "processing_time_ms": 12,
+            "body_chunks": {"count": 1, "length": 5}
+        })
+    )]
+    #[case(
+        Message::BodyChunk(BodyChunk {
+            request_id: "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a".into(),
+            index: 2,
+            data: "AAEC/w==".into(),
+        }),
+        json!({
+            "type": "body_chunk",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "index": 2,
+            "data": "AAEC/w=="
         })
     )]
     #[case(Message::Ping, json!({"type": "ping"}))]
@@ -286,6 +345,7 @@ mod tests {
         assert!(req.headers.is_empty());
         assert_eq!(req.body, "");
         assert_eq!(req.timestamp, 0);
+        assert_eq!(req.body_chunks, None);
 
         let ready = Message::from_json(r#"{"type":"ready","resume_token":"t"}"#).unwrap();
         assert_eq!(ready, Message::Ready(Ready {}));
@@ -295,7 +355,7 @@ mod tests {
 
     #[test]
     fn unknown_types_parse_as_unknown() {
-        let msg = Message::from_json(r#"{"type":"body_chunk","seq":3}"#).unwrap();
+        let msg = Message::from_json(r#"{"type":"from_the_future","seq":3}"#).unwrap();
         assert_eq!(msg, Message::Unknown);
         assert_eq!(msg.kind(), "unknown");
     }

@@ -295,6 +295,7 @@ pub fn request(id: &str, method: &str, uri: &str) -> HttpRequest {
         headers: BTreeMap::new(),
         body: String::new(),
         timestamp: 0,
+        body_chunks: None,
     }
 }
 
