@@ -30,6 +30,7 @@
 
 mod at_exit;
 pub mod backend;
+pub mod bench;
 pub mod binaries;
 pub mod error;
 pub mod moto;
