@@ -35,7 +35,8 @@ pub const DYNAMODB_PER_WRITE_UNIT: f64 = 0.625 / 1e6;
 /// DynamoDB on-demand: dollars per read request unit (since Nov 2024).
 pub const DYNAMODB_PER_READ_UNIT: f64 = 0.125 / 1e6;
 /// When the prices above were last checked.
-pub const PRICES_AS_OF: &str = "2026-11 (AWS list prices, us-east-1; DynamoDB after the Nov 2024 cut)";
+pub const PRICES_AS_OF: &str =
+    "2026-11 (AWS list prices, us-east-1; DynamoDB after the Nov 2024 cut)";
 
 /// Terraform defaults used when `variables.tf` cannot be read.
 pub const FALLBACK_MEMORY_MB: u32 = 128;

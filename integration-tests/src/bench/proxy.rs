@@ -252,7 +252,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn forward(state: &State, request: Request) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large for the proxy");
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large for the proxy",
+        );
     };
     let path = parts
         .uri
@@ -286,15 +289,7 @@ async fn forward(state: &State, request: Request) -> Response<Body> {
         Err(e) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(&e)),
     };
     let end = Instant::now();
-    account(
-        state,
-        &parts,
-        &body,
-        status,
-        &response_body,
-        start,
-        end,
-    );
+    account(state, &parts, &body, status, &response_body, start, end);
 
     let mut response = Response::new(Body::from(response_body));
     *response.status_mut() = status;
@@ -339,7 +334,8 @@ fn account(
     };
     let (key, claim_key) = match state.kind {
         Upstream::Management => {
-            stats_delta.metered_messages = body.len().div_ceil(WEBSOCKET_METERING_BYTES).max(1) as u64;
+            stats_delta.metered_messages =
+                body.len().div_ceil(WEBSOCKET_METERING_BYTES).max(1) as u64;
             let operation = if parts.uri.path().contains("/@connections/") {
                 format!("{} @connections", parts.method)
             } else {
@@ -541,7 +537,8 @@ pub fn attr_value_size(value: &Value) -> usize {
             .map_or(0, |n| n.trim_start_matches('-').len().div_ceil(2) + 1)
     };
     let binary_len = |v: &Value| v.as_str().map_or(0, |b| b.len() / 4 * 3);
-    let sum = |v: &Value, f: &dyn Fn(&Value) -> usize| v.as_array().map_or(0, |a| a.iter().map(f).sum());
+    let sum =
+        |v: &Value, f: &dyn Fn(&Value) -> usize| v.as_array().map_or(0, |a| a.iter().map(f).sum());
     match kind.as_str() {
         "S" => string_len(v),
         "N" => number_len(v),
@@ -585,7 +582,14 @@ mod tests {
         let mut sizes = HashMap::new();
         let big = "x".repeat(1500);
         let put = json!({"TableName": "p-pending", "Item": {"requestId": {"S": "r1"}, "data": {"S": big}}});
-        let units = estimate_units("PutItem", "p-pending", "pending", &put, &Value::Null, &mut sizes);
+        let units = estimate_units(
+            "PutItem",
+            "p-pending",
+            "pending",
+            &put,
+            &Value::Null,
+            &mut sizes,
+        );
         assert_eq!(units.write, 2.0);
 
         let get = json!({"Key": {"requestId": {"S": "r1"}}, "ConsistentRead": true});
@@ -593,15 +597,36 @@ mod tests {
         let units = estimate_units("GetItem", "p-pending", "pending", &get, &got, &mut sizes);
         assert_eq!(units.read, 1.0);
         let eventually = json!({"Key": {"requestId": {"S": "r1"}}});
-        let units = estimate_units("GetItem", "p-pending", "pending", &eventually, &json!({}), &mut sizes);
+        let units = estimate_units(
+            "GetItem",
+            "p-pending",
+            "pending",
+            &eventually,
+            &json!({}),
+            &mut sizes,
+        );
         assert_eq!(units.read, 0.5, "a missing item still costs half a unit");
 
         let update = json!({"Key": {"requestId": {"S": "r1"}},
             "ExpressionAttributeValues": {":d": {"S": "y".repeat(3000)}}});
-        let units = estimate_units("UpdateItem", "p-pending", "pending", &update, &json!({}), &mut sizes);
+        let units = estimate_units(
+            "UpdateItem",
+            "p-pending",
+            "pending",
+            &update,
+            &json!({}),
+            &mut sizes,
+        );
         assert_eq!(units.write, 3.0);
         let delete = json!({"Key": {"requestId": {"S": "r1"}}});
-        let units = estimate_units("DeleteItem", "p-pending", "pending", &delete, &json!({}), &mut sizes);
+        let units = estimate_units(
+            "DeleteItem",
+            "p-pending",
+            "pending",
+            &delete,
+            &json!({}),
+            &mut sizes,
+        );
         assert_eq!(units.write, 3.0);
         assert!(sizes.is_empty());
     }

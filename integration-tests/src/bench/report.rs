@@ -205,13 +205,23 @@ impl Report {
                     );
                 }
                 _ => {
-                    let _ = writeln!(out, "| {} | | | every request failed | | | | {} |", row.size, row.errors);
+                    let _ = writeln!(
+                        out,
+                        "| {} | | | every request failed | | | | {} |",
+                        row.size, row.errors
+                    );
                 }
             }
         }
 
-        let _ = writeln!(out, "\n### Polling strategy (same run, requests interleaved)\n");
-        let _ = writeln!(out, "| case | strategy | tunnel p50 / p90 / p99 ms | added p50 ms | polls per request | errors |");
+        let _ = writeln!(
+            out,
+            "\n### Polling strategy (same run, requests interleaved)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| case | strategy | tunnel p50 / p90 / p99 ms | added p50 ms | polls per request | errors |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for row in &self.polling {
             let tunnel = row.tunnel.map_or("—".into(), |t| {
@@ -226,10 +236,17 @@ impl Report {
         }
 
         let _ = writeln!(out, "\n### Throughput (1 KB responses)\n");
-        let _ = writeln!(out, "| agents | visitors | requests/s | ok | errors | p50 ms | p99 ms |");
+        let _ = writeln!(
+            out,
+            "| agents | visitors | requests/s | ok | errors | p50 ms | p99 ms |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         for c in &self.throughput {
-            let kinds: Vec<String> = c.errors_by_kind.iter().map(|(k, v)| format!("{v}× {k}")).collect();
+            let kinds: Vec<String> = c
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{v}× {k}"))
+                .collect();
             let errors = if kinds.is_empty() {
                 c.errors.to_string()
             } else {
@@ -247,7 +264,10 @@ impl Report {
             );
         }
 
-        let _ = writeln!(out, "\n### Per request: DynamoDB, Lambda, messages (measured) and cost (estimated)\n");
+        let _ = writeln!(
+            out,
+            "\n### Per request: DynamoDB, Lambda, messages (measured) and cost (estimated)\n"
+        );
         let _ = writeln!(
             out,
             "| response | DynamoDB calls | RCU / WCU (estimated) | Lambda invocations | forwarding / response ms | WebSocket messages out / in (32 KB units) | $ per million requests |"
@@ -303,7 +323,10 @@ impl Report {
         );
 
         let _ = writeln!(out, "\n### Cold start (spawn → first `/next`) and sizes\n");
-        let _ = writeln!(out, "| function | profile | starts | init p50 ms | init max ms | binary | zip |");
+        let _ = writeln!(
+            out,
+            "| function | profile | starts | init p50 ms | init max ms | binary | zip |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         for c in &self.cold_starts {
             let _ = writeln!(

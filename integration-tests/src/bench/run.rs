@@ -21,7 +21,7 @@ use crate::{
     Tunnel,
     bench::{
         cost::{self, CostPerMillion, Usage},
-        proxy::{CallRecord, Counts, CountingProxy},
+        proxy::{CallRecord, CountingProxy, Counts},
         report::*,
         service::SizedService,
         stack::{BenchStack, BenchStackConfig, Binaries},
@@ -77,7 +77,10 @@ pub fn build_handlers(release: bool) -> anyhow::Result<HandlerBuild> {
         .output()
         .context("running cargo build for the handlers")?;
     if !output.status.success() {
-        bail!("cargo build of the handlers failed ({}); its errors are above", output.status);
+        bail!(
+            "cargo build of the handlers failed ({}); its errors are above",
+            output.status
+        );
     }
     let mut binaries = Binaries::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -209,7 +212,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         Some(i) => t.split_at(i),
         None => (t.as_str(), ""),
     };
-    let n: usize = number.parse().map_err(|_| format!("not a size: {text:?}"))?;
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("not a size: {text:?}"))?;
     let unit = match unit.trim() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
@@ -234,7 +239,11 @@ pub struct Bench {
 }
 
 impl Bench {
-    fn stack_config(&self, poll_interval: Option<Duration>, concurrency: usize) -> BenchStackConfig {
+    fn stack_config(
+        &self,
+        poll_interval: Option<Duration>,
+        concurrency: usize,
+    ) -> BenchStackConfig {
         BenchStackConfig {
             poll_interval,
             concurrency,
@@ -243,7 +252,11 @@ impl Bench {
         }
     }
 
-    async fn stack(&self, poll_interval: Option<Duration>, concurrency: usize) -> anyhow::Result<BenchStack> {
+    async fn stack(
+        &self,
+        poll_interval: Option<Duration>,
+        concurrency: usize,
+    ) -> anyhow::Result<BenchStack> {
         BenchStack::start(
             &self.build.binaries,
             &self.dynamodb.url(),
@@ -259,7 +272,8 @@ impl Bench {
         for _ in 0..self.plan.cold_starts {
             let stack = self.stack(None, 1).await?;
             let tunnel = stack.expose(&self.service.port()).await?;
-            let outcome = timed_get(&self.client, &format!("{}/bytes/1024", tunnel.public_url())).await;
+            let outcome =
+                timed_get(&self.client, &format!("{}/bytes/1024", tunnel.public_url())).await;
             if !outcome.ok(1024) {
                 eprintln!("bench: cold-start request failed: {}", outcome.describe());
             }
@@ -278,7 +292,9 @@ impl Bench {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             for (name, counters) in stack.counters().functions {
-                init.entry(name).or_default().extend(counters.init_durations_ms);
+                init.entry(name)
+                    .or_default()
+                    .extend(counters.init_durations_ms);
             }
             stack.shutdown().await;
         }
@@ -291,7 +307,9 @@ impl Bench {
                 ColdStartRow {
                     function: f.name.to_string(),
                     profile: self.build.profile.clone(),
-                    init_ms: Summary::of_ms(init.get_mut(f.name).map_or(&mut [][..], |v| &mut v[..])),
+                    init_ms: Summary::of_ms(
+                        init.get_mut(f.name).map_or(&mut [][..], |v| &mut v[..]),
+                    ),
                     binary: binary.display().to_string(),
                     binary_bytes: std::fs::metadata(binary).ok().map(|m| m.len()),
                     zip: zip.display().to_string(),
@@ -333,7 +351,11 @@ impl Bench {
                 timed_get(&self.client, &tunnel_url).await;
             }
 
-            let before = (self.dynamodb.counts(), stack.management().counts(), stack.counters());
+            let before = (
+                self.dynamodb.counts(),
+                stack.management().counts(),
+                stack.counters(),
+            );
             self.dynamodb.start_recording();
             let (mut direct, mut through) = (Vec::new(), Vec::new());
             let mut errors = 0;
@@ -358,7 +380,11 @@ impl Bench {
                 }
             }
             let records = self.dynamodb.stop_recording();
-            let after = (self.dynamodb.counts(), stack.management().counts(), stack.counters());
+            let after = (
+                self.dynamodb.counts(),
+                stack.management().counts(),
+                stack.counters(),
+            );
 
             let direct = Summary::of(&direct);
             let tunnel_summary = Summary::of(&through);
@@ -400,7 +426,10 @@ impl Bench {
         fixed: (&BenchStack, &Tunnel),
     ) -> anyhow::Result<Vec<PollingRow>> {
         let mut rows = Vec::new();
-        let cases = [("fast service, 1 KB", "/bytes/1024", 1024), ("service taking 50 ms, 1 KB", "/sleep/50", 1024)];
+        let cases = [
+            ("fast service, 1 KB", "/bytes/1024", 1024),
+            ("service taking 50 ms, 1 KB", "/sleep/50", 1024),
+        ];
         for (case, path, bytes) in cases {
             let direct_url = format!("{}{path}", self.service.url());
             let urls = [
@@ -437,7 +466,10 @@ impl Bench {
                 (adaptive.0, "adaptive (5 ms ×1.5, cap 100 ms)".to_string()),
                 (
                     fixed.0,
-                    format!("fixed {} ms (seed)", self.plan.fixed_poll_interval.as_millis()),
+                    format!(
+                        "fixed {} ms (seed)",
+                        self.plan.fixed_poll_interval.as_millis()
+                    ),
                 ),
             ]
             .into_iter()
@@ -562,8 +594,10 @@ fn per_request(
         get(&after.2).saturating_sub(get(&before.2)) as f64 / n
     };
     let by_op = dynamodb.by_operation();
-    let operations: BTreeMap<String, f64> =
-        by_op.iter().map(|(op, s)| (op.clone(), s.calls as f64 / n)).collect();
+    let operations: BTreeMap<String, f64> = by_op
+        .iter()
+        .map(|(op, s)| (op.clone(), s.calls as f64 / n))
+        .collect();
     let read_units: f64 = by_op.values().map(|s| s.estimated_read_units).sum::<f64>() / n;
     let write_units: f64 = by_op.values().map(|s| s.estimated_write_units).sum::<f64>() / n;
     let reported: u64 = by_op.values().map(|s| s.reported_calls).sum();
@@ -583,7 +617,10 @@ fn per_request(
         response_invocations,
         forwarding_ms: forwarding_ms.unwrap_or(0.0),
         response_ms: response_ms.unwrap_or(0.0),
-        forwarding_memory_mb: memory_mb.get(manifest::FORWARDING.name).copied().unwrap_or(0),
+        forwarding_memory_mb: memory_mb
+            .get(manifest::FORWARDING.name)
+            .copied()
+            .unwrap_or(0),
         response_memory_mb: memory_mb.get(manifest::RESPONSE.name).copied().unwrap_or(0),
         messages_out,
         metered_messages_out: metered_out,
@@ -713,7 +750,10 @@ mod tests {
             call("UpdateItem", "pending", false, 9, 12),
             call("GetItem", "pending", false, 13, 14),
         ];
-        assert_eq!(response_spans(&records, "p"), vec![Duration::from_millis(5)]);
+        assert_eq!(
+            response_spans(&records, "p"),
+            vec![Duration::from_millis(5)]
+        );
         assert!(response_spans(&records, "other").is_empty());
         // Without a connection read, the update alone.
         let alone = vec![

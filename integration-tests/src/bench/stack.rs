@@ -11,8 +11,7 @@ use emulator::{Emulator, FunctionConfig, HttpConfig, LogSink};
 use handlers::manifest::{self, FUNCTIONS};
 
 use crate::{
-    StackConfig, Tables, Tunnel,
-    backend,
+    StackConfig, Tables, Tunnel, backend,
     bench::proxy::{CountingProxy, Upstream},
 };
 
@@ -78,10 +77,7 @@ impl BenchStack {
             if function.name == manifest::FORWARDING.name
                 && let Some(interval) = config.poll_interval
             {
-                env.insert(
-                    "POLL_INTERVAL_MS".into(),
-                    interval.as_millis().to_string(),
-                );
+                env.insert("POLL_INTERVAL_MS".into(), interval.as_millis().to_string());
             }
             // Logs cost time; the benchmark keeps warnings only.
             env.insert("RUST_LOG".into(), "warn".into());

@@ -107,7 +107,9 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
         visitors: args.visitors.clone(),
         agents: args.agents.clone(),
         cell_duration: Duration::from_secs_f64(
-            args.cell_seconds.unwrap_or(if quick { 2.0 } else { 8.0 }).clamp(0.5, 120.0),
+            args.cell_seconds
+                .unwrap_or(if quick { 2.0 } else { 8.0 })
+                .clamp(0.5, 120.0),
         ),
         cell_max_requests: args.cell_max_requests,
         cold_starts: args.cold_starts.unwrap_or(if quick { 2 } else { 5 }),
@@ -137,7 +139,9 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
     let cold_starts = bench.cold_starts().await?;
 
     let max_agents = plan.agents.iter().copied().max().unwrap_or(1).max(1);
-    eprintln!("bench: starting the adaptive stack ({max_agents} agents) and the fixed-interval stack…");
+    eprintln!(
+        "bench: starting the adaptive stack ({max_agents} agents) and the fixed-interval stack…"
+    );
     let adaptive = bench_stack(&bench, None).await?;
     let fixed = bench_stack(&bench, Some(plan.fixed_poll_interval)).await?;
     let mut tunnels = Vec::new();

@@ -101,6 +101,7 @@ async fn killing_the_agent_fails_its_in_flight_request_with_a_502_at_once() -> a
 
     let response = visit.await??;
     let waited = killed.elapsed();
+    eprintln!("502 {waited:?} after the agent died");
     assert_eq!(response.status(), 502);
     assert!(
         waited < Duration::from_secs(3),
