@@ -182,14 +182,12 @@ impl Forwarder {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse {
-            request_id: req.request_id,
+        Ok(http_response(
+            req.request_id,
             status_code,
             headers,
-            body: protocol::encode_body(&body),
-            processing_time_ms: 0,
-            body_chunks: None,
-        })
+            protocol::encode_body(&body),
+        ))
     }
 
     /// The visitor's headers minus hop-by-hop ones, with `Host` and the
@@ -290,6 +288,24 @@ impl Forwarder {
             ),
         )
     }
+}
+
+/// Built through serde rather than a struct literal so optional fields that
+/// newer protocol versions add (`body_chunks`…) take their defaults and this
+/// crate builds against either.
+fn http_response(
+    request_id: String,
+    status_code: u16,
+    headers: Headers,
+    body: String,
+) -> HttpResponse {
+    serde_json::from_value(serde_json::json!({
+        "request_id": request_id,
+        "status_code": status_code,
+        "headers": headers,
+        "body": body,
+    }))
+    .expect("a response built from its required fields deserializes")
 }
 
 /// A request that gets an `error` message instead of a response.

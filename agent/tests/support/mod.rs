@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
@@ -204,11 +203,13 @@ impl ServerConn {
     /// Expects `ready`, answers `connection_established`.
     pub async fn establish(&mut self, subdomain: &str) -> ConnectionEstablished {
         assert_eq!(self.recv().await, Message::Ready(protocol::Ready {}));
-        let established = ConnectionEstablished {
-            connection_id: format!("conn-{subdomain}="),
-            subdomain: subdomain.to_owned(),
-            public_url: format!("https://{subdomain}.tunnel.test"),
-        };
+        // Through serde: fields newer protocol versions add default.
+        let established: ConnectionEstablished = serde_json::from_value(serde_json::json!({
+            "connection_id": format!("conn-{subdomain}="),
+            "subdomain": subdomain,
+            "public_url": format!("https://{subdomain}.tunnel.test"),
+        }))
+        .unwrap();
         self.send(&Message::ConnectionEstablished(established.clone()))
             .await;
         established
@@ -288,15 +289,13 @@ fn parse_frames(bytes: &[u8]) -> Vec<WireFrame> {
 }
 
 pub fn request(id: &str, method: &str, uri: &str) -> HttpRequest {
-    HttpRequest {
-        request_id: id.to_owned(),
-        method: method.to_owned(),
-        uri: uri.to_owned(),
-        headers: BTreeMap::new(),
-        body: String::new(),
-        timestamp: 0,
-        body_chunks: None,
-    }
+    // Through serde: fields newer protocol versions add default.
+    serde_json::from_value(serde_json::json!({
+        "request_id": id,
+        "method": method,
+        "uri": uri,
+    }))
+    .unwrap()
 }
 
 pub fn with_headers(mut req: HttpRequest, pairs: &[(&str, &[&str])]) -> HttpRequest {
