@@ -12,7 +12,7 @@
 //!   `@connections` posts) and the read/write unit estimate.
 //! - [`service`]: the local service answering `n` bytes.
 //! - [`cost`]: AWS list prices and the cost model.
-//! - [`stats`]: percentiles.
+//! - [`stats`]: the p50/p90/p99 summaries.
 //! - [`report`]: the JSON document and its Markdown tables.
 
 pub mod cost;

@@ -16,6 +16,9 @@ pub struct Machine {
     pub memory_gib: Option<f64>,
     pub kernel: Option<String>,
     pub rustc: Option<String>,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run ended: other work on the
+    /// machine skews the figures.
+    pub load_average: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,12 +168,13 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             out,
-            "Machine: {} CPUs ({}), {} GiB RAM, kernel {}, {}. Handlers: {} build. DynamoDB: {}. {}{}.\n",
+            "Machine: {} CPUs ({}), {} GiB RAM, kernel {}, {}, load average {} at the end. Handlers: {} build. DynamoDB: {}. {}{}.\n",
             m.cpus,
             m.cpu_model,
             m.memory_gib.map_or("?".into(), |g| g.to_string()),
             m.kernel.as_deref().unwrap_or("?"),
             m.rustc.as_deref().unwrap_or("rustc ?"),
+            m.load_average.as_deref().unwrap_or("?"),
             self.handlers_profile,
             self.dynamodb_backend,
             self.generated_at,

@@ -698,6 +698,9 @@ pub fn machine() -> Machine {
             .ok()
             .map(|s| s.trim().to_string()),
         rustc,
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
     }
 }
 
