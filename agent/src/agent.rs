@@ -54,8 +54,8 @@ pub enum ConnectionState {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AgentError {
     #[error(
-        "the tunnel server rejected the token (HTTP {status}): {}",
-        if *.status == 401 { "no token or an unknown token was sent; pass it with --token or TUNNEL_TOKEN" } else { "the token is not allowed to open a tunnel; check it with the operator" }
+        "the server rejected the token ({status}): {}",
+        if *.status == 401 { "it is missing, invalid or expired — pass it with --token or TUNNEL_TOKEN, or get a new one from your operator (`tunnel token issue`)" } else { "it is valid but not allowed this tunnel (its reserved subdomain is in use by another agent) — stop the other agent or ask your operator" }
     )]
     Unauthorized { status: u16 },
     #[error("{0}")]

@@ -23,6 +23,7 @@
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
 //! - [`console`]: the human-readable lines the CLI prints.
+//! - [`token`]: minting agent tokens (`tunnel token issue`).
 
 pub mod agent;
 pub mod backoff;
@@ -32,6 +33,7 @@ pub mod forward;
 pub mod frames;
 pub mod heartbeat;
 mod session;
+pub mod token;
 
 pub use agent::{Agent, AgentError, AgentHandle, ConnectionState, Event};
 pub use config::{BackoffConfig, Config, ConfigError, Endpoint, HostHeader, Target, Token};

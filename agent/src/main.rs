@@ -36,6 +36,9 @@ Examples:
   # A dev server that checks Host, a slow endpoint, JSON logs
   tunnel 5173 --host-header localhost --timeout 25s --log-format json
 
+  # Operators: mint a token (see `tunnel token issue --help`)
+  tunnel token issue --secret-env TUNNEL_AUTH_SECRET --user alice --expires 30d
+
 Exit codes: 0 stopped with Ctrl-C, 1 the server rejected the token or the
 agent failed, 2 invalid command line.";
 
@@ -109,7 +112,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     agent::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
+mod token_cmd;
+
 fn main() -> ExitCode {
+    // `tunnel token …` (operators) beside `tunnel <target>`: dispatched first
+    // so a bare-word target can never be mistaken for it.
+    if std::env::args().nth(1).as_deref() == Some("token") {
+        let args = std::iter::once("tunnel token".to_string()).chain(std::env::args().skip(2));
+        return match token_cmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     // The local offset can only be read safely before any thread starts.
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);

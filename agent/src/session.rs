@@ -70,6 +70,9 @@ pub(crate) async fn supervise(
     ctx: &Ctx,
 ) -> Result<(), AgentError> {
     let mut backoff = Backoff::new(config.backoff);
+    // The last `connection_established`'s resume token: presented on every
+    // reconnect so the server gives the same subdomain (URL) back.
+    let mut resume: Option<String> = None;
     loop {
         if ctx.shutdown_requested() {
             return Ok(());
@@ -77,7 +80,12 @@ pub(crate) async fn supervise(
         ctx.emit(Event::Connecting {
             attempt: backoff.attempt(),
         });
-        let end = connection(config, &forwarder, ctx).await;
+        let end = connection(config, &forwarder, ctx, resume.as_deref()).await;
+        if let ConnectionState::Connected(established) = &*ctx.state.borrow()
+            && established.resume_token.is_some()
+        {
+            resume.clone_from(&established.resume_token);
+        }
         let (reason, up_for) = match end {
             End::Shutdown => return Ok(()),
             End::Fatal(err) => {
@@ -106,7 +114,7 @@ pub(crate) async fn supervise(
 }
 
 /// Opens the WebSocket with the handshake headers.
-async fn connect(config: &Config) -> Result<Ws, End> {
+async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
     let lost = |reason: String| End::Lost {
         reason,
         up_for: Duration::ZERO,
@@ -122,6 +130,11 @@ async fn connect(config: &Config) -> Result<Ws, End> {
             .map_err(|_| lost("the token contains characters not allowed in a header".into()))?;
         value.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, value);
+    }
+    if let Some(resume) = resume.and_then(|r| HeaderValue::from_str(r).ok()) {
+        let mut value = resume;
+        value.set_sensitive(true);
+        headers.insert(protocol::HEADER_RESUME_TOKEN, value);
     }
     headers.insert(
         protocol::HEADER_AGENT_VERSION,
@@ -149,10 +162,11 @@ async fn connect(config: &Config) -> Result<Ws, End> {
             } else {
                 Err(lost(format!(
                     "the server answered the handshake with HTTP {status}{}",
-                    if status == 404 {
-                        " (is the stage in the endpoint URL right?)"
-                    } else {
-                        ""
+                    match status {
+                        404 => " (is the stage in the endpoint URL right?)",
+                        503 =>
+                            " (the server may have no authentication secret configured; ask the operator)",
+                        _ => "",
                     }
                 )))
             }
@@ -193,9 +207,14 @@ async fn send_json(sink: &mut Ws, json: String) -> Result<(), tungstenite::Error
 }
 
 /// One connection, from handshake to its end.
-async fn connection(config: &Config, forwarder: &Arc<Forwarder>, ctx: &Ctx) -> End {
+async fn connection(
+    config: &Config,
+    forwarder: &Arc<Forwarder>,
+    ctx: &Ctx,
+    resume: Option<&str>,
+) -> End {
     let ws = tokio::select! {
-        ws = connect(config) => ws,
+        ws = connect(config, resume) => ws,
         () = ctx.shutdown_signal() => return End::Shutdown,
     };
     let mut ws = match ws {

@@ -130,6 +130,8 @@ pub struct ConnectConfig {
     pub connections_table: String,
     pub domain_name: String,
     pub public_url: PublicUrlTemplate,
+    /// `AUTH_MODE`, `AUTH_SECRET`, `AUTH_SECRET_PARAMETER`.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl ConnectConfig {
@@ -141,10 +143,12 @@ impl ConnectConfig {
                 .ok_or_else(|| invalid("PUBLIC_URL_TEMPLATE", "must contain {subdomain}", &t))?,
             None => PublicUrlTemplate::for_domain(&domain_name),
         };
+        let auth = crate::auth::AuthSettings::from_lookup(&lookup)?;
         Ok(Self {
             connections_table,
             domain_name,
             public_url,
+            auth,
         })
     }
 }

@@ -1,12 +1,22 @@
-//! `$connect`: allocate a subdomain no live connection holds, store the
+//! `$connect`: authenticate the agent, give it a subdomain (the one its
+//! resume token names, the one its token reserves, or a fresh one), store the
 //! connection, accept the upgrade.
+//!
+//! Claim state machine (items `sub#<subdomain>`, see `docs/contracts.md`):
+//! free → **live** (PutItem, `ttl` = connection TTL, hash of a fresh resume
+//! token) → **released** by `$disconnect` or forwarding's 410 (UpdateItem
+//! `releasedAt`, `ttl` = now + [`RESUME_WINDOW`]) → live again for the holder
+//! of the resume token (UpdateItem conditioned on the hash, which it
+//! rotates), or for the reserving user; free once `ttl` passes.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::HeaderMap;
-use protocol::limits::{CONNECTION_TTL, TTL_SLACK};
-use protocol::{HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION};
+use protocol::auth::{Claims, generate_resume_token, resume_token_hash, resume_token_subdomain};
+use protocol::limits::{CONNECTION_TTL, RESUME_WINDOW, TTL_SLACK};
+use protocol::{HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION, HEADER_RESUME_TOKEN};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::auth::{Auth, Refused};
 use crate::config::ConnectConfig;
 use crate::logging::chain;
 use crate::store::{Claim, Connection, ConnectionStore, StoreError, Written};
@@ -24,15 +34,34 @@ const MAX_AGENT_FIELD: usize = 64;
 pub enum ConnectError {
     #[error("the event has no requestContext.connectionId")]
     MissingConnectionId,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("the reserved subdomain {subdomain} is held by another live connection")]
+    SubdomainTaken { subdomain: String },
     #[error("no free subdomain after {MAX_CLAIM_ATTEMPTS} attempts")]
     NoFreeSubdomain,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Handles one `$connect` event: 200 accepts the upgrade, 500 rejects it.
+impl ConnectError {
+    /// The handshake's status: 401/503 for authentication, 403 for a held
+    /// reserved subdomain, 500 for everything else.
+    pub fn response(&self) -> WebsocketResponse {
+        match self {
+            ConnectError::Refused(Refused::Token(_)) => WebsocketResponse::UNAUTHORIZED,
+            ConnectError::Refused(Refused::Unconfigured) => WebsocketResponse::SERVICE_UNAVAILABLE,
+            ConnectError::SubdomainTaken { .. } => WebsocketResponse::FORBIDDEN,
+            _ => WebsocketResponse::INTERNAL_ERROR,
+        }
+    }
+}
+
+/// Handles one `$connect` event: 200 accepts the upgrade; 401, 403, 503 or
+/// 500 reject it (API Gateway passes the status to the client).
 pub async fn handle<C: ConnectionStore + Sync>(
     config: &ConnectConfig,
+    auth: &Auth,
     store: &C,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> WebsocketResponse {
@@ -43,7 +72,7 @@ pub async fn handle<C: ConnectionStore + Sync>(
         .unwrap_or_default();
     let span = info_span!("connect", connection_id = %connection_id);
     async move {
-        match connect(config, store, &event, &protocol::generate_subdomain).await {
+        match connect(config, auth, store, &event, &protocol::generate_subdomain).await {
             Ok(connection) => {
                 info!(
                     subdomain = %connection.public_subdomain,
@@ -55,8 +84,17 @@ pub async fn handle<C: ConnectionStore + Sync>(
                 WebsocketResponse::OK
             }
             Err(e) => {
-                error!(error = %chain(&e), "connection rejected");
-                WebsocketResponse::INTERNAL_ERROR
+                let response = e.response();
+                match &e {
+                    ConnectError::Refused(Refused::Unconfigured) => {
+                        error!(status = response.status_code, error = %e, "connection refused")
+                    }
+                    ConnectError::Refused(_) | ConnectError::SubdomainTaken { .. } => {
+                        warn!(status = response.status_code, error = %e, "connection refused")
+                    }
+                    _ => error!(error = %chain(&e), "connection rejected"),
+                }
+                response
             }
         }
     }
@@ -78,6 +116,7 @@ fn agent_header(headers: &HeaderMap, name: &str) -> Option<String> {
 
 pub(crate) async fn connect<C: ConnectionStore + Sync>(
     config: &ConnectConfig,
+    auth: &Auth,
     store: &C,
     event: &ApiGatewayWebsocketProxyRequest,
     generate: &(dyn Fn() -> String + Sync),
@@ -89,28 +128,85 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
         .filter(|id| !id.is_empty())
         .ok_or(ConnectError::MissingConnectionId)?;
     let now = crate::now_secs();
+    let claims: Option<Claims> = auth.check(event, now)?;
+    let user = claims.as_ref().map(|c| c.sub.clone());
+    let reserved = claims.and_then(|c| c.subdomain);
     let ttl = now + (CONNECTION_TTL + TTL_SLACK).as_secs() as i64;
-
-    let mut subdomain = None;
-    for attempt in 1..=MAX_CLAIM_ATTEMPTS {
-        let candidate = generate();
+    // Every claim this connection writes carries the hash of a fresh token.
+    let new_claim = |subdomain: &str| {
+        let token = generate_resume_token(subdomain);
         let claim = Claim {
-            subdomain: candidate.clone(),
+            subdomain: subdomain.to_string(),
             owner_connection_id: connection_id.clone(),
             created_at: now,
             ttl,
+            resume_token_hash: Some(resume_token_hash(&token)),
+            owner_user: user.clone(),
+            released_at: None,
         };
-        match store.claim_subdomain(&claim, now).await? {
+        (claim, token)
+    };
+
+    let mut granted: Option<(String, String)> = None;
+
+    // 1. The resume token names a subdomain (ignored if the agent token
+    //    reserves another one: the token decides).
+    let presented = event
+        .headers
+        .get(HEADER_RESUME_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    if let Some(presented) = presented
+        && let Some(subdomain) = resume_token_subdomain(presented)
+        && reserved.as_deref().is_none_or(|r| r == subdomain)
+    {
+        let (claim, token) = new_claim(subdomain);
+        match store
+            .resume_claim(&claim, &resume_token_hash(presented), now)
+            .await?
+        {
             Written::Yes => {
-                subdomain = Some(candidate);
-                break;
+                info!(%subdomain, "resumed the subdomain");
+                granted = Some((subdomain.to_string(), token));
             }
             Written::ConditionFailed => {
-                warn!(subdomain = %candidate, attempt, "subdomain taken, trying another")
+                info!(%subdomain, "resume token not accepted (expired, replaced or unknown)")
             }
         }
     }
-    let subdomain = subdomain.ok_or(ConnectError::NoFreeSubdomain)?;
+
+    // 2. A subdomain reserved by the agent token.
+    if granted.is_none()
+        && let Some(subdomain) = &reserved
+    {
+        let (claim, token) = new_claim(subdomain);
+        match store.claim_reserved(&claim, now).await? {
+            Written::Yes => granted = Some((subdomain.clone(), token)),
+            Written::ConditionFailed => {
+                return Err(ConnectError::SubdomainTaken {
+                    subdomain: subdomain.clone(),
+                });
+            }
+        }
+    }
+
+    // 3. A fresh random one.
+    if granted.is_none() {
+        for attempt in 1..=MAX_CLAIM_ATTEMPTS {
+            let candidate = generate();
+            let (claim, token) = new_claim(&candidate);
+            match store.claim_subdomain(&claim, now).await? {
+                Written::Yes => {
+                    granted = Some((candidate, token));
+                    break;
+                }
+                Written::ConditionFailed => {
+                    warn!(subdomain = %candidate, attempt, "subdomain taken, trying another")
+                }
+            }
+        }
+    }
+    let (subdomain, resume_token) = granted.ok_or(ConnectError::NoFreeSubdomain)?;
 
     let connection = Connection {
         connection_id: connection_id.clone(),
@@ -121,11 +217,16 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
         agent_version: agent_header(&event.headers, HEADER_AGENT_VERSION),
         agent_platform: agent_header(&event.headers, HEADER_AGENT_PLATFORM),
         source_ip: event.request_context.identity.source_ip.clone(),
+        resume_token: Some(resume_token),
     };
     if let Err(e) = store.put_connection(&connection).await {
-        // Give the subdomain back; a failure here only leaves a claim that
-        // its TTL (or a later claim after expiry) takes care of.
-        if let Err(release) = store.release_claim(&subdomain, &connection_id).await {
+        // Release (not delete): a resumed subdomain stays resumable for the
+        // window; a failure here only leaves a claim its TTL takes care of.
+        let until = now + RESUME_WINDOW.as_secs() as i64;
+        if let Err(release) = store
+            .release_claim(&subdomain, &connection_id, now, until)
+            .await
+        {
             warn!(error = %chain(&release), %subdomain, "could not release the claim");
         }
         return Err(e.into());
@@ -150,7 +251,7 @@ mod tests {
             .headers
             .insert("X-TUNNEL-AGENT-PLATFORM", "linux-x86_64".parse().unwrap());
 
-        let response = handle(&connect_config(), &fake, event).await;
+        let response = handle(&connect_config(), &Auth::Disabled, &fake, event).await;
         assert_eq!(response, WebsocketResponse::OK);
 
         let conn = fake.connection("L0SM9cOFvHcCIhw=").expect("stored");
@@ -179,7 +280,7 @@ mod tests {
         event.headers.remove(HEADER_AGENT_VERSION);
         event.headers.remove(HEADER_AGENT_PLATFORM);
         assert_eq!(
-            handle(&connect_config(), &fake, event).await,
+            handle(&connect_config(), &Auth::Disabled, &fake, event).await,
             WebsocketResponse::OK
         );
         let conn = fake.connection("L0SM9cOFvHcCIhw=").unwrap();
@@ -195,6 +296,7 @@ mod tests {
         let generate = || names.lock().unwrap().pop().unwrap().to_string();
         let conn = connect(
             &connect_config(),
+            &Auth::Disabled,
             &fake,
             &ws_event("connect.json"),
             &generate,
@@ -210,9 +312,13 @@ mod tests {
     async fn takes_over_an_expired_claim() {
         let fake = Fake::default();
         fake.insert_claim("stale", "old=", 1);
-        let conn = connect(&connect_config(), &fake, &ws_event("connect.json"), &|| {
-            "stale".to_string()
-        })
+        let conn = connect(
+            &connect_config(),
+            &Auth::Disabled,
+            &fake,
+            &ws_event("connect.json"),
+            &|| "stale".to_string(),
+        )
         .await
         .unwrap();
         assert_eq!(conn.public_subdomain, "stale");
@@ -226,9 +332,13 @@ mod tests {
     async fn gives_up_after_bounded_attempts() {
         let fake = Fake::default();
         fake.insert_claim("same", "other=", i64::MAX);
-        let err = connect(&connect_config(), &fake, &ws_event("connect.json"), &|| {
-            "same".to_string()
-        })
+        let err = connect(
+            &connect_config(),
+            &Auth::Disabled,
+            &fake,
+            &ws_event("connect.json"),
+            &|| "same".to_string(),
+        )
         .await
         .unwrap_err();
         assert!(matches!(err, ConnectError::NoFreeSubdomain));
@@ -240,9 +350,18 @@ mod tests {
     async fn releases_the_claim_when_the_connection_cannot_be_stored() {
         let fake = Fake::default();
         fake.fail(Fail::PutConnection);
-        let response = handle(&connect_config(), &fake, ws_event("connect.json")).await;
+        let response = handle(
+            &connect_config(),
+            &Auth::Disabled,
+            &fake,
+            ws_event("connect.json"),
+        )
+        .await;
         assert_eq!(response, WebsocketResponse::INTERNAL_ERROR);
-        assert!(fake.claims().is_empty(), "{:?}", fake.claims());
+        let claims = fake.claims();
+        assert_eq!(claims.len(), 1);
+        let claim = fake.claim(&claims[0]).unwrap();
+        assert!(claim.released_at.is_some(), "{claim:?}");
         fake.assert_within(&manifest::CONNECT);
     }
 
@@ -250,7 +369,13 @@ mod tests {
     async fn store_failure_rejects_the_handshake() {
         let fake = Fake::default();
         fake.fail(Fail::Claim);
-        let response = handle(&connect_config(), &fake, ws_event("connect.json")).await;
+        let response = handle(
+            &connect_config(),
+            &Auth::Disabled,
+            &fake,
+            ws_event("connect.json"),
+        )
+        .await;
         assert_eq!(response, WebsocketResponse::INTERNAL_ERROR);
     }
 
@@ -260,7 +385,7 @@ mod tests {
         let mut event = ws_event("connect.json");
         event.request_context.connection_id = None;
         assert_eq!(
-            handle(&connect_config(), &fake, event).await,
+            handle(&connect_config(), &Auth::Disabled, &fake, event).await,
             WebsocketResponse::INTERNAL_ERROR
         );
         assert!(fake.actions().is_empty());
@@ -273,11 +398,349 @@ mod tests {
         let mut config = connect_config();
         config.public_url =
             crate::config::PublicUrlTemplate::new("https://api.example.com/{subdomain}").unwrap();
-        let conn = connect(&config, &fake, &ws_event("connect.json"), &|| {
-            "abc".to_string()
-        })
+        let conn = connect(
+            &config,
+            &Auth::Disabled,
+            &fake,
+            &ws_event("connect.json"),
+            &|| "abc".to_string(),
+        )
         .await
         .unwrap();
         assert_eq!(conn.public_url, "https://api.example.com/abc");
+    }
+
+    // --- authentication, reserved subdomains, resuming ---
+
+    use crate::testing::capture_logs;
+    use protocol::auth::{Secret, mint};
+
+    const CONN: &str = "L0SM9cOFvHcCIhw=";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+    fn required() -> Auth {
+        Auth::Required(Secret::new(SECRET).unwrap())
+    }
+
+    fn agent_token(user: &str, subdomain: Option<&str>, valid_for: i64) -> String {
+        let claims = Claims::new(user, crate::now_secs(), valid_for, subdomain);
+        mint(&Secret::new(SECRET).unwrap(), &claims)
+    }
+
+    fn event(token: Option<&str>, resume: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+        let mut event = ws_event("connect.json");
+        if let Some(t) = token {
+            event
+                .headers
+                .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        if let Some(r) = resume {
+            event
+                .headers
+                .insert("X-Tunnel-Resume-Token", r.parse().unwrap());
+        }
+        event
+    }
+
+    /// A live claim of `owner` whose current resume token is returned.
+    fn live_claim(fake: &Fake, subdomain: &str, owner: &str, user: Option<&str>) -> String {
+        let token = generate_resume_token(subdomain);
+        fake.put_claim(Claim {
+            subdomain: subdomain.into(),
+            owner_connection_id: owner.into(),
+            created_at: 0,
+            ttl: crate::now_secs() + 7500,
+            resume_token_hash: Some(resume_token_hash(&token)),
+            owner_user: user.map(str::to_string),
+            released_at: None,
+        });
+        token
+    }
+
+    fn release(fake: &Fake, subdomain: &str, until: i64) {
+        let mut claim = fake.claim(subdomain).unwrap();
+        claim.released_at = Some(crate::now_secs() - 1);
+        claim.ttl = until;
+        fake.put_claim(claim);
+    }
+
+    #[rstest::rstest]
+    #[case::missing(None)]
+    #[case::garbage(Some("not-a-jwt"))]
+    #[tokio::test]
+    async fn refused_with_401_without_a_valid_token(#[case] token: Option<&str>) {
+        let fake = Fake::default();
+        let (response, logs) = capture_logs(handle(
+            &connect_config(),
+            &required(),
+            &fake,
+            event(token, None),
+        ))
+        .await;
+        assert_eq!(response, WebsocketResponse::UNAUTHORIZED);
+        assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+        assert!(logs.contains("connection refused"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn refused_with_401_when_expired_and_the_token_is_not_logged() {
+        let fake = Fake::default();
+        let token = agent_token("alice", None, -10);
+        let (response, logs) = capture_logs(handle(
+            &connect_config(),
+            &required(),
+            &fake,
+            event(Some(&token), None),
+        ))
+        .await;
+        assert_eq!(response, WebsocketResponse::UNAUTHORIZED);
+        assert!(logs.contains("expired"), "{logs}");
+        assert!(!logs.contains(&token) && !logs.contains(SECRET), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn unconfigured_refuses_every_connection_with_503_and_says_why() {
+        let fake = Fake::default();
+        let token = agent_token("alice", None, 60);
+        let (response, logs) = capture_logs(handle(
+            &connect_config(),
+            &Auth::Unconfigured,
+            &fake,
+            event(Some(&token), None),
+        ))
+        .await;
+        assert_eq!(response, WebsocketResponse::SERVICE_UNAVAILABLE);
+        assert!(logs.contains("no secret is configured"), "{logs}");
+        assert!(fake.actions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_is_accepted_and_its_user_recorded() {
+        let fake = Fake::default();
+        let token = agent_token("alice", None, 60);
+        let (response, logs) = capture_logs(handle(
+            &connect_config(),
+            &required(),
+            &fake,
+            event(Some(&token), None),
+        ))
+        .await;
+        assert_eq!(response, WebsocketResponse::OK);
+        assert!(!logs.contains(&token), "{logs}");
+        let conn = fake.connection(CONN).unwrap();
+        let claim = fake.claim(&conn.public_subdomain).unwrap();
+        assert_eq!(claim.owner_user.as_deref(), Some("alice"));
+        // The connection carries the resume token the claim holds the hash of.
+        let resume = conn.resume_token.unwrap();
+        assert_eq!(
+            resume_token_subdomain(&resume),
+            Some(conn.public_subdomain.as_str())
+        );
+        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&resume)));
+        assert!(!logs.contains(&resume), "{logs}");
+        fake.assert_within(&manifest::CONNECT);
+    }
+
+    #[tokio::test]
+    async fn disabled_accepts_without_a_token() {
+        let fake = Fake::default();
+        let response = handle(&connect_config(), &Auth::Disabled, &fake, event(None, None)).await;
+        assert_eq!(response, WebsocketResponse::OK);
+        let conn = fake.connection(CONN).unwrap();
+        assert_eq!(fake.claim(&conn.public_subdomain).unwrap().owner_user, None);
+    }
+
+    #[tokio::test]
+    async fn a_reserved_subdomain_is_granted() {
+        let fake = Fake::default();
+        let token = agent_token("alice", Some("alice-app"), 60);
+        let conn = connect(
+            &connect_config(),
+            &required(),
+            &fake,
+            &event(Some(&token), None),
+            &|| unreachable!("no random name for a reserved subdomain"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(conn.public_subdomain, "alice-app");
+        assert_eq!(conn.public_url, "https://alice-app.tunnel.example.com");
+        assert_eq!(fake.claim("alice-app").unwrap().owner_connection_id, CONN);
+        fake.assert_within(&manifest::CONNECT);
+    }
+
+    #[rstest::rstest]
+    #[case::same_user_live("alice", false)]
+    #[case::other_user_live("bob", false)]
+    #[case::other_user_released("bob", true)]
+    #[tokio::test]
+    async fn a_held_reserved_subdomain_is_refused_with_403(
+        #[case] holder: &str,
+        #[case] released: bool,
+    ) {
+        let fake = Fake::default();
+        live_claim(&fake, "alice-app", "Other0000000AA=", Some(holder));
+        if released {
+            release(&fake, "alice-app", crate::now_secs() + 600);
+        }
+        let token = agent_token("alice", Some("alice-app"), 60);
+        let response = handle(
+            &connect_config(),
+            &required(),
+            &fake,
+            event(Some(&token), None),
+        )
+        .await;
+        assert_eq!(response, WebsocketResponse::FORBIDDEN);
+        assert_eq!(
+            fake.claim("alice-app").unwrap().owner_connection_id,
+            "Other0000000AA="
+        );
+        assert!(fake.connection(CONN).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_restarted_agent_takes_its_released_reserved_subdomain_back() {
+        // A new process has no resume token; the user's token is enough once
+        // the old connection is gone.
+        let fake = Fake::default();
+        live_claim(&fake, "alice-app", "Old000000000AA=", Some("alice"));
+        release(&fake, "alice-app", crate::now_secs() + 600);
+        let token = agent_token("alice", Some("alice-app"), 60);
+        let response = handle(
+            &connect_config(),
+            &required(),
+            &fake,
+            event(Some(&token), None),
+        )
+        .await;
+        assert_eq!(response, WebsocketResponse::OK);
+        let claim = fake.claim("alice-app").unwrap();
+        assert_eq!(
+            (claim.owner_connection_id.as_str(), claim.released_at),
+            (CONN, None)
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::live_before_its_disconnect(false)]
+    #[case::released(true)]
+    #[tokio::test]
+    async fn the_resume_token_brings_the_subdomain_back_and_is_rotated(#[case] released: bool) {
+        let fake = Fake::default();
+        let old = live_claim(&fake, "abc123def456", "Old000000000AA=", None);
+        if released {
+            release(&fake, "abc123def456", crate::now_secs() + 600);
+        }
+        let conn = connect(
+            &connect_config(),
+            &Auth::Disabled,
+            &fake,
+            &event(None, Some(&old)),
+            &|| unreachable!("resumed, no random name"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(conn.public_subdomain, "abc123def456");
+        let claim = fake.claim("abc123def456").unwrap();
+        assert_eq!(claim.owner_connection_id, CONN);
+        assert_eq!(claim.released_at, None);
+        assert_eq!(claim.ttl, conn.ttl);
+        let new = conn.resume_token.unwrap();
+        assert_ne!(new, old);
+        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&new)));
+        fake.assert_within(&manifest::CONNECT);
+
+        // The old token worked once: presented again it gets a new name.
+        let mut again = event(None, Some(&old));
+        again.request_context.connection_id = Some("Third0000000AA=".into());
+        let third = connect(&connect_config(), &Auth::Disabled, &fake, &again, &|| {
+            "fresh".into()
+        })
+        .await
+        .unwrap();
+        assert_eq!(third.public_subdomain, "fresh");
+        assert_eq!(
+            fake.claim("abc123def456").unwrap().owner_connection_id,
+            CONN
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::window_over(true, true)]
+    #[case::wrong_token(false, false)]
+    #[tokio::test]
+    async fn a_bad_resume_token_gets_a_fresh_subdomain_and_leaves_the_claim(
+        #[case] right_token: bool,
+        #[case] expired: bool,
+    ) {
+        let fake = Fake::default();
+        let held = live_claim(&fake, "abc123def456", "Other0000000AA=", None);
+        if expired {
+            release(&fake, "abc123def456", crate::now_secs() - 1);
+        }
+        // A token for the same subdomain that is not the holder's.
+        let presented = if right_token {
+            held
+        } else {
+            generate_resume_token("abc123def456")
+        };
+        let conn = connect(
+            &connect_config(),
+            &Auth::Disabled,
+            &fake,
+            &event(None, Some(&presented)),
+            &|| "fresh".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(conn.public_subdomain, "fresh");
+        assert_eq!(
+            fake.claim("abc123def456").unwrap().owner_connection_id,
+            "Other0000000AA="
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resume_token_of_another_user_does_not_take_the_claim() {
+        let fake = Fake::default();
+        let bobs = live_claim(&fake, "abc123def456", "Bob000000000AA=", Some("bob"));
+        let token = agent_token("alice", None, 60);
+        let conn = connect(
+            &connect_config(),
+            &required(),
+            &fake,
+            &event(Some(&token), Some(&bobs)),
+            &|| "fresh".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(conn.public_subdomain, "fresh");
+        assert_eq!(
+            fake.claim("abc123def456").unwrap().owner_connection_id,
+            "Bob000000000AA="
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reserved_subdomain_wins_over_a_resume_token_for_another_one() {
+        let fake = Fake::default();
+        let other = live_claim(&fake, "abc123def456", "Old000000000AA=", Some("alice"));
+        release(&fake, "abc123def456", crate::now_secs() + 600);
+        let token = agent_token("alice", Some("alice-app"), 60);
+        let conn = connect(
+            &connect_config(),
+            &required(),
+            &fake,
+            &event(Some(&token), Some(&other)),
+            &|| unreachable!(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(conn.public_subdomain, "alice-app");
+        assert_eq!(
+            fake.claim("abc123def456").unwrap().owner_connection_id,
+            "Old000000000AA="
+        );
     }
 }

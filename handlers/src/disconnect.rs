@@ -1,4 +1,5 @@
-//! `$disconnect`: release the subdomain, delete the connection, and fail its
+//! `$disconnect`: release the subdomain (held for the agent's resume token
+//! during `RESUME_WINDOW`), delete the connection, and fail its
 //! in-flight requests at once (visitors get 502 within a poll interval
 //! instead of 504 after the request timeout).
 
@@ -45,8 +46,15 @@ where
         match store.get_connection(&connection_id).await {
             Ok(Some(connection)) => {
                 let subdomain = connection.public_subdomain;
-                match store.release_claim(&subdomain, &connection_id).await {
+                let now = crate::now_secs();
+                let until = now + protocol::limits::RESUME_WINDOW.as_secs() as i64;
+                match store
+                    .release_claim(&subdomain, &connection_id, now, until)
+                    .await
+                {
                     Ok(Written::Yes) => {}
+                    // The agent resumed on a new connection first: its claim
+                    // is not ours to touch.
                     Ok(Written::ConditionFailed) => {
                         info!(%subdomain, "claim already gone or taken over")
                     }
@@ -123,9 +131,21 @@ mod tests {
         );
 
         assert!(fake.connection(CONN).is_none());
-        assert!(fake.claim("abc123def456").is_none());
+        // Released, not deleted: held for the resume window, then free.
+        let claim = fake.claim("abc123def456").unwrap();
+        let now = crate::now_secs();
+        assert!(
+            claim
+                .released_at
+                .is_some_and(|t| (now - 5..=now).contains(&t))
+        );
+        let window = protocol::limits::RESUME_WINDOW.as_secs() as i64;
+        assert!(
+            (now + window - 5..=now + window).contains(&claim.ttl),
+            "{claim:?}"
+        );
         assert!(fake.connection("Other0000000AA=").is_some());
-        assert!(fake.claim("other").is_some());
+        assert_eq!(fake.claim("other").unwrap().released_at, None);
         for id in ["r1", "r2"] {
             let done = fake.pending(id).unwrap().completed.expect("failed at once");
             assert_eq!(done.status_code, 502);
@@ -147,10 +167,9 @@ mod tests {
             run(&fake, ws_event("disconnect.json")).await,
             WebsocketResponse::OK
         );
-        assert_eq!(
-            fake.claim("abc123def456").unwrap().owner_connection_id,
-            "New000000000AA="
-        );
+        let claim = fake.claim("abc123def456").unwrap();
+        assert_eq!(claim.owner_connection_id, "New000000000AA=");
+        assert_eq!((claim.ttl, claim.released_at), (i64::MAX, None));
         assert!(fake.connection(CONN).is_none());
     }
 

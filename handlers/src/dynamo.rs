@@ -84,33 +84,126 @@ impl DynamoConnectionStore {
     }
 }
 
+/// The claim item's attributes (key included).
+fn claim_item(claim: &Claim) -> Item {
+    let mut item: Item = HashMap::from([
+        ("connectionId".to_string(), s(claim_key(&claim.subdomain))),
+        (
+            "ownerConnectionId".to_string(),
+            s(&claim.owner_connection_id),
+        ),
+        ("createdAt".to_string(), n(claim.created_at)),
+        ("ttl".to_string(), n(claim.ttl)),
+    ]);
+    if let Some(hash) = &claim.resume_token_hash {
+        item.insert("resumeTokenHash".to_string(), s(hash));
+    }
+    if let Some(user) = &claim.owner_user {
+        item.insert("ownerUser".to_string(), s(user));
+    }
+    item
+}
+
+/// `Ok(Written::ConditionFailed)` for a failed condition, else the error.
+fn conditional<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+    is_condition: impl Fn(&E) -> bool,
+) -> Result<Written, StoreError>
+where
+    aws_sdk_dynamodb::Error: From<SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+{
+    match result {
+        Ok(_) => Ok(Written::Yes),
+        Err(e) if e.as_service_error().is_some_and(&is_condition) => Ok(Written::ConditionFailed),
+        Err(e) => Err(sdk_error(operation, e)),
+    }
+}
+
 impl ConnectionStore for DynamoConnectionStore {
     async fn claim_subdomain(&self, claim: &Claim, now: i64) -> Result<Written, StoreError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("connectionId", s(claim_key(&claim.subdomain)))
-            .item("ownerConnectionId", s(&claim.owner_connection_id))
-            .item("createdAt", n(claim.created_at))
-            .item("ttl", n(claim.ttl))
+            .set_item(Some(claim_item(claim)))
             // A claim whose TTL has passed may not be deleted yet (TTL deletion
-            // is lazy): it no longer protects anything, take it over.
+            // is lazy): it no longer protects anything, take it over. A
+            // released claim inside its resume window has `ttl >= now`: taken.
             .condition_expression("attribute_not_exists(connectionId) OR #ttl < :now")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Written::Yes),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
-            Err(e) => Err(sdk_error("PutItem", e)),
-        }
+        conditional("PutItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
+    }
+
+    async fn claim_reserved(&self, claim: &Claim, now: i64) -> Result<Written, StoreError> {
+        let Some(user) = &claim.owner_user else {
+            return self.claim_subdomain(claim, now).await;
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(claim_item(claim)))
+            // The user's own released claim is theirs to take back (a
+            // restarted agent has no resume token); a live one is not.
+            .condition_expression(
+                "attribute_not_exists(connectionId) OR #ttl < :now \
+                 OR (ownerUser = :user AND attribute_exists(releasedAt))",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":user", s(user))
+            .send()
+            .await;
+        conditional("PutItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
+    }
+
+    async fn resume_claim(
+        &self,
+        claim: &Claim,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Written, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("connectionId", s(claim_key(&claim.subdomain)))
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":me", s(&claim.owner_connection_id))
+            .expression_attribute_values(":created", n(claim.created_at))
+            .expression_attribute_values(":ttl", n(claim.ttl))
+            .expression_attribute_values(":hash", s(token_hash))
+            .expression_attribute_values(":now", n(now));
+        // The new token's hash replaces the presented one: a token works once.
+        let set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
+                   resumeTokenHash = :newhash";
+        update = update.expression_attribute_values(
+            ":newhash",
+            s(claim.resume_token_hash.as_deref().unwrap_or_default()),
+        );
+        let condition = "resumeTokenHash = :hash AND #ttl >= :now";
+        update = match &claim.owner_user {
+            Some(user) => update
+                .update_expression(format!("{set} REMOVE releasedAt"))
+                .condition_expression(format!(
+                    "{condition} AND (attribute_not_exists(ownerUser) OR ownerUser = :user)"
+                ))
+                .expression_attribute_values(":user", s(user)),
+            None => update
+                .update_expression(format!("{set} REMOVE releasedAt, ownerUser"))
+                .condition_expression(condition),
+        };
+        conditional("UpdateItem", update.send().await, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 
     async fn get_claim(&self, subdomain: &str) -> Result<Option<Claim>, StoreError> {
@@ -132,29 +225,40 @@ impl ConnectionStore for DynamoConnectionStore {
             owner_connection_id: get_s(&item, &key, "ownerConnectionId")?,
             created_at: get_n(&item, &key, "createdAt")?,
             ttl: get_n(&item, &key, "ttl")?,
+            resume_token_hash: get_opt_s(&item, "resumeTokenHash"),
+            owner_user: get_opt_s(&item, "ownerUser"),
+            released_at: item
+                .get("releasedAt")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok()),
         }))
     }
 
-    async fn release_claim(&self, subdomain: &str, owner: &str) -> Result<Written, StoreError> {
+    async fn release_claim(
+        &self,
+        subdomain: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Written, StoreError> {
         let result = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("connectionId", s(claim_key(subdomain)))
+            .update_expression("SET releasedAt = :now, #ttl = :until")
+            // Only our own claim: a late `$disconnect` must not touch a claim
+            // that moved to the agent's new connection.
             .condition_expression("ownerConnectionId = :me")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":until", n(until))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Written::Yes),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
-            Err(e) => Err(sdk_error("DeleteItem", e)),
-        }
+        conditional("UpdateItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 
     async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
@@ -169,6 +273,7 @@ impl ConnectionStore for DynamoConnectionStore {
             ("agentVersion", &c.agent_version),
             ("agentPlatform", &c.agent_platform),
             ("sourceIp", &c.source_ip),
+            ("resumeToken", &c.resume_token),
         ] {
             if let Some(v) = value {
                 item.insert(name.to_string(), s(v));
@@ -210,6 +315,7 @@ impl ConnectionStore for DynamoConnectionStore {
             agent_version: get_opt_s(&item, "agentVersion"),
             agent_platform: get_opt_s(&item, "agentPlatform"),
             source_ip: get_opt_s(&item, "sourceIp"),
+            resume_token: get_opt_s(&item, "resumeToken"),
         }))
     }
 

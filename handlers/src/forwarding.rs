@@ -369,6 +369,11 @@ where
             ),
         );
     };
+    if claim.released_at.is_some() {
+        // Its connection ended; the subdomain is held for the agent's resume.
+        info!("agent reconnecting");
+        return HttpApiResponse::text(AGENT_RECONNECTING_STATUS, AGENT_RECONNECTING);
+    }
     let connection_id = claim.owner_connection_id;
     span.record("connection_id", connection_id.as_str());
 
@@ -481,14 +486,25 @@ async fn forget<S: PendingStore + Sync>(store: &S, request_id: &str) {
     }
 }
 
+/// What a visitor sees while the subdomain's agent is between connections.
+pub const AGENT_RECONNECTING: &str = "The tunnel's agent is reconnecting; try again in a moment.";
+pub const AGENT_RECONNECTING_STATUS: u16 = 502;
+
 /// PostToConnection said 410: the connection is dead although its items are
-/// still there (its `$disconnect` never ran or is still running).
+/// still there (its `$disconnect` never ran or is still running). The claim
+/// is released, not deleted: the agent may be reconnecting with its resume
+/// token, and deleting would let anyone take the subdomain meanwhile.
 async fn remove_stale_connection<S: ConnectionStore + Sync>(
     store: &S,
     connection_id: &str,
     subdomain: &str,
 ) {
-    match store.release_claim(subdomain, connection_id).await {
+    let now = crate::now_secs();
+    let until = now + protocol::limits::RESUME_WINDOW.as_secs() as i64;
+    match store
+        .release_claim(subdomain, connection_id, now, until)
+        .await
+    {
         Ok(Written::Yes | Written::ConditionFailed) => {}
         Err(e) => warn!(error = %chain(&e), "could not release the stale claim"),
     }
@@ -860,7 +876,25 @@ mod tests {
             "The tunnel's agent is no longer connected.\n"
         );
         assert!(fake.connection(CONN).is_none());
-        assert!(fake.claim(SUB).is_none());
+        // Released for the resume window, not deleted.
+        let claim = fake.claim(SUB).unwrap();
+        assert!(
+            claim.released_at.is_some() && claim.ttl > crate::now_secs(),
+            "{claim:?}"
+        );
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_released_claim_is_a_502_reconnecting_without_posting() {
+        let fake = tunnel();
+        let mut claim = fake.claim(SUB).unwrap();
+        claim.released_at = Some(crate::now_secs());
+        fake.put_claim(claim);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(text(&response), format!("{AGENT_RECONNECTING}\n"));
+        assert!(fake.posts().is_empty());
         assert_eq!(fake.pending_count(), 0);
     }
 

@@ -5,6 +5,7 @@
 //! - [`manifest`]: tables, environment variables and IAM actions per function
 //!   (the contract with Terraform and the integration harness).
 //! - [`config`]: each function's configuration, read once per cold start.
+//! - [`auth`]: agent tokens on `$connect` (settings, SSM secret, checks).
 //! - [`store`]: the narrow interfaces the handlers use (tables, connections);
 //!   [`dynamo`] and [`notifier`] implement them with the AWS SDK.
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
@@ -13,6 +14,7 @@
 //! - [`logging`]: `tracing` setup.
 //! - [`runtime`]: what the four thin binaries share (init, SDK clients).
 
+pub mod auth;
 pub mod config;
 pub mod connect;
 pub mod disconnect;

@@ -81,6 +81,10 @@ pub struct Function {
     pub dynamodb: &'static [DynamoDbAction],
     /// Whether it calls PostToConnection (`execute-api:ManageConnections`).
     pub posts_to_connections: bool,
+    /// Whether it reads the auth secret from the SSM parameter named by
+    /// `AUTH_SECRET_PARAMETER` (`ssm:GetParameter` on that parameter, and
+    /// `kms:Decrypt` through SSM for a SecureString).
+    pub reads_auth_secret: bool,
 }
 
 /// Read by every function.
@@ -90,12 +94,20 @@ pub const CONNECT: Function = Function {
     name: "connect",
     routes: &["$connect"],
     required_env: &["CONNECTIONS_TABLE_NAME", "DOMAIN_NAME"],
-    optional_env: &["PUBLIC_URL_TEMPLATE"],
+    optional_env: &[
+        "PUBLIC_URL_TEMPLATE",
+        "AUTH_MODE",
+        "AUTH_SECRET",
+        "AUTH_SECRET_PARAMETER",
+    ],
+    // PutItem: new claims and the connection; UpdateItem: resume a claim,
+    // release it when the connection cannot be stored.
     dynamodb: &[
         on("connections", "PutItem"),
-        on("connections", "DeleteItem"),
+        on("connections", "UpdateItem"),
     ],
     posts_to_connections: false,
+    reads_auth_secret: true,
 };
 
 pub const DISCONNECT: Function = Function {
@@ -105,6 +117,7 @@ pub const DISCONNECT: Function = Function {
     optional_env: &[],
     dynamodb: &[
         on("connections", "GetItem"),
+        on("connections", "UpdateItem"),
         on("connections", "DeleteItem"),
         DynamoDbAction {
             table: "pending",
@@ -114,6 +127,7 @@ pub const DISCONNECT: Function = Function {
         on("pending", "UpdateItem"),
     ],
     posts_to_connections: false,
+    reads_auth_secret: false,
 };
 
 pub const FORWARDING: Function = Function {
@@ -128,12 +142,16 @@ pub const FORWARDING: Function = Function {
     optional_env: &["REQUEST_TIMEOUT_MS", "POLL_INTERVAL_MS"],
     dynamodb: &[
         on("connections", "GetItem"),
+        on("connections", "UpdateItem"),
         on("connections", "DeleteItem"),
         on("pending", "PutItem"),
         on("pending", "GetItem"),
         on("pending", "DeleteItem"),
+        // Response chunks (`crate::chunks`).
+        on("pending", "BatchGetItem"),
     ],
     posts_to_connections: true,
+    reads_auth_secret: false,
 };
 
 pub const RESPONSE: Function = Function {
@@ -145,8 +163,14 @@ pub const RESPONSE: Function = Function {
         "WEBSOCKET_API_ENDPOINT",
     ],
     optional_env: &[],
-    dynamodb: &[on("connections", "GetItem"), on("pending", "UpdateItem")],
+    dynamodb: &[
+        on("connections", "GetItem"),
+        on("pending", "UpdateItem"),
+        // Response chunk items (`crate::chunks`).
+        on("pending", "PutItem"),
+    ],
     posts_to_connections: true,
+    reads_auth_secret: false,
 };
 
 pub const FUNCTIONS: &[Function] = &[CONNECT, DISCONNECT, FORWARDING, RESPONSE];

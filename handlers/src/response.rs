@@ -200,6 +200,7 @@ where
         connection_id: connection_id.to_string(),
         subdomain: connection.public_subdomain.clone(),
         public_url: connection.public_url.clone(),
+        resume_token: connection.resume_token.clone(),
     })
     .to_json()
     .expect("connection_established is small");
@@ -317,6 +318,7 @@ mod tests {
                     connection_id: CONN.into(),
                     subdomain: "abc123def456".into(),
                     public_url: "https://abc123def456.tunnel.example.com".into(),
+                    resume_token: Some("abc123def456.resume".into()),
                 })
             )]
         );

@@ -32,15 +32,30 @@ pub struct Connection {
     pub agent_version: Option<String>,
     pub agent_platform: Option<String>,
     pub source_ip: Option<String>,
+    /// The current resume token, kept here only so the response function can
+    /// hand it to the agent at `ready`; the claim holds its hash, which is
+    /// all that outlives the connection.
+    pub resume_token: Option<String>,
 }
 
 /// A subdomain claim item.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Live: `ttl` = the connection's TTL. Released (its connection ended):
+/// `released_at` set and `ttl` = end of the resume window; until then only
+/// the holder of the resume token (or, for a reserved subdomain, its user)
+/// may take it, and forwarding answers 502 "reconnecting".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
     pub subdomain: String,
     pub owner_connection_id: String,
     pub created_at: i64,
     pub ttl: i64,
+    /// SHA-256 of the current resume token (`protocol::auth::resume_token_hash`).
+    pub resume_token_hash: Option<String>,
+    /// The token's `sub` (none with authentication disabled).
+    pub owner_user: Option<String>,
+    /// When the owner's connection ended (epoch seconds).
+    pub released_at: Option<i64>,
 }
 
 /// A pending request item, as forwarding writes it.
@@ -106,11 +121,33 @@ pub trait ConnectionStore {
         subdomain: &str,
     ) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
 
-    /// DeleteItem the claim of `subdomain` if `owner` still holds it.
+    /// PutItem the claim of a reserved subdomain (`claim.owner_user` is its
+    /// user) unless a live claim exists; a released claim of the same user
+    /// may be taken before its resume window ends.
+    fn claim_reserved(
+        &self,
+        claim: &Claim,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// UpdateItem the claim of `claim.subdomain` over to `claim`'s owner if
+    /// its stored resume token hash is `token_hash`, it has not expired
+    /// (`ttl >= now`), and (with a user) it belongs to the same user.
+    fn resume_claim(
+        &self,
+        claim: &Claim,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// UpdateItem the claim of `subdomain`, if `owner` still holds it, to
+    /// released at `now`, held for resuming until `until`.
     fn release_claim(
         &self,
         subdomain: &str,
         owner: &str,
+        now: i64,
+        until: i64,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
     /// PutItem a connection item.
@@ -213,12 +250,29 @@ impl<C: ConnectionStore + Sync, P: Sync> ConnectionStore for Stores<C, P> {
     ) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
         self.connections.get_claim(subdomain)
     }
+    fn claim_reserved(
+        &self,
+        claim: &Claim,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
+        self.connections.claim_reserved(claim, now)
+    }
+    fn resume_claim(
+        &self,
+        claim: &Claim,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
+        self.connections.resume_claim(claim, token_hash, now)
+    }
     fn release_claim(
         &self,
         subdomain: &str,
         owner: &str,
+        now: i64,
+        until: i64,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send {
-        self.connections.release_claim(subdomain, owner)
+        self.connections.release_claim(subdomain, owner, now, until)
     }
     fn put_connection(
         &self,

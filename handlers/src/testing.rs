@@ -22,6 +22,7 @@ use crate::store::{
 pub enum Fail {
     Claim,
     GetClaim,
+    ReleaseClaim,
     PutConnection,
     GetConnection,
     DeleteConnection,
@@ -118,6 +119,7 @@ impl Fake {
                     owner_connection_id: owner.to_string(),
                     created_at: 0,
                     ttl,
+                    ..Claim::default()
                 },
             )
         });
@@ -139,6 +141,7 @@ impl Fake {
                     agent_version: None,
                     agent_platform: None,
                     source_ip: None,
+                    resume_token: Some(format!("{subdomain}.resume")),
                 },
             )
         });
@@ -170,6 +173,11 @@ impl Fake {
 
     pub fn claim(&self, subdomain: &str) -> Option<Claim> {
         self.with(|s| s.claims.get(subdomain).cloned())
+    }
+
+    /// Any claim, as stored (tests of the resume rules).
+    pub fn put_claim(&self, claim: Claim) {
+        self.with(|s| s.claims.insert(claim.subdomain.clone(), claim));
     }
 
     pub fn claims(&self) -> Vec<String> {
@@ -251,11 +259,65 @@ impl ConnectionStore for Fake {
         Ok(self.claim(subdomain))
     }
 
-    async fn release_claim(&self, subdomain: &str, owner: &str) -> Result<Written, StoreError> {
-        self.record(on("connections", "DeleteItem"), Fail::DeleteConnection)?;
-        Ok(self.with(|s| match s.claims.get(subdomain) {
+    async fn claim_reserved(&self, claim: &Claim, now: i64) -> Result<Written, StoreError> {
+        self.record(on("connections", "PutItem"), Fail::Claim)?;
+        Ok(self.with(|s| match s.claims.get(&claim.subdomain) {
+            Some(existing)
+                if existing.ttl >= now
+                    && !(existing.released_at.is_some()
+                        && existing.owner_user.is_some()
+                        && existing.owner_user == claim.owner_user) =>
+            {
+                Written::ConditionFailed
+            }
+            _ => {
+                s.claims.insert(claim.subdomain.clone(), claim.clone());
+                Written::Yes
+            }
+        }))
+    }
+
+    async fn resume_claim(
+        &self,
+        claim: &Claim,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Written, StoreError> {
+        self.record(on("connections", "UpdateItem"), Fail::Claim)?;
+        Ok(self.with(|s| match s.claims.get_mut(&claim.subdomain) {
+            Some(existing)
+                if existing.resume_token_hash.as_deref() == Some(token_hash)
+                    && existing.ttl >= now
+                    && (claim.owner_user.is_none()
+                        || existing.owner_user.is_none()
+                        || existing.owner_user == claim.owner_user) =>
+            {
+                existing.owner_connection_id = claim.owner_connection_id.clone();
+                existing.created_at = claim.created_at;
+                existing.ttl = claim.ttl;
+                existing.resume_token_hash = claim.resume_token_hash.clone();
+                existing.released_at = None;
+                if claim.owner_user.is_none() {
+                    existing.owner_user = None;
+                }
+                Written::Yes
+            }
+            _ => Written::ConditionFailed,
+        }))
+    }
+
+    async fn release_claim(
+        &self,
+        subdomain: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Written, StoreError> {
+        self.record(on("connections", "UpdateItem"), Fail::ReleaseClaim)?;
+        Ok(self.with(|s| match s.claims.get_mut(subdomain) {
             Some(c) if c.owner_connection_id == owner => {
-                s.claims.remove(subdomain);
+                c.released_at = Some(now);
+                c.ttl = until;
                 Written::Yes
             }
             _ => Written::ConditionFailed,
@@ -408,6 +470,7 @@ pub fn connect_config() -> ConnectConfig {
         connections_table: "connections".into(),
         domain_name: "tunnel.example.com".into(),
         public_url: PublicUrlTemplate::for_domain("tunnel.example.com"),
+        auth: crate::auth::AuthSettings::Disabled,
     }
 }
 
@@ -435,4 +498,35 @@ pub fn forwarding_config() -> ForwardingConfig {
         request_timeout: Duration::from_secs(25),
         poll_interval: None,
     }
+}
+
+/// Runs `f` with every `tracing` event of this thread captured as text (the
+/// tests run on a current-thread runtime, so the whole future is covered).
+pub async fn capture_logs<F: std::future::Future>(f: F) -> (F::Output, String) {
+    use std::sync::Arc;
+
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buf = Buf(Arc::new(Mutex::new(Vec::new())));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let out = f.await;
+    drop(guard);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (out, text)
 }

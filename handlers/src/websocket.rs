@@ -16,6 +16,12 @@ pub struct WebsocketResponse {
 impl WebsocketResponse {
     pub const OK: Self = Self { status_code: 200 };
     pub const BAD_REQUEST: Self = Self { status_code: 400 };
+    /// `$connect`: missing, invalid or expired token.
+    pub const UNAUTHORIZED: Self = Self { status_code: 401 };
+    /// `$connect`: valid token, but the subdomain it asks for is held.
+    pub const FORBIDDEN: Self = Self { status_code: 403 };
+    /// `$connect`: the deployment has no auth secret configured.
+    pub const SERVICE_UNAVAILABLE: Self = Self { status_code: 503 };
     pub const INTERNAL_ERROR: Self = Self { status_code: 500 };
 }
 

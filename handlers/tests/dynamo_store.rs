@@ -102,6 +102,9 @@ async fn stores_work_against_a_real_dynamodb_api() {
         owner_connection_id: owner.into(),
         created_at: now,
         ttl,
+        resume_token_hash: Some(format!("hash-{owner}")),
+        owner_user: None,
+        released_at: None,
     };
     assert_eq!(
         conns
@@ -130,15 +133,116 @@ async fn stores_work_against_a_real_dynamodb_api() {
         claim("B=", now + 500)
     );
     assert_eq!(
-        conns.release_claim("abc", "A=").await.unwrap(),
+        conns
+            .release_claim("abc", "A=", now + 200, now + 800)
+            .await
+            .unwrap(),
         Written::ConditionFailed
     );
-    assert!(conns.get_claim("abc").await.unwrap().is_some());
     assert_eq!(
-        conns.release_claim("abc", "B=").await.unwrap(),
+        conns.get_claim("abc").await.unwrap().unwrap().released_at,
+        None
+    );
+    assert_eq!(
+        conns
+            .release_claim("abc", "B=", now + 200, now + 800)
+            .await
+            .unwrap(),
         Written::Yes
     );
-    assert!(conns.get_claim("abc").await.unwrap().is_none());
+    let released = conns.get_claim("abc").await.unwrap().unwrap();
+    assert_eq!(
+        (released.released_at, released.ttl),
+        (Some(now + 200), now + 800)
+    );
+    assert_eq!(
+        conns
+            .claim_subdomain(&claim("C=", now + 900), now + 300)
+            .await
+            .unwrap(),
+        Written::ConditionFailed,
+        "a released claim is held for its resume window"
+    );
+
+    // Resume: only with the stored hash, within the window; the hash rotates.
+    let mut resumed = claim("D=", now + 7500);
+    resumed.resume_token_hash = Some("hash-D=".into());
+    assert_eq!(
+        conns
+            .resume_claim(&resumed, "hash-wrong", now + 300)
+            .await
+            .unwrap(),
+        Written::ConditionFailed
+    );
+    assert_eq!(
+        conns
+            .resume_claim(&resumed, "hash-B=", now + 801)
+            .await
+            .unwrap(),
+        Written::ConditionFailed,
+        "the window is over"
+    );
+    assert_eq!(
+        conns
+            .resume_claim(&resumed, "hash-B=", now + 300)
+            .await
+            .unwrap(),
+        Written::Yes
+    );
+    assert_eq!(conns.get_claim("abc").await.unwrap().unwrap(), resumed);
+    assert_eq!(
+        conns
+            .resume_claim(&claim("E=", now + 7500), "hash-B=", now + 300)
+            .await
+            .unwrap(),
+        Written::ConditionFailed,
+        "a resume token works once"
+    );
+
+    // Reserved: the same user takes a released claim back, nobody takes a live one.
+    let reserved = |owner: &str, user: &str| Claim {
+        subdomain: "alice-app".into(),
+        owner_user: Some(user.into()),
+        ..claim(owner, now + 7500)
+    };
+    assert_eq!(
+        conns
+            .claim_reserved(&reserved("A=", "alice"), now)
+            .await
+            .unwrap(),
+        Written::Yes
+    );
+    assert_eq!(
+        conns
+            .claim_reserved(&reserved("B=", "alice"), now)
+            .await
+            .unwrap(),
+        Written::ConditionFailed,
+        "live"
+    );
+    conns
+        .release_claim("alice-app", "A=", now, now + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        conns
+            .claim_reserved(&reserved("B=", "bob"), now)
+            .await
+            .unwrap(),
+        Written::ConditionFailed,
+        "another user"
+    );
+    assert_eq!(
+        conns
+            .claim_reserved(&reserved("B=", "alice"), now)
+            .await
+            .unwrap(),
+        Written::Yes
+    );
+    assert_eq!(
+        conns.get_claim("alice-app").await.unwrap().unwrap(),
+        reserved("B=", "alice")
+    );
 
     // Connections.
     let connection = Connection {
@@ -150,6 +254,7 @@ async fn stores_work_against_a_real_dynamodb_api() {
         agent_version: Some("0.3.1".into()),
         agent_platform: None,
         source_ip: Some("203.0.113.7".into()),
+        resume_token: Some("abc.token".into()),
     };
     conns.put_connection(&connection).await.unwrap();
     assert_eq!(

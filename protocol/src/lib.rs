@@ -9,6 +9,7 @@
 //! - [`ids`]: subdomain and request id generation and validation.
 //! - [`body`]: base64 body encoding.
 //! - [`chunk`]: bodies larger than one message, as a head plus `body_chunk`s.
+//! - [`auth`]: agent tokens (JWT HS256: mint, verify) and resume tokens.
 //!
 //! # Compatibility
 //! Unknown fields are ignored and optional fields default, so a newer peer can
@@ -16,6 +17,7 @@
 //! deserializes to [`Message::Unknown`] instead of failing, so the receiver can
 //! log it and carry on.
 
+pub mod auth;
 pub mod body;
 pub mod chunk;
 pub mod ids;
@@ -34,3 +36,6 @@ pub use message::{
 pub const HEADER_AGENT_VERSION: &str = "x-tunnel-agent-version";
 /// Handshake header carrying the agent's platform, e.g. `linux-x86_64`.
 pub const HEADER_AGENT_PLATFORM: &str = "x-tunnel-agent-platform";
+/// Handshake header carrying the resume token from the previous
+/// `connection_established`: the server gives the same subdomain back.
+pub const HEADER_RESUME_TOKEN: &str = "x-tunnel-resume-token";

@@ -84,6 +84,14 @@ pub const SUBDOMAIN_LEN: usize = 12;
 /// A subdomain is one DNS label: at most 63 characters.
 pub const MAX_SUBDOMAIN_LEN: usize = 63;
 
+/// How long a subdomain stays reserved for its agent after the connection
+/// ends (or its `$disconnect` releases it): the agent reconnects with its
+/// resume token within this window and keeps its URL. It must exceed the
+/// agent's longest reconnect backoff (30 s, plus jitter) many times over, so a few
+/// failed attempts (a cold start, a flaky network) do not lose the URL, and
+/// stay short enough that an abandoned name does not stay blocked for long.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(10 * 60);
+
 // Checked at compile time: a bad edit above fails the build.
 const _: () = {
     assert!(REQUEST_TIMEOUT.as_secs() <= MAX_REQUEST_TIMEOUT.as_secs());

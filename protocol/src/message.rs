@@ -43,11 +43,28 @@ pub enum Message {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {}
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionEstablished {
     pub connection_id: String,
     pub subdomain: String,
     pub public_url: String,
+    /// Present it on the next handshake ([`crate::HEADER_RESUME_TOKEN`]) to
+    /// get `subdomain` back within [`crate::limits::RESUME_WINDOW`]. A secret:
+    /// never log it. Absent from servers that do not support resuming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_token: Option<String>,
+}
+
+// By hand: the resume token is a secret and `Debug` output ends up in logs.
+impl std::fmt::Debug for ConnectionEstablished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionEstablished")
+            .field("connection_id", &self.connection_id)
+            .field("subdomain", &self.subdomain)
+            .field("public_url", &self.public_url)
+            .field("resume_token", &self.resume_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,12 +229,28 @@ mod tests {
             connection_id: "L0SM9cOFvHcCIhw=".into(),
             subdomain: "abc123def456".into(),
             public_url: "https://abc123def456.tunnel.example.com".into(),
+            resume_token: None,
         }),
         json!({
             "type": "connection_established",
             "connection_id": "L0SM9cOFvHcCIhw=",
             "subdomain": "abc123def456",
             "public_url": "https://abc123def456.tunnel.example.com"
+        })
+    )]
+    #[case(
+        Message::ConnectionEstablished(ConnectionEstablished {
+            connection_id: "L0SM9cOFvHcCIhw=".into(),
+            subdomain: "abc123def456".into(),
+            public_url: "https://abc123def456.tunnel.example.com".into(),
+            resume_token: Some("abc123def456.r".into()),
+        }),
+        json!({
+            "type": "connection_established",
+            "connection_id": "L0SM9cOFvHcCIhw=",
+            "subdomain": "abc123def456",
+            "public_url": "https://abc123def456.tunnel.example.com",
+            "resume_token": "abc123def456.r"
         })
     )]
     #[case(

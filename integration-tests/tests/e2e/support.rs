@@ -59,6 +59,7 @@ impl RawAgent {
                 connection_id: String::new(),
                 subdomain: String::new(),
                 public_url: String::new(),
+                resume_token: None,
             },
         };
         raw.send(&Message::Ready(Ready {})).await?;
