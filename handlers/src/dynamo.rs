@@ -17,6 +17,8 @@ use crate::store::{
     StoreError, Written, claim_key,
 };
 
+mod chunks;
+
 type Item = HashMap<String, AttributeValue>;
 
 const STATUS_PENDING: &str = "pending";

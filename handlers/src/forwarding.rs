@@ -15,12 +15,14 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use http::HeaderMap;
-use protocol::limits::TTL_SLACK;
+use protocol::chunk::ChunkedBody;
+use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
 use protocol::{Headers, HttpRequest, HttpResponse, Message, ProtocolError};
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::chunks::ChunkStore;
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
 use crate::poll::PollSchedule;
@@ -246,7 +248,7 @@ pub async fn handle<S, N>(
     event: ApiGatewayV2httpRequest,
 ) -> HttpApiResponse
 where
-    S: ConnectionStore + PendingStore + Sync,
+    S: ConnectionStore + PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     let request_id = protocol::generate_request_id();
@@ -291,7 +293,7 @@ async fn forward<S, N>(
     apigw_request_id: &str,
 ) -> HttpApiResponse
 where
-    S: ConnectionStore + PendingStore + Sync,
+    S: ConnectionStore + PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     let host = event
@@ -321,27 +323,32 @@ where
             return HttpApiResponse::text(400, "The request body could not be decoded.");
         }
     };
-    let message = Message::HttpRequest(HttpRequest {
+    // Checked before anything is stored or posted: nothing half-delivered.
+    if body.len() > MAX_BODY_BYTES {
+        info!(body_bytes = body.len(), "request body over the ceiling");
+        return HttpApiResponse::text(413, too_large_text(body.len()));
+    }
+    let request = HttpRequest {
         request_id: request_id.to_string(),
         method: event.request_context.http.method.to_string(),
         uri: target.uri.clone(),
         headers: request_headers(&event.headers, event.cookies.as_deref()),
-        body: protocol::encode_body(&body),
+        body: String::new(),
         timestamp: crate::now_millis(),
         body_chunks: None,
-    });
-    let json = match message.to_json() {
-        Ok(json) => json,
+    };
+    let messages = match request_messages(request, &body) {
+        Ok(messages) => messages,
         Err(ProtocolError::TooLarge { size }) => {
             info!(
                 body_bytes = body.len(),
                 message_bytes = size,
-                "request too large for the tunnel"
+                "request head too large for the tunnel"
             );
             return HttpApiResponse::text(
                 413,
                 format!(
-                    "The request is too large for the tunnel: its body and headers must fit in {} KB once encoded.",
+                    "The request is too large for the tunnel: its headers must fit in {} KB once encoded.",
                     protocol::limits::MAX_MESSAGE_BYTES / 1024
                 ),
             );
@@ -351,6 +358,8 @@ where
             return HttpApiResponse::text(500, "The tunnel could not encode the request.");
         }
     };
+    let message_bytes: usize = messages.iter().map(String::len).sum();
+    drop(body);
 
     let claim = match store.get_claim(&target.subdomain).await {
         Ok(claim) => claim.filter(|c| c.ttl >= crate::now_secs()),
@@ -390,7 +399,17 @@ where
         return HttpApiResponse::text(502, "The tunnel could not accept the request.");
     }
 
-    if let Err(e) = notifier.post(&connection_id, &json).await {
+    // In order: the head first, so the agent knows the body's size before
+    // its chunks (it copes with any order anyway).
+    let mut posted = Ok(());
+    for json in &messages {
+        posted = notifier.post(&connection_id, json).await;
+        if posted.is_err() {
+            break;
+        }
+    }
+    drop(messages);
+    if let Err(e) = posted {
         forget(store, request_id).await;
         return match e {
             PostError::Gone => {
@@ -399,10 +418,7 @@ where
                 HttpApiResponse::text(502, "The tunnel's agent is no longer connected.")
             }
             PostError::PayloadTooLarge => {
-                warn!(
-                    message_bytes = json.len(),
-                    "API Gateway refused the message as too large"
-                );
+                warn!(message_bytes, "API Gateway refused a message as too large");
                 HttpApiResponse::text(413, "The request is too large for the tunnel.")
             }
             PostError::Other(_) => {
@@ -411,7 +427,7 @@ where
             }
         };
     }
-    debug!(message_bytes = json.len(), "request posted");
+    debug!(message_bytes, "request posted");
 
     let outcome = wait(
         store,
@@ -427,12 +443,15 @@ where
     forget(store, request_id).await;
 
     match outcome {
-        Waited::Completed(response) => match to_api_response(&response) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %chain(&e), "agent response unusable");
-                HttpApiResponse::text(502, "The tunnel's agent sent an invalid response.")
-            }
+        Waited::Completed(response) => match with_body(store, &connection_id, response).await {
+            Ok(response) => match to_api_response(&response) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %chain(&e), "agent response unusable");
+                    HttpApiResponse::text(502, "The tunnel's agent sent an invalid response.")
+                }
+            },
+            Err(answer) => answer,
         },
         Waited::TimedOut => {
             info!(
@@ -442,6 +461,83 @@ where
             HttpApiResponse::text(504, "The tunnel's agent did not answer in time.")
         }
         Waited::Lost => HttpApiResponse::text(502, "The tunnel lost track of the request."),
+    }
+}
+
+/// The 413 text for a request body over [`MAX_BODY_BYTES`].
+pub fn too_large_text(len: usize) -> String {
+    format!(
+        "The request body is too large for the tunnel: {len} bytes, the limit is {MAX_BODY_BYTES} bytes (about {:.1} MB).",
+        MAX_BODY_BYTES as f64 / 1_000_000.0
+    )
+}
+
+/// The messages that carry `request`: itself if it fits in one message,
+/// else a head without body plus `body_chunk`s. Every one is checked against
+/// the message limit before anything is posted.
+fn request_messages(mut request: HttpRequest, body: &[u8]) -> Result<Vec<String>, ProtocolError> {
+    if protocol::body::encoded_len(body.len()) < protocol::limits::MAX_MESSAGE_BYTES {
+        request.body = protocol::encode_body(body);
+        match Message::HttpRequest(request.clone()).to_json() {
+            Ok(json) => return Ok(vec![json]),
+            Err(ProtocolError::TooLarge { .. }) if !body.is_empty() => request.body.clear(),
+            Err(e) => return Err(e),
+        }
+    }
+    let head = ChunkedBody::for_length(body.len())
+        .map_err(|_| ProtocolError::TooLarge { size: body.len() })?;
+    request.body_chunks = Some(head);
+    let chunks = protocol::chunk::split(&request.request_id, body);
+    let mut messages = Vec::with_capacity(chunks.len() + 1);
+    messages.push(Message::HttpRequest(request).to_json()?);
+    for chunk in chunks {
+        messages.push(Message::BodyChunk(chunk).to_json()?);
+    }
+    Ok(messages)
+}
+
+/// A completed response whose body came in chunks, with its body assembled
+/// from the chunk items; any other response as it is.
+async fn with_body<S: ChunkStore + Sync>(
+    store: &S,
+    connection_id: &str,
+    mut response: HttpResponse,
+) -> Result<HttpResponse, HttpApiResponse> {
+    let Some(head) = response.body_chunks.take() else {
+        return Ok(response);
+    };
+    let invalid = || HttpApiResponse::text(502, "The tunnel's agent sent an invalid response.");
+    if let Err(e) = head.validate() {
+        warn!(error = %e, "chunked response head invalid");
+        return Err(invalid());
+    }
+    let chunks = match store
+        .get_chunks(&response.request_id, connection_id, head.count)
+        .await
+    {
+        Ok(chunks) => chunks,
+        Err(e) => {
+            error!(error = %chain(&e), "could not read the response chunks");
+            return Err(HttpApiResponse::text(
+                502,
+                "The tunnel could not read the response body.",
+            ));
+        }
+    };
+    match protocol::chunk::assemble(head, chunks) {
+        Ok(body) => {
+            debug!(
+                body_bytes = body.len(),
+                chunks = head.count,
+                "chunked response assembled"
+            );
+            response.body = protocol::encode_body(&body);
+            Ok(response)
+        }
+        Err(e) => {
+            warn!(error = %e, "chunked response body incomplete");
+            Err(invalid())
+        }
     }
 }
 
@@ -844,14 +940,123 @@ mod tests {
     async fn oversize_request_is_a_413_without_saving_or_posting() {
         let fake = tunnel();
         let mut event = http_event("forwarding-post-base64.json");
-        event.body = Some(protocol::encode_body(
-            &vec![7u8; protocol::limits::MAX_MESSAGE_BYTES],
-        ));
+        event.body = Some(protocol::encode_body(&vec![7u8; MAX_BODY_BYTES + 1]));
         let response = run(&fake, event).await;
         assert_eq!(response.status_code, 413);
-        assert!(text(&response).contains("too large"));
+        assert_eq!(
+            text(&response),
+            format!("{}\n", too_large_text(MAX_BODY_BYTES + 1))
+        );
         assert!(fake.posts().is_empty());
         assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+    }
+
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 256) as u8).collect()
+    }
+
+    /// The posted messages: the head and the body reassembled from chunks.
+    fn posted_chunked(fake: &Fake) -> (HttpRequest, Vec<u8>) {
+        let posts = fake.posts();
+        let Message::HttpRequest(head) = &posts[0].1 else {
+            panic!("first post is not the head: {:?}", posts[0].1.kind());
+        };
+        let spec = head.body_chunks.expect("chunked head");
+        assert_eq!(head.body, "");
+        let mut r = protocol::chunk::Reassembly::new();
+        r.set_head(spec).unwrap();
+        for (conn, m) in &posts[1..] {
+            assert_eq!(conn, CONN);
+            let Message::BodyChunk(c) = m else {
+                panic!("not a chunk")
+            };
+            assert_eq!(c.request_id, head.request_id);
+            r.insert(c).unwrap();
+        }
+        assert_eq!(posts.len(), spec.count as usize + 1);
+        (head.clone(), r.into_body().unwrap())
+    }
+
+    #[rstest]
+    #[case::two_chunks(2 * protocol::limits::BODY_CHUNK_BYTES, 2)]
+    #[case::two_chunks_and_a_byte(2 * protocol::limits::BODY_CHUNK_BYTES + 1, 3)]
+    #[case::the_ceiling(MAX_BODY_BYTES, protocol::limits::MAX_BODY_CHUNKS)]
+    #[tokio::test(start_paused = true)]
+    async fn large_requests_go_as_a_head_and_chunks(#[case] len: usize, #[case] count: usize) {
+        let fake = tunnel();
+        answering(&fake, 1);
+        let body = bytes(len);
+        let mut event = http_event("forwarding-post-base64.json");
+        event.body = Some(protocol::encode_body(&body));
+        assert_eq!(run(&fake, event).await.status_code, 201);
+        let (head, got) = posted_chunked(&fake);
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.body_chunks.unwrap().count as usize, count);
+        assert_eq!(got, body);
+        for (_, m) in fake.posts() {
+            assert!(m.to_json().unwrap().len() <= protocol::limits::MAX_MESSAGE_BYTES);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_post_fails_the_request_and_forgets_it() {
+        let fake = tunnel();
+        fake.script_posts(&[Post::Ok, Post::Other]);
+        let mut event = http_event("forwarding-post-base64.json");
+        event.body = Some(protocol::encode_body(&bytes(300_000)));
+        let response = run(&fake, event).await;
+        assert_eq!(response.status_code, 502);
+        // Head and the failed chunk; nothing after it.
+        assert_eq!(fake.posts().len(), 2);
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    fn answering_chunked(fake: &Fake, body: &[u8]) {
+        let len = body.len();
+        fake.chunked_answer_body(body.to_vec());
+        fake.set_agent(Box::new(move |req| {
+            let mut head = agent_response(&req.request_id);
+            head.body = String::new();
+            head.body_chunks = Some(ChunkedBody::for_length(len).unwrap());
+            Some((2, head))
+        }));
+    }
+
+    #[rstest]
+    #[case(protocol::limits::BODY_CHUNK_BYTES + 1)]
+    #[case(MAX_BODY_BYTES)]
+    #[tokio::test(start_paused = true)]
+    async fn a_chunked_response_is_assembled_from_its_chunk_items(#[case] len: usize) {
+        let fake = tunnel();
+        let body = bytes(len);
+        answering_chunked(&fake, &body);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 201);
+        let got = protocol::decode_body(response.body.as_deref().unwrap()).unwrap();
+        assert!(got == body, "body differs");
+        assert_eq!(fake.count("BatchGetItem"), 1);
+        // The whole answer fits in the 6 MB Lambda payload.
+        let json = serde_json::to_string(&response).unwrap();
+        assert!(
+            json.len() <= protocol::limits::LAMBDA_PAYLOAD_BYTES,
+            "{}",
+            json.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunked_response_missing_a_chunk_is_a_502() {
+        let fake = tunnel();
+        let body = bytes(3 * protocol::limits::BODY_CHUNK_BYTES);
+        answering_chunked(&fake, &body);
+        // The chunk items hold one chunk fewer than the head announces.
+        fake.chunked_answer_body(body[..2 * protocol::limits::BODY_CHUNK_BYTES].to_vec());
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(
+            text(&response),
+            "The tunnel's agent sent an invalid response.\n"
+        );
     }
 
     #[tokio::test]

@@ -11,10 +11,12 @@
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
 //!   function, each with a `handle` generic over the interfaces.
 //! - [`poll`]: forwarding's adaptive polling schedule.
+//! - [`chunks`]: bodies beyond one WebSocket message (response chunk storage).
 //! - [`logging`]: `tracing` setup.
 //! - [`runtime`]: what the four thin binaries share (init, SDK clients).
 
 pub mod auth;
+pub mod chunks;
 pub mod config;
 pub mod connect;
 pub mod disconnect;

@@ -19,6 +19,7 @@ use protocol::{
 };
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::chunks::ChunkStore;
 use crate::config::ResponseConfig;
 use crate::logging::chain;
 use crate::store::{ConnectionStore, Notifier, PendingStore, PostError, StoreError, Written};
@@ -57,7 +58,7 @@ pub async fn handle<S, N>(
     event: ApiGatewayWebsocketProxyRequest,
 ) -> WebsocketResponse
 where
-    S: ConnectionStore + PendingStore + Sync,
+    S: ConnectionStore + PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     let Some(connection_id) = event
@@ -106,13 +107,17 @@ async fn dispatch<S, N>(
     message: Message,
 ) -> Result<(), ResponseError>
 where
-    S: ConnectionStore + PendingStore + Sync,
+    S: ConnectionStore + PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     match message {
         Message::Ready(_) => ready(store, notifier, connection_id).await,
         Message::HttpResponse(response) => {
             tracing::Span::current().record("request_id", response.request_id.as_str());
+            if let Some(head) = response.body_chunks {
+                // The body follows in body_chunk messages.
+                return Ok(crate::chunks::on_head(store, connection_id, response, head).await?);
+            }
             let status = response.status_code;
             let bytes = response.body.len();
             complete(store, connection_id, response, "http_response").await?;
@@ -137,6 +142,10 @@ where
             warn!(?code, message = %truncate(&message, 200), "agent reported an error");
             Ok(())
         }
+        Message::BodyChunk(chunk) => {
+            tracing::Span::current().record("request_id", chunk.request_id.as_str());
+            Ok(crate::chunks::on_chunk(store, connection_id, chunk).await?)
+        }
         Message::Ping => {
             let pong = Message::Pong.to_json().expect("pong serializes");
             match notifier.post(connection_id, &pong).await {
@@ -155,7 +164,6 @@ where
         other @ (Message::Pong
         | Message::ConnectionEstablished(_)
         | Message::HttpRequest(_)
-        | Message::BodyChunk(_)
         | Message::Unknown) => {
             warn!(kind = other.kind(), "unexpected message type dropped");
             Ok(())
@@ -271,7 +279,7 @@ pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse 
         headers,
         body: protocol::encode_body(text.as_bytes()),
         processing_time_ms: 0,
-    body_chunks: None,
+        body_chunks: None,
     }
 }
 
@@ -497,7 +505,7 @@ mod tests {
     #[case::array("[1,2]")]
     #[case::no_type(r#"{"request_id":"x"}"#)]
     #[case::bad_field(r#"{"type":"http_response","request_id":"r","status_code":"200"}"#)]
-    #[case::unknown_type(r#"{"type":"body_chunk","seq":1}"#)]
+    #[case::unknown_type(r#"{"type":"from_the_future","seq":1}"#)]
     #[case::wrong_direction(r#"{"type":"http_request","request_id":"r","method":"GET","uri":"/"}"#)]
     #[case::pong(r#"{"type":"pong"}"#)]
     #[case::connection_error(r#"{"type":"error","code":"internal_error","message":"oops"}"#)]

@@ -17,6 +17,8 @@ use crate::store::{
     PostError, StoreError, Written,
 };
 
+mod chunks;
+
 /// A store call to make fail with `StoreError::Injected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fail {
@@ -66,6 +68,7 @@ struct State {
     post_script: VecDeque<Post>,
     failures: HashSet<Fail>,
     agent: Option<Agent>,
+    chunks: chunks::FakeChunks,
 }
 
 /// Both tables and the connections, in memory.

@@ -91,11 +91,13 @@ locals {
     ]
     forwarding = [
       { table = "connections", index = null, actions = ["GetItem", "DeleteItem"] },
-      { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem"] },
+      # BatchGetItem: the chunk items of a chunked response (handlers/src/chunks.rs).
+      { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
     ]
     response = [
       { table = "connections", index = null, actions = ["GetItem"] },
-      { table = "pending", index = null, actions = ["UpdateItem"] },
+      # PutItem: one item per response body chunk (handlers/src/chunks.rs).
+      { table = "pending", index = null, actions = ["UpdateItem", "PutItem"] },
     ]
   }
 

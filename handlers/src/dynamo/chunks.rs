@@ -1,0 +1,223 @@
+//! [`ChunkStore`] on DynamoDB: the expressions of the storage scheme in
+//! [`crate::chunks`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+
+use super::{DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, n, s, sdk_error};
+use crate::chunks::{ChunkStore, HEAD_PART, Part, Progress, chunk_key};
+use crate::store::{StoreError, Written};
+
+/// BatchGetItem may leave keys unprocessed under throttling: retried this
+/// many times with a short growing pause before giving up.
+const BATCH_ATTEMPTS: u32 = 6;
+
+fn conditional<T, E>(
+    operation: &'static str,
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+    is_condition: impl Fn(&E) -> bool,
+) -> Result<Option<T>, StoreError>
+where
+    aws_sdk_dynamodb::Error:
+        From<aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+{
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.as_service_error().is_some_and(&is_condition) => Ok(None),
+        Err(e) => Err(sdk_error(operation, e)),
+    }
+}
+
+impl ChunkStore for DynamoPendingStore {
+    async fn put_chunk(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+        index: u32,
+        data: &[u8],
+        ttl: i64,
+    ) -> Result<Written, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("requestId", s(chunk_key(request_id, index)))
+            .item("chunkOwner", s(connection_id))
+            .item("chunkData", AttributeValue::B(Blob::new(data)))
+            .item("ttl", n(ttl))
+            // A duplicate from the same connection rewrites the same bytes;
+            // another connection can never overwrite a chunk.
+            .condition_expression("attribute_not_exists(requestId) OR chunkOwner = :conn")
+            .expression_attribute_values(":conn", s(connection_id))
+            .send()
+            .await;
+        Ok(
+            match conditional("PutItem", result, |e| {
+                e.is_conditional_check_failed_exception()
+            })? {
+                Some(_) => Written::Yes,
+                None => Written::ConditionFailed,
+            },
+        )
+    }
+
+    async fn add_part(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+        part: Part<'_>,
+    ) -> Result<Option<Progress>, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("requestId", s(request_id))
+            .condition_expression(
+                "attribute_exists(requestId) AND connectionId = :conn AND #status = :pending",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":conn", s(connection_id))
+            .expression_attribute_values(":pending", s(STATUS_PENDING))
+            .return_values(ReturnValue::AllNew);
+        update = match part {
+            Part::Head { json, count } => update
+                .update_expression(
+                    "ADD receivedParts :part SET responseData = :data, chunkCount = :count",
+                )
+                .expression_attribute_values(
+                    ":part",
+                    AttributeValue::Ns(vec![HEAD_PART.to_string()]),
+                )
+                .expression_attribute_values(":data", s(json))
+                .expression_attribute_values(":count", n(i64::from(count))),
+            Part::Chunk(index) => update
+                .update_expression("ADD receivedParts :part")
+                .expression_attribute_values(":part", AttributeValue::Ns(vec![index.to_string()])),
+        };
+        let result = update.send().await;
+        let Some(out) = conditional("UpdateItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })?
+        else {
+            return Ok(None);
+        };
+        let item = out.attributes.unwrap_or_default();
+        let parts = item
+            .get("receivedParts")
+            .and_then(|v| v.as_ns().ok())
+            .map_or(0, Vec::len);
+        let count = item
+            .get("chunkCount")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok());
+        Ok(Some(Progress { parts, count }))
+    }
+
+    async fn complete_chunked(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+        count: u32,
+    ) -> Result<Written, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("requestId", s(request_id))
+            .update_expression("SET #status = :completed")
+            .condition_expression(
+                "connectionId = :conn AND #status = :pending AND chunkCount = :count AND size(receivedParts) = :parts",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s(STATUS_COMPLETED))
+            .expression_attribute_values(":pending", s(STATUS_PENDING))
+            .expression_attribute_values(":conn", s(connection_id))
+            .expression_attribute_values(":count", n(i64::from(count)))
+            .expression_attribute_values(":parts", n(i64::from(count) + 1))
+            .send()
+            .await;
+        Ok(
+            match conditional("UpdateItem", result, |e| {
+                e.is_conditional_check_failed_exception()
+            })? {
+                Some(_) => Written::Yes,
+                None => Written::ConditionFailed,
+            },
+        )
+    }
+
+    async fn get_chunks(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+        count: u32,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let keys: Vec<Item> = (0..count)
+            .map(|i| HashMap::from([("requestId".to_string(), s(chunk_key(request_id, i)))]))
+            .collect();
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .projection_expression("requestId, chunkOwner, chunkData")
+                .build()
+                .map_err(|e| StoreError::Malformed {
+                    key: request_id.to_string(),
+                    problem: format!("batch request: {e}"),
+                })?,
+        );
+        let mut chunks = Vec::new();
+        let mut attempt = 0;
+        while let Some(keys) = request.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchGetItem", e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                let key = item.get("requestId").and_then(|v| v.as_s().ok());
+                let index = key
+                    .and_then(|k| k.rsplit_once('#'))
+                    .and_then(|(_, i)| i.parse::<u32>().ok());
+                let owner = item.get("chunkOwner").and_then(|v| v.as_s().ok());
+                let data = item.get("chunkData").and_then(|v| v.as_b().ok());
+                match (index, owner, data) {
+                    (Some(i), Some(o), Some(d)) if o == connection_id => {
+                        chunks.push((i, d.as_ref().to_vec()))
+                    }
+                    _ => {
+                        tracing::warn!(key = ?key, "chunk item skipped: malformed or not the connection's")
+                    }
+                }
+            }
+            request = out
+                .unprocessed_keys
+                .and_then(|mut m| m.remove(&self.table))
+                .filter(|k| !k.keys().is_empty());
+            if request.is_some() {
+                attempt += 1;
+                if attempt >= BATCH_ATTEMPTS {
+                    return Err(StoreError::Malformed {
+                        key: request_id.to_string(),
+                        problem: "BatchGetItem kept leaving chunks unprocessed".into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+        }
+        Ok(chunks)
+    }
+}
