@@ -16,8 +16,11 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
+use protocol::chunk::ChunkedBody;
+use protocol::limits::{MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
+use protocol::{
+    ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message, ProtocolError,
+};
 use tokio::time::Instant;
 
 use crate::config::{Config, HostHeader, Target};
@@ -34,9 +37,6 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// A response body this large can never fit in one message once base64'd.
-const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES / 4 * 3;
 
 /// What happened to one request, for the console (no bodies, no query values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,12 @@ impl Forwarder {
 
     /// Forwards `req` and returns the message to send back (a response or an
     /// error, already checked against the message limit) and a log line.
-    pub async fn forward(&self, req: HttpRequest) -> (String, RequestLog) {
+    ///
+    /// A body too large for one message goes as a head plus `body_chunk`s;
+    /// every message is serialized (and the body checked against
+    /// `MAX_BODY_BYTES` while it was read) before any is sent, so nothing is
+    /// half-delivered.
+    pub async fn forward(&self, req: HttpRequest) -> (Vec<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
         let mut log = RequestLog {
@@ -110,28 +115,28 @@ impl Forwarder {
             )),
         };
         let elapsed = started.elapsed();
-        let (json, outcome) = match result {
+        let (messages, outcome) = match result {
             Ok(mut response) => {
                 response.processing_time_ms = elapsed.as_millis() as u64;
                 let status = response.status_code;
-                match Message::HttpResponse(response).to_json() {
-                    Ok(json) => (json, RequestOutcome::Status(status)),
-                    Err(e) => failure_json(
+                match response_messages(response) {
+                    Ok(messages) => (messages, RequestOutcome::Status(status)),
+                    Err(e) => failure_messages(
                         &request_id,
                         Failure::new(
                             ErrorCode::PayloadTooLarge,
                             format!(
-                                "the local service's response is too large to carry through the tunnel ({e}); bodies up to about 96 KB fit for now"
+                                "the local service's response cannot be carried through the tunnel ({e})"
                             ),
                         ),
                     ),
                 }
             }
-            Err(failure) => failure_json(&request_id, failure),
+            Err(failure) => failure_messages(&request_id, failure),
         };
         log.outcome = outcome;
         log.duration = elapsed;
-        (json, log)
+        (messages, log)
     }
 
     async fn exchange(&self, req: HttpRequest) -> Result<HttpResponse, Failure> {
@@ -175,8 +180,8 @@ impl Forwarder {
                 return Err(Failure::new(
                     ErrorCode::PayloadTooLarge,
                     format!(
-                        "the local service's response body is over {} KB, too large to carry through the tunnel for now",
-                        MAX_BODY_BYTES / 1024
+                        "the local service's response body is over the tunnel's limit of {MAX_BODY_BYTES} bytes (about {:.1} MB)",
+                        MAX_BODY_BYTES as f64 / 1_000_000.0
                     ),
                 ));
             }
@@ -322,6 +327,38 @@ impl Failure {
             message: message.into(),
         }
     }
+}
+
+fn failure_messages(request_id: &str, failure: Failure) -> (Vec<String>, RequestOutcome) {
+    let (json, outcome) = failure_json(request_id, failure);
+    (vec![json], outcome)
+}
+
+/// The messages that carry `response`: itself if it fits in one message,
+/// else a head without body plus `body_chunk`s.
+fn response_messages(mut response: HttpResponse) -> Result<Vec<String>, ProtocolError> {
+    if response.body.len() < MAX_MESSAGE_BYTES {
+        match Message::HttpResponse(response.clone()).to_json() {
+            Ok(json) => return Ok(vec![json]),
+            Err(ProtocolError::TooLarge { .. }) if !response.body.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = protocol::decode_body(&response.body).map_err(|_| ProtocolError::TooLarge {
+        size: response.body.len(),
+    })?;
+    response.body = String::new();
+    response.body_chunks = Some(
+        ChunkedBody::for_length(body.len())
+            .map_err(|_| ProtocolError::TooLarge { size: body.len() })?,
+    );
+    let chunks = protocol::chunk::split(&response.request_id, &body);
+    let mut messages = Vec::with_capacity(chunks.len() + 1);
+    messages.push(Message::HttpResponse(response).to_json()?);
+    for chunk in chunks {
+        messages.push(Message::BodyChunk(chunk).to_json()?);
+    }
+    Ok(messages)
 }
 
 fn failure_json(request_id: &str, failure: Failure) -> (String, RequestOutcome) {

@@ -19,6 +19,7 @@
 //!   [`ConnectionState`], [`AgentError`].
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
 //!   dispatch, graceful close) and the reconnect loop.
+//! - [`chunks`]: request bodies arriving in `body_chunk` messages.
 //! - [`forward`]: one visitor request to the local service and back.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
@@ -27,6 +28,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod chunks;
 pub mod config;
 pub mod console;
 pub mod forward;

@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 
 use crate::agent::{AgentError, ConnectionState, Event};
 use crate::backoff::Backoff;
+use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
 use crate::forward::{Forwarder, error_chain, error_json, humanize};
 use crate::frames::text_frames;
@@ -179,14 +180,12 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
     }
 }
 
-/// Whether an `http_request` announces a body that follows in `body_chunk`
-/// messages: those are refused cleanly rather than forwarded without their
-/// body (receiving chunked request bodies is not implemented yet).
-fn has_chunked_body(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v.get("body_chunks").map(|c| !c.is_null()))
-        .unwrap_or(false)
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once shutdown is requested (or the handle is gone).
@@ -229,6 +228,7 @@ async fn connection(
         in_flight: HashMap::new(),
         established_at: None,
         out: mpsc::channel(64),
+        assembler: Assembler::new(),
     };
     let end = conn.serve(&mut ws).await;
     // Nothing outlives the connection: responses could not be delivered on
@@ -245,6 +245,8 @@ struct Connection<'a> {
     in_flight: HashMap<tokio::task::Id, String>,
     established_at: Option<Instant>,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
+    /// Request bodies arriving in chunks.
+    assembler: Assembler,
 }
 
 impl Connection<'_> {
@@ -285,7 +287,16 @@ impl Connection<'_> {
                 }
                 return self.close(ws).await;
             }
+            let assembly_deadline = self.assembler.next_deadline();
             tokio::select! {
+                () = sleep_until_some(assembly_deadline) => {
+                    for failed in self.assembler.expire(Instant::now()) {
+                        tracing::info!(request_id = %failed.request_id, "request body incomplete; dropped");
+                        if let Err(end) = self.send_failed(ws, failed).await {
+                            return end;
+                        }
+                    }
+                }
                 () = stop_requested(&mut shutdown), if draining.is_none() => {
                     let in_flight = self.tasks.len();
                     tracing::info!(in_flight, "shutting down");
@@ -381,15 +392,13 @@ impl Connection<'_> {
                     self.lost(format!("could not send an error: {}", error_chain(&e)))
                 })?;
             }
-            Message::HttpRequest(request) if has_chunked_body(text) => {
-                let json = error_json(
-                    Some(&request.request_id),
-                    ErrorCode::PayloadTooLarge,
-                    "this tunnel agent version cannot receive request bodies sent in chunks; upgrade the agent",
-                );
-                send_json(ws, json).await.map_err(|e| {
-                    self.lost(format!("could not send an error: {}", error_chain(&e)))
-                })?;
+            Message::HttpRequest(request) if request.body_chunks.is_some() => {
+                let done = self.assembler.head(request, Instant::now());
+                self.assembled(ws, done).await?;
+            }
+            Message::BodyChunk(chunk) => {
+                let done = self.assembler.chunk(&chunk, Instant::now());
+                self.assembled(ws, done).await?;
             }
             Message::HttpRequest(request) => self.spawn_request(request),
             Message::Ping => {
@@ -438,6 +447,33 @@ impl Connection<'_> {
         self.ctx.emit(Event::Connected(established));
     }
 
+    /// The outcome of feeding the assembler: a complete request is
+    /// forwarded, a failed one answered with an error.
+    async fn assembled(
+        &mut self,
+        ws: &mut Ws,
+        done: Result<Option<HttpRequest>, Failed>,
+    ) -> Result<(), End> {
+        match done {
+            Ok(Some(request)) => {
+                self.spawn_request(request);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(failed) => {
+                tracing::info!(request_id = %failed.request_id, message = %failed.message, "request body refused");
+                self.send_failed(ws, failed).await
+            }
+        }
+    }
+
+    async fn send_failed(&self, ws: &mut Ws, failed: Failed) -> Result<(), End> {
+        let json = error_json(Some(&failed.request_id), failed.code, &failed.message);
+        send_json(ws, json)
+            .await
+            .map_err(|e| self.lost(format!("could not send an error: {}", error_chain(&e))))
+    }
+
     fn spawn_request(&mut self, request: HttpRequest) {
         let forwarder = Arc::clone(self.forwarder);
         let out = self.out.0.clone();
@@ -446,9 +482,15 @@ impl Connection<'_> {
         let span = tracing::info_span!("request", id = %request_id);
         let handle = self.tasks.spawn(
             async move {
-                let (json, log) = forwarder.forward(request).await;
+                let (messages, log) = forwarder.forward(request).await;
                 tracing::debug!(outcome = ?log.outcome, duration = ?log.duration, "request done");
-                let _ = out.send(json).await;
+                // A chunked response's messages go out in order, each as
+                // soon as the channel has room.
+                for json in messages {
+                    if out.send(json).await.is_err() {
+                        break;
+                    }
+                }
                 let _ = events.send(Event::Request(log));
             }
             .instrument(span),

@@ -291,22 +291,40 @@ async fn large_responses_are_fragmented_into_small_frames() {
     assert_eq!((last.opcode, last.fin), (0x0, true));
 }
 
-#[rstest]
-#[case::over_the_read_cap(500_000)]
-#[case::json_just_over_the_message_limit(98_300)]
 #[tokio::test]
-async fn too_large_responses_are_payload_too_large(#[case] n: usize) {
+async fn responses_over_the_body_ceiling_are_payload_too_large() {
     let mut s = setup(|_| {}).await;
+    let n = protocol::limits::MAX_BODY_BYTES + 1;
     let e = expect_error(
         s.conn
             .roundtrip(request("huge", "GET", &format!("/big/{n}")))
             .await,
     );
     assert_eq!(e.code, ErrorCode::PayloadTooLarge);
-    assert!(e.message.contains("too large"), "{}", e.message);
+    assert!(
+        e.message.contains("limit of 4620288 bytes"),
+        "{}",
+        e.message
+    );
     // The connection is still fine.
     let r = expect_response(s.conn.roundtrip(request("ok", "GET", "/big/10")).await);
     assert_eq!(r.status_code, 200);
+}
+
+#[rstest]
+#[case::json_just_over_the_message_limit(98_300, 2)]
+#[case::half_a_megabyte(500_000, 6)]
+#[tokio::test]
+async fn large_responses_go_as_a_head_then_chunks(#[case] n: usize, #[case] count: u32) {
+    let mut s = setup(|_| {}).await;
+    let head = expect_response(
+        s.conn
+            .roundtrip(request("large", "GET", &format!("/big/{n}")))
+            .await,
+    );
+    assert_eq!(head.body, "");
+    let spec = head.body_chunks.expect("a chunked head");
+    assert_eq!((spec.count, spec.length), (count, n as u64));
 }
 
 #[tokio::test]
