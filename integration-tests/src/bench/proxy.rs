@@ -475,6 +475,26 @@ pub fn estimate_units(
                 write: 0.0,
             }
         }
+        "BatchGetItem" => {
+            // Each item is charged on its own, by its table's consistency.
+            let read = response["Responses"].as_object().map_or(0.0, |tables| {
+                tables
+                    .iter()
+                    .map(|(name, items)| {
+                        let consistent = request["RequestItems"][name]["ConsistentRead"]
+                            .as_bool()
+                            .unwrap_or(false);
+                        items.as_array().map_or(0.0, |items| {
+                            items
+                                .iter()
+                                .map(|item| read_units(item_size(item), consistent))
+                                .sum()
+                        })
+                    })
+                    .sum()
+            });
+            Units { read, write: 0.0 }
+        }
         "PutItem" => {
             let item = &request["Item"];
             let size = item_size(item);
@@ -629,5 +649,13 @@ mod tests {
         );
         assert_eq!(units.write, 3.0);
         assert!(sizes.is_empty());
+
+        let batch = json!({"RequestItems": {"p-pending": {"ConsistentRead": true}}});
+        let got = json!({"Responses": {"p-pending": [
+            {"requestId": {"S": "c1"}, "data": {"S": "z".repeat(5000)}},
+            {"requestId": {"S": "c2"}},
+        ]}});
+        let units = estimate_units("BatchGetItem", "", "", &batch, &got, &mut sizes);
+        assert_eq!(units.read, 3.0);
     }
 }
