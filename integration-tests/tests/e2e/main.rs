@@ -12,3 +12,4 @@ mod support;
 mod agents;
 mod failures;
 mod forwarding;
+mod large_bodies;
