@@ -331,6 +331,18 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
                 _ => Some(format!("expected a number of milliseconds <= {max}")),
             };
         }
+        ("AUTH_MODE", _) => {
+            return (!["required", "disabled"].contains(&value))
+                .then(|| "expected required or disabled".to_owned());
+        }
+        ("AUTH_SECRET_PARAMETER", _) => AUTH_SECRET_PARAMETER_NAME.to_owned(),
+        // The secret would be in the state and every plan.
+        ("AUTH_SECRET", _) => {
+            return Some(
+                "the secret must not be in Terraform: set AUTH_SECRET_PARAMETER (module auth_secret) instead"
+                    .to_owned(),
+            );
+        }
         ("LOG_FORMAT", _) => {
             return (!["json", "text"].contains(&value))
                 .then(|| "expected json or text".to_owned());
@@ -339,6 +351,10 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
     };
     (value != wanted).then(|| format!("expected {wanted}"))
 }
+
+/// The auth secret's SSM parameter, as the composition's placeholders name it.
+const AUTH_SECRET_PARAMETER_NAME: &str = "module.auth_secret.parameter_name";
+const AUTH_SECRET_PARAMETER_ARN: &str = "module.auth_secret.parameter_arn";
 
 /// One allowed (action, resource) pair of a function's policy.
 type Grant = (String, String);
@@ -406,6 +422,12 @@ fn expected_grants(function: &Function, post_to_connections_arn: &str) -> Vec<Gr
             post_to_connections_arn.to_owned(),
         ));
     }
+    if function.reads_auth_secret {
+        grants.push((
+            "ssm:GetParameter".to_owned(),
+            AUTH_SECRET_PARAMETER_ARN.to_owned(),
+        ));
+    }
     grants
 }
 
@@ -444,7 +466,7 @@ pub fn function_iam(tree: &Tree) -> Vec<String> {
             expected_grants(function, &manage_arn).into_iter().collect();
         for (action, resource) in expected.difference(&granted) {
             problems.push(format!(
-                "{COMPOSITION}: function {} cannot call {action} on {resource}, which its code needs (handlers::manifest); add it to local.dynamodb_grants / local.posts_to_connections",
+                "{COMPOSITION}: function {} cannot call {action} on {resource}, which its code needs (handlers::manifest); add it to local.dynamodb_grants / local.posts_to_connections / local.reads_auth_secret",
                 function.name
             ));
         }

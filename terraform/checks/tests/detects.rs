@@ -28,12 +28,34 @@ fn assert_reported(problems: &[String], expected: &[&str]) {
 fn a_missing_dynamodb_action() {
     detects(
         TUNNEL,
-        r#"{ table = "connections", index = null, actions = ["PutItem", "DeleteItem"] },"#,
+        r#"{ table = "connections", index = null, actions = ["PutItem", "UpdateItem"] },"#,
         r#"{ table = "connections", index = null, actions = ["PutItem"] },"#,
         checks::function_iam,
         &[
-            "function connect cannot call dynamodb:DeleteItem on module.tables.connections_table_arn",
+            "function connect cannot call dynamodb:UpdateItem on module.tables.connections_table_arn",
         ],
+    );
+}
+
+#[test]
+fn the_auth_secret_read_granted_to_the_wrong_function_or_missing() {
+    detects(
+        TUNNEL,
+        "    connect    = true\n    disconnect = false\n    forwarding = false\n    response   = false\n  }\n\n  table_arns",
+        "    connect    = false\n    disconnect = true\n    forwarding = false\n    response   = false\n  }\n\n  table_arns",
+        checks::function_iam,
+        &["function connect cannot call ssm:GetParameter on module.auth_secret.parameter_arn"],
+    );
+}
+
+#[test]
+fn the_auth_secret_itself_in_terraform() {
+    detects(
+        TUNNEL,
+        "      AUTH_MODE             = var.auth_mode\n",
+        "      AUTH_MODE             = var.auth_mode\n      AUTH_SECRET           = \"hunter2\"\n",
+        checks::function_environment,
+        &["AUTH_SECRET = \"hunter2\": the secret must not be in Terraform"],
     );
 }
 

@@ -32,3 +32,8 @@ output "function_names" {
   description = "Lambda function names by key."
   value       = module.tunnel.function_names
 }
+
+output "auth_secret_parameter" {
+  description = "SSM parameter of the agent-token secret (aws ssm put-parameter --overwrite to set it; tunnel token issue to mint tokens)."
+  value       = module.tunnel.auth_secret_parameter
+}

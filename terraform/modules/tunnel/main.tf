@@ -59,6 +59,10 @@ locals {
       CONNECTIONS_TABLE_NAME = module.tables.connections_table_name
       DOMAIN_NAME            = local.public_domain
       PUBLIC_URL_TEMPLATE    = local.public_url_template
+      # Agent tokens (agent/README.md "Authentication"); the secret itself
+      # is never in Terraform: only the parameter's name.
+      AUTH_MODE             = var.auth_mode
+      AUTH_SECRET_PARAMETER = module.auth_secret.parameter_name
     })
     disconnect = merge(local.common_environment, {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
@@ -82,15 +86,18 @@ locals {
   # (docs/contracts.md "IAM"), on a table (index = null) or one of its indexes.
   dynamodb_grants = {
     connect = [
-      { table = "connections", index = null, actions = ["PutItem", "DeleteItem"] },
+      # UpdateItem: resume a claim, release it if the connection cannot be stored.
+      { table = "connections", index = null, actions = ["PutItem", "UpdateItem"] },
     ]
     disconnect = [
-      { table = "connections", index = null, actions = ["GetItem", "DeleteItem"] },
+      # UpdateItem: release the claim for the resume window.
+      { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
       { table = "pending", index = "connectionId-index", actions = ["Query"] },
       { table = "pending", index = null, actions = ["UpdateItem"] },
     ]
     forwarding = [
-      { table = "connections", index = null, actions = ["GetItem", "DeleteItem"] },
+      # UpdateItem: release a stale connection's claim (410) for the resume window.
+      { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
       # BatchGetItem: the chunk items of a chunked response (handlers/src/chunks.rs).
       { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
     ]
@@ -107,6 +114,15 @@ locals {
     disconnect = false
     forwarding = true
     response   = true
+  }
+
+  # Which functions read the auth secret (ssm:GetParameter on its parameter;
+  # the AWS managed aws/ssm key needs no kms:Decrypt grant).
+  reads_auth_secret = {
+    connect    = true
+    disconnect = false
+    forwarding = false
+    response   = false
   }
 
   table_arns = {
@@ -133,6 +149,13 @@ locals {
           actions   = ["execute-api:ManageConnections"]
           resources = [local.post_to_connections_arn]
         }
+      ] : [],
+      local.reads_auth_secret[name] ? [
+        {
+          sid       = "ReadAuthSecret"
+          actions   = ["ssm:GetParameter"]
+          resources = [module.auth_secret.parameter_arn]
+        }
       ] : []
     )
   }
@@ -144,6 +167,13 @@ locals {
     "$default"    = "response"
   }
   http_route_function = "forwarding"
+}
+
+module "auth_secret" {
+  source = "../auth_secret"
+
+  name = "/${var.name}/auth-secret"
+  tags = local.tags
 }
 
 module "tables" {

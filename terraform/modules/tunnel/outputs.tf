@@ -37,3 +37,8 @@ output "function_names" {
   description = "Function names by key (connect, disconnect, forwarding, response)."
   value       = { for key, function in module.function : key => function.function_name }
 }
+
+output "auth_secret_parameter" {
+  description = "SSM parameter holding the agent-token secret: set it with aws ssm put-parameter --overwrite, read it with aws ssm get-parameter --with-decryption."
+  value       = module.auth_secret.parameter_name
+}

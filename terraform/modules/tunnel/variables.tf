@@ -76,6 +76,17 @@ variable "request_timeout_ms" {
   }
 }
 
+variable "auth_mode" {
+  type        = string
+  description = "AUTH_MODE of the connect function: required (agents need a token signed with the secret in the auth_secret_parameter) or disabled (anyone who reaches the WebSocket URL can open a tunnel)."
+  default     = "required"
+
+  validation {
+    condition     = contains(["required", "disabled"], var.auth_mode)
+    error_message = "auth_mode must be required or disabled."
+  }
+}
+
 variable "log_format" {
   type        = string
   description = "LOG_FORMAT of every function: json or text."
