@@ -78,6 +78,10 @@ pub struct StackConfig {
     pub logs: Logs,
     /// The functions' `RUST_LOG`.
     pub rust_log: String,
+    /// The connect function's authentication: `Some(secret)` sets
+    /// `AUTH_SECRET` (and [`Stack::agent_config`] mints a token with it for
+    /// every agent), `None` sets `AUTH_MODE=disabled`.
+    pub auth_secret: Option<protocol::auth::Secret>,
 }
 
 impl Default for StackConfig {
@@ -92,6 +96,9 @@ impl Default for StackConfig {
             concurrency: 10,
             logs: Logs::from_env_or(Logs::Stderr),
             rust_log: std::env::var(RUST_LOG_ENV).unwrap_or_else(|_| "info".into()),
+            // Off unless asked for (the benchmarks measure the data path);
+            // the tests and the local stack turn it on with a fresh secret.
+            auth_secret: None,
         }
     }
 }
@@ -101,8 +108,18 @@ impl StackConfig {
     pub fn for_tests() -> Self {
         StackConfig {
             logs: Logs::from_env_or(Logs::Capture),
+            auth_secret: Some(protocol::auth::Secret::generate()),
             ..StackConfig::default()
         }
+    }
+
+    /// A token for `user` (valid one day, optionally reserving `subdomain`),
+    /// or `None` with authentication off.
+    pub fn mint_token(&self, user: &str, subdomain: Option<&str>) -> Option<String> {
+        let secret = self.auth_secret.as_ref()?;
+        let now = agent::token::now_secs();
+        let claims = protocol::auth::Claims::new(user, now, 86_400, subdomain);
+        Some(protocol::auth::mint(secret, &claims))
     }
 
     /// The environment of one function: exactly the variables the manifest
@@ -122,6 +139,17 @@ impl StackConfig {
         known.insert("WEBSOCKET_API_ENDPOINT", "${MANAGEMENT_ENDPOINT}".into());
         if let Some(timeout) = self.request_timeout {
             known.insert("REQUEST_TIMEOUT_MS", timeout.as_millis().to_string());
+        }
+        match &self.auth_secret {
+            Some(secret) => {
+                known.insert(
+                    "AUTH_SECRET",
+                    String::from_utf8_lossy(secret.expose()).into_owned(),
+                );
+            }
+            None => {
+                known.insert("AUTH_MODE", "disabled".into());
+            }
         }
         known.insert("LOG_FORMAT", "text".into());
         known.insert("RUST_LOG", self.rust_log.clone());
@@ -342,7 +370,8 @@ impl Stack {
     /// An agent configuration for this stack, forwarding to `target` (a port
     /// or a URL), with timings suited to tests.
     pub fn agent_config(&self, target: &str) -> Result<agent::Config, HarnessError> {
-        crate::tunnel::agent_config(self.websocket_url(), None, target)
+        let token = self.config.mint_token("itest", None);
+        crate::tunnel::agent_config(self.websocket_url(), token.as_deref(), target)
     }
 
     /// Starts an agent for `target` and waits for its public URL (the future
@@ -439,5 +468,23 @@ mod tests {
         assert_eq!(connect["PUBLIC_URL_TEMPLATE"], "${HTTP_URL}/{subdomain}");
         assert!(!connect.contains_key("PENDING_REQUESTS_TABLE_NAME"));
         assert!(!connect.contains_key("WEBSOCKET_API_ENDPOINT"));
+        // Authentication: off by default, a secret for tests.
+        assert_eq!(connect["AUTH_MODE"], "disabled");
+        let with_auth = StackConfig::for_tests();
+        let connect = with_auth.function_environment(&manifest::CONNECT, &tables(), "http://db");
+        assert!(connect["AUTH_SECRET"].len() >= protocol::auth::MIN_SECRET_BYTES);
+        assert!(!connect.contains_key("AUTH_MODE"));
+        let forwarding =
+            with_auth.function_environment(&manifest::FORWARDING, &tables(), "http://db");
+        assert!(!forwarding.contains_key("AUTH_SECRET"));
+        let token = with_auth.mint_token("u", Some("app")).unwrap();
+        let claims = protocol::auth::verify(
+            with_auth.auth_secret.as_ref().unwrap(),
+            &token,
+            agent::token::now_secs(),
+        )
+        .unwrap();
+        assert_eq!(claims.subdomain.as_deref(), Some("app"));
+        assert_eq!(StackConfig::default().mint_token("u", None), None);
     }
 }

@@ -119,16 +119,18 @@ impl TestEnv {
         }
     }
 
-    pub fn token(&self) -> Option<&str> {
+    /// The agents' token: minted with the local stack's secret, or
+    /// `ITEST_TOKEN` for a deployed stack.
+    pub fn token(&self) -> Option<String> {
         match self {
-            TestEnv::Local(_) => None,
-            TestEnv::Deployed(d) => d.token.as_deref(),
+            TestEnv::Local(stack) => stack.config().mint_token("itest", None),
+            TestEnv::Deployed(d) => d.token.clone(),
         }
     }
 
     /// An agent configuration for `target` (a port or URL) with test timings.
     pub fn agent_config(&self, target: &str) -> Result<agent::Config, HarnessError> {
-        agent_config(self.websocket_url(), self.token(), target)
+        agent_config(self.websocket_url(), self.token().as_deref(), target)
     }
 
     /// Starts an agent for `target` and waits for its public URL (the future

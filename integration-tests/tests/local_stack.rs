@@ -111,10 +111,13 @@ async fn local_stack_exposes_a_service_and_stops_on_ctrl_c() -> anyhow::Result<(
             .starts_with("cargo run -p tunnel-agent")
             .then(|| l.trim().to_string())
     });
-    assert_eq!(
-        command,
-        format!("cargo run -p tunnel-agent -- 3000 --endpoint {websocket}")
-    );
+    // The command carries a token minted with this run's secret.
+    let token = command
+        .strip_prefix(&format!(
+            "cargo run -p tunnel-agent -- 3000 --endpoint {websocket} --token "
+        ))
+        .unwrap_or_else(|| panic!("{command}"));
+    assert_eq!(token.split('.').count(), 3, "{command}");
 
     // The agent's public URL, from the "Try it" examples.
     let public_url = wait_for(&rx, &mut seen, |l| {

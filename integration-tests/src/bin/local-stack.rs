@@ -113,6 +113,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         websocket_listen: SocketAddr::from(([127, 0, 0, 1], cli.ws_port)),
         http_listen: SocketAddr::from(([127, 0, 0, 1], cli.http_port)),
         logs,
+        // A fresh secret per run: agents need a token, as in AWS; the banner
+        // prints a command with one.
+        auth_secret: Some(protocol::auth::Secret::generate()),
         ..StackConfig::default()
     };
     for (flag, port) in [("--http-port", cli.http_port), ("--ws-port", cli.ws_port)] {
@@ -147,6 +150,8 @@ fn print_banner(stack: &Stack) {
     let ws = stack.websocket_url();
     let domain = stack.domain();
     let tables = stack.tables();
+    // Minted with this run's secret (local only; it dies with the stack).
+    let token = stack.config().mint_token("local", None).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -157,7 +162,7 @@ serverless-tunnel local stack is up
   DynamoDB            {} (tables {}, {})
 
 Expose a local service (here port 3000) with the agent:
-  cargo run -p tunnel-agent -- 3000 --endpoint {ws}
+  cargo run -p tunnel-agent -- 3000 --endpoint {ws} --token {token}
 
 It prints its public URL, {http}/<subdomain>. Then:
   curl {http}/<subdomain>/                              # path routing
@@ -172,8 +177,11 @@ Ctrl-C stops everything.",
 
 /// Runs an agent for `target` until Ctrl-C, printing its console lines.
 async fn expose(stack: &Stack, target: &str) -> anyhow::Result<()> {
-    let config = agent::Config::new(stack.websocket_url(), target)
+    let mut config = agent::Config::new(stack.websocket_url(), target)
         .with_context(|| format!("--expose {target}"))?;
+    if let Some(token) = stack.config().mint_token("local", None) {
+        config = config.with_token(token);
+    }
     if let Some(addr) = local_address(target)
         && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err()
     {

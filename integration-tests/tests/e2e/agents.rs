@@ -246,6 +246,8 @@ async fn an_agent_reconnects_after_the_server_drops_it_and_serves_again() -> any
         .await?;
     assert_eq!(response.status(), 200);
     assert_eq!(header_values(&response, "x-service"), ["phoenix"]);
+    // The resume token brought the same URL back.
+    assert_eq!(established.public_url, tunnel.public_url());
     if established.subdomain != tunnel.subdomain() {
         // A new name: the old one routes nowhere any more.
         let old = client

@@ -158,21 +158,30 @@ async fn a_stale_connection_is_removed_and_answered_with_a_502() -> anyhow::Resu
         started.elapsed()
     );
 
-    for key in [claim_key.as_str(), connection_id] {
-        let item = db
-            .get_item()
+    let get = |key: String| {
+        db.get_item()
             .table_name(stack.tables().connections())
-            .key("connectionId", s(key))
+            .key("connectionId", s(&key))
             .consistent_read(true)
             .send()
-            .await?;
-        assert!(item.item().is_none(), "{key} is still in the table");
-    }
-    // Nothing is left to route to.
+    };
+    let item = get(connection_id.to_string()).await?;
+    assert!(
+        item.item().is_none(),
+        "{connection_id} is still in the table"
+    );
+    // The claim is released, not deleted: held for the agent's resume token.
+    let claim = get(claim_key.clone()).await?;
+    assert!(
+        claim.item().is_some_and(|i| i.contains_key("releasedAt")),
+        "{claim_key} was not released: {claim:?}"
+    );
+    // Until the agent resumes, visitors hear that it is reconnecting.
     let response = client
         .get(format!("{}/", stack.path_url(&subdomain)))
         .send()
         .await?;
-    assert_eq!(response.status(), 404);
+    assert_eq!(response.status(), 502);
+    assert!(response.text().await?.contains("reconnecting"));
     Ok(())
 }

@@ -10,6 +10,7 @@
 mod support;
 
 mod agents;
+mod auth;
 mod failures;
 mod forwarding;
 mod large_bodies;
