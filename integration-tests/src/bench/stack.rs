@@ -79,6 +79,10 @@ impl BenchStack {
             {
                 env.insert("POLL_INTERVAL_MS".into(), interval.as_millis().to_string());
             }
+            // The benchmarks measure the data path: no agent tokens.
+            if function.optional_env.contains(&"AUTH_MODE") && !env.contains_key("AUTH_SECRET") {
+                env.insert("AUTH_MODE".into(), "disabled".into());
+            }
             // Logs cost time; the benchmark keeps warnings only.
             env.insert("RUST_LOG".into(), "warn".into());
             function_config.environment = env;
