@@ -56,3 +56,7 @@ deploy ENV: lambda
 # What CI runs.
 ci:
     bash .ci/run
+
+# Benchmarks on the local stack: latency, throughput, DynamoDB ops, cost, cold start (see integration-tests/BENCHMARKS.md).
+bench *ARGS:
+    cargo run --release -p tunnel-integration-tests --bin bench -- {{ARGS}}
