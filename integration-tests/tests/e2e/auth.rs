@@ -36,14 +36,14 @@ fn with_token(stack: &Stack, target: &str, token: Option<String>) -> anyhow::Res
 async fn next_established(
     events: &mut tokio::sync::broadcast::Receiver<Event>,
 ) -> anyhow::Result<agent::ConnectionEstablished> {
-    Ok(tokio::time::timeout(PATIENCE, async {
+    tokio::time::timeout(PATIENCE, async {
         loop {
             if let Event::Connected(established) = events.recv().await? {
                 return anyhow::Ok(established);
             }
         }
     })
-    .await??)
+    .await?
 }
 
 async fn delete_connection(stack: &Stack, connection_id: &str) -> anyhow::Result<()> {
@@ -89,8 +89,7 @@ async fn a_connection_without_a_valid_token_is_refused_with_401() -> anyhow::Res
     let service = LocalService::start("nobody").await?;
     let err = Tunnel::start(with_token(stack, &service.port(), None)?)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains("401"), "{err}");
     Ok(())
 }
