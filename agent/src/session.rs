@@ -1,7 +1,7 @@
 //! One WebSocket connection at a time, and the loop that reconnects.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -114,6 +114,28 @@ pub(crate) async fn supervise(
     }
 }
 
+/// The TLS client configuration for `wss://` endpoints, built once.
+///
+/// The crypto provider is named explicitly rather than left to rustls: when
+/// a build enables both `ring` and `aws-lc-rs` (feature unification does),
+/// rustls cannot pick a process default and panics on first use.
+fn tls_connector() -> tokio_tungstenite::Connector {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the aws-lc-rs provider supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    tokio_tungstenite::Connector::Rustls(Arc::clone(config))
+}
+
 /// Opens the WebSocket with the handshake headers.
 async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
     let lost = |reason: String| End::Lost {
@@ -148,7 +170,12 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
         .max_frame_size(Some(4 * MAX_MESSAGE_BYTES));
-    let handshake = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    let handshake = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config),
+        true,
+        Some(tls_connector()),
+    );
     match tokio::time::timeout(config.connect_timeout, handshake).await {
         Err(_) => Err(lost(format!(
             "no answer from {} within {}",
