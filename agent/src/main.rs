@@ -7,7 +7,7 @@ use std::time::Duration;
 use agent::console::Console;
 use agent::{Agent, AgentError, Config, Endpoint, Event, HostHeader, Target};
 use anyhow::Context as _;
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str =
     "Expose a local HTTP service at a public HTTPS URL through your self-hosted serverless tunnel.";
@@ -42,17 +42,33 @@ Examples:
 Exit codes: 0 stopped with Ctrl-C, 1 the server rejected the token or the
 agent failed, 2 invalid command line.";
 
+// `tunnel <target>` runs the agent; `tunnel token …` is for operators. A
+// subcommand name is never a valid target (a port or a URL), so the two
+// forms cannot be confused.
 #[derive(Debug, Parser)]
-#[command(name = "tunnel", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+#[command(
+    name = "tunnel",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    subcommand_value_name = "COMMAND"
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Local service: a port (3000 = http://127.0.0.1:3000) or a URL
     /// (http://localhost:8080, https://127.0.0.1:8443)
-    #[arg(env = "TUNNEL_TARGET", value_name = "PORT|URL", value_parser = parse_target)]
-    target: Target,
+    // Optional only for clap: required unless a subcommand is given.
+    #[arg(env = "TUNNEL_TARGET", value_name = "PORT|URL", value_parser = parse_target, required = true)]
+    target: Option<Target>,
 
     /// Tunnel server WebSocket URL, e.g. wss://abc123.execute-api.eu-west-1.amazonaws.com/prod
-    #[arg(long, env = "TUNNEL_ENDPOINT", value_name = "WSS_URL", value_parser = parse_endpoint)]
-    endpoint: Endpoint,
+    #[arg(long, env = "TUNNEL_ENDPOINT", value_name = "WSS_URL", value_parser = parse_endpoint, required = true)]
+    endpoint: Option<Endpoint>,
 
     /// Auth token, sent as `Authorization: Bearer <token>` when connecting
     /// (never printed)
@@ -94,6 +110,12 @@ struct Cli {
     quiet: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(about = token_cmd::ABOUT, after_help = token_cmd::EXAMPLES)]
+    Token(token_cmd::TokenArgs),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
@@ -115,10 +137,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 mod token_cmd;
 
 fn main() -> ExitCode {
-    // `tunnel token …` (operators) beside `tunnel <target>`: dispatched first
-    // so a bare-word target can never be mistaken for it.
-    if std::env::args().nth(1).as_deref() == Some("token") {
-        let args = std::iter::once("tunnel token".to_string()).chain(std::env::args().skip(2));
+    let mut cli = Cli::parse();
+    if let Some(Command::Token(args)) = cli.command.take() {
         return match token_cmd::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -127,7 +147,15 @@ fn main() -> ExitCode {
             }
         };
     }
-    let cli = Cli::parse();
+    let (Some(target), Some(endpoint)) = (cli.target.take(), cli.endpoint.take()) else {
+        // Clap requires both when there is no subcommand.
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the target and --endpoint are required",
+            )
+            .exit()
+    };
     // The local offset can only be read safely before any thread starts.
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&cli);
@@ -138,7 +166,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, offset)) {
+    match runtime.block_on(run(cli, target, endpoint, offset)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -179,7 +207,12 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
+async fn run(
+    cli: Cli,
+    target: Target,
+    endpoint: Endpoint,
+    offset: time::UtcOffset,
+) -> anyhow::Result<()> {
     if cli.timeout > protocol::limits::MAX_REQUEST_TIMEOUT {
         tracing::warn!(
             "--timeout {:?} is longer than the tunnel waits ({:?}): visitors will get 504 first",
@@ -188,8 +221,8 @@ async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
         );
     }
     let mut config =
-        Config::new(cli.endpoint.as_str(), cli.target.base()).context("invalid configuration")?;
-    config.target = cli.target.clone();
+        Config::new(endpoint.as_str(), target.base()).context("invalid configuration")?;
+    config.target = target.clone();
     config.token = cli.token.filter(|t| !t.is_empty()).map(agent::Token::new);
     config.host_header = cli
         .host_header
@@ -197,7 +230,7 @@ async fn run(cli: Cli, offset: time::UtcOffset) -> anyhow::Result<()> {
         .unwrap_or(HostHeader::Rewrite);
     config.request_timeout = cli.timeout;
 
-    let mut console = Console::new(cli.target.base(), offset);
+    let mut console = Console::new(target.base(), offset);
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
     let mut handle = Agent::start(config);
     let mut interrupts = 0u32;
@@ -331,10 +364,36 @@ mod tests {
             "-vv",
         ])
         .unwrap();
-        assert_eq!(cli.target.base(), "http://127.0.0.1:3000");
+        assert_eq!(cli.target.unwrap().base(), "http://127.0.0.1:3000");
         assert_eq!(cli.timeout, Duration::from_secs(30));
         assert_eq!(cli.verbose, 2);
         assert_eq!(cli.host_header, "preserve");
+    }
+
+    #[test]
+    fn token_is_a_subcommand_and_needs_no_target_or_endpoint() {
+        let cli = Cli::try_parse_from([
+            "tunnel",
+            "token",
+            "issue",
+            "--secret-env",
+            "S",
+            "--user",
+            "alice",
+            "--expires",
+            "30d",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Token(_))));
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("token"), "{help}");
+        // Without a subcommand the target and endpoint are still required.
+        let err = Cli::try_parse_from(["tunnel", "--endpoint", "wss://x/p"]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "{err}"
+        );
     }
 
     #[test]

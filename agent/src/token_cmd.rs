@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::token::{SecretSource, issue, load_secret, now_secs, parse_validity};
-use clap::{ArgGroup, Parser, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 
-const ABOUT: &str = "Agent tokens for your tunnel (operators).";
+pub const ABOUT: &str = "Mint agent tokens for your tunnel (operators)";
 
-const EXAMPLES: &str = "\
+pub const EXAMPLES: &str = "\
 Examples:
   # The secret lives in SSM (terraform output auth_secret_parameter)
   export TUNNEL_AUTH_SECRET=\"$(aws ssm get-parameter --with-decryption \\
@@ -19,9 +19,9 @@ Examples:
 The token is printed on stdout and nothing else; give it to the user, who
 passes it with --token or TUNNEL_TOKEN.";
 
-#[derive(Debug, Parser)]
-#[command(name = "tunnel token", about = ABOUT, after_help = EXAMPLES)]
-pub struct TokenCli {
+/// `tunnel token …`; `about` and examples are set where it is mounted.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
     #[command(subcommand)]
     command: TokenCommand,
 }
@@ -49,10 +49,9 @@ enum TokenCommand {
     },
 }
 
-/// Runs `tunnel token …` (`args` starts with the program name).
-pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
-    let cli = TokenCli::parse_from(args);
-    match cli.command {
+/// Runs `tunnel token …`.
+pub fn run(args: TokenArgs) -> anyhow::Result<()> {
+    match args.command {
         TokenCommand::Issue {
             secret_env,
             secret_file,
@@ -76,7 +75,14 @@ pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory as _;
+    use clap::{CommandFactory as _, Parser};
+
+    /// The subcommand on its own, as `tunnel token` mounts it.
+    #[derive(Debug, Parser)]
+    struct TokenCli {
+        #[command(flatten)]
+        args: TokenArgs,
+    }
 
     #[test]
     fn cli_is_consistent() {

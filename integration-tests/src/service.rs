@@ -10,6 +10,7 @@
 //! | `/redirect` | 302 `Location: /elsewhere?x=1` |
 //! | `/cookies` | 200 with three `Set-Cookie` and a repeated `x-multi` |
 //! | `/binary` | 200 `application/octet-stream`, the request body back (or 0..=255) |
+//! | `/empty` | 200 with a zero-length body |
 //! | `/status/{code}` | that status, body `status {code}` |
 //! | anything else | 200 JSON echo: method, uri, headers, body (base64) |
 //!
@@ -230,6 +231,10 @@ async fn answer(state: State, request: Request) -> Response<Body> {
             HeaderValue::from_static("application/octet-stream"),
         );
         response
+    } else if path == "/empty" {
+        // A 200 with a zero-length body (not a 204: the body must be absent
+        // by content, not by status).
+        Response::new(Body::empty())
     } else if path == "/gzip" {
         let mut response = Response::new(Body::from(Bytes::from_static(GZIP_HELLO)));
         let headers = response.headers_mut();

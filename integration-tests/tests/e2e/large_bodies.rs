@@ -42,7 +42,17 @@ async fn large_binary_bodies_pass_both_ways_byte_for_byte() -> anyhow::Result<()
         let seen = service.next_request(WAIT).await.expect("seen");
         assert!(seen.body == body.as_slice(), "{len} bytes: request differs");
     }
-    // Empty: the service answers its 256-byte sample.
+    // 0 B both ways: an empty request body reaches the service empty, and an
+    // empty 200 comes back empty (no chunk, no stray bytes).
+    let response = client
+        .post(format!("{}/empty", tunnel.public_url()))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await?.len(), 0);
+    let seen = service.next_request(WAIT).await.expect("seen");
+    assert_eq!((seen.uri.as_str(), seen.body.len()), ("/empty", 0));
+    // Empty request, non-empty response: the service answers its 256-byte sample.
     let response = client
         .post(format!("{}/binary", tunnel.public_url()))
         .send()
