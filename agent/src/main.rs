@@ -343,7 +343,6 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory as _;
 
     #[test]
     fn cli_is_consistent() {
