@@ -332,6 +332,26 @@ mod tests {
         assert!(matches!(empty, AuthInitError::Empty { .. }), "{empty}");
     }
 
+    #[tokio::test]
+    async fn each_mode_says_at_init_how_agents_are_checked() {
+        use crate::testing::capture_logs;
+        // Off is a warning an operator sees at every cold start.
+        let (_, logs) = capture_logs(Auth::resolve(&AuthSettings::Disabled, no_fetch)).await;
+        assert!(
+            logs.contains("WARN") && logs.contains("authentication is OFF (AUTH_MODE=disabled)"),
+            "{logs}"
+        );
+        let (_, logs) = capture_logs(Auth::resolve(&AuthSettings::Missing, no_fetch)).await;
+        assert!(
+            logs.contains("ERROR") && logs.contains("every connection will be refused"),
+            "{logs}"
+        );
+        let (_, logs) =
+            capture_logs(Auth::resolve(&AuthSettings::Secret(secret()), no_fetch)).await;
+        assert!(logs.contains("agent tokens required"), "{logs}");
+        assert!(!logs.contains(SECRET) && !logs.contains("OFF"), "{logs}");
+    }
+
     fn token(claims: &Claims) -> String {
         protocol::auth::mint(&secret(), claims)
     }
