@@ -12,6 +12,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
+use protocol::limits::{BODY_CHUNK_BYTES, MAX_MESSAGE_BYTES};
 use serde::Serialize;
 
 /// HTTP API: dollars per request (first 300 million a month).
@@ -161,10 +162,42 @@ impl CostPerMillion {
     }
 }
 
-/// The agent's answer for a body of `n` bytes: base64 plus JSON around it.
+/// JSON around a response's body (status, headers, ids), estimated.
+const RESPONSE_ENVELOPE_BYTES: usize = 512;
+/// JSON around a `body_chunk`'s data (type, request id, index), estimated.
+const CHUNK_ENVELOPE_BYTES: usize = 128;
+
+/// The agent's answer for a body of `n` bytes sent whole: base64 plus JSON
+/// around it.
 pub fn estimated_response_message_bytes(body_bytes: usize) -> usize {
-    const ENVELOPE: usize = 512;
-    body_bytes.div_ceil(3) * 4 + ENVELOPE
+    body_bytes.div_ceil(3) * 4 + RESPONSE_ENVELOPE_BYTES
+}
+
+/// The sizes of the messages the agent sends for a body of `n` bytes, as it
+/// sends them: one message when it fits in 128 KB, else a head without body
+/// plus one `body_chunk` per [`BODY_CHUNK_BYTES`] (each its own `$default`
+/// invocation, metered separately).
+pub fn estimated_response_messages(body_bytes: usize) -> Vec<usize> {
+    let whole = estimated_response_message_bytes(body_bytes);
+    if whole < MAX_MESSAGE_BYTES {
+        return vec![whole];
+    }
+    let mut messages = vec![RESPONSE_ENVELOPE_BYTES];
+    let mut left = body_bytes;
+    while left > 0 {
+        let n = left.min(BODY_CHUNK_BYTES);
+        messages.push(n.div_ceil(3) * 4 + CHUNK_ENVELOPE_BYTES);
+        left -= n;
+    }
+    messages
+}
+
+/// WebSocket messages as API Gateway meters them (32 KB increments).
+pub fn metered_messages(sizes: &[usize]) -> usize {
+    sizes
+        .iter()
+        .map(|s| s.div_ceil(WEBSOCKET_METERING_BYTES).max(1))
+        .sum()
 }
 
 #[cfg(test)]
@@ -180,6 +213,24 @@ mod tests {
         let (sizes, source) = memory_sizes(&crate::paths::workspace_root());
         assert!(source.starts_with("defaults in"), "{source}");
         assert_eq!(sizes.len(), 4);
+    }
+
+    #[test]
+    fn large_responses_are_metered_per_chunk_message() {
+        // 1 KB: one message, one 32 KB unit.
+        assert_eq!(estimated_response_messages(1024).len(), 1);
+        assert_eq!(metered_messages(&estimated_response_messages(1024)), 1);
+        // 1 MB: a head plus ceil(1 MiB / chunk) chunks, each just under
+        // 128 KB (4 units), the last one smaller.
+        let sizes = estimated_response_messages(1 << 20);
+        let chunks = (1usize << 20).div_ceil(BODY_CHUNK_BYTES);
+        assert_eq!(sizes.len(), 1 + chunks);
+        assert!(sizes.iter().all(|&s| s <= MAX_MESSAGE_BYTES), "{sizes:?}");
+        let units = metered_messages(&sizes);
+        assert!(
+            units > 4 * (chunks - 1) && units <= 1 + 4 * chunks,
+            "{units}"
+        );
     }
 
     #[test]

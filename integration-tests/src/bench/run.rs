@@ -634,9 +634,10 @@ fn per_request(
     let messages_out = post.map_or(0.0, |p| p.calls as f64 / n);
     let metered_out = post.map_or(0.0, |p| p.metered_messages as f64 / n);
     let response_invocations = invocations(manifest::RESPONSE.name);
-    let metered_in_each = cost::estimated_response_message_bytes(size)
-        .div_ceil(cost::WEBSOCKET_METERING_BYTES)
-        .max(1) as f64;
+    // The agent's messages for one response (measured invocations carry
+    // them; their sizes are estimated from the protocol's chunking).
+    let messages = cost::estimated_response_messages(size);
+    let metered_in_per_message = cost::metered_messages(&messages) as f64 / messages.len() as f64;
     let response_spans = response_spans(records, stack.prefix());
     let response_ms = Summary::of(&response_spans).map(|s| s.mean_ms);
     let usage = Usage {
@@ -653,7 +654,7 @@ fn per_request(
         messages_out,
         metered_messages_out: metered_out,
         messages_in: response_invocations,
-        metered_messages_in: response_invocations * metered_in_each,
+        metered_messages_in: response_invocations * metered_in_per_message,
         read_units,
         write_units,
     };
