@@ -357,7 +357,7 @@ fn account(
                 .unwrap_or_else(|| "(no X-Amz-Target)".into());
             let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let response: Value = serde_json::from_slice(response_body).unwrap_or(Value::Null);
-            let table = request["TableName"].as_str().unwrap_or("");
+            let table = table_of(&request);
             let (prefix, role) = table.rsplit_once('-').unwrap_or(("", table));
             if let Some(units) = response["ConsumedCapacity"]["CapacityUnits"].as_f64() {
                 stats_delta.reported_units = units;
@@ -440,6 +440,18 @@ fn read_units(bytes: usize, consistent: bool) -> f64 {
 
 /// DynamoDB's rules applied to the sizes on the wire; `sizes` remembers the
 /// last size of each item (by table and key) for updates and deletes.
+/// The table a DynamoDB request is about: `TableName`, or for the batch
+/// operations (which have none) the first table of `RequestItems` (the
+/// handlers' batches each touch one table).
+fn table_of(request: &Value) -> &str {
+    request["TableName"].as_str().unwrap_or_else(|| {
+        request["RequestItems"]
+            .as_object()
+            .and_then(|tables| tables.keys().next())
+            .map_or("", String::as_str)
+    })
+}
+
 pub fn estimate_units(
     operation: &str,
     table: &str,
@@ -651,6 +663,13 @@ mod tests {
         assert!(sizes.is_empty());
 
         let batch = json!({"RequestItems": {"p-pending": {"ConsistentRead": true}}});
+        // Batches name their table inside RequestItems: still one stack's.
+        assert_eq!(table_of(&batch), "p-pending");
+        assert_eq!(
+            table_of(&json!({"TableName": "p-connections"})),
+            "p-connections"
+        );
+        assert_eq!(table_of(&json!({})), "");
         let got = json!({"Responses": {"p-pending": [
             {"requestId": {"S": "c1"}, "data": {"S": "z".repeat(5000)}},
             {"requestId": {"S": "c2"}},
