@@ -240,11 +240,7 @@ impl Stack {
             function_config.concurrency = config.concurrency;
             emulator_config.functions.push(function_config);
         }
-        let routes = &mut emulator_config.websocket.routes;
-        routes.insert("$connect".into(), manifest::CONNECT.name.into());
-        routes.insert("$disconnect".into(), manifest::DISCONNECT.name.into());
-        routes.insert("$default".into(), manifest::RESPONSE.name.into());
-        emulator_config.http = Some(HttpConfig::new(manifest::FORWARDING.name));
+        wire_routes(&mut emulator_config);
 
         let (sink, captured, log_task) = match config.logs {
             Logs::Stderr => (LogSink::Stderr, None, None),
@@ -419,6 +415,17 @@ impl Drop for Stack {
             }
         }
     }
+}
+
+/// The routes Terraform wires (`handlers::manifest` `Function::routes`): the
+/// WebSocket API's `$connect`, `$disconnect` and `$default`, and the HTTP
+/// API's catch-all. Shared with the benchmark stack.
+pub(crate) fn wire_routes(emulator_config: &mut emulator::Config) {
+    let routes = &mut emulator_config.websocket.routes;
+    routes.insert("$connect".into(), manifest::CONNECT.name.into());
+    routes.insert("$disconnect".into(), manifest::DISCONNECT.name.into());
+    routes.insert("$default".into(), manifest::RESPONSE.name.into());
+    emulator_config.http = Some(HttpConfig::new(manifest::FORWARDING.name));
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ const CHUNK_ENVELOPE_BYTES: usize = 128;
 
 /// The agent's answer for a body of `n` bytes sent whole: base64 plus JSON
 /// around it.
-pub fn estimated_response_message_bytes(body_bytes: usize) -> usize {
+fn estimated_response_message_bytes(body_bytes: usize) -> usize {
     body_bytes.div_ceil(3) * 4 + RESPONSE_ENVELOPE_BYTES
 }
 

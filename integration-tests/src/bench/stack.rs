@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use emulator::{Emulator, FunctionConfig, HttpConfig, LogSink};
+use emulator::{Emulator, FunctionConfig, LogSink};
 use handlers::manifest::{self, FUNCTIONS};
 
 use crate::{
@@ -92,11 +92,7 @@ impl BenchStack {
             }
             emulator_config.functions.push(function_config);
         }
-        let routes = &mut emulator_config.websocket.routes;
-        routes.insert("$connect".into(), manifest::CONNECT.name.into());
-        routes.insert("$disconnect".into(), manifest::DISCONNECT.name.into());
-        routes.insert("$default".into(), manifest::RESPONSE.name.into());
-        emulator_config.http = Some(HttpConfig::new(manifest::FORWARDING.name));
+        crate::stack::wire_routes(&mut emulator_config);
 
         let emulator = Emulator::builder(emulator_config)
             .log_sink(config.log_sink.clone())
