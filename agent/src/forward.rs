@@ -16,27 +16,12 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use protocol::chunk::ChunkedBody;
-use protocol::limits::{MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
-use protocol::{
-    ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message, ProtocolError,
-};
+use protocol::headers::HopByHop;
+use protocol::limits::MAX_BODY_BYTES;
+use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
 use tokio::time::Instant;
 
 use crate::config::{Config, HostHeader, Target};
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// What happened to one request, for the console (no bodies, no query values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,10 +101,10 @@ impl Forwarder {
         };
         let elapsed = started.elapsed();
         let (messages, outcome) = match result {
-            Ok(mut response) => {
+            Ok((mut response, body)) => {
                 response.processing_time_ms = elapsed.as_millis() as u64;
                 let status = response.status_code;
-                match response_messages(response) {
+                match protocol::chunk::to_messages(response, &body) {
                     Ok(messages) => (messages, RequestOutcome::Status(status)),
                     Err(e) => failure_messages(
                         &request_id,
@@ -139,7 +124,8 @@ impl Forwarder {
         (messages, log)
     }
 
-    async fn exchange(&self, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    /// The local service's response (without body) and its body.
+    async fn exchange(&self, req: HttpRequest) -> Result<(HttpResponse, Vec<u8>), Failure> {
         let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| {
             Failure::new(
                 ErrorCode::InvalidRequest,
@@ -187,18 +173,22 @@ impl Forwarder {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(http_response(
-            req.request_id,
-            status_code,
-            headers,
-            protocol::encode_body(&body),
+        Ok((
+            http_response(req.request_id, status_code, headers, String::new()),
+            body,
         ))
     }
 
     /// The visitor's headers minus hop-by-hop ones, with `Host` and the
     /// `X-Forwarded-*` headers set.
     fn request_headers(&self, incoming: &Headers) -> HeaderMap {
-        let dropped = connection_named(incoming.get("connection").into_iter().flatten());
+        let hop_by_hop = HopByHop::from_connection(
+            incoming
+                .get("connection")
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
         let mut out = HeaderMap::new();
         let mut original_host = None;
         for (name, values) in incoming {
@@ -207,7 +197,7 @@ impl Forwarder {
                 original_host = values.first().cloned();
                 continue;
             }
-            if lower == "content-length" || is_hop_by_hop(&lower, &dropped) {
+            if lower == "content-length" || hop_by_hop.contains(&lower) {
                 continue;
             }
             let Ok(name) = HeaderName::from_bytes(lower.as_bytes()) else {
@@ -334,33 +324,6 @@ fn failure_messages(request_id: &str, failure: Failure) -> (Vec<String>, Request
     (vec![json], outcome)
 }
 
-/// The messages that carry `response`: itself if it fits in one message,
-/// else a head without body plus `body_chunk`s.
-fn response_messages(mut response: HttpResponse) -> Result<Vec<String>, ProtocolError> {
-    if response.body.len() < MAX_MESSAGE_BYTES {
-        match Message::HttpResponse(response.clone()).to_json() {
-            Ok(json) => return Ok(vec![json]),
-            Err(ProtocolError::TooLarge { .. }) if !response.body.is_empty() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let body = protocol::decode_body(&response.body).map_err(|_| ProtocolError::TooLarge {
-        size: response.body.len(),
-    })?;
-    response.body = String::new();
-    response.body_chunks = Some(
-        ChunkedBody::for_length(body.len())
-            .map_err(|_| ProtocolError::TooLarge { size: body.len() })?,
-    );
-    let chunks = protocol::chunk::split(&response.request_id, &body);
-    let mut messages = Vec::with_capacity(chunks.len() + 1);
-    messages.push(Message::HttpResponse(response).to_json()?);
-    for chunk in chunks {
-        messages.push(Message::BodyChunk(chunk).to_json()?);
-    }
-    Ok(messages)
-}
-
 fn failure_json(request_id: &str, failure: Failure) -> (String, RequestOutcome) {
     let json = error_json(Some(request_id), failure.code, &failure.message);
     (
@@ -385,14 +348,14 @@ pub(crate) fn error_json(request_id: Option<&str>, code: ErrorCode, message: &st
 
 /// The local service's headers minus hop-by-hop ones; repeats kept in order.
 fn response_headers(map: &HeaderMap) -> Headers {
-    let dropped = connection_named(
+    let hop_by_hop = HopByHop::from_connection(
         map.get_all(http::header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
     let mut out = Headers::new();
     for (name, value) in map {
-        if is_hop_by_hop(name.as_str(), &dropped) {
+        if hop_by_hop.contains(name.as_str()) {
             continue;
         }
         out.entry(name.as_str().to_owned())
@@ -400,24 +363,6 @@ fn response_headers(map: &HeaderMap) -> Headers {
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     out
-}
-
-/// Header names listed in `Connection` (lowercase).
-fn connection_named<'a>(values: impl IntoIterator<Item = impl AsRef<str> + 'a>) -> Vec<String> {
-    values
-        .into_iter()
-        .flat_map(|v| {
-            v.as_ref()
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn is_hop_by_hop(lower: &str, connection_named: &[String]) -> bool {
-    HOP_BY_HOP.contains(&lower) || connection_named.iter().any(|n| n == lower)
 }
 
 /// The path for the console: query values can carry secrets, so a query

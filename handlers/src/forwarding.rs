@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use http::HeaderMap;
-use protocol::chunk::ChunkedBody;
+use protocol::headers::HopByHop;
 use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
-use protocol::{Headers, HttpRequest, HttpResponse, Message, ProtocolError};
+use protocol::{Headers, HttpRequest, HttpResponse, ProtocolError};
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -65,23 +65,6 @@ impl HttpApiResponse {
             is_base64_encoded: false,
         }
     }
-}
-
-/// Connection-level headers that must not be forwarded in either direction
-/// (RFC 9110 §7.6.1), plus `content-length`, which API Gateway and the agent's
-/// HTTP stack compute from the actual body.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "trailer"
-            | "trailers"
-    ) || name.starts_with("proxy-")
 }
 
 /// Where a request goes.
@@ -164,10 +147,17 @@ fn host_without_port(host: &str) -> String {
 /// hop-by-hop ones, values as received (the HTTP API has already joined
 /// repeats with commas), and `cookie` rebuilt from `cookies[]`.
 pub fn request_headers(headers: &HeaderMap, cookies: Option<&[String]>) -> Headers {
+    let hop_by_hop = HopByHop::from_connection(
+        headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let mut out = Headers::new();
     for (name, value) in headers {
         let name = name.as_str();
-        if is_hop_by_hop(name) || (name == "cookie" && cookies.is_some_and(|c| !c.is_empty())) {
+        if hop_by_hop.contains(name) || (name == "cookie" && cookies.is_some_and(|c| !c.is_empty()))
+        {
             continue;
         }
         out.entry(name.to_string())
@@ -206,11 +196,18 @@ pub fn to_api_response(response: &HttpResponse) -> Result<HttpApiResponse, MapEr
     if !(100..=599).contains(&response.status_code) {
         return Err(MapError::Status(response.status_code));
     }
+    let hop_by_hop = HopByHop::from_connection(
+        response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, values)| values.iter().map(String::as_str)),
+    );
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies = Vec::new();
     for (name, values) in &response.headers {
         let name = name.to_ascii_lowercase();
-        if is_hop_by_hop(&name) || name == "content-length" {
+        if hop_by_hop.contains(&name) || name == "content-length" {
             continue;
         }
         if name == "set-cookie" {
@@ -337,7 +334,7 @@ where
         timestamp: crate::now_millis(),
         body_chunks: None,
     };
-    let messages = match request_messages(request, &body) {
+    let messages = match protocol::chunk::to_messages(request, &body) {
         Ok(messages) => messages,
         Err(ProtocolError::TooLarge { size }) => {
             info!(
@@ -472,30 +469,6 @@ pub fn too_large_text(len: usize) -> String {
     )
 }
 
-/// The messages that carry `request`: itself if it fits in one message,
-/// else a head without body plus `body_chunk`s. Every one is checked against
-/// the message limit before anything is posted.
-fn request_messages(mut request: HttpRequest, body: &[u8]) -> Result<Vec<String>, ProtocolError> {
-    if protocol::body::encoded_len(body.len()) < protocol::limits::MAX_MESSAGE_BYTES {
-        request.body = protocol::encode_body(body);
-        match Message::HttpRequest(request.clone()).to_json() {
-            Ok(json) => return Ok(vec![json]),
-            Err(ProtocolError::TooLarge { .. }) if !body.is_empty() => request.body.clear(),
-            Err(e) => return Err(e),
-        }
-    }
-    let head = ChunkedBody::for_length(body.len())
-        .map_err(|_| ProtocolError::TooLarge { size: body.len() })?;
-    request.body_chunks = Some(head);
-    let chunks = protocol::chunk::split(&request.request_id, body);
-    let mut messages = Vec::with_capacity(chunks.len() + 1);
-    messages.push(Message::HttpRequest(request).to_json()?);
-    for chunk in chunks {
-        messages.push(Message::BodyChunk(chunk).to_json()?);
-    }
-    Ok(messages)
-}
-
 /// A completed response whose body came in chunks, with its body assembled
 /// from the chunk items; any other response as it is.
 async fn with_body<S: ChunkStore + Sync>(
@@ -619,6 +592,7 @@ mod tests {
     use super::*;
     use crate::manifest;
     use crate::testing::{Fail, Fake, Post, forwarding_config, http_event};
+    use protocol::{ChunkedBody, Message};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const SUB: &str = "abc123def456";
@@ -712,22 +686,6 @@ mod tests {
             uri: u.into(),
         });
         assert_eq!(got, expected);
-    }
-
-    #[rstest]
-    #[case("connection", true)]
-    #[case("Keep-Alive", true)]
-    #[case("transfer-encoding", true)]
-    #[case("upgrade", true)]
-    #[case("te", true)]
-    #[case("trailer", true)]
-    #[case("proxy-authorization", true)]
-    #[case("Proxy-Connection", true)]
-    #[case("content-type", false)]
-    #[case("cookie", false)]
-    #[case("authorization", false)]
-    fn hop_by_hop(#[case] name: &str, #[case] expected: bool) {
-        assert_eq!(is_hop_by_hop(name), expected);
     }
 
     #[rstest]

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS};
+use crate::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_MESSAGE_BYTES};
+use crate::{Message, ProtocolError};
 
 /// On a head: the body follows in `count` `body_chunk` messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +109,46 @@ impl BodyChunk {
         }
         crate::decode_body(&self.data).map_err(|_| ChunkError::Base64 { index: self.index })
     }
+}
+
+/// `http_request` and `http_response`: the messages that carry a body.
+pub trait CarriesBody {
+    /// Puts the body in: base64 inline (`chunks` none), or empty with the
+    /// head of the chunks that follow.
+    fn set_body(&mut self, base64: String, chunks: Option<ChunkedBody>);
+    fn request_id(&self) -> &str;
+    /// The message's JSON (tagged as [`crate::Message`] tags it), refused
+    /// above [`MAX_MESSAGE_BYTES`].
+    fn to_json(&self) -> Result<String, ProtocolError>;
+}
+
+/// The one rule for sending a body, used by forwarding (requests) and the
+/// agent (responses): the whole message if it fits in one WebSocket message,
+/// else the message without body, with `body_chunks`, followed by its
+/// `body_chunk`s in order. Every message is built and checked against the
+/// limit before any is sent, so nothing goes out half.
+pub fn to_messages<T: CarriesBody>(
+    mut payload: T,
+    body: &[u8],
+) -> Result<Vec<String>, ProtocolError> {
+    if crate::body::encoded_len(body.len()) < MAX_MESSAGE_BYTES {
+        payload.set_body(crate::encode_body(body), None);
+        match payload.to_json() {
+            Ok(json) => return Ok(vec![json]),
+            // The headers took the room: the body goes in chunks instead.
+            Err(ProtocolError::TooLarge { .. }) if !body.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let head = ChunkedBody::for_length(body.len())
+        .map_err(|_| ProtocolError::TooLarge { size: body.len() })?;
+    payload.set_body(String::new(), Some(head));
+    let mut messages = Vec::with_capacity(head.count as usize + 1);
+    messages.push(payload.to_json()?);
+    for chunk in split(payload.request_id(), body) {
+        messages.push(Message::BodyChunk(chunk).to_json()?);
+    }
+    Ok(messages)
 }
 
 /// Splits `body` into the chunk messages' payloads, in order.
@@ -237,8 +278,7 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-    use crate::limits::MAX_MESSAGE_BYTES;
-    use crate::{Message, encode_body};
+    use crate::encode_body;
 
     fn body(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -360,6 +400,88 @@ mod tests {
                 .set_head(ChunkedBody::for_length(10).unwrap())
                 .is_err()
         );
+    }
+
+    fn request(headers: crate::Headers) -> crate::HttpRequest {
+        crate::HttpRequest {
+            request_id: "r".into(),
+            method: "POST".into(),
+            uri: "/".into(),
+            headers,
+            body: String::new(),
+            timestamp: 1,
+            body_chunks: None,
+        }
+    }
+
+    /// Sends `body` through [`to_messages`] and reads it back as a receiver
+    /// would; returns the number of messages.
+    fn round_trip(headers: crate::Headers, bytes: &[u8]) -> usize {
+        let messages = to_messages(request(headers), bytes).unwrap();
+        let mut parsed = messages.iter().map(|m| {
+            assert!(m.len() <= MAX_MESSAGE_BYTES, "{}", m.len());
+            Message::from_json(m).unwrap()
+        });
+        let Some(Message::HttpRequest(head)) = parsed.next() else {
+            panic!("the first message is not the request");
+        };
+        match head.body_chunks {
+            None => {
+                assert_eq!(messages.len(), 1);
+                assert_eq!(crate::decode_body(&head.body).unwrap(), bytes);
+            }
+            Some(chunks) => {
+                assert!(head.body.is_empty());
+                let mut r = Reassembly::new();
+                r.set_head(chunks).unwrap();
+                for m in parsed {
+                    let Message::BodyChunk(c) = m else {
+                        panic!("not a chunk: {m:?}")
+                    };
+                    r.insert(&c).unwrap();
+                }
+                assert_eq!(r.into_body().unwrap(), bytes);
+            }
+        }
+        messages.len()
+    }
+
+    #[rstest]
+    #[case::empty(0, 0, 1)]
+    #[case::small(1000, 0, 1)]
+    #[case::largest_inline(MAX_MESSAGE_BYTES / 4 * 3 - 300, 0, 1)]
+    #[case::just_over(MAX_MESSAGE_BYTES / 4 * 3, 0, 3)]
+    #[case::headers_take_the_room(60_000, 80_000, 2)]
+    #[case::one_megabyte(1_000_000, 0, 12)]
+    #[case::the_ceiling(MAX_BODY_BYTES, 0, MAX_BODY_CHUNKS + 1)]
+    fn to_messages_inlines_what_fits_and_chunks_the_rest(
+        #[case] len: usize,
+        #[case] header_bytes: usize,
+        #[case] expected_messages: usize,
+    ) {
+        let mut headers = crate::Headers::new();
+        if header_bytes > 0 {
+            headers.insert("x-big".into(), vec!["h".repeat(header_bytes)]);
+        }
+        assert_eq!(round_trip(headers, &body(len)), expected_messages);
+    }
+
+    #[test]
+    fn to_messages_refuses_what_no_message_can_carry() {
+        assert!(matches!(
+            to_messages(request(Default::default()), &body(MAX_BODY_BYTES + 1)),
+            Err(ProtocolError::TooLarge { size }) if size == MAX_BODY_BYTES + 1
+        ));
+        let mut headers = crate::Headers::new();
+        headers.insert("x-big".into(), vec!["h".repeat(MAX_MESSAGE_BYTES)]);
+        assert!(matches!(
+            to_messages(request(headers.clone()), b""),
+            Err(ProtocolError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            to_messages(request(headers), b"body"),
+            Err(ProtocolError::TooLarge { .. })
+        ));
     }
 
     #[test]

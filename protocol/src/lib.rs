@@ -8,7 +8,9 @@
 //! - [`limits`]: the AWS limits and timeouts the protocol lives within.
 //! - [`ids`]: subdomain and request id generation and validation.
 //! - [`body`]: base64 body encoding.
-//! - [`chunk`]: bodies larger than one message, as a head plus `body_chunk`s.
+//! - [`chunk`]: bodies larger than one message, as a head plus `body_chunk`s,
+//!   and [`chunk::to_messages`], the one rule for putting a body on the wire.
+//! - [`headers`]: the hop-by-hop rule, which headers never cross the tunnel.
 //! - [`auth`]: agent tokens (JWT HS256: mint, verify) and resume tokens.
 //!
 //! # Compatibility
@@ -20,12 +22,13 @@
 pub mod auth;
 pub mod body;
 pub mod chunk;
+pub mod headers;
 pub mod ids;
 pub mod limits;
 mod message;
 
 pub use body::{decode_body, encode_body};
-pub use chunk::{BodyChunk, ChunkedBody};
+pub use chunk::{BodyChunk, CarriesBody, ChunkedBody};
 pub use ids::{generate_request_id, generate_subdomain, is_valid_subdomain};
 pub use message::{
     ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{BodyChunk, ChunkedBody};
+use crate::chunk::{BodyChunk, CarriesBody, ChunkedBody};
 use crate::limits::MAX_MESSAGE_BYTES;
 
 /// Header name → every value, in the order received. Names are lowercase on
@@ -153,6 +153,50 @@ pub enum ProtocolError {
     TooLarge { size: usize },
 }
 
+/// A message JSON, refused above the WebSocket message limit.
+fn within_limit(json: serde_json::Result<String>) -> Result<String, ProtocolError> {
+    let json = json.map_err(ProtocolError::Malformed)?;
+    if json.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge { size: json.len() });
+    }
+    Ok(json)
+}
+
+/// The body-carrying messages, borrowed: serialized exactly as [`Message`]
+/// does, without moving (or cloning) a payload that may hold a large body.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BodyMessageRef<'a> {
+    HttpRequest(&'a HttpRequest),
+    HttpResponse(&'a HttpResponse),
+}
+
+impl CarriesBody for HttpRequest {
+    fn set_body(&mut self, base64: String, chunks: Option<ChunkedBody>) {
+        self.body = base64;
+        self.body_chunks = chunks;
+    }
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    fn to_json(&self) -> Result<String, ProtocolError> {
+        within_limit(serde_json::to_string(&BodyMessageRef::HttpRequest(self)))
+    }
+}
+
+impl CarriesBody for HttpResponse {
+    fn set_body(&mut self, base64: String, chunks: Option<ChunkedBody>) {
+        self.body = base64;
+        self.body_chunks = chunks;
+    }
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    fn to_json(&self) -> Result<String, ProtocolError> {
+        within_limit(serde_json::to_string(&BodyMessageRef::HttpResponse(self)))
+    }
+}
+
 impl Message {
     /// Parses one text frame.
     pub fn from_json(text: &str) -> Result<Message, ProtocolError> {
@@ -161,11 +205,7 @@ impl Message {
 
     /// Serializes for a text frame, refusing what API Gateway would refuse.
     pub fn to_json(&self) -> Result<String, ProtocolError> {
-        let json = serde_json::to_string(self).map_err(ProtocolError::Malformed)?;
-        if json.len() > MAX_MESSAGE_BYTES {
-            return Err(ProtocolError::TooLarge { size: json.len() });
-        }
-        Ok(json)
+        within_limit(serde_json::to_string(self))
     }
 
     /// The message's `type` tag, for logs (never log the message itself: it
@@ -419,5 +459,29 @@ mod tests {
     #[test]
     fn unknown_cannot_be_sent() {
         assert!(Message::Unknown.to_json().is_err());
+    }
+
+    /// Borrowed serialization (no clone of a large body) gives exactly the
+    /// owned message's JSON.
+    #[test]
+    fn body_messages_serialize_alike_borrowed_or_owned() {
+        let request: HttpRequest = serde_json::from_value(json!({
+            "request_id": "r", "method": "GET", "uri": "/?a=1",
+            "headers": {"x": ["1", "2"]}, "body": "aGk=", "timestamp": 7
+        }))
+        .unwrap();
+        let response: HttpResponse = serde_json::from_value(json!({
+            "request_id": "r", "status_code": 201, "headers": {}, "body": "",
+            "processing_time_ms": 3, "body_chunks": {"count": 2, "length": 100000}
+        }))
+        .unwrap();
+        assert_eq!(
+            CarriesBody::to_json(&request).unwrap(),
+            Message::HttpRequest(request.clone()).to_json().unwrap()
+        );
+        assert_eq!(
+            CarriesBody::to_json(&response).unwrap(),
+            Message::HttpResponse(response.clone()).to_json().unwrap()
+        );
     }
 }
