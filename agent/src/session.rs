@@ -20,10 +20,10 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument as _;
 
-use crate::agent::{AgentError, ConnectionState, Event};
 use crate::backoff::Backoff;
 use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
+use crate::events::{AgentError, ConnectionState, Event};
 use crate::forward::{Forwarder, error_chain, error_json, humanize};
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
