@@ -599,6 +599,35 @@ mod tests {
         );
     }
 
+    #[rstest]
+    #[case("wss://h.example.com/prod?token=abc", "wss://h.example.com/prod?token=***")]
+    #[case("wss://h/p?a=1&token=abc&b", "wss://h/p?a=***&token=***&***")]
+    #[case("wss://user:pw@h/p", "wss://user:***@h/p")]
+    #[case("wss://tok@h/p#frag", "wss://***@h/p#***")]
+    #[case("wss://h/p", "wss://h/p")]
+    #[case("not a url?token=abc", "not a url?token=***")]
+    #[case("https://h/?token=abc&", "https://h/?token=***&")]
+    fn redacts_secrets_in_urls(#[case] input: &str, #[case] shown: &str) {
+        assert_eq!(redact_url(input), shown);
+    }
+
+    #[test]
+    fn an_endpoint_token_is_never_printed() {
+        let endpoint: Endpoint = "wss://h.example.com/prod?token=s3cret".parse().unwrap();
+        assert_eq!(endpoint.as_str(), "wss://h.example.com/prod?token=s3cret");
+        let c = Config::new(endpoint.as_str(), "3000").unwrap();
+        for shown in [
+            endpoint.to_string(),
+            format!("{endpoint:?}"),
+            format!("{c:?}"),
+            "https://h/p?token=s3cret".parse::<Endpoint>().unwrap_err().to_string(),
+            "wss://?token=s3cret".parse::<Endpoint>().unwrap_err().to_string(),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert_eq!(endpoint.to_string(), "wss://h.example.com/prod?token=***");
+    }
+
     #[test]
     fn token_is_never_printed() {
         let c = Config::new("ws://h/x", "3000")

@@ -13,8 +13,9 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and its validated parts (endpoint, target, host
-//!   header mode, token, durations).
+//! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
+//!   its secrets masked; target, and the rule that keeps requests under its
+//!   base path; host header mode, token, durations, limits).
 //! - [`agent`]: [`Agent::start`] and the [`AgentHandle`] that observes and
 //!   stops it.
 //! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
@@ -22,7 +23,7 @@
 //!   all use it, so it depends on none of them).
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
 //!   dispatch, graceful close) and the reconnect loop.
-//! - [`chunks`]: request bodies arriving in `body_chunk` messages.
+//! - [`chunks`]: request bodies arriving in `body_chunk` messages, bounded.
 //! - [`forward`]: one visitor request to the local service and back.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
