@@ -600,7 +600,10 @@ mod tests {
     }
 
     #[rstest]
-    #[case("wss://h.example.com/prod?token=abc", "wss://h.example.com/prod?token=***")]
+    #[case(
+        "wss://h.example.com/prod?token=abc",
+        "wss://h.example.com/prod?token=***"
+    )]
     #[case("wss://h/p?a=1&token=abc&b", "wss://h/p?a=***&token=***&***")]
     #[case("wss://user:pw@h/p", "wss://user:***@h/p")]
     #[case("wss://tok@h/p#frag", "wss://***@h/p#***")]
@@ -620,8 +623,14 @@ mod tests {
             endpoint.to_string(),
             format!("{endpoint:?}"),
             format!("{c:?}"),
-            "https://h/p?token=s3cret".parse::<Endpoint>().unwrap_err().to_string(),
-            "wss://?token=s3cret".parse::<Endpoint>().unwrap_err().to_string(),
+            "https://h/p?token=s3cret"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .to_string(),
+            "wss://?token=s3cret"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .to_string(),
         ] {
             assert!(!shown.contains("s3cret"), "{shown}");
         }

@@ -38,7 +38,13 @@ fn endpoint_text(secret: String) -> impl Strategy<Value = String> {
     (
         prop::sample::select(vec!["wss://", "ws://", "https://", "ftp://", "", "wss:"]),
         prop::option::of("[a-z]{1,6}"),
-        prop::sample::select(vec!["abc.example.com", "127.0.0.1:9000", "[::1]:1", "", "a b"]),
+        prop::sample::select(vec![
+            "abc.example.com",
+            "127.0.0.1:9000",
+            "[::1]:1",
+            "",
+            "a b",
+        ]),
         "(/[a-z0-9%]{0,6}){0,3}",
         prop::sample::select(vec!["token", "access_token", "x", ""]),
         "(&[a-z]{1,4}=[a-z0-9]{0,4}){0,2}",
@@ -46,7 +52,11 @@ fn endpoint_text(secret: String) -> impl Strategy<Value = String> {
     )
         .prop_map(move |(scheme, user, host, path, name, more, fragment)| {
             let userinfo = user.map_or(String::new(), |u| format!("{u}:{secret}@"));
-            let fragment = if fragment { format!("#{secret}") } else { String::new() };
+            let fragment = if fragment {
+                format!("#{secret}")
+            } else {
+                String::new()
+            };
             format!("{scheme}{userinfo}{host}{path}?{name}={secret}{more}{fragment}")
         })
 }
@@ -182,7 +192,11 @@ enum Step {
     /// Chunk `i` of request `r{n}`.
     Chunk(usize, usize),
     /// A chunk nobody announced, or that lies.
-    Garbage { id: String, index: u32, data: String },
+    Garbage {
+        id: String,
+        index: u32,
+        data: String,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -192,7 +206,10 @@ fn step() -> impl Strategy<Value = Step> {
         (
             prop_oneof![Just("r0".to_owned()), "[a-z0-9]{1,6}"],
             prop_oneof![0..4u32, any::<u32>()],
-            prop_oneof![".{0,8}", (0..8usize).prop_map(|n| protocol::encode_body(&vec![1; n]))],
+            prop_oneof![
+                ".{0,8}",
+                (0..8usize).prop_map(|n| protocol::encode_body(&vec![1; n]))
+            ],
         )
             .prop_map(|(id, index, data)| Step::Garbage { id, index, data }),
     ]
@@ -200,7 +217,11 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn len_of(n: usize) -> usize {
     // Every third request spans two chunks; the rest fit in one.
-    if n % 3 == 0 { BODY_CHUNK_BYTES + n } else { 10 + n }
+    if n.is_multiple_of(3) {
+        BODY_CHUNK_BYTES + n
+    } else {
+        10 + n
+    }
 }
 
 proptest! {

@@ -80,17 +80,19 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             option::of(chunked())
         )
-            .prop_map(|(request_id, method, uri, headers, body, timestamp, body_chunks)| {
-                Message::HttpRequest(HttpRequest {
-                    request_id,
-                    method,
-                    uri,
-                    headers,
-                    body,
-                    timestamp,
-                    body_chunks,
-                })
-            }),
+            .prop_map(
+                |(request_id, method, uri, headers, body, timestamp, body_chunks)| {
+                    Message::HttpRequest(HttpRequest {
+                        request_id,
+                        method,
+                        uri,
+                        headers,
+                        body,
+                        timestamp,
+                        body_chunks,
+                    })
+                }
+            ),
         (
             text(),
             any::<u16>(),
@@ -515,7 +517,12 @@ fn claims() -> impl Strategy<Value = Claims> {
         option::of(subdomain()),
     )
         .prop_map(|(user, iat_offset, valid_for, sub)| {
-            Claims::new(&user, NOW + iat_offset.min(0), valid_for + 100_000, sub.as_deref())
+            Claims::new(
+                &user,
+                NOW + iat_offset.min(0),
+                valid_for + 100_000,
+                sub.as_deref(),
+            )
         })
 }
 

@@ -28,7 +28,10 @@ async fn over_the_agents_in_flight_cap_a_visitor_gets_a_503() -> anyhow::Result<
         .await?;
     assert_eq!(response.status(), 503);
     let text = response.text().await?;
-    assert!(text.contains("busy") && text.contains("try again"), "{text}");
+    assert!(
+        text.contains("busy") && text.contains("try again"),
+        "{text}"
+    );
     held.abort();
     Ok(())
 }
