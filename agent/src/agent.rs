@@ -2,69 +2,15 @@
 //! and the handle that observes and stops it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use protocol::ConnectionEstablished;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::forward::{Forwarder, RequestLog};
+use crate::events::{AgentError, ConnectionState, Event};
+use crate::forward::Forwarder;
 use crate::session;
-
-/// Something the user should hear about. The CLI prints these; tests wait
-/// for them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// Opening the WebSocket (`attempt` 0 is the first).
-    Connecting { attempt: u32 },
-    /// The server confirmed the tunnel.
-    Connected(ConnectionEstablished),
-    /// The connection ended; the agent will reconnect.
-    Disconnected { reason: String },
-    /// Next attempt after `delay`.
-    Reconnecting { delay: Duration, attempt: u32 },
-    /// One request was answered or failed.
-    Request(RequestLog),
-    /// The server sent an `error` message not tied to a request.
-    ServerError {
-        code: protocol::ErrorCode,
-        message: String,
-    },
-    /// Shutdown began; `in_flight` requests get up to the grace period.
-    ShuttingDown { in_flight: usize },
-    /// The agent stopped (after a shutdown or a fatal error).
-    Stopped,
-}
-
-/// Where the agent is now.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConnectionState {
-    Connecting,
-    Connected(ConnectionEstablished),
-    Reconnecting {
-        delay: Duration,
-        reason: String,
-    },
-    /// Stopped for good: `None` after a requested shutdown.
-    Stopped(Option<AgentError>),
-}
-
-/// Why the agent stopped on its own (it retries everything else).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum AgentError {
-    #[error(
-        "the server rejected the token ({status}): {}",
-        if *.status == 401 { "it is missing, invalid or expired — pass it with --token or TUNNEL_TOKEN, or get a new one from your operator (`tunnel token issue`)" } else { "it is valid but not allowed this tunnel (its reserved subdomain is in use by another agent) — stop the other agent or ask your operator" }
-    )]
-    Unauthorized { status: u16 },
-    #[error("{0}")]
-    ClientInit(Arc<str>),
-    #[error("the agent was shut down before the tunnel was established")]
-    Stopped,
-    #[error("the agent task failed: {0}")]
-    Crashed(Arc<str>),
-}
 
 /// Starts agents.
 pub struct Agent;

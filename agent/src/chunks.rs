@@ -61,7 +61,7 @@ impl Assembler {
         if !self.partial.contains_key(request_id) && self.partial.len() >= MAX_PARTIAL_REQUESTS {
             return Err(Failed {
                 request_id: request_id.to_string(),
-                code: ErrorCode::InternalError,
+                code: ErrorCode::Overloaded,
                 message: format!(
                     "the tunnel agent is already receiving {MAX_PARTIAL_REQUESTS} large request bodies; try again in a moment"
                 ),
@@ -230,6 +230,7 @@ mod tests {
         }
         let err = a.head(head("one-too-many", 10), now).unwrap_err();
         assert_eq!(err.request_id, "one-too-many");
+        assert_eq!(err.code, ErrorCode::Overloaded);
         assert_eq!(a.len(), MAX_PARTIAL_REQUESTS);
     }
 

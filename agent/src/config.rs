@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use protocol::limits::{ESTABLISH_TIMEOUT, HEARTBEAT_INTERVAL};
+use protocol::limits::{ESTABLISH_TIMEOUT, HEARTBEAT_INTERVAL, RESUME_WINDOW};
 use reqwest::Url;
 
 /// Everything the agent needs. Build it with [`Config::new`], then adjust the
@@ -35,6 +35,16 @@ pub struct Config {
     /// On shutdown, how long in-flight requests may take to finish before
     /// they are failed with an `error` message.
     pub shutdown_grace: Duration,
+    /// Most requests forwarded to the local service at once; one more is
+    /// answered with `overloaded` (the visitor gets 503). Each request holds
+    /// at most about 11 MB (a 4.4 MB body plus its messages), so this bounds
+    /// the agent's memory.
+    pub max_in_flight: usize,
+    /// A reconnect refused with 403 (the subdomain is still held, most likely
+    /// by this agent's own previous connection, not yet seen as gone by the
+    /// server) is retried with backoff for this long before the agent gives
+    /// up. A 403 on the first connection is not retried.
+    pub forbidden_retry_for: Duration,
 }
 
 impl Config {
@@ -53,6 +63,8 @@ impl Config {
             dead_after: HEARTBEAT_INTERVAL * 2,
             backoff: BackoffConfig::default(),
             shutdown_grace: Duration::from_secs(5),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            forbidden_retry_for: RESUME_WINDOW,
         })
     }
 
@@ -65,6 +77,11 @@ impl Config {
 
 /// Default local request timeout: under the forwarding function's 25 s wait.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Default cap on requests in flight: far above what one developer's browser
+/// or a webhook sender opens at once, and at most about 350 MB even if every
+/// request carried the largest body.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 /// Reconnect backoff: `initial` doubling up to `max`, each delay scaled by a
 /// random factor in `1 ± jitter`; back to `initial` after a connection that
@@ -114,10 +131,14 @@ pub enum ConfigError {
 }
 
 /// The server's WebSocket URL, validated (`ws://` or `wss://`, with a host).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It may carry a token (`?token=`): `Display` and `Debug` mask it (see
+/// [`redact_url`]); only [`Endpoint::as_str`] gives it whole.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint(String);
 
 impl Endpoint {
+    /// The URL as given, secrets included: for opening the connection only,
+    /// never for a message or a log.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -125,7 +146,13 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Endpoint({:?})", redact_url(&self.0))
     }
 }
 
@@ -134,18 +161,19 @@ impl std::str::FromStr for Endpoint {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let input = input.trim();
+        // Errors quote the input with its secrets masked: it may carry `?token=`.
         let url = Url::parse(input).map_err(|e| ConfigError::EndpointNotUrl {
-            input: input.to_owned(),
+            input: redact_url(input),
             reason: e.to_string(),
         })?;
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(ConfigError::EndpointScheme {
-                input: input.to_owned(),
+                input: redact_url(input),
             });
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(ConfigError::EndpointNotUrl {
-                input: input.to_owned(),
+                input: redact_url(input),
                 reason: "no host".into(),
             });
         }
@@ -154,11 +182,79 @@ impl std::str::FromStr for Endpoint {
     }
 }
 
+/// `url` with every secret it may carry masked: the password of
+/// `user:password@`, every query value (`?token=***`) and the fragment. Works
+/// on text that does not parse as a URL too, so error messages can quote it.
+pub fn redact_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let (rest, fragment) = match url.split_once('#') {
+        Some((rest, _)) => (rest, Some(MASK)),
+        None => (url, None),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    // `scheme://user:password@host/path`: mask the password.
+    let authority_start = before_query.find("://").map_or(0, |i| i + 3);
+    let authority_end = before_query[authority_start..]
+        .find('/')
+        .map_or(before_query.len(), |i| authority_start + i);
+    match before_query[authority_start..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            out.push_str(&before_query[..authority_start]);
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(MASK);
+                }
+                None => out.push_str(MASK),
+            }
+            out.push('@');
+            out.push_str(host);
+            out.push_str(&before_query[authority_end..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}={MASK}"),
+                None if pair.is_empty() => String::new(),
+                None => MASK.to_owned(),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
 /// The local service: `scheme://authority[/base-path]`, no trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     base: String,
     authority: String,
+    /// `/api` for `http://localhost:8080/api`; empty without a base path.
+    path: String,
+}
+
+/// Why a request's `uri` cannot be sent to the local target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UriError {
+    #[error("the request target must start with '/'")]
+    NotOriginForm,
+    #[error("the request target is not a valid URL path")]
+    Invalid,
+    #[error("the request path leaves the local target's base path")]
+    EscapesBasePath,
 }
 
 impl Target {
@@ -172,11 +268,43 @@ impl Target {
         &self.authority
     }
 
-    /// The local URL for a request's raw `uri` (`/path?query`), by
-    /// concatenation so nothing is re-encoded here.
-    pub fn url_for(&self, uri: &str) -> String {
-        format!("{}{}", self.base, uri)
+    /// The local URL for a request's raw `uri` (`/path?query`): the base and
+    /// the uri concatenated, so nothing is re-encoded here, then parsed (which
+    /// resolves `.` and `..` segments, see the `forward` module).
+    ///
+    /// With a base path, a request must stay under it: a path with a `..`
+    /// segment in any spelling (`..`, `%2e%2e`, `.%2E`, separated by `/`,
+    /// `\`, `%2f` or `%5c`) is refused before parsing, and the parsed path
+    /// is checked to start with the base path. Without one, `..` cannot climb
+    /// above `/` and is left to the URL parser.
+    pub fn url_for(&self, uri: &str) -> Result<Url, UriError> {
+        if !uri.starts_with('/') {
+            return Err(UriError::NotOriginForm);
+        }
+        if !self.path.is_empty() && has_dot_dot_segment(uri) {
+            return Err(UriError::EscapesBasePath);
+        }
+        let url = Url::parse(&format!("{}{uri}", self.base)).map_err(|_| UriError::Invalid)?;
+        if !self.path.is_empty() {
+            let inside = url
+                .path()
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if !inside {
+                return Err(UriError::EscapesBasePath);
+            }
+        }
+        Ok(url)
     }
+}
+
+/// Whether the path part of `uri`, percent-decoded once, has a `..` segment
+/// between `/` or `\` separators (what a URL parser or a local server may
+/// resolve to the parent directory).
+fn has_dot_dot_segment(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    decoded.split(['/', '\\']).any(|segment| segment == "..")
 }
 
 impl fmt::Display for Target {
@@ -195,6 +323,7 @@ impl std::str::FromStr for Target {
                 Ok(port) if port > 0 => Ok(Target {
                     base: format!("http://127.0.0.1:{port}"),
                     authority: format!("127.0.0.1:{port}"),
+                    path: String::new(),
                 }),
                 _ => Err(ConfigError::TargetPort {
                     input: input.to_owned(),
@@ -241,6 +370,7 @@ impl std::str::FromStr for Target {
         Ok(Target {
             base: format!("{}://{authority}{path}", url.scheme()),
             authority,
+            path: path.to_owned(),
         })
     }
 }
@@ -367,9 +497,56 @@ mod tests {
     fn concatenates_the_raw_uri() {
         let t: Target = "3000".parse().unwrap();
         assert_eq!(
-            t.url_for("/a%2Fb?x=+&x=%20"),
+            t.url_for("/a%2Fb?x=+&x=%20").unwrap().as_str(),
             "http://127.0.0.1:3000/a%2Fb?x=+&x=%20"
         );
+        let api: Target = "http://127.0.0.1:3000/api".parse().unwrap();
+        assert_eq!(
+            api.url_for("/v1/x?q=..").unwrap().as_str(),
+            "http://127.0.0.1:3000/api/v1/x?q=.."
+        );
+        assert_eq!(
+            api.url_for("/").unwrap().as_str(),
+            "http://127.0.0.1:3000/api/"
+        );
+        assert_eq!(t.url_for("http://evil/"), Err(UriError::NotOriginForm));
+    }
+
+    /// Every spelling of "the parent directory" is refused under a base
+    /// path; the same paths without a base path stay what the URL parser
+    /// makes of them (they cannot climb above `/`).
+    #[rstest]
+    #[case("/..")]
+    #[case("/../secret")]
+    #[case("/%2e%2e/secret")]
+    #[case("/%2E%2E/secret")]
+    #[case("/.%2e/secret")]
+    #[case("/%2e./secret")]
+    #[case("/%2E./secret")]
+    #[case("/..\\secret")]
+    #[case("/x\\..\\..\\secret")]
+    #[case("/..%2fsecret")]
+    #[case("/..%2Fsecret")]
+    #[case("/..%5csecret")]
+    #[case("/%2e%2e%2f%2e%2e%2fsecret")]
+    #[case("/a/../../secret")]
+    #[case("/a/%2e%2e/%2e%2e/secret?x=1")]
+    #[case("/%2e%2e")]
+    fn refuses_to_leave_the_base_path(#[case] uri: &str) {
+        let api: Target = "http://127.0.0.1:3000/app".parse().unwrap();
+        assert_eq!(api.url_for(uri), Err(UriError::EscapesBasePath), "{uri}");
+        let root: Target = "3000".parse().unwrap();
+        assert!(root.url_for(uri).is_ok(), "{uri}");
+    }
+
+    #[rstest]
+    #[case("/a/./b", "/app/a/b")]
+    #[case("/..secret/x", "/app/..secret/x")]
+    #[case("/x?path=../../etc", "/app/x")]
+    #[case("/.../x", "/app/.../x")]
+    fn keeps_harmless_dots_under_the_base_path(#[case] uri: &str, #[case] path: &str) {
+        let api: Target = "http://127.0.0.1:3000/app".parse().unwrap();
+        assert_eq!(api.url_for(uri).unwrap().path(), path);
     }
 
     #[rstest]
@@ -420,6 +597,44 @@ mod tests {
             "api.example.com".parse(),
             Ok(HostHeader::Custom("api.example.com".into()))
         );
+    }
+
+    #[rstest]
+    #[case(
+        "wss://h.example.com/prod?token=abc",
+        "wss://h.example.com/prod?token=***"
+    )]
+    #[case("wss://h/p?a=1&token=abc&b", "wss://h/p?a=***&token=***&***")]
+    #[case("wss://user:pw@h/p", "wss://user:***@h/p")]
+    #[case("wss://tok@h/p#frag", "wss://***@h/p#***")]
+    #[case("wss://h/p", "wss://h/p")]
+    #[case("not a url?token=abc", "not a url?token=***")]
+    #[case("https://h/?token=abc&", "https://h/?token=***&")]
+    fn redacts_secrets_in_urls(#[case] input: &str, #[case] shown: &str) {
+        assert_eq!(redact_url(input), shown);
+    }
+
+    #[test]
+    fn an_endpoint_token_is_never_printed() {
+        let endpoint: Endpoint = "wss://h.example.com/prod?token=s3cret".parse().unwrap();
+        assert_eq!(endpoint.as_str(), "wss://h.example.com/prod?token=s3cret");
+        let c = Config::new(endpoint.as_str(), "3000").unwrap();
+        for shown in [
+            endpoint.to_string(),
+            format!("{endpoint:?}"),
+            format!("{c:?}"),
+            "https://h/p?token=s3cret"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .to_string(),
+            "wss://?token=s3cret"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert_eq!(endpoint.to_string(), "wss://h.example.com/prod?token=***");
     }
 
     #[test]

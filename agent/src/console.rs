@@ -5,7 +5,7 @@
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::agent::Event;
+use crate::events::Event;
 use crate::forward::{RequestOutcome, humanize};
 
 /// Turns events into console lines; remembers the public URL so a reconnect

@@ -12,6 +12,11 @@
 //! reqwest is built without compression features, so bodies are never
 //! decompressed and no `Accept-Encoding` is added; redirects are never
 //! followed. reqwest adds `Accept: */*` when the visitor sent no `Accept`.
+//!
+//! A failed request has two texts: a short reason for the visitor (sent in
+//! the `error` message; no local address, no error chain) and the details
+//! for the agent's console ([`RequestOutcome::Failed`]). Neither carries the
+//! request's URL: its query may hold a secret.
 
 use std::time::Duration;
 
@@ -21,7 +26,7 @@ use protocol::limits::MAX_BODY_BYTES;
 use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
 use tokio::time::Instant;
 
-use crate::config::{Config, HostHeader, Target};
+use crate::config::{Config, HostHeader, Target, UriError};
 
 /// What happened to one request, for the console (no bodies, no query values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +43,28 @@ pub struct RequestLog {
 pub enum RequestOutcome {
     /// The local service answered with this status.
     Status(u16),
-    /// The request failed; the visitor gets an error page.
+    /// The request failed; the visitor gets an error page with a short
+    /// reason, `message` is the full story for the console.
     Failed { code: ErrorCode, message: String },
+}
+
+/// Longest method and path kept in a [`RequestLog`]: both come from the
+/// server, and events are buffered.
+const MAX_LOGGED_METHOD_CHARS: usize = 32;
+const MAX_LOGGED_PATH_CHARS: usize = 512;
+
+impl RequestLog {
+    /// The log line of `req` (method and path clipped, query hidden), with a
+    /// zero duration.
+    pub(crate) fn for_request(req: &HttpRequest, outcome: RequestOutcome) -> RequestLog {
+        RequestLog {
+            request_id: req.request_id.clone(),
+            method: clip(&req.method, MAX_LOGGED_METHOD_CHARS),
+            path: clip(&display_path(&req.uri), MAX_LOGGED_PATH_CHARS),
+            outcome,
+            duration: Duration::ZERO,
+        }
+    }
 }
 
 /// Forwards requests to the local service through one pooled client.
@@ -81,17 +106,15 @@ impl Forwarder {
     pub async fn forward(&self, req: HttpRequest) -> (Vec<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
-        let mut log = RequestLog {
-            request_id: request_id.clone(),
-            method: req.method.clone(),
-            path: display_path(&req.uri),
-            outcome: RequestOutcome::Status(0),
-            duration: Duration::ZERO,
-        };
+        let mut log = RequestLog::for_request(&req, RequestOutcome::Status(0));
         let result = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::new(
+            Err(_) => Err(Failure::detailed(
                 ErrorCode::Timeout,
+                format!(
+                    "the local service did not answer within {}",
+                    humanize(self.timeout)
+                ),
                 format!(
                     "the local service at {} did not answer within {}",
                     self.target.authority(),
@@ -127,27 +150,32 @@ impl Forwarder {
     /// The local service's response (without body) and its body.
     async fn exchange(&self, req: HttpRequest) -> Result<(HttpResponse, Vec<u8>), Failure> {
         let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| {
-            Failure::new(
+            Failure::detailed(
                 ErrorCode::InvalidRequest,
-                format!("invalid HTTP method {:?}", req.method),
+                "invalid HTTP method",
+                format!(
+                    "invalid HTTP method {:?}",
+                    clip(&req.method, MAX_LOGGED_METHOD_CHARS)
+                ),
             )
         })?;
-        if !req.uri.starts_with('/') {
-            return Err(Failure::new(
+        let url = self.target.url_for(&req.uri).map_err(|e| match e {
+            UriError::EscapesBasePath => Failure::detailed(
                 ErrorCode::InvalidRequest,
-                "request target must start with '/'",
-            ));
-        }
+                e.to_string(),
+                format!(
+                    "refused: the request path leaves the base path of {}",
+                    self.target
+                ),
+            ),
+            UriError::NotOriginForm | UriError::Invalid => {
+                Failure::new(ErrorCode::InvalidRequest, e.to_string())
+            }
+        })?;
         let body = protocol::decode_body(&req.body).map_err(|e| {
             Failure::new(
                 ErrorCode::InvalidRequest,
-                format!("request body is not valid base64: {e}"),
-            )
-        })?;
-        let url = reqwest::Url::parse(&self.target.url_for(&req.uri)).map_err(|e| {
-            Failure::new(
-                ErrorCode::InvalidRequest,
-                format!("request target is not a valid URL path: {e}"),
+                format!("the request body is not valid base64 ({e})"),
             )
         })?;
         let had_length = req.headers.contains_key("content-length");
@@ -156,12 +184,19 @@ impl Forwarder {
         if !body.is_empty() || had_length {
             builder = builder.body(body);
         }
-        let mut response = builder.send().await.map_err(|e| self.send_failure(&e))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| self.send_failure(e.without_url()))?;
 
         let status_code = response.status().as_u16();
         let headers = response_headers(response.headers());
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.body_failure(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.body_failure(e.without_url()))?
+        {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(Failure::new(
                     ErrorCode::PayloadTooLarge,
@@ -174,7 +209,7 @@ impl Forwarder {
             body.extend_from_slice(&chunk);
         }
         Ok((
-            http_response(req.request_id, status_code, headers, String::new()),
+            http_response(req.request_id, status_code, headers, String::new())?,
             body,
         ))
     }
@@ -232,54 +267,62 @@ impl Forwarder {
         out
     }
 
-    fn send_failure(&self, e: &reqwest::Error) -> Failure {
+    /// `e` without its URL (the visitor's query may hold a secret).
+    fn send_failure(&self, e: reqwest::Error) -> Failure {
         let at = self.target.authority();
         if e.is_timeout() {
-            return Failure::new(
+            return Failure::detailed(
                 ErrorCode::Timeout,
+                "the local service did not answer in time",
                 format!("the local service at {at} did not answer in time"),
             );
         }
         if e.is_connect() {
-            if has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
-                return Failure::new(
+            if has_io_kind(&e, std::io::ErrorKind::ConnectionRefused) {
+                return Failure::detailed(
                     ErrorCode::LocalServiceUnavailable,
+                    "the local service refused the connection",
                     format!("local service at {at} refused the connection — is it running?"),
                 );
             }
-            return Failure::new(
+            return Failure::detailed(
                 ErrorCode::LocalServiceUnavailable,
+                "the tunnel agent could not connect to the local service",
                 format!(
                     "could not connect to the local service at {at}: {}",
-                    error_chain(e)
+                    error_chain(&e)
                 ),
             );
         }
         if e.is_builder() {
-            return Failure::new(
+            return Failure::detailed(
                 ErrorCode::InvalidRequest,
+                "the request cannot be sent to the local service",
                 format!(
                     "the request cannot be sent to the local service: {}",
-                    error_chain(e)
+                    error_chain(&e)
                 ),
             );
         }
-        Failure::new(
+        Failure::detailed(
             ErrorCode::LocalServiceUnavailable,
+            "the local service closed the connection without a valid answer",
             format!(
                 "the local service at {at} closed the connection without a valid answer: {}",
-                error_chain(e)
+                error_chain(&e)
             ),
         )
     }
 
-    fn body_failure(&self, e: &reqwest::Error) -> Failure {
-        Failure::new(
+    /// `e` without its URL, as for [`Forwarder::send_failure`].
+    fn body_failure(&self, e: reqwest::Error) -> Failure {
+        Failure::detailed(
             ErrorCode::LocalServiceUnavailable,
+            "the local service failed while sending its response body",
             format!(
                 "the local service at {} failed while sending its response body: {}",
                 self.target.authority(),
-                error_chain(e)
+                error_chain(&e)
             ),
         )
     }
@@ -293,57 +336,92 @@ fn http_response(
     status_code: u16,
     headers: Headers,
     body: String,
-) -> HttpResponse {
+) -> Result<HttpResponse, Failure> {
     serde_json::from_value(serde_json::json!({
         "request_id": request_id,
         "status_code": status_code,
         "headers": headers,
         "body": body,
     }))
-    .expect("a response built from its required fields deserializes")
+    .map_err(|e| {
+        Failure::new(
+            ErrorCode::InternalError,
+            format!("the tunnel agent could not build the response ({e})"),
+        )
+    })
 }
 
 /// A request that gets an `error` message instead of a response.
 #[derive(Debug)]
 struct Failure {
     code: ErrorCode,
-    message: String,
+    /// For the visitor: short, no address, no error chain.
+    visitor: String,
+    /// For the console.
+    detail: String,
 }
 
 impl Failure {
+    /// A failure whose reason is fit for both the visitor and the console.
     fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        let message = message.into();
         Failure {
             code,
-            message: message.into(),
+            visitor: message.clone(),
+            detail: message,
+        }
+    }
+
+    fn detailed(code: ErrorCode, visitor: impl Into<String>, detail: String) -> Failure {
+        Failure {
+            code,
+            visitor: visitor.into(),
+            detail,
         }
     }
 }
 
 fn failure_messages(request_id: &str, failure: Failure) -> (Vec<String>, RequestOutcome) {
-    let (json, outcome) = failure_json(request_id, failure);
-    (vec![json], outcome)
+    let messages = match error_json(Some(request_id), failure.code, &failure.visitor) {
+        Ok(json) => vec![json],
+        Err(e) => {
+            tracing::error!(error = %e, "cannot answer the request with an error");
+            Vec::new()
+        }
+    };
+    let outcome = RequestOutcome::Failed {
+        code: failure.code,
+        message: failure.detail,
+    };
+    (messages, outcome)
 }
 
-fn failure_json(request_id: &str, failure: Failure) -> (String, RequestOutcome) {
-    let json = error_json(Some(request_id), failure.code, &failure.message);
-    (
-        json,
-        RequestOutcome::Failed {
-            code: failure.code,
-            message: failure.message,
-        },
-    )
-}
+/// Longest `message` in an `error` the agent sends: a sentence, never a
+/// dump (the visitor sees it).
+pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 512;
 
-/// An `error` message; always small enough to send.
-pub(crate) fn error_json(request_id: Option<&str>, code: ErrorCode, message: &str) -> String {
+/// An `error` message, its text clipped to [`MAX_ERROR_MESSAGE_CHARS`]. Fails
+/// only for a request id too long to fit a message, which the session never
+/// passes (it drops requests whose id is not [`protocol::is_valid_request_id`]).
+pub(crate) fn error_json(
+    request_id: Option<&str>,
+    code: ErrorCode,
+    message: &str,
+) -> Result<String, protocol::ProtocolError> {
     Message::Error(ErrorMessage {
         request_id: request_id.map(str::to_owned),
         code,
-        message: message.to_owned(),
+        message: clip(message, MAX_ERROR_MESSAGE_CHARS),
     })
     .to_json()
-    .expect("an error message serializes within the limit")
+}
+
+/// At most `max` characters of `text`, with `…` when cut.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// The local service's headers minus hop-by-hop ones; repeats kept in order.
@@ -405,6 +483,8 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) fn humanize(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{} ms", d.as_millis())
+    } else if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) && d.subsec_millis() == 0 {
+        format!("{} min", d.as_secs() / 60)
     } else if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
     } else {

@@ -13,13 +13,17 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and its validated parts (endpoint, target, host
-//!   header mode, token, durations).
-//! - [`agent`]: [`Agent::start`], [`AgentHandle`], [`Event`],
-//!   [`ConnectionState`], [`AgentError`].
+//! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
+//!   its secrets masked; target, and the rule that keeps requests under its
+//!   base path; host header mode, token, durations, limits).
+//! - [`agent`]: [`Agent::start`] and the [`AgentHandle`] that observes and
+//!   stops it.
+//! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
+//!   [`AgentError`] (plain data; the supervisor, the session and the console
+//!   all use it, so it depends on none of them).
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
 //!   dispatch, graceful close) and the reconnect loop.
-//! - [`chunks`]: request bodies arriving in `body_chunk` messages.
+//! - [`chunks`]: request bodies arriving in `body_chunk` messages, bounded.
 //! - [`forward`]: one visitor request to the local service and back.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
@@ -31,13 +35,15 @@ pub mod backoff;
 pub mod chunks;
 pub mod config;
 pub mod console;
+pub mod events;
 pub mod forward;
 pub mod frames;
 pub mod heartbeat;
 mod session;
 pub mod token;
 
-pub use agent::{Agent, AgentError, AgentHandle, ConnectionState, Event};
+pub use agent::{Agent, AgentHandle};
 pub use config::{BackoffConfig, Config, ConfigError, Endpoint, HostHeader, Target, Token};
+pub use events::{AgentError, ConnectionState, Event};
 pub use forward::{RequestLog, RequestOutcome};
 pub use protocol::ConnectionEstablished;

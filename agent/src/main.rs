@@ -67,8 +67,17 @@ struct Cli {
     target: Option<Target>,
 
     /// Tunnel server WebSocket URL, e.g. wss://abc123.execute-api.eu-west-1.amazonaws.com/prod
-    #[arg(long, env = "TUNNEL_ENDPOINT", value_name = "WSS_URL", value_parser = parse_endpoint, required = true)]
-    endpoint: Option<Endpoint>,
+    /// (a `?token=` in it is masked in every message)
+    // A String, validated in `main`: clap would quote a rejected value whole,
+    // `?token=` included.
+    #[arg(
+        long,
+        env = "TUNNEL_ENDPOINT",
+        hide_env_values = true,
+        value_name = "WSS_URL",
+        required = true
+    )]
+    endpoint: Option<String>,
 
     /// Auth token, sent as `Authorization: Bearer <token>` when connecting
     /// (never printed)
@@ -94,6 +103,11 @@ struct Cli {
     /// 1500ms (visitors get 504 after it; the tunnel itself gives up at 25 s)
     #[arg(long, env = "TUNNEL_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
+
+    /// Most requests forwarded to the local service at once; visitors get
+    /// 503 above it (bounds the agent's memory)
+    #[arg(long, env = "TUNNEL_MAX_IN_FLIGHT", default_value_t = agent::config::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, value_name = "N")]
+    max_in_flight: usize,
 
     /// `text`: readable console lines on stdout, diagnostics on stderr;
     /// `json`: one JSON log record per event on stdout
@@ -126,8 +140,21 @@ fn parse_target(s: &str) -> Result<Target, String> {
     s.parse().map_err(|e: agent::ConfigError| e.to_string())
 }
 
-fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
-    s.parse().map_err(|e: agent::ConfigError| e.to_string())
+/// The endpoint, or a command-line error quoting it with its secrets masked.
+fn validate_endpoint(raw: &str) -> Result<Endpoint, clap::Error> {
+    raw.parse::<Endpoint>().map_err(|e| {
+        Cli::command().error(
+            clap::error::ErrorKind::ValueValidation,
+            format!("invalid --endpoint: {e}"),
+        )
+    })
+}
+
+fn parse_max_in_flight(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err("expected a number of requests from 1 to 10000".into()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -156,6 +183,7 @@ fn main() -> ExitCode {
             )
             .exit()
     };
+    let endpoint = validate_endpoint(&endpoint).unwrap_or_else(|e| e.exit());
     // The local offset can only be read safely before any thread starts.
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&cli);
@@ -176,8 +204,36 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(cli, std::env::var("TUNNEL_LOG").ok().as_deref());
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(secret_safe_levels());
+    let fmt = tracing_subscriber::fmt::layer();
+    let _ = match cli.log_format {
+        LogFormat::Text => subscriber
+            .with(
+                fmt.with_writer(std::io::stderr)
+                    .with_target(false)
+                    // No colour codes in a file or a pipe.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .try_init(),
+        LogFormat::Json => subscriber
+            .with(fmt.json().with_writer(std::io::stdout))
+            .try_init(),
+    };
+}
+
+/// What to log: `TUNNEL_LOG` if it is a valid filter, else our crates at the
+/// level `-q`/`-v` chose and dependencies only when they warn.
+fn log_filter(cli: &Cli, tunnel_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     use tracing_subscriber::EnvFilter;
-    let default = match (cli.quiet, cli.verbose, cli.log_format) {
+    if let Some(filter) = tunnel_log.and_then(|f| EnvFilter::try_new(f).ok()) {
+        return filter;
+    }
+    let level = match (cli.quiet, cli.verbose, cli.log_format) {
         (true, _, _) => "error",
         (false, 0, LogFormat::Text) => "warn",
         (false, 0, LogFormat::Json) => "info",
@@ -185,26 +241,19 @@ fn init_logging(cli: &Cli) {
         (false, 2, _) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("TUNNEL_LOG").unwrap_or_else(|_| {
-        // Our crates at the chosen level, dependencies only when they warn.
-        let level = default;
-        EnvFilter::new(format!("warn,agent={level},tunnel={level}"))
-    });
-    // tungstenite's trace level prints the handshake (with the token) and
-    // frames (with bodies): never that, whatever TUNNEL_LOG says.
-    let filter = filter.add_directive(
-        "tungstenite=debug"
-            .parse()
-            .expect("static directive parses"),
-    );
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match cli.log_format {
-        LogFormat::Text => builder
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .init(),
-        LogFormat::Json => builder.json().with_writer(std::io::stdout).init(),
-    }
+    EnvFilter::new(format!("warn,agent={level},tunnel={level}"))
+}
+
+/// A ceiling on top of the filter, whatever `TUNNEL_LOG` says: tungstenite's
+/// trace level prints the handshake request (with the token) and every frame
+/// (with bodies). A separate layer, because a directive in the filter itself
+/// would also *enable* tungstenite's debug lines at the default verbosity.
+fn secret_safe_levels() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("tungstenite", LevelFilter::DEBUG)
+        .with_target("tokio_tungstenite", LevelFilter::DEBUG)
 }
 
 async fn run(
@@ -229,6 +278,7 @@ async fn run(
         .parse::<HostHeader>()
         .unwrap_or(HostHeader::Rewrite);
     config.request_timeout = cli.timeout;
+    config.max_in_flight = cli.max_in_flight;
 
     let mut console = Console::new(target.base(), offset);
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
@@ -397,8 +447,10 @@ mod tests {
 
     #[test]
     fn explains_a_bad_endpoint_and_target() {
-        let err = Cli::try_parse_from(["tunnel", "3000", "--endpoint", "https://x"]).unwrap_err();
+        let err = validate_endpoint("https://x/?token=S3CRET").unwrap_err();
         assert!(err.to_string().contains("wss://"), "{err}");
+        assert!(!err.to_string().contains("S3CRET"), "{err}");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         let err =
             Cli::try_parse_from(["tunnel", "abc def", "--endpoint", "wss://x/p"]).unwrap_err();
         assert!(

@@ -7,9 +7,12 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::HeaderValue;
 use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::{ConnectionEstablished, ErrorCode, HttpRequest, Message, ProtocolError, Ready};
+use protocol::{
+    ConnectionEstablished, ErrorCode, HttpRequest, Message, ProtocolError, Ready,
+    is_valid_request_id,
+};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -20,15 +23,22 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument as _;
 
-use crate::agent::{AgentError, ConnectionState, Event};
 use crate::backoff::Backoff;
 use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
-use crate::forward::{Forwarder, error_chain, error_json, humanize};
+use crate::events::{AgentError, ConnectionState, Event};
+use crate::forward::{
+    Forwarder, MAX_ERROR_MESSAGE_CHARS, RequestLog, RequestOutcome, clip, error_chain, error_json,
+    humanize,
+};
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Answers waiting for the socket: at most this many messages of at most
+/// 128 KB (8 MB); a task with more waits for room.
+const OUT_QUEUE_MESSAGES: usize = 64;
 
 /// What the supervisor shares with each connection.
 pub(crate) struct Ctx {
@@ -74,6 +84,11 @@ pub(crate) async fn supervise(
     // The last `connection_established`'s resume token: presented on every
     // reconnect so the server gives the same subdomain (URL) back.
     let mut resume: Option<String> = None;
+    // Whether a connection of this run was ever established: a 403 after
+    // that is most likely our own old connection still holding the name.
+    let mut connected_once = false;
+    // When the current run of 403s on reconnect began.
+    let mut forbidden_since: Option<Instant> = None;
     loop {
         if ctx.shutdown_requested() {
             return Ok(());
@@ -82,11 +97,27 @@ pub(crate) async fn supervise(
             attempt: backoff.attempt(),
         });
         let end = connection(config, &forwarder, ctx, resume.as_deref()).await;
-        if let ConnectionState::Connected(established) = &*ctx.state.borrow()
-            && established.resume_token.is_some()
-        {
-            resume.clone_from(&established.resume_token);
+        if let ConnectionState::Connected(established) = &*ctx.state.borrow() {
+            connected_once = true;
+            forbidden_since = None;
+            if established.resume_token.is_some() {
+                resume.clone_from(&established.resume_token);
+            }
         }
+        let end = match end {
+            End::Fatal(AgentError::Unauthorized { status: 403 }) if connected_once => {
+                let since = *forbidden_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < config.forbidden_retry_for {
+                    End::Lost {
+                        reason: forbidden_reason(config.forbidden_retry_for),
+                        up_for: Duration::ZERO,
+                    }
+                } else {
+                    end
+                }
+            }
+            end => end,
+        };
         let (reason, up_for) = match end {
             End::Shutdown => return Ok(()),
             End::Fatal(err) => {
@@ -114,13 +145,24 @@ pub(crate) async fn supervise(
     }
 }
 
+/// What the console says while a reconnect is refused with 403. Always the
+/// same words, so the console prints it once, not at every attempt.
+fn forbidden_reason(retry_for: Duration) -> String {
+    format!(
+        "the server refused the reconnect (HTTP 403): the tunnel's subdomain is still held, \
+         most likely by this agent's previous connection, which the server has not yet seen \
+         close; retrying for up to {} before giving up",
+        humanize(retry_for)
+    )
+}
+
 /// The TLS client configuration for `wss://` endpoints, built once.
 ///
 /// The crypto provider is named explicitly rather than left to rustls: when
 /// a build enables both `ring` and `aws-lc-rs` (feature unification does),
 /// rustls cannot pick a process default and panics on first use.
-fn tls_connector() -> tokio_tungstenite::Connector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+fn tls_connector() -> Result<tokio_tungstenite::Connector, AgentError> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, Arc<str>>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -128,12 +170,15 @@ fn tls_connector() -> tokio_tungstenite::Connector {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .expect("the aws-lc-rs provider supports the default TLS versions")
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Arc::new(config)
+        Ok(Arc::new(config))
     });
-    tokio_tungstenite::Connector::Rustls(Arc::clone(config))
+    match config {
+        Ok(config) => Ok(tokio_tungstenite::Connector::Rustls(Arc::clone(config))),
+        Err(e) => Err(AgentError::ClientInit(Arc::clone(e))),
+    }
 }
 
 /// Opens the WebSocket with the handshake headers.
@@ -163,19 +208,15 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
         protocol::HEADER_AGENT_VERSION,
         HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
     );
-    headers.insert(
-        protocol::HEADER_AGENT_PLATFORM,
-        HeaderValue::from_str(&platform()).expect("platform is ASCII"),
-    );
+    if let Ok(platform) = HeaderValue::from_str(&platform()) {
+        headers.insert(protocol::HEADER_AGENT_PLATFORM, platform);
+    }
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
         .max_frame_size(Some(4 * MAX_MESSAGE_BYTES));
-    let handshake = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config),
-        true,
-        Some(tls_connector()),
-    );
+    let tls = tls_connector().map_err(End::Fatal)?;
+    let handshake =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, Some(tls));
     match tokio::time::timeout(config.connect_timeout, handshake).await {
         Err(_) => Err(lost(format!(
             "no answer from {} within {}",
@@ -204,6 +245,32 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
             config.endpoint,
             error_chain(&e)
         ))),
+    }
+}
+
+/// Longest fields a `connection_established` may have: generous for any
+/// real server (a URL, a 12-character subdomain, an API Gateway connection
+/// id, a resume token), and a bound on what the agent keeps and reports.
+const MAX_ESTABLISHED_FIELD_BYTES: usize = 2048;
+
+fn plausible(e: &ConnectionEstablished) -> bool {
+    [
+        Some(&e.connection_id),
+        Some(&e.subdomain),
+        Some(&e.public_url),
+        e.resume_token.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .all(|field| field.len() <= MAX_ESTABLISHED_FIELD_BYTES)
+}
+
+/// Waits for the drain timer; forever without one (the `select!` arm is
+/// disabled then anyway).
+async fn sleep_until_some_sleep(sleep: Option<&mut std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -253,8 +320,9 @@ async fn connection(
         forwarder,
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
+        slots: Arc::new(Semaphore::new(config.max_in_flight)),
         established_at: None,
-        out: mpsc::channel(64),
+        out: mpsc::channel(OUT_QUEUE_MESSAGES),
         assembler: Assembler::new(),
     };
     let end = conn.serve(&mut ws).await;
@@ -270,6 +338,10 @@ struct Connection<'a> {
     forwarder: &'a Arc<Forwarder>,
     tasks: JoinSet<()>,
     in_flight: HashMap<tokio::task::Id, String>,
+    /// One permit per request with the local service ([`Config::max_in_flight`]);
+    /// a task gives its permit back once its answer is queued, so a finished
+    /// task not yet reaped does not count.
+    slots: Arc<Semaphore>,
     established_at: Option<Instant>,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
     /// Request bodies arriving in chunks.
@@ -285,11 +357,8 @@ impl Connection<'_> {
     }
 
     async fn serve(&mut self, ws: &mut Ws) -> End {
-        let ready = Message::Ready(Ready {})
-            .to_json()
-            .expect("ready serializes");
-        if let Err(e) = send_json(ws, ready).await {
-            return self.lost(format!("could not send ready: {}", error_chain(&e)));
+        if let Err(end) = self.send_message(ws, &Message::Ready(Ready {})).await {
+            return end;
         }
         let now = Instant::now();
         let mut heartbeat = Heartbeat::new(self.config.dead_after, now);
@@ -330,7 +399,7 @@ impl Connection<'_> {
                     self.ctx.emit(Event::ShuttingDown { in_flight });
                     draining = Some(Box::pin(tokio::time::sleep(self.config.shutdown_grace)));
                 }
-                () = async { draining.as_mut().expect("guarded").await }, if draining.is_some() => {
+                () = sleep_until_some_sleep(draining.as_mut()), if draining.is_some() => {
                     self.fail_in_flight(ws).await;
                     return self.close(ws).await;
                 }
@@ -367,11 +436,10 @@ impl Connection<'_> {
                     let request_id = self.in_flight.remove(&id);
                     if let Err(e) = joined && e.is_panic() {
                         tracing::error!(?request_id, "request task panicked");
-                        if let Some(rid) = request_id {
-                            let json = error_json(Some(&rid), ErrorCode::InternalError, "the tunnel agent failed while handling this request");
-                            if let Err(e) = send_json(ws, json).await {
-                                return self.lost(format!("could not send an error: {}", error_chain(&e)));
-                            }
+                        if let Some(rid) = request_id
+                            && let Err(end) = self.send_error(ws, &rid, ErrorCode::InternalError, "the tunnel agent failed while handling this request").await
+                        {
+                            return end;
                         }
                     }
                 }
@@ -380,9 +448,8 @@ impl Connection<'_> {
                         return self.lost(format!("no message from the server for {}; the link looks dead", humanize(silent_for)));
                     }
                     Beat::Ping => {
-                        let ping = Message::Ping.to_json().expect("ping serializes");
-                        if let Err(e) = send_json(ws, ping).await {
-                            return self.lost(format!("could not send a ping: {}", error_chain(&e)));
+                        if let Err(end) = self.send_message(ws, &Message::Ping).await {
+                            return end;
                         }
                     }
                 },
@@ -407,17 +474,33 @@ impl Connection<'_> {
                 return Ok(());
             }
         };
+        // An id the agent could not echo back in an answer: nothing can be
+        // done for the request, and it must not reach the code below.
+        let request_id = match &message {
+            Message::HttpRequest(r) => Some(&r.request_id),
+            Message::BodyChunk(c) => Some(&c.request_id),
+            _ => None,
+        };
+        if let Some(id) = request_id
+            && !is_valid_request_id(id)
+        {
+            tracing::warn!(
+                kind = message.kind(),
+                id_bytes = id.len(),
+                "ignoring a message from the server with an invalid request id"
+            );
+            return Ok(());
+        }
         match message {
             Message::ConnectionEstablished(established) => self.on_established(established),
             Message::HttpRequest(request) if draining => {
-                let json = error_json(
-                    Some(&request.request_id),
+                self.send_error(
+                    ws,
+                    &request.request_id,
                     ErrorCode::LocalServiceUnavailable,
                     "the tunnel agent is shutting down",
-                );
-                send_json(ws, json).await.map_err(|e| {
-                    self.lost(format!("could not send an error: {}", error_chain(&e)))
-                })?;
+                )
+                .await?;
             }
             Message::HttpRequest(request) if request.body_chunks.is_some() => {
                 let done = self.assembler.head(request, Instant::now());
@@ -427,20 +510,18 @@ impl Connection<'_> {
                 let done = self.assembler.chunk(&chunk, Instant::now());
                 self.assembled(ws, done).await?;
             }
-            Message::HttpRequest(request) => self.spawn_request(request),
-            Message::Ping => {
-                let pong = Message::Pong.to_json().expect("pong serializes");
-                send_json(ws, pong).await.map_err(|e| {
-                    self.lost(format!("could not send a pong: {}", error_chain(&e)))
-                })?;
-            }
+            Message::HttpRequest(request) => self.spawn_request(ws, request).await?,
+            Message::Ping => self.send_message(ws, &Message::Pong).await?,
             Message::Pong => {}
             Message::Error(err) => {
-                tracing::info!(code = ?err.code, request_id = ?err.request_id, message = %err.message, "error from the server");
+                // Clipped: events are buffered, and the text is the server's.
+                let message = clip(&err.message, MAX_ERROR_MESSAGE_CHARS);
+                let request_id = err.request_id.as_deref().map(|id| clip(id, 64));
+                tracing::info!(code = ?err.code, ?request_id, %message, "error from the server");
                 if err.request_id.is_none() {
                     self.ctx.emit(Event::ServerError {
                         code: err.code,
-                        message: err.message,
+                        message,
                     });
                 }
             }
@@ -458,6 +539,10 @@ impl Connection<'_> {
     }
 
     fn on_established(&mut self, established: ConnectionEstablished) {
+        if !plausible(&established) {
+            tracing::warn!("ignoring a connection_established with implausibly long fields");
+            return;
+        }
         tracing::info!(
             public_url = %established.public_url,
             subdomain = %established.subdomain,
@@ -482,10 +567,7 @@ impl Connection<'_> {
         done: Result<Option<HttpRequest>, Failed>,
     ) -> Result<(), End> {
         match done {
-            Ok(Some(request)) => {
-                self.spawn_request(request);
-                Ok(())
-            }
+            Ok(Some(request)) => self.spawn_request(ws, request).await,
             Ok(None) => Ok(()),
             Err(failed) => {
                 tracing::info!(request_id = %failed.request_id, message = %failed.message, "request body refused");
@@ -495,13 +577,63 @@ impl Connection<'_> {
     }
 
     async fn send_failed(&self, ws: &mut Ws, failed: Failed) -> Result<(), End> {
-        let json = error_json(Some(&failed.request_id), failed.code, &failed.message);
-        send_json(ws, json)
+        self.send_error(ws, &failed.request_id, failed.code, &failed.message)
             .await
-            .map_err(|e| self.lost(format!("could not send an error: {}", error_chain(&e))))
     }
 
-    fn spawn_request(&mut self, request: HttpRequest) {
+    /// Answers one request with an `error` message.
+    async fn send_error(
+        &self,
+        ws: &mut Ws,
+        request_id: &str,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<(), End> {
+        match error_json(Some(request_id), code, message) {
+            Ok(json) => send_json(ws, json)
+                .await
+                .map_err(|e| self.lost(format!("could not send an error: {}", error_chain(&e)))),
+            // Only an id longer than any valid one: logged, not fatal.
+            Err(e) => {
+                tracing::error!(error = %e, "cannot answer a request with an error");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one of the agent's own small messages (`ready`, `ping`, `pong`).
+    async fn send_message(&self, ws: &mut Ws, message: &Message) -> Result<(), End> {
+        let kind = message.kind();
+        let json = message
+            .to_json()
+            .map_err(|e| self.lost(format!("could not build a {kind} message: {e}")))?;
+        send_json(ws, json)
+            .await
+            .map_err(|e| self.lost(format!("could not send a {kind}: {}", error_chain(&e))))
+    }
+
+    /// Forwards a complete request, or refuses it with `overloaded` when
+    /// `max_in_flight` requests are already with the local service.
+    async fn spawn_request(&mut self, ws: &mut Ws, request: HttpRequest) -> Result<(), End> {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            let in_flight = self.config.max_in_flight;
+            tracing::warn!(in_flight, request_id = %request.request_id, "too many requests in flight; refusing one");
+            let visitor = format!(
+                "the tunnel agent is already handling {in_flight} requests; try again in a moment"
+            );
+            self.ctx.emit(Event::Request(RequestLog::for_request(
+                &request,
+                RequestOutcome::Failed {
+                    code: ErrorCode::Overloaded,
+                    message: format!(
+                        "refused: {in_flight} requests already in flight (the limit, --max-in-flight)"
+                    ),
+                },
+            )));
+            return self
+                .send_error(ws, &request.request_id, ErrorCode::Overloaded, &visitor)
+                .await;
+        };
         let forwarder = Arc::clone(self.forwarder);
         let out = self.out.0.clone();
         let events = self.ctx.events.clone();
@@ -518,11 +650,13 @@ impl Connection<'_> {
                         break;
                     }
                 }
+                drop(slot);
                 let _ = events.send(Event::Request(log));
             }
             .instrument(span),
         );
         self.in_flight.insert(handle.id(), request_id);
+        Ok(())
     }
 
     /// Grace period over: abort what is left and tell the server.
@@ -540,13 +674,17 @@ impl Connection<'_> {
                 return;
             }
         }
-        for (_, request_id) in self.in_flight.drain() {
-            let json = error_json(
-                Some(&request_id),
-                ErrorCode::LocalServiceUnavailable,
-                "the tunnel agent shut down before the local service answered",
-            );
-            if send_json(ws, json).await.is_err() {
+        let unanswered: Vec<String> = self.in_flight.drain().map(|(_, id)| id).collect();
+        for request_id in unanswered {
+            let sent = self
+                .send_error(
+                    ws,
+                    &request_id,
+                    ErrorCode::LocalServiceUnavailable,
+                    "the tunnel agent shut down before the local service answered",
+                )
+                .await;
+            if sent.is_err() {
                 return;
             }
         }

@@ -341,3 +341,155 @@ async fn dropping_the_handle_stops_the_agent() {
     .await;
     assert!(!matches!(next, Some(Ok(WsMessage::Text(_)))), "{next:?}");
 }
+
+/// Sends `message` even above the 128 KB a real server could send (the
+/// agent accepts messages up to 512 KB).
+async fn send_unchecked(conn: &mut ServerConn, message: &Message) {
+    let json = serde_json::to_string(message).unwrap();
+    conn.send_raw(WsMessage::text(json)).await;
+}
+
+/// Whatever the server sends, the agent neither panics nor stops serving:
+/// ids it could not echo are dropped, long texts are clipped, and every
+/// answer it does send fits in one message.
+#[tokio::test]
+async fn hostile_server_messages_never_crash_the_agent() {
+    let mut s = setup(|_| {}).await;
+    let huge = "x".repeat(200_000);
+    // A request id no answer could carry: dropped, not answered.
+    send_unchecked(
+        &mut s.conn,
+        &Message::HttpRequest(request(&huge, "GET", "/big/1")),
+    )
+    .await;
+    s.conn
+        .send_raw(WsMessage::text(
+            serde_json::json!({"type": "body_chunk", "request_id": huge, "index": 0, "data": ""})
+                .to_string(),
+        ))
+        .await;
+    // A method that is long and invalid: a short invalid_request.
+    let method = format!("GE T{huge}");
+    send_unchecked(
+        &mut s.conn,
+        &Message::HttpRequest(request("m", &method, "/")),
+    )
+    .await;
+    let e = expect_error(s.conn.recv_answer().await);
+    assert_eq!(e.request_id.as_deref(), Some("m"));
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert!(e.message.len() < 200, "{} bytes", e.message.len());
+    // A very long uri: answered, and logged clipped.
+    let uri = format!("/{}", &huge[..20_000]);
+    send_unchecked(
+        &mut s.conn,
+        &Message::HttpRequest(request("u", "GET", &uri)),
+    )
+    .await;
+    let r = expect_response(s.conn.recv_answer().await);
+    assert_eq!(r.request_id, "u");
+    assert_eq!(r.status_code, 404);
+    let event = wait_event(
+        &mut s.agent,
+        |e| matches!(e, Event::Request(log) if log.request_id == "u"),
+    )
+    .await;
+    let Event::Request(log) = event else {
+        unreachable!()
+    };
+    assert!(log.path.len() < 1000, "{} bytes", log.path.len());
+    // A connection-level error with a huge text: reported, clipped.
+    send_unchecked(
+        &mut s.conn,
+        &Message::Error(protocol::ErrorMessage {
+            request_id: None,
+            code: ErrorCode::InternalError,
+            message: huge.clone(),
+        }),
+    )
+    .await;
+    let e = wait_event(&mut s.agent, |e| matches!(e, Event::ServerError { .. })).await;
+    let Event::ServerError { message, .. } = e else {
+        unreachable!()
+    };
+    assert!(message.chars().count() <= 513, "{} chars", message.len());
+    // A `connection_established` with absurd fields: ignored.
+    let before = s.agent.state().borrow().clone();
+    let bogus: protocol::ConnectionEstablished = serde_json::from_value(serde_json::json!({
+        "connection_id": "c", "subdomain": "abc123", "public_url": huge,
+    }))
+    .unwrap();
+    send_unchecked(&mut s.conn, &Message::ConnectionEstablished(bogus)).await;
+    // Still connected, to the same URL, and serving.
+    let r = expect_response(s.conn.roundtrip(request("ok", "GET", "/big/3")).await);
+    assert_eq!(r.status_code, 200);
+    assert_eq!(*s.agent.state().borrow(), before);
+    assert!(matches!(before, ConnectionState::Connected(_)));
+}
+
+/// The server's `connection_established` with a resume token.
+async fn establish_with_resume(conn: &mut ServerConn, token: &str) {
+    assert_eq!(conn.recv().await, Message::Ready(protocol::Ready {}));
+    let established: protocol::ConnectionEstablished = serde_json::from_value(serde_json::json!({
+        "connection_id": "conn=",
+        "subdomain": "abc123",
+        "public_url": "https://abc123.tunnel.test",
+        "resume_token": token,
+    }))
+    .unwrap();
+    conn.send(&Message::ConnectionEstablished(established))
+        .await;
+}
+
+#[tokio::test]
+async fn a_403_on_reconnect_is_retried_while_the_old_connection_may_hold_the_name() {
+    let server = TunnelServer::bind().await;
+    let mut agent = Agent::start(config(&server.endpoint, "3000"));
+    let mut conn = server.accept().await;
+    establish_with_resume(&mut conn, "abc123.resume").await;
+    within("established", agent.established()).await.unwrap();
+    drop(conn);
+    // The server still thinks the old connection holds the subdomain.
+    for _ in 0..2 {
+        assert!(server.accept_with_status(Some(403)).await.is_none());
+    }
+    let lost = wait_event(
+        &mut agent,
+        |e| matches!(e, Event::Disconnected { reason } if reason.contains("403")),
+    )
+    .await;
+    let Event::Disconnected { reason } = lost else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("previous connection") && reason.contains("retrying for up to 10 min"),
+        "{reason}"
+    );
+    // Then it lets go: the agent gets its URL back.
+    let mut conn = server.accept().await;
+    assert_eq!(conn.headers[protocol::HEADER_RESUME_TOKEN], "abc123.resume");
+    establish_with_resume(&mut conn, "abc123.resume2").await;
+    wait_event(&mut agent, |e| matches!(e, Event::Connected(_))).await;
+}
+
+#[tokio::test]
+async fn a_403_on_reconnect_gives_up_after_the_retry_window() {
+    let server = TunnelServer::bind().await;
+    let mut c = config(&server.endpoint, "3000");
+    c.forbidden_retry_for = Duration::from_millis(300);
+    let mut agent = Agent::start(c);
+    let mut conn = server.accept().await;
+    conn.establish("abc123").await;
+    within("established", agent.established()).await.unwrap();
+    drop(conn);
+    let refuse = async {
+        loop {
+            server.accept_with_status(Some(403)).await;
+        }
+    };
+    let err = tokio::select! {
+        result = within("the agent to give up", agent.wait()) => result.unwrap_err(),
+        () = refuse => unreachable!(),
+    };
+    assert_eq!(err, AgentError::Unauthorized { status: 403 });
+}

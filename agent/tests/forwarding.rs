@@ -226,23 +226,80 @@ async fn local_service_down_is_reported_in_plain_words() {
     let mut s = setup(|c| c.target = addr.to_string().parse().unwrap()).await;
     let e = expect_error(s.conn.roundtrip(request("d", "GET", "/")).await);
     assert_eq!(e.code, ErrorCode::LocalServiceUnavailable);
-    assert!(
-        e.message
-            .contains(&format!("local service at {addr} refused the connection")),
-        "{}",
-        e.message
-    );
+    // The visitor gets a short reason, without the local address…
+    assert_eq!(e.message, "the local service refused the connection");
+    // …the console gets the address and a hint.
     let event = wait_event(&mut s.agent, |e| matches!(e, agent::Event::Request(_))).await;
     let agent::Event::Request(log) = event else {
         unreachable!()
     };
-    assert!(matches!(
+    assert_eq!(
         log.outcome,
         agent::RequestOutcome::Failed {
             code: ErrorCode::LocalServiceUnavailable,
-            ..
+            message: format!("local service at {addr} refused the connection — is it running?"),
         }
-    ));
+    );
+}
+
+/// Whatever goes wrong with the local service, the visitor's text names no
+/// local address and carries no error chain; the console has both.
+#[rstest]
+#[case::refused("refused")]
+#[case::drops_the_connection("drop")]
+#[case::times_out("slow")]
+#[tokio::test]
+async fn visitors_never_see_local_addresses_or_error_chains(#[case] how: &str) {
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = local.local_addr().unwrap();
+    let mut s = setup(|c| {
+        c.target = addr.to_string().parse().unwrap();
+        c.request_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let service = match how {
+        "refused" => {
+            drop(local);
+            None
+        }
+        // Accepts and hangs up without a word, or accepts and never answers.
+        _ => Some(tokio::spawn({
+            let hold = how == "slow";
+            async move {
+                let mut held = Vec::new();
+                loop {
+                    let (socket, _) = local.accept().await.unwrap();
+                    if hold {
+                        held.push(socket);
+                    }
+                }
+            }
+        })),
+    };
+    let e = expect_error(s.conn.roundtrip(request("v", "GET", "/x?k=v")).await);
+    let ip = addr.ip().to_string();
+    let port = addr.port().to_string();
+    assert!(
+        !e.message.contains(&ip) && !e.message.contains(&port) && !e.message.contains(':'),
+        "visitor text: {}",
+        e.message
+    );
+    assert!(e.message.len() < 100, "visitor text: {}", e.message);
+    let event = wait_event(&mut s.agent, |e| matches!(e, agent::Event::Request(_))).await;
+    let agent::Event::Request(log) = event else {
+        unreachable!()
+    };
+    let agent::RequestOutcome::Failed { message, .. } = log.outcome else {
+        panic!("not a failure: {:?}", log.outcome)
+    };
+    assert!(message.contains(&addr.to_string()), "console: {message}");
+    assert!(
+        !message.contains("k=v"),
+        "console shows the query: {message}"
+    );
+    if let Some(service) = service {
+        service.abort();
+    }
 }
 
 #[tokio::test]
@@ -353,4 +410,72 @@ async fn unforwardable_requests_are_invalid(#[case] method: &str, #[case] uri: &
     let mut s = setup(|_| {}).await;
     let e = expect_error(s.conn.roundtrip(request("bad", method, uri)).await);
     assert_eq!(e.code, ErrorCode::InvalidRequest);
+}
+
+#[tokio::test]
+async fn over_the_in_flight_cap_visitors_get_503_and_the_rest_is_served() {
+    let mut s = setup(|c| c.max_in_flight = 2).await;
+    for id in ["a", "b"] {
+        s.conn
+            .send(&Message::HttpRequest(request(id, "GET", "/gate")))
+            .await;
+        within(
+            "the request to reach the service",
+            s.local.state.entered.notified(),
+        )
+        .await;
+    }
+    let e = expect_error(s.conn.roundtrip(request("c", "GET", "/big/1")).await);
+    assert_eq!(e.code, ErrorCode::Overloaded);
+    assert_eq!(e.code.http_status(), 503);
+    assert!(e.message.contains("try again"), "{}", e.message);
+    let event = wait_event(
+        &mut s.agent,
+        |e| matches!(e, agent::Event::Request(log) if log.request_id == "c"),
+    )
+    .await;
+    let agent::Event::Request(log) = event else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&log.outcome, agent::RequestOutcome::Failed { code: ErrorCode::Overloaded, message } if message.contains("--max-in-flight")),
+        "{log:?}"
+    );
+    // The two in flight finish, and their slots are free again.
+    s.local.state.gate.add_permits(2);
+    let mut done: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        done.push(expect_response(s.conn.recv_answer().await).request_id);
+    }
+    done.sort();
+    assert_eq!(done, ["a", "b"]);
+    for id in ["d", "e"] {
+        let r = expect_response(s.conn.roundtrip(request(id, "GET", "/big/1")).await);
+        assert_eq!(r.status_code, 200);
+    }
+}
+
+/// A target with a base path is a boundary: no spelling of `..` gets a
+/// request out of it (the whole family is in `config`'s unit tests).
+#[rstest]
+#[case::dot_dot("/../inspect")]
+#[case::encoded("/%2e%2e/inspect")]
+#[case::encoded_upper("/%2E%2E/inspect")]
+#[case::mixed("/.%2e/inspect")]
+#[case::backslash("/..\\inspect")]
+#[case::encoded_slash("/..%2finspect")]
+#[case::deeper("/x/../../inspect")]
+#[tokio::test]
+async fn requests_cannot_leave_the_targets_base_path(#[case] uri: &str) {
+    let mut s = setup(|c| {
+        let base = c.target.base().to_owned();
+        c.target = format!("{base}/app").parse().unwrap();
+    })
+    .await;
+    let e = expect_error(s.conn.roundtrip(request("esc", "GET", uri)).await);
+    assert_eq!(e.code, ErrorCode::InvalidRequest, "{uri}");
+    assert!(e.message.contains("base path"), "{}", e.message);
+    // Inside the base path, requests go through (the service has no /app: 404).
+    let r = expect_response(s.conn.roundtrip(request("in", "GET", "/inspect")).await);
+    assert_eq!(r.status_code, 404);
 }

@@ -256,6 +256,7 @@ pub fn error_response(request_id: &str, code: ErrorCode, message: &str) -> HttpR
         ErrorCode::Timeout => "The tunnel's local service did not answer in time",
         ErrorCode::InvalidRequest => "The tunnel could not pass this request to its local service",
         ErrorCode::PayloadTooLarge => "The local service's response is too large for the tunnel",
+        ErrorCode::Overloaded => "The tunnel's agent is busy",
         ErrorCode::InternalError | ErrorCode::Unknown => {
             "The tunnel's agent failed to handle this request"
         }

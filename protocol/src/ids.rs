@@ -3,7 +3,7 @@
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 
-use crate::limits::{MAX_SUBDOMAIN_LEN, SUBDOMAIN_LEN};
+use crate::limits::{MAX_REQUEST_ID_LEN, MAX_SUBDOMAIN_LEN, SUBDOMAIN_LEN};
 
 /// A fresh subdomain: [`SUBDOMAIN_LEN`] characters of `[a-z0-9]` from the
 /// operating system's CSPRNG (`rand`'s thread RNG is a CSPRNG seeded from it).
@@ -18,6 +18,14 @@ pub fn generate_subdomain() -> String {
 /// A fresh request id: a UUID v4.
 pub fn generate_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Whether a peer's `request_id` can be echoed back: 1 to
+/// [`MAX_REQUEST_ID_LEN`] bytes of printable ASCII. Ids are UUIDs; anything
+/// else is a broken or hostile peer, and an answer carrying a longer id might
+/// not fit in one message (chunk messages are sized for this bound).
+pub fn is_valid_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_REQUEST_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Whether `s` can be a subdomain: one DNS label of `[a-z0-9-]`, not starting
@@ -57,6 +65,19 @@ mod tests {
         let parsed = uuid::Uuid::parse_str(&id).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
         assert_ne!(id, generate_request_id());
+    }
+
+    #[rstest]
+    #[case("6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a", true)]
+    #[case("r1", true)]
+    #[case(&"a".repeat(MAX_REQUEST_ID_LEN), true)]
+    #[case(&"a".repeat(MAX_REQUEST_ID_LEN + 1), false)]
+    #[case("", false)]
+    #[case("a b", false)]
+    #[case("a\nb", false)]
+    #[case("é", false)]
+    fn validates_request_ids(#[case] input: &str, #[case] valid: bool) {
+        assert_eq!(is_valid_request_id(input), valid);
     }
 
     #[rstest]

@@ -29,7 +29,7 @@ mod message;
 
 pub use body::{decode_body, encode_body};
 pub use chunk::{BodyChunk, CarriesBody, ChunkedBody};
-pub use ids::{generate_request_id, generate_subdomain, is_valid_subdomain};
+pub use ids::{generate_request_id, generate_subdomain, is_valid_request_id, is_valid_subdomain};
 pub use message::{
     ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,
     ProtocolError, Ready,

@@ -126,6 +126,11 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Anything else.
     InternalError,
+    /// The agent is at its limit of requests in flight; the visitor may try
+    /// again in a moment (503). Added after the first release: a server that
+    /// does not know it parses it as [`ErrorCode::Unknown`] and answers 502
+    /// with the agent's message, so an old server still gives a clear page.
+    Overloaded,
     /// A code this version does not know; treated like `internal_error`.
     #[serde(other)]
     Unknown,
@@ -137,6 +142,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Timeout => 504,
+            ErrorCode::Overloaded => 503,
             ErrorCode::LocalServiceUnavailable
             | ErrorCode::PayloadTooLarge
             | ErrorCode::InternalError
@@ -398,6 +404,7 @@ mod tests {
     #[case("local_service_unavailable", ErrorCode::LocalServiceUnavailable, 502)]
     #[case("payload_too_large", ErrorCode::PayloadTooLarge, 502)]
     #[case("internal_error", ErrorCode::InternalError, 502)]
+    #[case("overloaded", ErrorCode::Overloaded, 503)]
     #[case("from_the_future", ErrorCode::Unknown, 502)]
     fn error_codes_parse_and_map(#[case] wire: &str, #[case] code: ErrorCode, #[case] status: u16) {
         let text = format!(r#"{{"type":"error","code":"{wire}","message":"m"}}"#);

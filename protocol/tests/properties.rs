@@ -1,0 +1,594 @@
+//! Properties of every parser of untrusted input in the protocol: messages,
+//! chunk sets and tokens. Whatever arrives, parsing never panics, a refusal
+//! is an error that says something, and what is accepted round-trips.
+//!
+//! Bounded: a fixed number of cases per property and small inputs (bodies of
+//! at most three chunks), so the whole file runs in seconds.
+
+use proptest::collection::{btree_map, vec};
+use proptest::option;
+use proptest::prelude::*;
+use protocol::auth::{self, Claims, Secret, TokenError};
+use protocol::chunk::{self, BodyChunk, ChunkedBody, Reassembly};
+use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_MESSAGE_BYTES};
+use protocol::{
+    ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,
+    ProtocolError, Ready,
+};
+use serde_json::Value;
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        max_shrink_iters: 2000,
+        max_shrink_time: 20_000,
+        ..ProptestConfig::default()
+    }
+}
+
+// ------------------------------------------------------------- strategies
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![".{0,12}", "[ -~]{0,40}", Just(String::new())]
+}
+
+fn headers() -> impl Strategy<Value = Headers> {
+    btree_map("[a-z-]{1,12}", vec(text(), 1..3), 0..4)
+}
+
+fn chunked() -> impl Strategy<Value = ChunkedBody> {
+    (any::<u32>(), any::<u64>()).prop_map(|(count, length)| ChunkedBody { count, length })
+}
+
+fn base64() -> impl Strategy<Value = String> {
+    vec(any::<u8>(), 0..64).prop_map(|b| protocol::encode_body(&b))
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    prop_oneof![
+        Just(ErrorCode::InvalidRequest),
+        Just(ErrorCode::Timeout),
+        Just(ErrorCode::LocalServiceUnavailable),
+        Just(ErrorCode::PayloadTooLarge),
+        Just(ErrorCode::InternalError),
+        Just(ErrorCode::Overloaded),
+        Just(ErrorCode::Unknown),
+    ]
+}
+
+/// Any message a peer can send (every variant but `Unknown`, which is only
+/// ever parsed).
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        Just(Message::Ready(Ready {})),
+        Just(Message::Ping),
+        Just(Message::Pong),
+        (text(), text(), text(), option::of(text())).prop_map(|(c, s, u, r)| {
+            Message::ConnectionEstablished(ConnectionEstablished {
+                connection_id: c,
+                subdomain: s,
+                public_url: u,
+                resume_token: r,
+            })
+        }),
+        (
+            text(),
+            text(),
+            text(),
+            headers(),
+            base64(),
+            any::<u64>(),
+            option::of(chunked())
+        )
+            .prop_map(
+                |(request_id, method, uri, headers, body, timestamp, body_chunks)| {
+                    Message::HttpRequest(HttpRequest {
+                        request_id,
+                        method,
+                        uri,
+                        headers,
+                        body,
+                        timestamp,
+                        body_chunks,
+                    })
+                }
+            ),
+        (
+            text(),
+            any::<u16>(),
+            headers(),
+            base64(),
+            any::<u64>(),
+            option::of(chunked())
+        )
+            .prop_map(
+                |(request_id, status_code, headers, body, processing_time_ms, body_chunks)| {
+                    Message::HttpResponse(HttpResponse {
+                        request_id,
+                        status_code,
+                        headers,
+                        body,
+                        processing_time_ms,
+                        body_chunks,
+                    })
+                }
+            ),
+        (text(), any::<u32>(), base64()).prop_map(|(request_id, index, data)| {
+            Message::BodyChunk(BodyChunk {
+                request_id,
+                index,
+                data,
+            })
+        }),
+        (option::of(text()), error_code(), text()).prop_map(|(request_id, code, message)| {
+            Message::Error(ErrorMessage {
+                request_id,
+                code,
+                message,
+            })
+        }),
+    ]
+}
+
+/// Field names the messages use, and some they do not.
+fn field_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "type",
+            "request_id",
+            "method",
+            "uri",
+            "headers",
+            "body",
+            "timestamp",
+            "body_chunks",
+            "count",
+            "length",
+            "index",
+            "data",
+            "code",
+            "message",
+            "status_code",
+            "processing_time_ms",
+            "connection_id",
+            "subdomain",
+            "public_url",
+            "resume_token",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{1,8}",
+    ]
+}
+
+/// JSON of any shape, with message-like field names.
+fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
+        text().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 40, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..5).prop_map(Value::Array),
+            btree_map(field_name(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A JSON object tagged with a real (or made-up) message type.
+fn tagged_json() -> impl Strategy<Value = String> {
+    let kind = prop_oneof![
+        prop::sample::select(vec![
+            "ready",
+            "connection_established",
+            "http_request",
+            "http_response",
+            "body_chunk",
+            "ping",
+            "pong",
+            "error",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{0,10}",
+    ];
+    (kind, btree_map(field_name(), json(), 0..8)).prop_map(|(kind, fields)| {
+        let mut object: serde_json::Map<String, Value> = fields.into_iter().collect();
+        object.insert("type".into(), Value::from(kind));
+        Value::Object(object).to_string()
+    })
+}
+
+/// A few edits: delete, insert or replace a character.
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize),
+    Insert(usize, char),
+    Replace(usize, char),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let c = prop_oneof![
+        prop::sample::select(vec![
+            '{', '}', '[', ']', '"', ':', ',', '\\', '0', '9', '-', 'e', '.', 'n', ' ', 'é'
+        ]),
+        any::<char>(),
+    ];
+    vec(
+        prop_oneof![
+            any::<usize>().prop_map(Edit::Delete),
+            (any::<usize>(), c.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
+            (any::<usize>(), c).prop_map(|(i, c)| Edit::Replace(i, c)),
+        ],
+        1..5,
+    )
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for edit in edits {
+        let len = chars.len().max(1);
+        match *edit {
+            Edit::Delete(i) if !chars.is_empty() => {
+                chars.remove(i % chars.len());
+            }
+            Edit::Delete(_) => {}
+            Edit::Insert(i, c) => chars.insert(i % (chars.len() + 1), c),
+            Edit::Replace(i, c) if !chars.is_empty() => chars[i % len] = c,
+            Edit::Replace(_, c) => chars.push(c),
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// Whatever parsed must serialize and parse back to itself (an `Unknown`
+/// type cannot be sent; an over-limit one is refused, not truncated).
+fn assert_round_trips(message: &Message) {
+    match message.to_json() {
+        Ok(json) => {
+            assert!(json.len() <= MAX_MESSAGE_BYTES);
+            assert_eq!(&Message::from_json(&json).unwrap(), message);
+        }
+        Err(ProtocolError::TooLarge { size }) => assert!(size > MAX_MESSAGE_BYTES),
+        Err(ProtocolError::Malformed(_)) => assert_eq!(message, &Message::Unknown),
+    }
+}
+
+fn assert_clear(error: &ProtocolError) {
+    let text = error.to_string();
+    assert!(text.starts_with("message "), "{text}");
+}
+
+// ------------------------------------------------------------- messages
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn any_text_parses_or_is_a_clear_error(text in ".*") {
+        match Message::from_json(&text) {
+            Ok(message) => assert_round_trips(&message),
+            Err(e) => assert_clear(&e),
+        }
+    }
+
+    #[test]
+    fn json_of_any_shape_parses_or_is_a_clear_error(text in tagged_json()) {
+        match Message::from_json(&text) {
+            Ok(message) => assert_round_trips(&message),
+            Err(e) => assert_clear(&e),
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips(message in message()) {
+        assert_round_trips(&message);
+    }
+
+    #[test]
+    fn mutated_messages_parse_or_are_clear_errors(message in message(), edits in edits()) {
+        let json = message.to_json().unwrap();
+        let mutated = apply(&json, &edits);
+        match Message::from_json(&mutated) {
+            Ok(parsed) => assert_round_trips(&parsed),
+            Err(e) => assert_clear(&e),
+        }
+    }
+}
+
+// ------------------------------------------------------------- chunks
+
+/// A body of `len` bytes that differs with `seed` (cheaper than generating
+/// every byte).
+fn body(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Lengths around the chunk boundaries, up to three chunks.
+fn body_len() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        1..2_000usize,
+        BODY_CHUNK_BYTES - 2..BODY_CHUNK_BYTES + 3,
+        2 * BODY_CHUNK_BYTES - 1..2 * BODY_CHUNK_BYTES + 2,
+        1..3 * BODY_CHUNK_BYTES,
+    ]
+}
+
+/// What a peer may send for one body.
+#[derive(Debug, Clone)]
+enum Piece {
+    Head(ChunkedBody),
+    Chunk(BodyChunk),
+}
+
+fn garbage_piece() -> impl Strategy<Value = Piece> {
+    let count = prop_oneof![0..4u32, Just(MAX_BODY_CHUNKS as u32), any::<u32>()];
+    let length = prop_oneof![
+        0..300_000u64,
+        Just(MAX_BODY_BYTES as u64),
+        Just(MAX_BODY_BYTES as u64 + 1),
+        any::<u64>()
+    ];
+    let index = prop_oneof![0..4u32, Just(MAX_BODY_CHUNKS as u32), any::<u32>()];
+    let data = prop_oneof![
+        ".{0,20}",
+        base64(),
+        (0..140_000usize).prop_map(|n| "A".repeat(n)),
+    ];
+    prop_oneof![
+        (count, length).prop_map(|(count, length)| Piece::Head(ChunkedBody { count, length })),
+        (index, data).prop_map(|(index, data)| Piece::Chunk(BodyChunk {
+            request_id: "r".into(),
+            index,
+            data
+        })),
+    ]
+}
+
+fn feed(r: &mut Reassembly, piece: &Piece) -> Result<(), chunk::ChunkError> {
+    match piece {
+        Piece::Head(head) => r.set_head(*head),
+        Piece::Chunk(c) => r.insert(c).map(|_| ()),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Chunks in any order, each maybe twice, the head anywhere among them.
+    #[test]
+    fn reassembly_in_any_order_with_duplicates_round_trips(
+        len in body_len(),
+        seed in any::<u8>(),
+        order in any::<u64>(),
+        head_at in any::<usize>(),
+        twice in vec(any::<bool>(), 3),
+    ) {
+        let bytes = body(len, seed);
+        let head = ChunkedBody::for_length(len).unwrap();
+        let mut pieces: Vec<Piece> = Vec::new();
+        for (i, c) in chunk::split("r", &bytes).into_iter().enumerate() {
+            if twice[i % twice.len()] {
+                pieces.push(Piece::Chunk(c.clone()));
+            }
+            pieces.push(Piece::Chunk(c));
+        }
+        // A deterministic shuffle from the generated seed.
+        let mut state = order | 1;
+        for i in (1..pieces.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            pieces.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        pieces.insert(head_at % (pieces.len() + 1), Piece::Head(head));
+        let mut r = Reassembly::new();
+        for piece in &pieces {
+            feed(&mut r, piece).unwrap();
+        }
+        prop_assert!(r.is_complete());
+        prop_assert_eq!(r.into_body().unwrap(), bytes);
+    }
+
+    /// Genuine pieces mixed with garbage: never a panic, every refusal says
+    /// why, memory stays under the ceiling, and a body that completes has
+    /// exactly the announced length.
+    #[test]
+    fn reassembly_survives_garbage(
+        len in body_len(),
+        genuine_head in any::<bool>(),
+        garbage in vec(garbage_piece(), 0..12),
+        mix in vec(any::<usize>(), 0..12),
+    ) {
+        let bytes = body(len, 7);
+        let mut pieces: Vec<Piece> = chunk::split("r", &bytes).into_iter().map(Piece::Chunk).collect();
+        if genuine_head {
+            pieces.push(Piece::Head(ChunkedBody::for_length(len).unwrap()));
+        }
+        for (g, at) in garbage.into_iter().zip(mix.into_iter().chain(std::iter::repeat(0))) {
+            pieces.insert(at % (pieces.len() + 1), g);
+        }
+        let mut r = Reassembly::new();
+        for piece in &pieces {
+            if let Err(e) = feed(&mut r, piece) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+            prop_assert!(r.bytes() <= MAX_BODY_BYTES as u64);
+            if let Some(head) = r.head() {
+                prop_assert!(r.bytes() <= head.length);
+            }
+        }
+        let complete = r.is_complete();
+        let head = r.head().copied();
+        match r.into_body() {
+            Ok(body) => {
+                prop_assert!(complete);
+                prop_assert_eq!(body.len() as u64, head.unwrap().length);
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    /// A head is valid exactly when it is what splitting its length gives.
+    #[test]
+    fn a_head_is_valid_exactly_when_splitting_its_length_gives_it(
+        count in prop_oneof![0..60u32, any::<u32>()],
+        length in prop_oneof![0..(MAX_BODY_BYTES as u64 + 10), any::<u64>()],
+    ) {
+        let head = ChunkedBody { count, length };
+        let expected = usize::try_from(length)
+            .ok()
+            .and_then(|l| ChunkedBody::for_length(l).ok())
+            .filter(|h| h.count > 0);
+        prop_assert_eq!(head.validate().is_ok(), expected == Some(head));
+    }
+
+    /// The sending rule: every message fits, and the receiver gets the body
+    /// back, whatever the headers took.
+    #[test]
+    fn to_messages_always_fits_and_round_trips(
+        len in prop_oneof![0..2_000usize, 90_000..100_000usize, 1..3 * BODY_CHUNK_BYTES],
+        header_bytes in prop_oneof![Just(0usize), 0..130_000usize],
+    ) {
+        let bytes = body(len, 3);
+        let mut headers = Headers::new();
+        headers.insert("x-h".into(), vec!["h".repeat(header_bytes)]);
+        let response = HttpResponse {
+            request_id: "r".into(),
+            status_code: 200,
+            headers,
+            body: String::new(),
+            processing_time_ms: 0,
+            body_chunks: None,
+        };
+        let messages = match chunk::to_messages(response, &bytes) {
+            Ok(messages) => messages,
+            Err(e) => {
+                // Only headers that fill a message on their own are refused.
+                prop_assert!(header_bytes > MAX_MESSAGE_BYTES - 200, "{e}");
+                return Ok(());
+            }
+        };
+        let mut parsed = messages.iter().map(|m| {
+            assert!(m.len() <= MAX_MESSAGE_BYTES);
+            Message::from_json(m).unwrap()
+        });
+        let Some(Message::HttpResponse(head)) = parsed.next() else {
+            panic!("the first message is not the response");
+        };
+        let got = match head.body_chunks {
+            None => protocol::decode_body(&head.body).unwrap(),
+            Some(spec) => {
+                let mut r = Reassembly::new();
+                r.set_head(spec).unwrap();
+                for m in parsed {
+                    let Message::BodyChunk(c) = m else { panic!("not a chunk") };
+                    r.insert(&c).unwrap();
+                }
+                r.into_body().unwrap()
+            }
+        };
+        prop_assert_eq!(got, bytes);
+    }
+}
+
+// ------------------------------------------------------------- tokens
+
+const NOW: i64 = 1_764_000_000;
+
+fn secret() -> Secret {
+    Secret::new("0123456789abcdef0123456789abcdef-proptest").unwrap()
+}
+
+fn subdomain() -> impl Strategy<Value = String> {
+    "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"
+}
+
+fn claims() -> impl Strategy<Value = Claims> {
+    (
+        "[^\\s].{0,30}",
+        -100_000i64..100_000,
+        1i64..100_000_000,
+        option::of(subdomain()),
+    )
+        .prop_map(|(user, iat_offset, valid_for, sub)| {
+            Claims::new(
+                &user,
+                NOW + iat_offset.min(0),
+                valid_for + 100_000,
+                sub.as_deref(),
+            )
+        })
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn any_text_is_refused_as_a_token(token in ".{0,200}") {
+        let err = auth::verify(&secret(), &token, NOW).unwrap_err();
+        prop_assert!(!err.to_string().is_empty());
+        // Long enough not to be a word of the fixed error texts.
+        if token.trim().len() > 30 {
+            prop_assert!(!err.to_string().contains(token.trim()));
+        }
+    }
+
+    /// Three base64url parts of any JSON, signed or not.
+    #[test]
+    fn jwt_shaped_garbage_is_refused(header in json(), payload in json(), signature in vec(any::<u8>(), 0..40)) {
+        let token = format!(
+            "{}.{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(payload.to_string().as_bytes()),
+            b64url(&signature)
+        );
+        prop_assert!(auth::verify(&secret(), &token, NOW).is_err());
+    }
+
+    #[test]
+    fn minted_tokens_verify_to_their_claims(claims in claims()) {
+        let token = auth::mint(&secret(), &claims);
+        prop_assert_eq!(auth::verify(&secret(), &token, NOW), Ok(claims.clone()));
+        let other = Secret::new("another-secret-of-at-least-32-bytes!!").unwrap();
+        prop_assert_eq!(auth::verify(&other, &token, NOW), Err(TokenError::BadSignature));
+    }
+
+    /// Any one character changed anywhere: refused.
+    #[test]
+    fn an_altered_token_never_verifies(
+        claims in claims(),
+        at in any::<usize>(),
+        with in prop::sample::select(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.".chars().collect::<Vec<_>>()
+        ),
+    ) {
+        let token = auth::mint(&secret(), &claims);
+        let mut chars: Vec<char> = token.chars().collect();
+        let at = at % chars.len();
+        prop_assume!(chars[at] != with);
+        chars[at] = with;
+        let altered: String = chars.into_iter().collect();
+        prop_assert!(auth::verify(&secret(), &altered, NOW).is_err(), "{altered}");
+    }
+
+    #[test]
+    fn resume_tokens_parse_only_as_what_was_generated(text in ".{0,80}", sub in subdomain()) {
+        if let Some(parsed) = auth::resume_token_subdomain(&text) {
+            prop_assert!(protocol::is_valid_subdomain(parsed));
+        }
+        let token = auth::generate_resume_token(&sub);
+        prop_assert_eq!(auth::resume_token_subdomain(&token), Some(sub.as_str()));
+        prop_assert_eq!(auth::resume_token_hash(&token).len(), 43);
+    }
+}
