@@ -6,4 +6,5 @@ mod common;
 mod http_api;
 mod lambda;
 mod management;
+mod paths;
 mod websocket;
