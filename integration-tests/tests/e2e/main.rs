@@ -14,3 +14,4 @@ mod auth;
 mod failures;
 mod forwarding;
 mod large_bodies;
+mod paths;
