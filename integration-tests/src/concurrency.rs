@@ -1,19 +1,21 @@
-//! How many concurrent invocations each function gets on the local stack:
-//! what Terraform reserves for it (`reserved_concurrency` of the dev
-//! environment: its `terraform.tfvars`, else the variable's default), else
-//! [`UNRESERVED`], a stand-in for the account's unreserved pool (1,000 by
-//! default on AWS). The emulator throttles beyond it, as Lambda does.
+//! How many concurrent invocations each function gets on the local stack,
+//! and what happens beyond: a function Terraform reserves concurrency for
+//! (`reserved_concurrency` of the dev environment: its `terraform.tfvars`,
+//! else the variable's default) gets exactly that and is throttled beyond
+//! it, as on AWS; an unreserved one stands for the account's pool (1,000 by
+//! default on AWS, so never throttled at local scale) and gets
+//! [`UNRESERVED`] processes that invocations queue for, because a 2-core
+//! machine cannot cold-start hundreds of processes at once within Lambda's
+//! 10 s init limit (the end-to-end suite sends 120 concurrent visitors).
 
 use std::{collections::BTreeMap, path::Path};
 
 use hcl::eval::{Context, Evaluate as _};
 
-/// Invocations at once of a function Terraform does not reserve for: enough
-/// that the end-to-end suite (120 concurrent visitors, 4 concurrent large
-/// transfers) and local use are never throttled, as they would not be on an
-/// account's default pool. Processes are started on demand, so a high number
-/// costs nothing until it is used.
-pub const UNRESERVED: usize = 200;
+/// Processes of an unreserved function; invocations beyond wait for one
+/// (`OverConcurrency::Queue`), so nothing is throttled that AWS's default
+/// pool would not throttle.
+pub const UNRESERVED: usize = 10;
 
 /// Function key → reserved concurrency, from the dev environment's Terraform.
 pub fn terraform_reserved(workspace: &Path) -> Result<BTreeMap<String, usize>, String> {
@@ -66,8 +68,9 @@ mod tests {
     #[test]
     fn reads_the_dev_environment() {
         let reserved = terraform_reserved(&crate::paths::workspace_root()).expect("readable");
-        // Today every function is unreserved (`default = {}`): the stack uses
-        // UNRESERVED for all four. A reservation added to dev shows up here.
+        // Today every function is unreserved (`default = {}`): the stack
+        // queues for UNRESERVED processes. A reservation added to dev shows
+        // up here, and the stack throttles that function at it.
         for (function, n) in &reserved {
             assert!(
                 handlers::manifest::FUNCTIONS

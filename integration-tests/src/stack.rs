@@ -75,10 +75,13 @@ pub struct StackConfig {
     pub websocket_listen: SocketAddr,
     /// HTTP API listener (port 0 = ephemeral).
     pub http_listen: SocketAddr,
-    /// Concurrent invocations of a function Terraform reserves nothing for
-    /// (a reserved one gets its reservation; see [`crate::concurrency`]).
+    /// Processes of a function Terraform reserves nothing for (a reserved
+    /// one gets its reservation and is throttled beyond it, as on AWS; see
+    /// [`crate::concurrency`]).
     pub concurrency: usize,
-    /// Beyond that: throttled, as on AWS (default), or queued.
+    /// What an unreserved function does beyond `concurrency`: queue (the
+    /// default: AWS's account pool would not throttle at this scale) or
+    /// throttle.
     pub over_concurrency: OverConcurrency,
     pub logs: Logs,
     /// The functions' `RUST_LOG`.
@@ -99,7 +102,7 @@ impl Default for StackConfig {
             websocket_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             concurrency: crate::concurrency::UNRESERVED,
-            over_concurrency: OverConcurrency::Throttle,
+            over_concurrency: OverConcurrency::Queue,
             logs: Logs::from_env_or(Logs::Stderr),
             rust_log: std::env::var(RUST_LOG_ENV).unwrap_or_else(|_| "info".into()),
             // Off unless asked for (the benchmarks measure the data path);
@@ -242,11 +245,13 @@ impl Stack {
                 FunctionConfig::new(function.name, binaries.path(function.name));
             function_config.environment =
                 config.function_environment(function, &tables, &dynamodb_endpoint);
-            function_config.concurrency = reserved
-                .get(function.name)
-                .copied()
-                .unwrap_or(config.concurrency);
-            function_config.over_concurrency = config.over_concurrency;
+            (
+                function_config.concurrency,
+                function_config.over_concurrency,
+            ) = match reserved.get(function.name) {
+                Some(&reserved) => (reserved, OverConcurrency::Throttle),
+                None => (config.concurrency, config.over_concurrency),
+            };
             // Its IAM role, as Terraform writes it from the manifest.
             function_config.manage_connections = function.posts_to_connections;
             emulator_config.functions.push(function_config);

@@ -68,8 +68,8 @@ async fn a_response_from_another_connection_is_rejected() -> anyhow::Result<()> 
     // message was handled before the real answer is let through.
     let env = TestEnv::start_with(StackConfig {
         concurrency: 1,
-        // Queued, not throttled (AWS's way): the forger's messages must
-        // wait for each other, not be refused.
+        // Queued, not throttled: the forger's messages must wait for each
+        // other, not be refused.
         over_concurrency: emulator::OverConcurrency::Queue,
         ..StackConfig::for_tests()
     })
