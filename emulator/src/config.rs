@@ -5,6 +5,7 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -28,7 +29,9 @@ pub struct Config {
     /// The HTTP API; without it no HTTP listener is opened.
     #[serde(default)]
     pub http: Option<HttpConfig>,
-    /// Region given to functions when the emulator's own environment has none.
+    /// The APIs' region (SigV4 scope of `@connections`) and the functions'
+    /// `AWS_REGION`; without it the emulator's own `AWS_REGION` /
+    /// `AWS_DEFAULT_REGION`, else `us-east-1`.
     #[serde(default)]
     pub region: Option<String>,
     /// Account id in ARNs and `requestContext.accountId`.
@@ -68,11 +71,76 @@ pub struct FunctionConfig {
     pub environment: BTreeMap<String, String>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
-    /// Most processes (concurrent invocations) at once; more invocations wait.
+    /// Most processes (concurrent invocations) at once; see `over_concurrency`.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// What an invocation over `concurrency` gets: throttled (AWS), or queued.
+    #[serde(default)]
+    pub over_concurrency: OverConcurrency,
     #[serde(default = "default_memory")]
     pub memory_mb: u32,
+    /// Whether the function's role allows `execute-api:ManageConnections`
+    /// (`@connections`); without it its calls are refused with 403.
+    #[serde(default)]
+    pub manage_connections: bool,
+    /// What happens to the `$disconnect` events this function is invoked for
+    /// (AWS delivers them on a best-effort basis). Changeable at run time with
+    /// [`crate::Emulator::set_disconnect_delivery`].
+    #[serde(default)]
+    pub disconnect_delivery: DisconnectDelivery,
+}
+
+/// What an invocation beyond a function's concurrency gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverConcurrency {
+    /// Refused at once, as Lambda does (429 `TooManyRequestsException`; API
+    /// Gateway turns it into its own error, nothing is retried).
+    #[default]
+    Throttle,
+    /// Waits for a free process (not AWS's behaviour).
+    Queue,
+}
+
+/// What happens to a `$disconnect` event. AWS documents `$disconnect` as
+/// best effort: it may come late or never.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DisconnectDeliveryRepr")]
+pub enum DisconnectDelivery {
+    /// Invoked right after the connection ends.
+    #[default]
+    Deliver,
+    /// Never invoked.
+    Drop,
+    /// Invoked this long after the connection ends.
+    Delay(Duration),
+}
+
+/// TOML: `"deliver"`, `"drop"` or `{ delay_ms = 2500 }`.
+#[derive(Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum DisconnectDeliveryRepr {
+    Word(String),
+    Delay { delay_ms: u64 },
+}
+
+impl TryFrom<DisconnectDeliveryRepr> for DisconnectDelivery {
+    type Error = String;
+
+    fn try_from(repr: DisconnectDeliveryRepr) -> Result<Self, Self::Error> {
+        match repr {
+            DisconnectDeliveryRepr::Word(word) => match word.as_str() {
+                "deliver" => Ok(Self::Deliver),
+                "drop" => Ok(Self::Drop),
+                other => Err(format!(
+                    "disconnect_delivery {other:?}: expected \"deliver\", \"drop\" or {{ delay_ms = N }}"
+                )),
+            },
+            DisconnectDeliveryRepr::Delay { delay_ms } => {
+                Ok(Self::Delay(Duration::from_millis(delay_ms)))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -202,7 +270,10 @@ impl FunctionConfig {
             environment: BTreeMap::new(),
             timeout_secs: default_timeout(),
             concurrency: default_concurrency(),
+            over_concurrency: OverConcurrency::default(),
             memory_mb: default_memory(),
+            manage_connections: false,
+            disconnect_delivery: DisconnectDelivery::default(),
         }
     }
 }
@@ -294,6 +365,52 @@ function = "connect"
         assert_eq!(config.functions[0].concurrency, 10);
         assert_eq!(config.functions[0].memory_mb, 128);
         assert_eq!(config.http.as_ref().map(|h| h.timeout_secs), Some(30));
+        // AWS's behaviour unless asked otherwise.
+        assert_eq!(
+            config.functions[0].over_concurrency,
+            OverConcurrency::Throttle
+        );
+        assert!(!config.functions[0].manage_connections);
+        assert_eq!(
+            config.functions[0].disconnect_delivery,
+            DisconnectDelivery::Deliver
+        );
+    }
+
+    #[test]
+    fn parses_the_fidelity_settings() {
+        let parse = |extra: &str| {
+            Config::from_toml_str(&format!(
+                "[[functions]]\nname = \"f\"\nbinary = \"b\"\n{extra}"
+            ))
+            .map(|c| c.functions[0].clone())
+        };
+        let f = parse("over_concurrency = \"queue\"\nmanage_connections = true\ndisconnect_delivery = \"drop\"").unwrap();
+        assert_eq!(f.over_concurrency, OverConcurrency::Queue);
+        assert!(f.manage_connections);
+        assert_eq!(f.disconnect_delivery, DisconnectDelivery::Drop);
+        let f = parse("disconnect_delivery = { delay_ms = 2500 }").unwrap();
+        assert_eq!(
+            f.disconnect_delivery,
+            DisconnectDelivery::Delay(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            parse("disconnect_delivery = \"deliver\"")
+                .unwrap()
+                .disconnect_delivery,
+            DisconnectDelivery::Deliver
+        );
+        assert!(parse("disconnect_delivery = \"later\"").is_err());
+        assert!(parse("over_concurrency = \"retry\"").is_err());
+    }
+
+    /// The shipped example parses and is valid (it documents every setting).
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator.example.toml");
+        let config = Config::from_toml_file(Path::new(path)).expect("parses");
+        config.validate().expect("valid");
+        assert!(config.functions[0].manage_connections);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Per-function counters for benchmarks: invocations, errors, cold starts and
+//! Per-function counters for benchmarks: invocations, throttles, errors, cold starts and
 //! init durations. Served as JSON at `GET /_emulator/counters` on the WebSocket
 //! listener (see the README).
 
@@ -22,8 +22,11 @@ pub struct Counters {
 /// A snapshot of one function's counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FunctionCounters {
-    /// Invocations asked for (successful or not).
+    /// Invocations that ran (successful or not); throttled ones are not
+    /// invocations, as in CloudWatch.
     pub invocations: u64,
+    /// Invocations refused because the function was at its concurrency.
+    pub throttles: u64,
     /// Invocations that failed: function error, timeout, crash, init error, size limits.
     pub errors: u64,
     /// Processes spawned.
@@ -36,6 +39,7 @@ pub struct FunctionCounters {
 #[derive(Debug, Default)]
 pub(crate) struct LiveCounters {
     invocations: AtomicU64,
+    throttles: AtomicU64,
     errors: AtomicU64,
     cold_starts: AtomicU64,
     init_durations: Mutex<Vec<Duration>>,
@@ -44,6 +48,9 @@ pub(crate) struct LiveCounters {
 impl LiveCounters {
     pub fn invocation(&self) {
         self.invocations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn throttle(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
     }
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -61,6 +68,7 @@ impl LiveCounters {
     pub fn snapshot(&self) -> FunctionCounters {
         FunctionCounters {
             invocations: self.invocations.load(Ordering::Relaxed),
+            throttles: self.throttles.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             cold_starts: self.cold_starts.load(Ordering::Relaxed),
             init_durations_ms: self

@@ -8,12 +8,13 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::{
-    config::{Config, Placeholders},
+    config::{Config, DisconnectDelivery, Placeholders},
     counters::Counters,
     error::EmulatorError,
     http_api::{self, HttpSettings},
     lambda::{AwsEnvironment, FunctionSpec, Functions},
     limits::WS_INTEGRATION_TIMEOUT,
+    sigv4::AwsCredentials,
     util::{self, AbortOnDrop, Tasks, json_response},
     websocket::{WebSocketApi, WebSocketSettings},
 };
@@ -61,7 +62,7 @@ impl EmulatorBuilder {
             http_url: format!("http://{}", url_host(http_addr)),
         };
 
-        let aws = AwsEnvironment::from_parent(config.region.as_deref(), &config.account_id);
+        let aws = AwsEnvironment::new(config.region.as_deref(), &config.account_id);
         let functions = Functions::new(
             config
                 .functions
@@ -91,6 +92,7 @@ impl EmulatorBuilder {
                     .integration_timeout_secs
                     .map_or(WS_INTEGRATION_TIMEOUT, Duration::from_secs),
                 port: websocket_addr.port(),
+                region: aws.region.clone(),
             },
             functions.clone(),
         );
@@ -142,6 +144,7 @@ impl EmulatorBuilder {
         };
 
         let emulator = Emulator {
+            region: aws.region,
             placeholders,
             websocket_addr,
             http_addr,
@@ -192,6 +195,7 @@ fn url_host(addr: SocketAddr) -> SocketAddr {
 /// A running emulator. Dropping it stops everything, also when a test panics.
 #[derive(Debug)]
 pub struct Emulator {
+    region: String,
     placeholders: Placeholders,
     websocket_addr: SocketAddr,
     http_addr: SocketAddr,
@@ -244,6 +248,33 @@ impl Emulator {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The APIs' region: what `@connections` signatures must be scoped to.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The credentials `function`'s processes get (its "role"), for a test
+    /// or harness that calls `@connections` as that function would.
+    pub fn function_credentials(&self, function: &str) -> Option<AwsCredentials> {
+        self.functions.credentials(function)
+    }
+
+    /// Changes what happens to the `$disconnect` events `function` is invoked
+    /// for, from the next connection that ends on.
+    pub fn set_disconnect_delivery(
+        &self,
+        function: &str,
+        delivery: DisconnectDelivery,
+    ) -> Result<(), EmulatorError> {
+        if self.functions.set_disconnect_delivery(function, delivery) {
+            Ok(())
+        } else {
+            Err(EmulatorError::InvalidConfig(format!(
+                "no function named {function:?}"
+            )))
+        }
     }
 
     /// A snapshot of every function's counters.

@@ -23,6 +23,8 @@
 //! - [`http_api`]: the HTTP API, payload format 2.0.
 //! - [`counters`]: per-function invocation counters for benchmarks.
 //! - [`limits`]: every AWS limit and timeout the emulator enforces, in one place.
+//! - [`sigv4`]: Signature Version 4 checks (`@connections`) and the
+//!   credentials the emulator gives each function.
 //! - `util` (private): ids, timestamps, small HTTP helpers.
 
 pub mod config;
@@ -32,13 +34,18 @@ pub mod error;
 pub mod http_api;
 pub mod lambda;
 pub mod limits;
+pub mod sigv4;
 pub mod websocket;
 
 mod util;
 
-pub use config::{Config, FunctionConfig, HttpConfig, LimitsConfig, ListenConfig, WebSocketConfig};
+pub use config::{
+    Config, DisconnectDelivery, FunctionConfig, HttpConfig, LimitsConfig, ListenConfig,
+    OverConcurrency, WebSocketConfig,
+};
 pub use counters::{Counters, FunctionCounters};
 pub use emulator::{Emulator, EmulatorBuilder};
 pub use error::EmulatorError;
 pub use lambda::InvokeError;
 pub use lambda::{LogLine, LogSink, LogStream};
+pub use sigv4::AwsCredentials;

@@ -303,6 +303,7 @@ where
         .or(event.request_context.http.path.as_deref())
         .unwrap_or("/");
     let raw_query = event.raw_query_string.as_deref().unwrap_or("");
+    let raw_path = &crate::path::encode(raw_path);
     let target = match route(host, raw_path, raw_query, &config.domain_name) {
         Ok(t) => t,
         Err(e) => {

@@ -11,6 +11,7 @@
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
 //!   function, each with a `handle` generic over the interfaces.
 //! - [`poll`]: forwarding's adaptive polling schedule.
+//! - [`path`]: the decoded path the HTTP API gives, re-encoded into a URI path.
 //! - [`chunks`]: bodies beyond one WebSocket message (response chunk storage).
 //! - [`logging`]: `tracing` setup.
 //! - [`runtime`]: what the four thin binaries share (init, SDK clients).
@@ -25,6 +26,7 @@ pub mod forwarding;
 pub mod logging;
 pub mod manifest;
 pub mod notifier;
+pub mod path;
 pub mod poll;
 pub mod response;
 pub mod runtime;

@@ -19,6 +19,7 @@
 //!   ephemeral port.
 //! - [`tables`]: the manifest's tables under a unique prefix.
 //! - [`binaries`]: the four handler binaries, built once per process.
+//! - [`concurrency`]: each function's concurrency, from Terraform's reservations.
 //! - [`stack`]: [`Stack`], the emulator running the handlers against the
 //!   tables with the environment Terraform sets.
 //! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
@@ -27,12 +28,15 @@
 //!   (`ITEST_TARGET=deployed`).
 //! - [`error`]: [`HarnessError`], which says what to install or set.
 //! - [`paths`]: the workspace and its target directory.
+//! - [`management`]: `@connections` clients signed as a function would sign.
 
 mod at_exit;
 pub mod backend;
 pub mod bench;
 pub mod binaries;
+pub mod concurrency;
 pub mod error;
+pub mod management;
 pub mod moto;
 pub mod paths;
 pub mod service;

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use emulator::{Emulator, FunctionConfig, HttpConfig, LogLine, LogSink, LogStream};
+use emulator::{
+    Emulator, FunctionConfig, HttpConfig, LogLine, LogSink, LogStream, OverConcurrency,
+};
 use handlers::manifest::{self, COMMON_OPTIONAL_ENV, FUNCTIONS, Function};
 
 use crate::{
@@ -73,8 +75,14 @@ pub struct StackConfig {
     pub websocket_listen: SocketAddr,
     /// HTTP API listener (port 0 = ephemeral).
     pub http_listen: SocketAddr,
-    /// Processes per function (concurrent invocations).
+    /// Processes of a function Terraform reserves nothing for (a reserved
+    /// one gets its reservation and is throttled beyond it, as on AWS; see
+    /// [`crate::concurrency`]).
     pub concurrency: usize,
+    /// What an unreserved function does beyond `concurrency`: queue (the
+    /// default: AWS's account pool would not throttle at this scale) or
+    /// throttle.
+    pub over_concurrency: OverConcurrency,
     pub logs: Logs,
     /// The functions' `RUST_LOG`.
     pub rust_log: String,
@@ -93,7 +101,8 @@ impl Default for StackConfig {
             request_timeout: None,
             websocket_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            concurrency: 10,
+            concurrency: crate::concurrency::UNRESERVED,
+            over_concurrency: OverConcurrency::Queue,
             logs: Logs::from_env_or(Logs::Stderr),
             rust_log: std::env::var(RUST_LOG_ENV).unwrap_or_else(|_| "info".into()),
             // Off unless asked for (the benchmarks measure the data path);
@@ -167,11 +176,8 @@ impl StackConfig {
         );
         env.insert("AWS_REGION".into(), backend::REGION.into());
         env.insert("AWS_DEFAULT_REGION".into(), backend::REGION.into());
-        env.insert("AWS_ACCESS_KEY_ID".into(), backend::ACCESS_KEY_ID.into());
-        env.insert(
-            "AWS_SECRET_ACCESS_KEY".into(),
-            backend::SECRET_ACCESS_KEY.into(),
-        );
+        // No credentials: the emulator gives each function its own (its
+        // "role"), which `@connections` checks; local DynamoDB takes any.
         env
     }
 }
@@ -232,12 +238,22 @@ impl Stack {
         emulator_config.listen.websocket = config.websocket_listen;
         emulator_config.listen.http = config.http_listen;
         emulator_config.region = Some(backend::REGION.into());
+        let reserved = crate::concurrency::terraform_reserved(&crate::paths::workspace_root())
+            .map_err(|e| HarnessError::Emulator(e.into()))?;
         for function in FUNCTIONS {
             let mut function_config =
                 FunctionConfig::new(function.name, binaries.path(function.name));
             function_config.environment =
                 config.function_environment(function, &tables, &dynamodb_endpoint);
-            function_config.concurrency = config.concurrency;
+            (
+                function_config.concurrency,
+                function_config.over_concurrency,
+            ) = match reserved.get(function.name) {
+                Some(&reserved) => (reserved, OverConcurrency::Throttle),
+                None => (config.concurrency, config.over_concurrency),
+            };
+            // Its IAM role, as Terraform writes it from the manifest.
+            function_config.manage_connections = function.posts_to_connections;
             emulator_config.functions.push(function_config);
         }
         wire_routes(&mut emulator_config);
@@ -283,7 +299,9 @@ impl Stack {
         })
     }
 
-    fn emulator(&self) -> &Emulator {
+    /// The running emulator (its settings can be changed while it runs,
+    /// e.g. [`Emulator::set_disconnect_delivery`]).
+    pub fn emulator(&self) -> &Emulator {
         self.emulator
             .as_ref()
             .expect("the emulator runs until shutdown")
@@ -450,11 +468,9 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "AWS_ACCESS_KEY_ID",
                 "AWS_DEFAULT_REGION",
                 "AWS_ENDPOINT_URL_DYNAMODB",
                 "AWS_REGION",
-                "AWS_SECRET_ACCESS_KEY",
                 "CONNECTIONS_TABLE_NAME",
                 "DOMAIN_NAME",
                 "LOG_FORMAT",

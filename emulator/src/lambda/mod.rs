@@ -22,9 +22,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{Instrument as _, info_span};
 
 use crate::{
-    config::{FunctionConfig, Placeholders},
+    config::{DisconnectDelivery, FunctionConfig, OverConcurrency, Placeholders},
     counters::{Counters, LiveCounters},
     limits::LAMBDA_PAYLOAD_MAX,
+    sigv4::AwsCredentials,
     util::Tasks,
 };
 use worker::{LiveGroups, Worker};
@@ -54,6 +55,9 @@ pub enum InvokeError {
     ResponseTooLarge,
     #[error("no function named {0:?}")]
     UnknownFunction(String),
+    /// Over the function's concurrency (Lambda's 429 `TooManyRequestsException`).
+    #[error("the function is throttled: {0} invocations already run")]
+    Throttled(usize),
     #[error("the emulator is shutting down")]
     ShuttingDown,
 }
@@ -118,31 +122,32 @@ pub(crate) struct FunctionSpec {
     pub timeout: Duration,
     pub counters: Arc<LiveCounters>,
     pub log_sink: LogSink,
+    /// What its processes sign with (its "role"): generated for it, or the
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` of its `environment`.
+    pub credentials: AwsCredentials,
+    pub manage_connections: bool,
+    pub over_concurrency: OverConcurrency,
+    pub disconnect_delivery: DisconnectDelivery,
 }
 
-/// AWS settings given to every function.
+/// AWS settings shared by every function.
 #[derive(Debug, Clone)]
 pub(crate) struct AwsEnvironment {
     pub region: String,
     pub account_id: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
 }
 
 impl AwsEnvironment {
-    /// The parent's region and credentials if set, local dummies otherwise.
-    pub fn from_parent(config_region: Option<&str>, account_id: &str) -> Self {
+    /// The configured region, else the parent's, else `us-east-1`.
+    pub fn new(config_region: Option<&str>, account_id: &str) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Self {
-            region: var("AWS_REGION")
+            region: config_region
+                .map(str::to_owned)
+                .or_else(|| var("AWS_REGION"))
                 .or_else(|| var("AWS_DEFAULT_REGION"))
-                .or_else(|| config_region.map(str::to_owned))
                 .unwrap_or_else(|| "us-east-1".into()),
             account_id: account_id.to_owned(),
-            access_key_id: var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "local".into()),
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "local".into()),
-            session_token: var("AWS_SESSION_TOKEN"),
         }
     }
 }
@@ -178,9 +183,22 @@ impl FunctionSpec {
         set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
         set("AWS_REGION", aws.region.clone());
         set("AWS_DEFAULT_REGION", aws.region.clone());
-        set("AWS_ACCESS_KEY_ID", aws.access_key_id.clone());
-        set("AWS_SECRET_ACCESS_KEY", aws.secret_access_key.clone());
-        if let Some(token) = &aws.session_token {
+        // Each function its own credentials, as each Lambda gets its role's.
+        let own = |name: &str| config.environment.get(name).map(|v| placeholders.expand(v));
+        let credentials = match (own("AWS_ACCESS_KEY_ID"), own("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access_key_id), Some(secret_access_key)) => AwsCredentials {
+                access_key_id,
+                secret_access_key,
+                session_token: own("AWS_SESSION_TOKEN"),
+            },
+            _ => AwsCredentials::generate(),
+        };
+        set("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone());
+        set(
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key.clone(),
+        );
+        if let Some(token) = &credentials.session_token {
             set("AWS_SESSION_TOKEN", token.clone());
         }
         set("_HANDLER", "bootstrap".into());
@@ -201,6 +219,10 @@ impl FunctionSpec {
             timeout: Duration::from_secs(config.timeout_secs),
             counters: Arc::new(LiveCounters::default()),
             log_sink,
+            credentials,
+            manage_connections: config.manage_connections,
+            over_concurrency: config.over_concurrency,
+            disconnect_delivery: config.disconnect_delivery,
         }
     }
 }
@@ -209,7 +231,9 @@ impl FunctionSpec {
 #[derive(Debug)]
 pub(crate) struct FunctionPool {
     spec: FunctionSpec,
+    concurrency: usize,
     permits: Semaphore,
+    disconnect_delivery: Mutex<DisconnectDelivery>,
     idle: Mutex<Vec<Worker>>,
     live: LiveGroups,
     log_tasks: Tasks,
@@ -219,7 +243,9 @@ pub(crate) struct FunctionPool {
 impl FunctionPool {
     fn new(spec: FunctionSpec, concurrency: usize) -> Self {
         Self {
+            disconnect_delivery: Mutex::new(spec.disconnect_delivery),
             spec,
+            concurrency,
             permits: Semaphore::new(concurrency),
             idle: Mutex::new(Vec::new()),
             live: LiveGroups::default(),
@@ -229,11 +255,33 @@ impl FunctionPool {
     }
 
     pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
+        // Over the concurrency Lambda refuses the invocation (429
+        // `TooManyRequestsException`, "Lambda function scaling", Lambda
+        // developer guide); a throttle is not an invocation (CloudWatch counts
+        // it under Throttles), so it is counted apart.
+        let permit = match self.spec.over_concurrency {
+            OverConcurrency::Throttle => match self.permits.try_acquire() {
+                Ok(permit) => permit,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    self.spec.counters.throttle();
+                    return Err(InvokeError::Throttled(self.concurrency));
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(InvokeError::ShuttingDown);
+                }
+            },
+            OverConcurrency::Queue => self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| InvokeError::ShuttingDown)?,
+        };
         self.spec.counters.invocation();
         let result = self
             .invoke_inner(payload)
             .instrument(info_span!("invoke", function = %self.spec.name))
             .await;
+        drop(permit);
         if result.is_err() {
             self.spec.counters.error();
         }
@@ -244,13 +292,6 @@ impl FunctionPool {
         if payload.len() > LAMBDA_PAYLOAD_MAX {
             return Err(InvokeError::RequestTooLarge);
         }
-        // Over the concurrency limit invocations wait for a process (AWS
-        // would throttle); see the README.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| InvokeError::ShuttingDown)?;
         let worker = loop {
             let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match popped {
@@ -315,6 +356,45 @@ impl Functions {
             Some(pool) => pool.invoke(payload).await,
             None => Err(InvokeError::UnknownFunction(function.to_owned())),
         }
+    }
+
+    /// What happens to `$disconnect` events for `function` (`None`: no such function).
+    pub fn disconnect_delivery(&self, function: &str) -> Option<DisconnectDelivery> {
+        let pool = self.0.get(function)?;
+        Some(
+            *pool
+                .disconnect_delivery
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Changes it; `false` when there is no such function.
+    pub fn set_disconnect_delivery(&self, function: &str, delivery: DisconnectDelivery) -> bool {
+        let Some(pool) = self.0.get(function) else {
+            return false;
+        };
+        *pool
+            .disconnect_delivery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = delivery;
+        true
+    }
+
+    /// The functions whose credentials have this access key id (normally one).
+    pub fn by_access_key(&self, access_key_id: &str) -> Vec<&FunctionSpec> {
+        self.0
+            .values()
+            .map(|pool| &pool.spec)
+            .filter(|spec| spec.credentials.access_key_id == access_key_id)
+            .collect()
+    }
+
+    /// The credentials `function`'s processes sign with.
+    pub fn credentials(&self, function: &str) -> Option<AwsCredentials> {
+        self.0
+            .get(function)
+            .map(|pool| pool.spec.credentials.clone())
     }
 
     pub fn counters(&self) -> Counters {

@@ -1,5 +1,8 @@
-//! `@connections`: POST (send), GET (describe), DELETE (close). No SigV4
-//! check; errors carry `x-amzn-ErrorType`, which the AWS SDK reads first.
+//! `@connections`: POST (send), GET (describe), DELETE (close). Every call
+//! must be SigV4-signed for `execute-api` in the API's region with the
+//! credentials of a function whose role grants `execute-api:ManageConnections`
+//! (403 `ForbiddenException` otherwise); errors carry `x-amzn-ErrorType`,
+//! which the AWS SDK reads first.
 
 use std::sync::atomic::Ordering;
 
@@ -13,6 +16,7 @@ use tracing::debug;
 use super::{Outbound, WebSocketApi};
 use crate::{
     limits::MANAGEMENT_POST_MAX,
+    sigv4::{self, SignedRequest},
     util::{self, Body, BodyError, empty_response, json_response},
 };
 
@@ -47,6 +51,62 @@ fn gone() -> Response<Body> {
     aws_error(StatusCode::GONE, "GoneException", "")
 }
 
+/// The caller's signature and permission; `Some` is the 403 to answer.
+/// AWS checks both before anything else (an unknown connection id of an
+/// unauthorized caller is a 403, not a 410).
+fn refusal(
+    api: &WebSocketApi,
+    parts: &http::request::Parts,
+    body: &[u8],
+    raw_id: &str,
+) -> Option<Response<Body>> {
+    let request = SignedRequest {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let verified = sigv4::verify(&request, "execute-api", &api.settings.region, now, |key| {
+        api.functions
+            .by_access_key(key)
+            .first()
+            .map(|spec| spec.credentials.clone())
+    });
+    let access_key = match verified {
+        Ok(access_key) => access_key,
+        Err(error) => {
+            debug!(%error, "@connections signature refused");
+            return Some(aws_error(
+                StatusCode::FORBIDDEN,
+                "ForbiddenException",
+                &error.to_string(),
+            ));
+        }
+    };
+    // Functions that share credentials share a role: one grant covers them.
+    let callers = api.functions.by_access_key(&access_key);
+    if callers.iter().any(|spec| spec.manage_connections) {
+        return None;
+    }
+    let caller = callers.first().map_or("unknown", |spec| &*spec.name);
+    let message = format!(
+        "User: arn:aws:sts::assumed-role/{caller}/{caller} is not authorized to perform: \
+         execute-api:ManageConnections on resource: arn:aws:execute-api:{}:*:{}/{}/{}/@connections/{raw_id}",
+        api.settings.region, api.settings.api_id, api.settings.stage, parts.method
+    );
+    debug!(
+        function = caller,
+        "@connections without execute-api:ManageConnections"
+    );
+    Some(aws_error(
+        StatusCode::FORBIDDEN,
+        "ForbiddenException",
+        &message,
+    ))
+}
+
 /// Connection ids are URL-safe base64; anything else is malformed.
 fn well_formed(id: &str) -> bool {
     !id.is_empty()
@@ -61,6 +121,28 @@ pub(super) async fn handle(
     raw_id: &str,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    // The whole body first: its hash is part of the signature.
+    let body = match util::read_body(body, MANAGEMENT_POST_MAX).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return aws_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeException",
+                "Request entity too large",
+            );
+        }
+        Err(BodyError::Io) => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                "Cannot read the body",
+            );
+        }
+    };
+    if let Some(refusal) = refusal(api, &parts, &body, raw_id) {
+        return refusal;
+    }
     // The SDK percent-encodes the id (`%3D` for `=`).
     let id = match percent_decode_str(raw_id).decode_utf8() {
         Ok(id) if well_formed(&id) => id.into_owned(),
@@ -72,26 +154,9 @@ pub(super) async fn handle(
             );
         }
     };
-    debug!(connection_id = %id, method = %req.method(), "@connections");
-    match *req.method() {
+    debug!(connection_id = %id, method = %parts.method, "@connections");
+    match parts.method {
         Method::POST => {
-            let body = match util::read_body(req.into_body(), MANAGEMENT_POST_MAX).await {
-                Ok(body) => body,
-                Err(BodyError::TooLarge) => {
-                    return aws_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "PayloadTooLargeException",
-                        "Request entity too large",
-                    );
-                }
-                Err(BodyError::Io) => {
-                    return aws_error(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequestException",
-                        "Cannot read the body",
-                    );
-                }
-            };
             let Some(connection) = api.connection(&id) else {
                 return gone();
             };

@@ -32,6 +32,7 @@ use tokio_tungstenite::{
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::{
+    config::DisconnectDelivery,
     lambda::{Functions, InvokeError},
     limits::{WS_FRAME_MAX, WS_MESSAGE_MAX},
     util::{self, Body, HeaderCase, Tasks, empty_response, json_response},
@@ -66,6 +67,8 @@ pub(crate) struct WebSocketSettings {
     pub max_age: Duration,
     pub integration_timeout: Duration,
     pub port: u16,
+    /// The API's region: the SigV4 scope of `@connections`.
+    pub region: String,
 }
 
 #[derive(Debug)]
@@ -253,6 +256,18 @@ impl WebSocketApi {
                     debug!(parent: &span, %status, "$connect rejected the connection");
                     return empty_response(status);
                 }
+                // Lambda refused the invocation: API Gateway answers 500 ("If
+                // the Lambda API rejects the invocation request, API Gateway
+                // returns a 500 error code", Lambda developer guide,
+                // "Handling Lambda errors with an API Gateway API").
+                Err(error @ InvokeError::Throttled(_)) => {
+                    warn!(parent: &span, %error, "$connect throttled");
+                    return json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        r#"{"message": "Internal server error"}"#,
+                    );
+                }
+                // The function ran and failed: 502, as for any integration error.
                 Err(error) => {
                     warn!(parent: &span, %error, "$connect failed");
                     return json_response(
@@ -403,6 +418,13 @@ impl WebSocketApi {
                 () = tokio::time::sleep_until(max_age_at) => break going_away(),
             }
         };
+        // Decided before the connection disappears, so that whoever sees it
+        // gone (GetConnection → 410) knows the decision was taken.
+        let disconnect = self
+            .settings
+            .routes
+            .get("$disconnect")
+            .and_then(|f| Some((f.clone(), self.functions.disconnect_delivery(f)?)));
         self.remove_connection(&info.connection_id);
         info!(code, %reason, "disconnected");
 
@@ -423,7 +445,22 @@ impl WebSocketApi {
         }
         drop(ws);
 
-        if let Some(function) = self.settings.routes.get("$disconnect") {
+        if let Some((function, delivery)) = disconnect {
+            // `$disconnect` is best effort on AWS ("API Gateway will make a
+            // best-effort attempt to deliver the $disconnect event", API
+            // Gateway developer guide, "Working with $connect and
+            // $disconnect routes"); the setting reproduces a lost or late one.
+            match delivery {
+                DisconnectDelivery::Deliver => {}
+                DisconnectDelivery::Drop => {
+                    info!("$disconnect dropped (disconnect_delivery = drop)");
+                    return;
+                }
+                DisconnectDelivery::Delay(delay) => {
+                    debug!(?delay, "$disconnect delayed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
             let mut event = self.event_base(&info, "$disconnect", "DISCONNECT");
             // API Gateway sends placeholder headers on `$disconnect`.
             let placeholders = [
@@ -446,7 +483,7 @@ impl WebSocketApi {
             );
             event.request_context.disconnect_status_code = Some(code);
             event.request_context.disconnect_reason = Some(reason);
-            if let Err(error) = self.invoke(function, &event).await {
+            if let Err(error) = self.invoke(&function, &event).await {
                 warn!(%error, "$disconnect failed");
             }
         }

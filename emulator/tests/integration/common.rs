@@ -78,10 +78,12 @@ impl Reports {
 }
 
 /// A config with one fixture function `f` behind the HTTP API and every
-/// WebSocket route.
+/// WebSocket route, allowed to use `@connections`.
 pub fn config_with(reports: &Reports, env: &[(&str, &str)]) -> Config {
     let mut config = Config::new("local");
-    config.functions.push(reports.function("f", env));
+    let mut f = reports.function("f", env);
+    f.manage_connections = true;
+    config.functions.push(f);
     for route in ["$connect", "$disconnect", "$default"] {
         config.websocket.routes.insert(route.into(), "f".into());
     }
@@ -140,6 +142,51 @@ pub async fn wait_dead(pid: u64) {
     })
     .await
     .expect("the process died in time");
+}
+
+/// The real management API client, signing with `credentials` in `region`.
+pub fn sdk_client_with(
+    endpoint: &str,
+    region: &str,
+    credentials: &emulator::AwsCredentials,
+) -> aws_sdk_apigatewaymanagement::Client {
+    use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new(
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            credentials.session_token.clone(),
+            None,
+            "tests",
+        ))
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+/// The management API client as function `function` would build it.
+pub fn sdk_client(emulator: &Emulator, function: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let credentials = emulator
+        .function_credentials(function)
+        .expect("a configured function");
+    sdk_client_with(
+        emulator.management_endpoint(),
+        emulator.region(),
+        &credentials,
+    )
+}
+
+/// Waits (bounded) until `check` holds on the emulator's counters.
+pub async fn wait_counters(emulator: &Emulator, check: impl Fn(&emulator::Counters) -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !check(&emulator.counters()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the counters reached the expected state in time");
 }
 
 pub fn http_client() -> reqwest::Client {

@@ -92,6 +92,7 @@ async fn scales_out_to_the_concurrency_and_reuses_warm_processes() {
     let mut reports = Reports::start().await;
     let mut config = config_with(&reports, &[]);
     config.functions[0].concurrency = 2;
+    config.functions[0].over_concurrency = emulator::OverConcurrency::Queue;
     let emulator = start(config).await;
 
     // Two at once: the second cannot wait for the first (it sleeps), so two processes.
@@ -107,7 +108,8 @@ async fn scales_out_to_the_concurrency_and_reuses_warm_processes() {
     let third = reports.next_where(|_| true).await["pid"].as_u64().unwrap();
     assert!(third == first || third == second);
 
-    // Three at once with concurrency 2: the third waits for a process, no third spawn.
+    // Three at once with concurrency 2, queueing asked for: the third waits
+    // for a process, no third spawn.
     let (a, b, c) = tokio::join!(
         get(&emulator, "sleep:300"),
         get(&emulator, "sleep:300"),

@@ -3,7 +3,11 @@
 //! One test binary (several modules) to link the SDK once.
 
 mod common;
+mod disconnects;
+mod events;
 mod http_api;
 mod lambda;
 mod management;
+mod paths;
+mod throttling;
 mod websocket;

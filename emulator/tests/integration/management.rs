@@ -1,27 +1,13 @@
 //! `@connections` through the real `aws-sdk-apigatewaymanagement` client.
 
-use aws_sdk_apigatewaymanagement::{
-    Client,
-    config::{BehaviorVersion, Credentials, Region},
-    primitives::Blob,
-};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::StreamExt as _;
 use tokio_tungstenite::{
     connect_async,
     tungstenite::{Message, protocol::frame::coding::CloseCode},
 };
 
-use crate::common::{Reports, WAIT, config_with, http_client, start};
-
-fn sdk_client(endpoint: &str) -> Client {
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .build();
-    Client::from_conf(config)
-}
+use crate::common::{Reports, WAIT, config_with, http_client, sdk_client, sdk_client_with, start};
 
 #[tokio::test]
 async fn post_get_and_delete_with_the_sdk() {
@@ -34,7 +20,7 @@ async fn post_get_and_delete_with_the_sdk() {
         .unwrap()
         .to_owned();
     assert!(id.ends_with('='), "exercises %3D decoding");
-    let client = sdk_client(emulator.management_endpoint());
+    let client = sdk_client(&emulator, "f");
 
     client
         .post_to_connection()
@@ -123,7 +109,7 @@ async fn post_get_and_delete_with_the_sdk() {
 async fn unknown_ids_are_gone_and_large_posts_are_rejected() {
     let mut reports = Reports::start().await;
     let emulator = start(config_with(&reports, &[])).await;
-    let client = sdk_client(emulator.management_endpoint());
+    let client = sdk_client(&emulator, "f");
     let error = client
         .post_to_connection()
         .connection_id("AAAAAAAAAAAAAAA=")
@@ -154,33 +140,147 @@ async fn unknown_ids_are_gone_and_large_posts_are_rejected() {
         .unwrap_err();
     assert!(error.into_service_error().is_payload_too_large_exception());
 
-    // Malformed id, raw: 400 with the error type header.
-    let response = http_client()
-        .post(format!(
-            "{}/@connections/bad%20id",
-            emulator.management_endpoint()
-        ))
-        .body("x")
+    // Malformed id: 400 with the error type header.
+    let error = client
+        .post_to_connection()
+        .connection_id("bad id")
+        .data(Blob::new("x"))
         .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+        .unwrap_err();
+    let raw = error.raw_response().expect("an HTTP answer");
+    assert_eq!(raw.status().as_u16(), 400);
     assert_eq!(
-        response.headers()["x-amzn-errortype"],
-        "BadRequestException"
+        raw.headers().get("x-amzn-errortype"),
+        Some("BadRequestException")
     );
-    // Raw gone, with the header the SDK relies on.
-    let response = http_client()
-        .post(format!(
-            "{}/@connections/AAAAAAAAAAAAAAA%3D",
-            emulator.management_endpoint()
-        ))
-        .body("x")
+    // Gone, with the header the SDK relies on.
+    let error = client
+        .post_to_connection()
+        .connection_id("AAAAAAAAAAAAAAA=")
+        .data(Blob::new("x"))
         .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), 410);
-    assert_eq!(response.headers()["x-amzn-errortype"], "GoneException");
+        .unwrap_err();
+    let raw = error.raw_response().expect("an HTTP answer");
+    assert_eq!(raw.status().as_u16(), 410);
+    assert_eq!(raw.headers().get("x-amzn-errortype"), Some("GoneException"));
+}
+
+type PostResult = Result<
+    aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionOutput,
+    aws_sdk_apigatewaymanagement::error::SdkError<
+        aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError,
+        aws_sdk_apigatewaymanagement::config::http::HttpResponse,
+    >,
+>;
+
+/// A 403 with `x-amzn-ErrorType: ForbiddenException`, which the SDK models.
+fn forbidden(result: PostResult, what: &str) {
+    let error = result.expect_err(what);
+    let raw = error.raw_response().expect("an HTTP answer");
+    assert_eq!(raw.status().as_u16(), 403, "{what}");
+    assert_eq!(
+        raw.headers().get("x-amzn-errortype"),
+        Some("ForbiddenException"),
+        "{what}"
+    );
+    assert!(
+        error.into_service_error().is_forbidden_exception(),
+        "{what}"
+    );
+}
+
+/// AWS wants SigV4 for `execute-api` in the API's region, from a role that
+/// grants `execute-api:ManageConnections`; anything else is a 403
+/// `ForbiddenException`, checked before the connection id.
+#[tokio::test]
+async fn only_signed_calls_of_granted_functions_are_accepted() {
+    let mut reports = Reports::start().await;
+    let mut config = config_with(&reports, &[]);
+    config.functions.push(reports.function("no-grant", &[]));
+    let emulator = start(config).await;
+    let (_ws, _) = connect_async(emulator.websocket_url()).await.unwrap();
+    let id = reports.next_event_type("CONNECT").await["event"]["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let granted = emulator.function_credentials("f").unwrap();
+    let post = |client: aws_sdk_apigatewaymanagement::Client, id: String| async move {
+        client
+            .post_to_connection()
+            .connection_id(id)
+            .data(Blob::new("x"))
+            .send()
+            .await
+    };
+    post(sdk_client(&emulator, "f"), id.clone())
+        .await
+        .expect("signed by a granted function");
+
+    let wrong_secret = emulator::AwsCredentials {
+        secret_access_key: format!("{}x", granted.secret_access_key),
+        ..granted.clone()
+    };
+    let client = sdk_client_with(
+        emulator.management_endpoint(),
+        emulator.region(),
+        &wrong_secret,
+    );
+    forbidden(post(client, id.clone()).await, "wrong secret");
+
+    let client = sdk_client_with(emulator.management_endpoint(), "eu-north-1", &granted);
+    forbidden(post(client, id.clone()).await, "wrong region");
+
+    let unknown = emulator::AwsCredentials::generate();
+    let client = sdk_client_with(emulator.management_endpoint(), emulator.region(), &unknown);
+    forbidden(
+        post(client, id.clone()).await,
+        "credentials the emulator never gave",
+    );
+
+    // Signed by a function whose role has no execute-api:ManageConnections;
+    // an unknown id is still a 403, not a 410.
+    forbidden(
+        post(sdk_client(&emulator, "no-grant"), id.clone()).await,
+        "no grant",
+    );
+    forbidden(
+        post(sdk_client(&emulator, "no-grant"), "AAAAAAAAAAAAAAA=".into()).await,
+        "no grant, unknown id",
+    );
+
+    // Unsigned raw HTTP, every method.
+    let url = format!(
+        "{}/@connections/{}",
+        emulator.management_endpoint(),
+        id.replace('=', "%3D")
+    );
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::GET,
+        reqwest::Method::DELETE,
+    ] {
+        let response = http_client()
+            .request(method.clone(), &url)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "unsigned {method}");
+        assert_eq!(
+            response.headers()["x-amzn-errortype"],
+            "ForbiddenException",
+            "unsigned {method}"
+        );
+    }
+    // None of it closed the connection.
+    sdk_client(&emulator, "f")
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("still connected");
 }
 
 #[tokio::test]
@@ -194,7 +294,7 @@ async fn posting_while_connect_runs_is_gone() {
         .as_str()
         .unwrap()
         .to_owned();
-    let client = sdk_client(emulator.management_endpoint());
+    let client = sdk_client(&emulator, "f");
     let error = client
         .post_to_connection()
         .connection_id(&id)

@@ -19,7 +19,7 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::common::{Reports, WAIT, aws_fixture, config_with, is_api_gateway_id, keys, start};
+use crate::common::{Reports, WAIT, config_with, is_api_gateway_id, keys, start};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -64,7 +64,7 @@ async fn next_text(client: &mut Client) -> String {
 }
 
 #[tokio::test]
-async fn connect_and_disconnect_events_have_exactly_the_keys_aws_sends() {
+async fn connect_and_disconnect_events_carry_the_connection() {
     let mut reports = Reports::start().await;
     let emulator = start(config_with(&reports, &[])).await;
     let mut client = connect(emulator.websocket_url()).await;
@@ -76,16 +76,7 @@ async fn connect_and_disconnect_events_have_exactly_the_keys_aws_sends() {
         parsed.request_context.route_key.as_deref(),
         Some("$connect")
     );
-    let fixture = aws_fixture("example-apigw-websocket-request-without-method.json");
-    assert_eq!(keys(&connect), keys(&fixture));
-    assert_eq!(
-        keys(&connect["requestContext"]),
-        keys(&fixture["requestContext"])
-    );
-    assert!(
-        keys(&connect["requestContext"]["identity"])
-            .is_subset(&keys(&fixture["requestContext"]["identity"]))
-    );
+    // Keys, types and formats against AWS's recordings: events.rs.
     assert_eq!(
         keys(&connect["headers"]),
         keys(&connect["multiValueHeaders"])
@@ -130,12 +121,6 @@ async fn connect_and_disconnect_events_have_exactly_the_keys_aws_sends() {
     let disconnect = reports.next_event_type("DISCONNECT").await["event"].clone();
     let _: ApiGatewayWebsocketProxyRequest =
         serde_json::from_value(disconnect.clone()).expect("parses");
-    let fixture = aws_fixture("example-apigw-websocket-request-disconnect-route.json");
-    assert_eq!(keys(&disconnect), keys(&fixture));
-    assert_eq!(
-        keys(&disconnect["requestContext"]),
-        keys(&fixture["requestContext"])
-    );
     assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1005);
     assert_eq!(
         disconnect["requestContext"]["disconnectReason"],

@@ -264,8 +264,9 @@ async fn forward(state: &State, request: Request) -> Response<Body> {
         .to_string();
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
-        // reqwest sets these for the upstream connection.
-        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+        // reqwest sets these for the upstream connection. `host` is kept:
+        // SigV4 signs it (`@connections` refuses a changed one).
+        if !matches!(name.as_str(), "content-length" | "connection") {
             headers.append(name.clone(), value.clone());
         }
     }

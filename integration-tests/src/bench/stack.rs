@@ -87,6 +87,8 @@ impl BenchStack {
             env.insert("RUST_LOG".into(), "warn".into());
             function_config.environment = env;
             function_config.concurrency = config.concurrency;
+            // Its IAM role, as Terraform writes it from the manifest.
+            function_config.manage_connections = function.posts_to_connections;
             if let Some(memory) = config.memory_mb.get(function.name) {
                 function_config.memory_mb = *memory;
             }

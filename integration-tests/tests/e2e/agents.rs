@@ -68,6 +68,9 @@ async fn a_response_from_another_connection_is_rejected() -> anyhow::Result<()> 
     // message was handled before the real answer is let through.
     let env = TestEnv::start_with(StackConfig {
         concurrency: 1,
+        // Queued, not throttled: the forger's messages must wait for each
+        // other, not be refused.
+        over_concurrency: emulator::OverConcurrency::Queue,
         ..StackConfig::for_tests()
     })
     .await?;
@@ -209,24 +212,11 @@ async fn an_agent_reconnects_after_the_server_drops_it_and_serves_again() -> any
     let client = visitor();
 
     // API Gateway drops the connection (as after 2 hours, or an idle timeout).
-    let encoded: String = tunnel
-        .connection_id()
-        .chars()
-        .map(|c| match c {
-            '=' => "%3D".to_string(),
-            '+' => "%2B".to_string(),
-            '/' => "%2F".to_string(),
-            c => c.to_string(),
-        })
-        .collect();
-    let deleted = client
-        .delete(format!(
-            "{}/@connections/{encoded}",
-            stack.management_endpoint()
-        ))
+    itest::management::client_as(stack, handlers::manifest::FORWARDING.name)?
+        .delete_connection()
+        .connection_id(tunnel.connection_id())
         .send()
         .await?;
-    assert_eq!(deleted.status(), 204);
 
     let established = tokio::time::timeout(PATIENCE, async {
         loop {

@@ -46,23 +46,13 @@ async fn next_established(
     .await?
 }
 
+/// DeleteConnection, signed as the forwarding function (which may).
 async fn delete_connection(stack: &Stack, connection_id: &str) -> anyhow::Result<()> {
-    let encoded = connection_id
-        .replace('=', "%3D")
-        .replace('+', "%2B")
-        .replace('/', "%2F");
-    let deleted = visitor()
-        .delete(format!(
-            "{}/@connections/{encoded}",
-            stack.management_endpoint()
-        ))
+    itest::management::client_as(stack, handlers::manifest::FORWARDING.name)?
+        .delete_connection()
+        .connection_id(connection_id)
         .send()
         .await?;
-    anyhow::ensure!(
-        deleted.status() == 204,
-        "DELETE answered {}",
-        deleted.status()
-    );
     Ok(())
 }
 

@@ -141,7 +141,7 @@ async fn query_strings_pass_byte_exact() -> anyhow::Result<()> {
         "/q?x=%20%2B+%2F&empty=&flag&=v",      // encodings, empty parts
         "/q?lower=%e2%9c%93&upper=%E2%9C%93",  // percent-encoding case kept
         "/q?semi=a;b&amp=%26&eq=a=b&hash=%23", // separators inside values
-        "/path%20with/%2Fslash/seg?x=1",       // encoded path
+        "/path%20with/%2Fslash/seg?x=1",       // encoded path (decoded by AWS)
         "/q?",                                 // empty query
         "/",
     ] {
@@ -159,6 +159,10 @@ async fn query_strings_pass_byte_exact() -> anyhow::Result<()> {
             // API Gateway's rawQueryString cannot tell `?` from nothing.
             assert!(seen.uri == "/q?" || seen.uri == "/q", "{}", seen.uri);
             continue;
+        } else if path_and_query.starts_with("/path%20with") {
+            // The HTTP API decodes the path: the space comes back encoded,
+            // `%2F` cannot (see tests/e2e/paths.rs).
+            "/path%20with//slash/seg?x=1"
         } else {
             path_and_query
         };

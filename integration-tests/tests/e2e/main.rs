@@ -15,3 +15,4 @@ mod failures;
 mod forwarding;
 mod large_bodies;
 mod overload;
+mod paths;
