@@ -18,9 +18,13 @@
 //! - [`moto`]: `moto[server]` installed into `target/venvs/moto` and run on an
 //!   ephemeral port.
 //! - [`tables`]: the manifest's tables under a unique prefix.
-//! - [`binaries`]: the four handler binaries, built once per process.
-//! - [`stack`]: [`Stack`], the emulator running the handlers against the
-//!   tables with the environment Terraform sets.
+//! - [`binaries`]: the four handler binaries, built once per process and
+//!   profile (or found prebuilt).
+//! - [`stack`]: [`StackBuilder`] and [`Stack`], the emulator running the
+//!   handlers against the tables with the environment Terraform sets; the
+//!   one stack the tests, `local-stack` and the benchmark (`bench/`) start.
+//! - [`interpose`]: a proxy a stack can put in front of DynamoDB or
+//!   `@connections`, showing every call to an [`interpose::Observer`].
 //! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
 //! - [`service`]: [`LocalService`], a real HTTP service for agents to expose.
 //! - [`target`]: [`TestEnv`], the local stack or a deployed stage
@@ -30,9 +34,9 @@
 
 mod at_exit;
 pub mod backend;
-pub mod bench;
 pub mod binaries;
 pub mod error;
+pub mod interpose;
 pub mod moto;
 pub mod paths;
 pub mod service;
@@ -42,9 +46,11 @@ pub mod target;
 pub mod tunnel;
 
 pub use backend::{BackendChoice, DynamoDb};
+pub use binaries::{HandlerBinaries, HandlerSource, Profile};
 pub use error::HarnessError;
+pub use interpose::{Exchange, Interposed, Observer};
 pub use service::{LocalService, Seen};
-pub use stack::{Logs, Stack, StackConfig};
+pub use stack::{Logs, Stack, StackBuilder, StackConfig};
 pub use tables::Tables;
 pub use target::{Deployed, TestEnv};
 pub use tunnel::Tunnel;
