@@ -52,17 +52,10 @@ struct State {
 }
 
 /// A running proxy. Dropping it stops it.
+#[derive(Debug)]
 pub struct Interposed {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Interposed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interposed")
-            .field("addr", &self.addr)
-            .finish()
-    }
 }
 
 impl Interposed {
