@@ -57,6 +57,6 @@ deploy ENV: lambda
 ci:
     bash .ci/run
 
-# Benchmarks on the local stack: latency, throughput, DynamoDB ops, cost, cold start (see integration-tests/BENCHMARKS.md).
+# Benchmarks on the local stack: latency, throughput, DynamoDB ops, cost, cold start (see bench/BENCHMARKS.md).
 bench *ARGS:
-    cargo run --release -p tunnel-integration-tests --bin bench -- {{ARGS}}
+    cargo run --release -p tunnel-bench --bin bench -- {{ARGS}}

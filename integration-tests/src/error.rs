@@ -49,11 +49,18 @@ pub enum HarnessError {
         source: BoxError,
     },
 
-    #[error("building the Lambda handlers (`cargo build -p tunnel-handlers --bins`) failed: {0}")]
+    #[error("the Lambda handler binaries could not be built or found: {0}")]
     Build(String),
 
     #[error("the emulator failed: {0}")]
     Emulator(#[source] BoxError),
+
+    #[error("the proxy in front of {upstream} failed to start: {source}")]
+    Interpose {
+        upstream: String,
+        #[source]
+        source: BoxError,
+    },
 
     #[error("the agent failed: {0}")]
     Agent(String),

@@ -18,10 +18,14 @@
 //! - [`moto`]: `moto[server]` installed into `target/venvs/moto` and run on an
 //!   ephemeral port.
 //! - [`tables`]: the manifest's tables under a unique prefix.
-//! - [`binaries`]: the four handler binaries, built once per process.
+//! - [`binaries`]: the four handler binaries, built once per process and
+//!   profile (or found prebuilt).
 //! - [`concurrency`]: each function's concurrency, from Terraform's reservations.
-//! - [`stack`]: [`Stack`], the emulator running the handlers against the
-//!   tables with the environment Terraform sets.
+//! - [`stack`]: [`StackBuilder`] and [`Stack`], the emulator running the
+//!   handlers against the tables with the environment Terraform sets; the
+//!   one stack the tests, `local-stack` and the benchmark (`bench/`) start.
+//! - [`interpose`]: a proxy a stack can put in front of DynamoDB or
+//!   `@connections`, showing every call to an [`interpose::Observer`].
 //! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
 //! - [`service`]: [`LocalService`], a real HTTP service for agents to expose.
 //! - [`target`]: [`TestEnv`], the local stack or a deployed stage
@@ -32,10 +36,10 @@
 
 mod at_exit;
 pub mod backend;
-pub mod bench;
 pub mod binaries;
 pub mod concurrency;
 pub mod error;
+pub mod interpose;
 pub mod management;
 pub mod moto;
 pub mod paths;
@@ -46,9 +50,11 @@ pub mod target;
 pub mod tunnel;
 
 pub use backend::{BackendChoice, DynamoDb};
+pub use binaries::{HandlerBinaries, HandlerSource, Profile};
 pub use error::HarnessError;
+pub use interpose::{Exchange, Interposed, Observer};
 pub use service::{LocalService, Seen};
-pub use stack::{Logs, Stack, StackConfig};
+pub use stack::{Logs, Stack, StackBuilder, StackConfig};
 pub use tables::Tables;
 pub use target::{Deployed, TestEnv};
 pub use tunnel::Tunnel;

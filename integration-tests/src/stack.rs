@@ -1,6 +1,13 @@
 //! The whole tunnel on localhost: DynamoDB tables, the four real handler
 //! binaries under the API Gateway emulator, wired with the environment
 //! Terraform gives the functions (`docs/contracts.md`).
+//!
+//! [`StackBuilder`] is the one way to start it, for the end-to-end tests,
+//! `local-stack` and the benchmark alike: [`StackConfig`] says what to run
+//! (routing, timeouts, polling, authentication, which handler build,
+//! processes and memory per function, logs); the builder adds what to run it
+//! with (the process-wide backend or one the stack owns, and proxies
+//! interposed in front of DynamoDB and `@connections`).
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -16,8 +23,9 @@ use handlers::manifest::{self, COMMON_OPTIONAL_ENV, FUNCTIONS, Function};
 
 use crate::{
     backend::{self, DynamoDb},
-    binaries::handler_binaries_async,
+    binaries::{self, HandlerSource},
     error::HarnessError,
+    interpose::{Interposed, Observer},
     tables::Tables,
     tunnel::Tunnel,
 };
@@ -33,6 +41,10 @@ pub const DEFAULT_STAGE: &str = "local";
 pub const LOG_ENV: &str = "ITEST_LOG";
 /// `ITEST_RUST_LOG`: the functions' `RUST_LOG` (default `info`).
 pub const RUST_LOG_ENV: &str = "ITEST_RUST_LOG";
+
+/// The functions' `@connections` endpoint (the emulator fills in its own
+/// unless a proxy is interposed).
+const WEBSOCKET_API_ENDPOINT: &str = "WEBSOCKET_API_ENDPOINT";
 
 /// Lines of function output kept for a failing test.
 const CAPTURED_LINES: usize = 4000;
@@ -61,7 +73,7 @@ impl Logs {
     }
 }
 
-/// How to run the stack. [`StackConfig::default`] is what `just dev` uses.
+/// What the stack runs. [`StackConfig::default`] is what `just dev` uses.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
     /// `DOMAIN_NAME`: Host `<sub>.<domain>` selects the tunnel `<sub>`.
@@ -71,6 +83,8 @@ pub struct StackConfig {
     pub stage: String,
     /// `REQUEST_TIMEOUT_MS` of forwarding; `None` = the handler's default (25 s).
     pub request_timeout: Option<Duration>,
+    /// `POLL_INTERVAL_MS` of forwarding; `None` = its adaptive schedule.
+    pub poll_interval: Option<Duration>,
     /// WebSocket API + `@connections` listener (port 0 = ephemeral).
     pub websocket_listen: SocketAddr,
     /// HTTP API listener (port 0 = ephemeral).
@@ -83,6 +97,12 @@ pub struct StackConfig {
     /// default: AWS's account pool would not throttle at this scale) or
     /// throttle.
     pub over_concurrency: OverConcurrency,
+    /// Memory (MB) by function name, as `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`;
+    /// a function not listed gets the emulator's default.
+    pub memory_mb: BTreeMap<String, u32>,
+    /// Which handler binaries: a debug build (default), a release build, or
+    /// a directory of prebuilt ones.
+    pub handlers: HandlerSource,
     pub logs: Logs,
     /// The functions' `RUST_LOG`.
     pub rust_log: String,
@@ -99,10 +119,13 @@ impl Default for StackConfig {
             public_url_template: DEFAULT_PUBLIC_URL_TEMPLATE.into(),
             stage: DEFAULT_STAGE.into(),
             request_timeout: None,
+            poll_interval: None,
             websocket_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             concurrency: crate::concurrency::UNRESERVED,
             over_concurrency: OverConcurrency::Queue,
+            memory_mb: BTreeMap::new(),
+            handlers: HandlerSource::default(),
             logs: Logs::from_env_or(Logs::Stderr),
             rust_log: std::env::var(RUST_LOG_ENV).unwrap_or_else(|_| "info".into()),
             // Off unless asked for (the benchmarks measure the data path);
@@ -145,9 +168,12 @@ impl StackConfig {
             .collect();
         known.insert("DOMAIN_NAME", self.domain.clone());
         known.insert("PUBLIC_URL_TEMPLATE", self.public_url_template.clone());
-        known.insert("WEBSOCKET_API_ENDPOINT", "${MANAGEMENT_ENDPOINT}".into());
+        known.insert(WEBSOCKET_API_ENDPOINT, "${MANAGEMENT_ENDPOINT}".into());
         if let Some(timeout) = self.request_timeout {
             known.insert("REQUEST_TIMEOUT_MS", timeout.as_millis().to_string());
+        }
+        if let Some(interval) = self.poll_interval {
+            known.insert("POLL_INTERVAL_MS", interval.as_millis().to_string());
         }
         match &self.auth_secret {
             Some(secret) => {
@@ -192,6 +218,9 @@ pub struct Stack {
     config: StackConfig,
     captured: Option<Arc<Mutex<VecDeque<String>>>>,
     log_task: Option<tokio::task::JoinHandle<()>>,
+    /// Proxies in front of DynamoDB and `@connections`; dropped after the
+    /// emulator.
+    _interposed: Vec<Interposed>,
     /// Declared last: dropped after the emulator.
     owned_backend: Option<DynamoDb>,
 }
@@ -208,95 +237,20 @@ impl std::fmt::Debug for Stack {
 }
 
 impl Stack {
+    /// A stack running `config`, on the process-wide backend unless told
+    /// otherwise.
+    pub fn builder(config: StackConfig) -> StackBuilder {
+        StackBuilder {
+            config,
+            owned_backend: None,
+            dynamodb_observer: None,
+            connections_observer: None,
+        }
+    }
+
     /// On the process-wide backend ([`DynamoDb::shared`]), with fresh tables.
     pub async fn start(config: StackConfig) -> Result<Stack, HarnessError> {
-        let backend = DynamoDb::shared().await?;
-        Self::start_inner(backend.endpoint().to_string(), None, config).await
-    }
-
-    /// On a backend the stack owns (and stops when dropped).
-    pub async fn start_owning(
-        backend: DynamoDb,
-        config: StackConfig,
-    ) -> Result<Stack, HarnessError> {
-        let endpoint = backend.endpoint().to_string();
-        Self::start_inner(endpoint, Some(backend), config).await
-    }
-
-    async fn start_inner(
-        dynamodb_endpoint: String,
-        owned_backend: Option<DynamoDb>,
-        config: StackConfig,
-    ) -> Result<Stack, HarnessError> {
-        let dynamodb = backend::client_for(&dynamodb_endpoint);
-        let (tables, binaries) = tokio::try_join!(
-            async { Tables::create(&dynamodb, &Tables::unique_prefix()).await },
-            handler_binaries_async(),
-        )?;
-
-        let mut emulator_config = emulator::Config::new(config.stage.clone());
-        emulator_config.listen.websocket = config.websocket_listen;
-        emulator_config.listen.http = config.http_listen;
-        emulator_config.region = Some(backend::REGION.into());
-        let reserved = crate::concurrency::terraform_reserved(&crate::paths::workspace_root())
-            .map_err(|e| HarnessError::Emulator(e.into()))?;
-        for function in FUNCTIONS {
-            let mut function_config =
-                FunctionConfig::new(function.name, binaries.path(function.name));
-            function_config.environment =
-                config.function_environment(function, &tables, &dynamodb_endpoint);
-            (
-                function_config.concurrency,
-                function_config.over_concurrency,
-            ) = match reserved.get(function.name) {
-                Some(&reserved) => (reserved, OverConcurrency::Throttle),
-                None => (config.concurrency, config.over_concurrency),
-            };
-            // Its IAM role, as Terraform writes it from the manifest.
-            function_config.manage_connections = function.posts_to_connections;
-            emulator_config.functions.push(function_config);
-        }
-        wire_routes(&mut emulator_config);
-
-        let (sink, captured, log_task) = match config.logs {
-            Logs::Stderr => (LogSink::Stderr, None, None),
-            Logs::Discard => (LogSink::Discard, None, None),
-            Logs::Capture => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
-                let captured = Arc::new(Mutex::new(VecDeque::with_capacity(CAPTURED_LINES)));
-                let sink = captured.clone();
-                let task = tokio::spawn(async move {
-                    while let Some(line) = rx.recv().await {
-                        let stream = match line.stream {
-                            LogStream::Stdout => "",
-                            LogStream::Stderr => " (stderr)",
-                        };
-                        let mut lines = sink.lock().unwrap_or_else(|p| p.into_inner());
-                        if lines.len() == CAPTURED_LINES {
-                            lines.pop_front();
-                        }
-                        lines.push_back(format!("[{}{stream}] {}", line.function, line.line));
-                    }
-                });
-                (LogSink::Channel(tx), Some(captured), Some(task))
-            }
-        };
-
-        let emulator = Emulator::builder(emulator_config)
-            .log_sink(sink)
-            .start()
-            .await
-            .map_err(|e| HarnessError::Emulator(e.into()))?;
-        Ok(Stack {
-            emulator: Some(emulator),
-            tables,
-            dynamodb,
-            dynamodb_endpoint,
-            config,
-            captured,
-            log_task,
-            owned_backend,
-        })
+        Stack::builder(config).start().await
     }
 
     /// The running emulator (its settings can be changed while it runs,
@@ -435,10 +389,168 @@ impl Drop for Stack {
     }
 }
 
+/// Starts a [`Stack`]: see [`Stack::builder`].
+pub struct StackBuilder {
+    config: StackConfig,
+    owned_backend: Option<DynamoDb>,
+    dynamodb_observer: Option<Arc<dyn Observer>>,
+    connections_observer: Option<Arc<dyn Observer>>,
+}
+
+impl StackBuilder {
+    /// Runs on `backend` and stops it with the stack (`local-stack`).
+    pub fn owning(mut self, backend: DynamoDb) -> Self {
+        self.owned_backend = Some(backend);
+        self
+    }
+
+    /// Puts a proxy between the functions and DynamoDB that shows every
+    /// call to `observer` (the tables are created and deleted around it).
+    pub fn interpose_dynamodb(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.dynamodb_observer = Some(observer);
+        self
+    }
+
+    /// Puts a proxy between the functions and the emulator's
+    /// `@connections` endpoint that shows every call to `observer`.
+    pub fn interpose_connections(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.connections_observer = Some(observer);
+        self
+    }
+
+    /// Creates the tables, gets the handler binaries and starts the emulator
+    /// running them with the environment Terraform sets.
+    pub async fn start(self) -> Result<Stack, HarnessError> {
+        let StackBuilder {
+            config,
+            owned_backend,
+            dynamodb_observer,
+            connections_observer,
+        } = self;
+        let dynamodb_endpoint = match &owned_backend {
+            Some(backend) => backend.endpoint().to_string(),
+            None => DynamoDb::shared().await?.endpoint().to_string(),
+        };
+        let dynamodb = backend::client_for(&dynamodb_endpoint);
+        let (tables, binaries) = tokio::try_join!(
+            async { Tables::create(&dynamodb, &Tables::unique_prefix()).await },
+            binaries::handlers_async(config.handlers.clone()),
+        )?;
+
+        let mut interposed = Vec::new();
+        let functions_dynamodb = match dynamodb_observer {
+            Some(observer) => {
+                let proxy = Interposed::start(&dynamodb_endpoint, observer).await?;
+                let url = proxy.url();
+                interposed.push(proxy);
+                url
+            }
+            None => dynamodb_endpoint.clone(),
+        };
+        // The WebSocket listener is bound first when `@connections` gets a
+        // proxy: the proxy must know where to forward before the functions
+        // learn its address.
+        let mut websocket_listener = None;
+        let mut functions_management = None;
+        if let Some(observer) = connections_observer {
+            let listener = std::net::TcpListener::bind(config.websocket_listen)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(HarnessError::io(format!(
+                    "binding the WebSocket API on {}",
+                    config.websocket_listen
+                )))?;
+            let upstream = listener
+                .local_addr()
+                .map_err(HarnessError::io("the WebSocket API's address"))?;
+            let proxy = Interposed::start(&format!("http://{upstream}"), observer).await?;
+            functions_management = Some(format!("{}/{}", proxy.url(), config.stage));
+            interposed.push(proxy);
+            websocket_listener = Some(listener);
+        }
+
+        let mut emulator_config = emulator::Config::new(config.stage.clone());
+        emulator_config.listen.websocket = config.websocket_listen;
+        emulator_config.listen.http = config.http_listen;
+        emulator_config.region = Some(backend::REGION.into());
+        let reserved = crate::concurrency::terraform_reserved(&crate::paths::workspace_root())
+            .map_err(|e| HarnessError::Emulator(e.into()))?;
+        for function in FUNCTIONS {
+            let mut function_config =
+                FunctionConfig::new(function.name, binaries.path(function.name));
+            let mut environment =
+                config.function_environment(function, &tables, &functions_dynamodb);
+            if let Some(endpoint) = &functions_management
+                && let Some(value) = environment.get_mut(WEBSOCKET_API_ENDPOINT)
+            {
+                value.clone_from(endpoint);
+            }
+            function_config.environment = environment;
+            (
+                function_config.concurrency,
+                function_config.over_concurrency,
+            ) = match reserved.get(function.name) {
+                Some(&reserved) => (reserved, OverConcurrency::Throttle),
+                None => (config.concurrency, config.over_concurrency),
+            };
+            // Its IAM role, as Terraform writes it from the manifest.
+            function_config.manage_connections = function.posts_to_connections;
+            if let Some(memory) = config.memory_mb.get(function.name) {
+                function_config.memory_mb = *memory;
+            }
+            emulator_config.functions.push(function_config);
+        }
+        wire_routes(&mut emulator_config);
+
+        let (sink, captured, log_task) = match config.logs {
+            Logs::Stderr => (LogSink::Stderr, None, None),
+            Logs::Discard => (LogSink::Discard, None, None),
+            Logs::Capture => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
+                let captured = Arc::new(Mutex::new(VecDeque::with_capacity(CAPTURED_LINES)));
+                let sink = captured.clone();
+                let task = tokio::spawn(async move {
+                    while let Some(line) = rx.recv().await {
+                        let stream = match line.stream {
+                            LogStream::Stdout => "",
+                            LogStream::Stderr => " (stderr)",
+                        };
+                        let mut lines = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        if lines.len() == CAPTURED_LINES {
+                            lines.pop_front();
+                        }
+                        lines.push_back(format!("[{}{stream}] {}", line.function, line.line));
+                    }
+                });
+                (LogSink::Channel(tx), Some(captured), Some(task))
+            }
+        };
+
+        let mut emulator = Emulator::builder(emulator_config).log_sink(sink);
+        if let Some(listener) = websocket_listener {
+            emulator = emulator.websocket_listener(listener);
+        }
+        let emulator = emulator
+            .start()
+            .await
+            .map_err(|e| HarnessError::Emulator(e.into()))?;
+        Ok(Stack {
+            emulator: Some(emulator),
+            tables,
+            dynamodb,
+            dynamodb_endpoint,
+            config,
+            captured,
+            log_task,
+            _interposed: interposed,
+            owned_backend,
+        })
+    }
+}
+
 /// The routes Terraform wires (`handlers::manifest` `Function::routes`): the
 /// WebSocket API's `$connect`, `$disconnect` and `$default`, and the HTTP
-/// API's catch-all. Shared with the benchmark stack.
-pub(crate) fn wire_routes(emulator_config: &mut emulator::Config) {
+/// API's catch-all.
+fn wire_routes(emulator_config: &mut emulator::Config) {
     let routes = &mut emulator_config.websocket.routes;
     routes.insert("$connect".into(), manifest::CONNECT.name.into());
     routes.insert("$disconnect".into(), manifest::DISCONNECT.name.into());
@@ -509,5 +621,28 @@ mod tests {
         .unwrap();
         assert_eq!(claims.subdomain.as_deref(), Some("app"));
         assert_eq!(StackConfig::default().mint_token("u", None), None);
+    }
+
+    /// `POLL_INTERVAL_MS` reaches forwarding, the only function that reads
+    /// it; unset, forwarding keeps its adaptive schedule.
+    #[test]
+    fn the_poll_interval_reaches_forwarding_only() {
+        let config = StackConfig {
+            poll_interval: Some(Duration::from_millis(100)),
+            ..StackConfig::default()
+        };
+        for function in FUNCTIONS {
+            let env = config.function_environment(function, &tables(), "http://db");
+            let expected = (function.name == manifest::FORWARDING.name).then_some("100");
+            assert_eq!(
+                env.get("POLL_INTERVAL_MS").map(String::as_str),
+                expected,
+                "{}",
+                function.name
+            );
+        }
+        let adaptive =
+            StackConfig::default().function_environment(&manifest::FORWARDING, &tables(), "x");
+        assert!(!adaptive.contains_key("POLL_INTERVAL_MS"));
     }
 }

@@ -131,7 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("the DynamoDB backend did not start")?;
     eprintln!("Building the handlers and starting the emulator…");
-    let stack = Stack::start_owning(backend, config)
+    let stack = Stack::builder(config)
+        .owning(backend)
+        .start()
         .await
         .context("the local stack did not start")?;
     print_banner(&stack);

@@ -14,8 +14,11 @@
 //! - [`tree`]: the `.tf`/`.tfvars` files under `terraform/`, held in memory so
 //!   tests can also check deliberately broken variants.
 //! - [`eval`]: the evaluator for one module (variables, locals, module calls).
-//! - [`checks`]: one function per check; each returns the problems it found as
-//!   sentences saying what is wrong and where (empty = pass).
+//! - [`checks`]: one function per check, by subject (files, functions,
+//!   tables, routes, timeouts); each returns the problems it found as
+//!   sentences saying what is wrong and where (empty = pass). Each compares
+//!   the HCL with something it does not own (the manifest, protocol and AWS
+//!   limits, the handlers' configuration rules); none repeats the HCL.
 //!
 //! The tests in `tests/` run every check against the real tree, and against
 //! broken copies to prove each check catches what it claims to.

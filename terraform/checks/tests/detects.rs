@@ -234,17 +234,6 @@ fn a_wrong_hash_key() {
 }
 
 #[test]
-fn payload_format_1() {
-    detects(
-        "modules/http_api/main.tf",
-        r#"payload_format_version = "2.0""#,
-        r#"payload_format_version = "1.0""#,
-        checks::http_api,
-        &["payload_format_version", "expected \"2.0\""],
-    );
-}
-
-#[test]
 fn a_forwarding_timeout_at_the_integration_timeout() {
     detects(
         "modules/tunnel/variables.tf",
@@ -274,17 +263,6 @@ fn the_function_module_granting_dynamodb_itself() {
         r#"actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:*"]"#,
         checks::function_module,
         &["mentions dynamodb:"],
-    );
-}
-
-#[test]
-fn a_lambda_on_the_wrong_architecture() {
-    detects(
-        "modules/function/main.tf",
-        r#"architectures    = ["arm64"]"#,
-        r#"architectures    = ["x86_64"]"#,
-        checks::function_module,
-        &["architectures", "[\"arm64\"]"],
     );
 }
 
@@ -347,7 +325,98 @@ fn a_domain_name_with_a_scheme() {
         "modules/http_api/outputs.tf",
         r#"trimprefix(aws_apigatewayv2_api.this.api_endpoint, "https://")"#,
         "aws_apigatewayv2_api.this.api_endpoint",
-        checks::http_api,
+        checks::function_environment,
         &["output host"],
+    );
+}
+
+#[test]
+fn a_manifest_function_without_an_instance() {
+    detects(
+        TUNNEL,
+        "    disconnect = {\n      description = \"WebSocket $disconnect",
+        "    unused = {\n      description = \"WebSocket $disconnect",
+        checks::function_instances,
+        &["module \"function\" has no instance \"disconnect\""],
+    );
+}
+
+#[test]
+fn a_management_endpoint_without_the_stage() {
+    detects(
+        "modules/websocket_api/outputs.tf",
+        r#"value       = "${replace(aws_apigatewayv2_api.this.api_endpoint, "wss://", "https://")}/${var.stage_name}""#,
+        r#"value       = replace(aws_apigatewayv2_api.this.api_endpoint, "wss://", "https://")"#,
+        checks::function_environment,
+        &["output management_endpoint", "var.stage_name"],
+    );
+}
+
+#[test]
+fn an_http_api_stage_that_adds_its_name_to_every_path() {
+    detects(
+        "modules/http_api/main.tf",
+        "  name        = \"$default\"\n  auto_deploy = true",
+        "  name        = \"live\"\n  auto_deploy = true",
+        checks::function_environment,
+        &["the stage is", "PUBLIC_URL_TEMPLATE"],
+    );
+}
+
+#[test]
+fn a_function_module_that_does_not_pass_the_environment_through() {
+    detects(
+        "modules/function/main.tf",
+        "    variables = var.environment",
+        "    variables = merge(var.environment, { EXTRA = \"1\" })",
+        checks::function_module,
+        &["environment.variables", "var.environment"],
+    );
+}
+
+#[test]
+fn an_http_route_the_manifest_does_not_give_its_function() {
+    detects(
+        "modules/http_api/main.tf",
+        r#"route_key = "$default""#,
+        r#"route_key = "ANY /{proxy+}""#,
+        checks::routes,
+        &["the route key is Some(\"ANY /{proxy+}\")", "forwarding"],
+    );
+}
+
+#[test]
+fn an_http_route_integrated_with_another_function() {
+    detects(
+        "modules/http_api/main.tf",
+        "integration_uri        = var.function.invoke_arn",
+        "integration_uri        = var.other_function_arn",
+        checks::routes,
+        &[
+            "aws_apigatewayv2_integration integration_uri",
+            "var.function.invoke_arn",
+        ],
+    );
+}
+
+#[test]
+fn a_websocket_route_keyed_by_something_else() {
+    detects(
+        "modules/websocket_api/main.tf",
+        "route_key = each.key",
+        "route_key = each.value.function_name",
+        checks::routes,
+        &["aws_apigatewayv2_route route_key", "each.key"],
+    );
+}
+
+#[test]
+fn an_http_invoke_permission_for_any_route() {
+    detects(
+        "modules/http_api/main.tf",
+        "execution_arn}/${aws_apigatewayv2_stage.this.name}/$default",
+        "execution_arn}/*/*",
+        checks::routes,
+        &["aws_lambda_permission source_arn", "this stage, this route"],
     );
 }

@@ -58,11 +58,6 @@ fn routes_invoke_the_manifest_functions() {
 }
 
 #[test]
-fn http_api_uses_payload_format_2_on_the_default_stage() {
-    assert_passes("http_api", checks::http_api);
-}
-
-#[test]
 fn forwarding_timeout_sits_between_the_wait_and_the_integration_timeout() {
     assert_passes("forwarding_timeout", checks::forwarding_timeout);
 }

@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(variable_default(hcl, "memory_size"), Some(128));
         assert_eq!(variable_default(hcl, "forwarding_memory_size"), Some(256));
         assert_eq!(variable_default(hcl, "timeout"), None);
-        let (sizes, source) = memory_sizes(&crate::paths::workspace_root());
+        let (sizes, source) = memory_sizes(&itest::paths::workspace_root());
         assert!(source.starts_with("defaults in"), "{source}");
         assert_eq!(sizes.len(), 4);
     }

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use crate::bench::{
+use crate::{
     cost::{self, CostPerMillion, Usage},
     stats::{Added, Summary},
 };

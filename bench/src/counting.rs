@@ -1,7 +1,8 @@
-//! A counting HTTP reverse proxy on `127.0.0.1:0`, put between the handlers
-//! and what they call: the DynamoDB backend (counted by `X-Amz-Target` and
-//! table, with read/write units) or the emulator's `@connections` endpoint
-//! (counted by method, with WebSocket message sizes).
+//! Call counters for the proxies the harness interposes between the
+//! handlers and what they call ([`itest::StackBuilder::interpose_dynamodb`],
+//! [`itest::StackBuilder::interpose_connections`]): DynamoDB calls are
+//! counted by `X-Amz-Target` and table, with read/write units; `@connections`
+//! calls by method, with WebSocket message sizes.
 //!
 //! Read/write units: the backend's `ConsumedCapacity` when it reports one
 //! (the handlers do not ask for it, and moto does not volunteer it), else an
@@ -9,31 +10,23 @@
 //! written, 1 RCU per started 4 KB read strongly consistent (half for an
 //! eventually consistent read), at least one unit per call. Item sizes come
 //! from the JSON on the wire (attribute names + values); an `UpdateItem` or
-//! `DeleteItem` is charged for the item's size as last seen through the proxy.
+//! `DeleteItem` is charged for the item's size as last seen by the counter.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::Request,
-    http::{HeaderMap, Response, StatusCode},
-};
+use itest::{Exchange, Observer};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::bench::cost::WEBSOCKET_METERING_BYTES;
+use crate::cost::WEBSOCKET_METERING_BYTES;
 
-/// The largest body forwarded (Lambda payloads and DynamoDB items are smaller).
-const MAX_BODY: usize = 16 * 1024 * 1024;
 /// Calls kept while recording (bounded: a recording covers one sequential phase).
 const MAX_RECORDS: usize = 200_000;
 
@@ -166,10 +159,11 @@ pub struct CallRecord {
     pub end: Instant,
 }
 
-struct State {
-    upstream: String,
+/// Counts the calls through one or more interposed proxies (one counter
+/// may watch the DynamoDB proxies of several stacks: the table prefix tells
+/// them apart).
+pub struct CallCounter {
     kind: Upstream,
-    client: reqwest::Client,
     counts: Mutex<Counts>,
     /// Last seen item size by table + key, for UpdateItem/DeleteItem units.
     sizes: Mutex<HashMap<String, usize>>,
@@ -177,71 +171,31 @@ struct State {
     records: Mutex<Vec<CallRecord>>,
 }
 
-/// A running proxy. Dropping it stops it.
-pub struct CountingProxy {
-    addr: SocketAddr,
-    state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CountingProxy {
-    /// Proxies `127.0.0.1:0` to `upstream` (`http://host:port`).
-    pub async fn start(kind: Upstream, upstream: &str) -> anyhow::Result<CountingProxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .timeout(Duration::from_secs(60))
-            .build()?;
-        let state = Arc::new(State {
-            upstream: upstream.trim_end_matches('/').to_string(),
+impl CallCounter {
+    pub fn new(kind: Upstream) -> CallCounter {
+        CallCounter {
             kind,
-            client,
             counts: Mutex::default(),
             sizes: Mutex::default(),
             recording: AtomicBool::new(false),
             records: Mutex::default(),
-        });
-        let served = state.clone();
-        let app = Router::new().fallback(move |request: Request| {
-            let state = served.clone();
-            async move { forward(&state, request).await }
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(CountingProxy { addr, state, task })
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+        }
     }
 
     pub fn counts(&self) -> Counts {
-        lock(&self.state.counts).clone()
+        lock(&self.counts).clone()
     }
 
     /// Starts keeping every call (clears what was kept).
     pub fn start_recording(&self) {
-        lock(&self.state.records).clear();
-        self.state.recording.store(true, Ordering::SeqCst);
+        lock(&self.records).clear();
+        self.recording.store(true, Ordering::SeqCst);
     }
 
     /// Stops keeping calls and returns them in completion order.
     pub fn stop_recording(&self) -> Vec<CallRecord> {
-        self.state.recording.store(false, Ordering::SeqCst);
-        std::mem::take(&mut *lock(&self.state.records))
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.recording.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *lock(&self.records))
     }
 }
 
@@ -249,171 +203,107 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn forward(state: &State, request: Request) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body too large for the proxy",
-        );
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        // reqwest sets these for the upstream connection. `host` is kept:
-        // SigV4 signs it (`@connections` refuses a changed one).
-        if !matches!(name.as_str(), "content-length" | "connection") {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    let start = Instant::now();
-    let result = state
-        .client
-        .request(parts.method.clone(), format!("{}{path}", state.upstream))
-        .headers(headers)
-        .body(body.clone())
-        .send()
-        .await;
-    let (status, response_headers, response_body) = match result {
-        Ok(response) => {
-            let status = response.status();
-            let headers = response.headers().clone();
-            match response.bytes().await {
-                Ok(bytes) => (status, headers, bytes),
-                Err(e) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(&e)),
+impl Observer for CallCounter {
+    fn observe(&self, exchange: &Exchange<'_>) {
+        let Exchange {
+            method,
+            uri,
+            request_headers,
+            request_body: body,
+            status,
+            response_body,
+            start,
+            end,
+        } = *exchange;
+        let mut stats_delta = OpStats {
+            calls: 1,
+            errors: u64::from(!status.is_success()),
+            request_bytes: body.len() as u64,
+            response_bytes: response_body.len() as u64,
+            upstream_ms: (end - start).as_secs_f64() * 1000.0,
+            ..OpStats::default()
+        };
+        let (key, claim_key) = match self.kind {
+            Upstream::Management => {
+                stats_delta.metered_messages =
+                    body.len().div_ceil(WEBSOCKET_METERING_BYTES).max(1) as u64;
+                let operation = if uri.path().contains("/@connections/") {
+                    format!("{method} @connections")
+                } else {
+                    format!("{method} {}", uri.path())
+                };
+                let key = OpKey {
+                    operation,
+                    prefix: String::new(),
+                    role: String::new(),
+                };
+                (key, false)
+            }
+            Upstream::DynamoDb => {
+                let operation = request_headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
+                    .unwrap_or_else(|| "(no X-Amz-Target)".into());
+                let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let response: Value = serde_json::from_slice(response_body).unwrap_or(Value::Null);
+                let table = table_of(&request);
+                let (prefix, role) = table.rsplit_once('-').unwrap_or(("", table));
+                if let Some(units) = response["ConsumedCapacity"]["CapacityUnits"].as_f64() {
+                    stats_delta.reported_units = units;
+                    stats_delta.reported_calls = 1;
+                }
+                if status.is_success() || is_conditional_failure(response_body) {
+                    let units = estimate_units(
+                        &operation,
+                        table,
+                        role,
+                        &request,
+                        &response,
+                        &mut lock(&self.sizes),
+                    );
+                    stats_delta.estimated_read_units = units.read;
+                    stats_delta.estimated_write_units = units.write;
+                }
+                let claim_key = key_value(&request["Key"]).is_some_and(|k| k.starts_with("sub#"));
+                let key = OpKey {
+                    operation,
+                    prefix: prefix.to_string(),
+                    role: role.to_string(),
+                };
+                (key, claim_key)
+            }
+        };
+        if self.recording.load(Ordering::Relaxed) {
+            let mut records = lock(&self.records);
+            if records.len() < MAX_RECORDS {
+                records.push(CallRecord {
+                    operation: key.operation.clone(),
+                    prefix: key.prefix.clone(),
+                    role: key.role.clone(),
+                    claim_key,
+                    start,
+                    end,
+                });
             }
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(&e)),
-    };
-    let end = Instant::now();
-    account(state, &parts, &body, status, &response_body, start, end);
-
-    let mut response = Response::new(Body::from(response_body));
-    *response.status_mut() = status;
-    for (name, value) in &response_headers {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "connection"
-        ) {
-            response.headers_mut().append(name.clone(), value.clone());
-        }
+        let mut counts = lock(&self.counts);
+        let total = counts.ops.entry(key).or_default();
+        total.calls += stats_delta.calls;
+        total.errors += stats_delta.errors;
+        total.request_bytes += stats_delta.request_bytes;
+        total.response_bytes += stats_delta.response_bytes;
+        total.estimated_read_units += stats_delta.estimated_read_units;
+        total.estimated_write_units += stats_delta.estimated_write_units;
+        total.reported_units += stats_delta.reported_units;
+        total.reported_calls += stats_delta.reported_calls;
+        total.metered_messages += stats_delta.metered_messages;
+        total.upstream_ms += stats_delta.upstream_ms;
     }
-    response
-}
-
-fn error_body(e: &reqwest::Error) -> Bytes {
-    Bytes::from(format!("proxy: upstream failed: {e}"))
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(text));
-    *response.status_mut() = status;
-    response
-}
-
-#[allow(clippy::too_many_arguments)]
-fn account(
-    state: &State,
-    parts: &axum::http::request::Parts,
-    body: &Bytes,
-    status: StatusCode,
-    response_body: &Bytes,
-    start: Instant,
-    end: Instant,
-) {
-    let mut stats_delta = OpStats {
-        calls: 1,
-        errors: u64::from(!status.is_success()),
-        request_bytes: body.len() as u64,
-        response_bytes: response_body.len() as u64,
-        upstream_ms: (end - start).as_secs_f64() * 1000.0,
-        ..OpStats::default()
-    };
-    let (key, claim_key) = match state.kind {
-        Upstream::Management => {
-            stats_delta.metered_messages =
-                body.len().div_ceil(WEBSOCKET_METERING_BYTES).max(1) as u64;
-            let operation = if parts.uri.path().contains("/@connections/") {
-                format!("{} @connections", parts.method)
-            } else {
-                format!("{} {}", parts.method, parts.uri.path())
-            };
-            let key = OpKey {
-                operation,
-                prefix: String::new(),
-                role: String::new(),
-            };
-            (key, false)
-        }
-        Upstream::DynamoDb => {
-            let operation = parts
-                .headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
-                .unwrap_or_else(|| "(no X-Amz-Target)".into());
-            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let response: Value = serde_json::from_slice(response_body).unwrap_or(Value::Null);
-            let table = table_of(&request);
-            let (prefix, role) = table.rsplit_once('-').unwrap_or(("", table));
-            if let Some(units) = response["ConsumedCapacity"]["CapacityUnits"].as_f64() {
-                stats_delta.reported_units = units;
-                stats_delta.reported_calls = 1;
-            }
-            if status.is_success() || is_conditional_failure(response_body) {
-                let units = estimate_units(
-                    &operation,
-                    table,
-                    role,
-                    &request,
-                    &response,
-                    &mut lock(&state.sizes),
-                );
-                stats_delta.estimated_read_units = units.read;
-                stats_delta.estimated_write_units = units.write;
-            }
-            let claim_key = key_value(&request["Key"]).is_some_and(|k| k.starts_with("sub#"));
-            let key = OpKey {
-                operation,
-                prefix: prefix.to_string(),
-                role: role.to_string(),
-            };
-            (key, claim_key)
-        }
-    };
-    if state.recording.load(Ordering::Relaxed) {
-        let mut records = lock(&state.records);
-        if records.len() < MAX_RECORDS {
-            records.push(CallRecord {
-                operation: key.operation.clone(),
-                prefix: key.prefix.clone(),
-                role: key.role.clone(),
-                claim_key,
-                start,
-                end,
-            });
-        }
-    }
-    let mut counts = lock(&state.counts);
-    let total = counts.ops.entry(key).or_default();
-    total.calls += stats_delta.calls;
-    total.errors += stats_delta.errors;
-    total.request_bytes += stats_delta.request_bytes;
-    total.response_bytes += stats_delta.response_bytes;
-    total.estimated_read_units += stats_delta.estimated_read_units;
-    total.estimated_write_units += stats_delta.estimated_write_units;
-    total.reported_units += stats_delta.reported_units;
-    total.reported_calls += stats_delta.reported_calls;
-    total.metered_messages += stats_delta.metered_messages;
-    total.upstream_ms += stats_delta.upstream_ms;
 }
 
 /// A failed condition still consumes write units.
-fn is_conditional_failure(body: &Bytes) -> bool {
+fn is_conditional_failure(body: &[u8]) -> bool {
     body.windows(b"ConditionalCheckFailed".len())
         .any(|w| w == b"ConditionalCheckFailed")
 }

@@ -1,21 +1,17 @@
 //! `just bench`: benchmarks of the tunnel on the local stack. See `--help`
-//! and `integration-tests/BENCHMARKS.md`.
+//! and `bench/BENCHMARKS.md`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use emulator::LogSink;
-use itest::{
-    DynamoDb,
-    bench::{
-        cost,
-        proxy::{CountingProxy, Upstream},
-        report::{Prices, Report, method_notes},
-        run::{self, Bench, Plan, parse_size},
-        service::SizedService,
-    },
-    paths,
+use itest::{DynamoDb, Logs, Profile, paths};
+use tunnel_bench::{
+    cost,
+    counting::{CallCounter, Upstream},
+    report::{Prices, Report, method_notes},
+    run::{self, Bench, HandlerBuild, Plan, parse_size},
+    service::SizedService,
 };
 
 /// Benchmarks of the serverless tunnel on the local stack (emulated API
@@ -81,17 +77,16 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let release = !args.debug_handlers;
-    // Before the runtime: cargo may take a while and prints its own progress.
-    let build = if args.no_build {
-        run::existing_handlers(release)?
+    let profile = if args.debug_handlers {
+        Profile::Debug
     } else {
-        eprintln!(
-            "bench: building the handlers ({})…",
-            if release { "release" } else { "debug" }
-        );
-        run::build_handlers(release)?
+        Profile::Release
     };
+    // Before the runtime: cargo may take a while and prints its own progress.
+    if !args.no_build {
+        eprintln!("bench: building the handlers ({profile})…");
+    }
+    let build = HandlerBuild::get(profile, !args.no_build)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -115,21 +110,20 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
         cold_starts: args.cold_starts.unwrap_or(if quick { 2 } else { 5 }),
         fixed_poll_interval: Duration::from_millis(args.fixed_poll_ms),
         concurrency: args.concurrency.max(1),
-        log_sink: if args.function_logs == "stderr" {
-            LogSink::Stderr
+        logs: if args.function_logs == "stderr" {
+            Logs::Stderr
         } else {
-            LogSink::Discard
+            Logs::Discard
         },
     };
 
     eprintln!("bench: starting DynamoDB…");
     let backend = DynamoDb::shared().await.context("starting DynamoDB")?;
-    let dynamodb = CountingProxy::start(Upstream::DynamoDb, backend.endpoint()).await?;
     let (memory_mb, memory_source) = cost::memory_sizes(&paths::workspace_root());
     let bench = Bench {
         plan: plan.clone(),
         build: build.clone(),
-        dynamodb,
+        dynamodb: Arc::new(CallCounter::new(Upstream::DynamoDb)),
         memory_mb: memory_mb.clone(),
         client: run::visitor_client()?,
         service: SizedService::start().await?,
@@ -142,8 +136,10 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
     eprintln!(
         "bench: starting the adaptive stack ({max_agents} agents) and the fixed-interval stack…"
     );
-    let adaptive = bench_stack(&bench, None).await?;
-    let fixed = bench_stack(&bench, Some(plan.fixed_poll_interval)).await?;
+    let adaptive = bench.stack(None, plan.concurrency).await?;
+    let fixed = bench
+        .stack(Some(plan.fixed_poll_interval), plan.concurrency)
+        .await?;
     let mut tunnels = Vec::new();
     for _ in 0..max_agents {
         tunnels.push(adaptive.expose(&bench.service.port()).await?);
@@ -178,7 +174,7 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
         quick,
         machine: run::machine(),
         dynamodb_backend: backend.choice().to_string(),
-        handlers_profile: build.profile.clone(),
+        handlers_profile: build.profile.to_string(),
         memory_mb,
         memory_source,
         latency,
@@ -201,19 +197,17 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench_stack(
-    bench: &Bench,
-    poll_interval: Option<Duration>,
-) -> anyhow::Result<itest::bench::stack::BenchStack> {
-    itest::bench::stack::BenchStack::start(
-        &bench.build.binaries,
-        &bench.dynamodb.url(),
-        &itest::bench::stack::BenchStackConfig {
-            poll_interval,
-            concurrency: bench.plan.concurrency,
-            memory_mb: bench.memory_mb.clone(),
-            log_sink: bench.plan.log_sink.clone(),
-        },
-    )
-    .await
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+        let quick = Args::try_parse_from(["bench", "--quick", "--sizes", "1KB,2MB"]).unwrap();
+        assert!(quick.quick);
+        assert_eq!(quick.sizes, [1024, 2 << 20]);
+    }
 }

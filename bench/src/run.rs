@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -13,21 +13,17 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use emulator::LogSink;
 use handlers::manifest::{self, FUNCTIONS};
+use itest::{HandlerBinaries, HandlerSource, Logs, Profile, StackConfig, Tunnel, binaries, paths};
 use tokio::sync::Mutex;
 
 use crate::{
-    Tunnel,
-    bench::{
-        cost::{self, CostPerMillion, Usage},
-        proxy::{CallRecord, CountingProxy, Counts},
-        report::*,
-        service::SizedService,
-        stack::{BenchStack, BenchStackConfig, Binaries},
-        stats::Summary,
-    },
-    paths,
+    cost::{self, CostPerMillion, Usage},
+    counting::{CallCounter, CallRecord, Counts},
+    report::*,
+    service::SizedService,
+    stack::BenchStack,
+    stats::Summary,
 };
 
 /// Everything a run needs to know.
@@ -50,109 +46,45 @@ pub struct Plan {
     pub fixed_poll_interval: Duration,
     /// Processes per function.
     pub concurrency: usize,
-    pub log_sink: LogSink,
+    /// The functions' output: discarded or to stderr.
+    pub logs: Logs,
 }
 
 /// Handler binaries and the profile they were built with.
 #[derive(Debug, Clone)]
 pub struct HandlerBuild {
-    pub profile: String,
-    pub binaries: Binaries,
+    pub profile: Profile,
+    /// Where every stack of the run takes them from.
+    pub source: HandlerSource,
+    pub binaries: HandlerBinaries,
 }
 
-/// `cargo build [--release] -p tunnel-handlers --bins`, paths from cargo's
-/// JSON messages (a no-op when they are fresh). Blocking.
-pub fn build_handlers(release: bool) -> anyhow::Result<HandlerBuild> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut args = vec!["build", "-p", "tunnel-handlers", "--bins"];
-    if release {
-        args.push("--release");
-    }
-    args.push("--message-format=json-render-diagnostics");
-    let mut command = Command::new(&cargo);
-    // Under `cargo run` (how `just bench` starts us) cargo adds its own
-    // variables and library paths; a nested build that sees them reruns some
-    // dependencies' build scripts and rebuilds what the outer build just
-    // built. Hand it the environment a shell would have.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                name.as_ref(),
-                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
-            )
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
-        let target = paths::target_dir();
-        let kept: Vec<PathBuf> = std::env::split_paths(&paths)
-            .filter(|p| !p.starts_with(&target) && !p.to_string_lossy().contains("/toolchains/"))
-            .collect();
-        match std::env::join_paths(kept) {
-            Ok(joined) if !joined.is_empty() => command.env("LD_LIBRARY_PATH", joined),
-            _ => command.env_remove("LD_LIBRARY_PATH"),
+impl HandlerBuild {
+    /// The harness's build with `profile` (a no-op when fresh), or with
+    /// `build == false` the binaries in `target/<profile>/` as they are.
+    /// Blocking: cargo may take a while and prints its own progress.
+    pub fn get(profile: Profile, build: bool) -> anyhow::Result<HandlerBuild> {
+        let source = if build {
+            HandlerSource::Build(profile)
+        } else {
+            HandlerSource::Dir(paths::target_dir().join(profile.name()))
         };
+        let binaries = binaries::handlers(&source).with_context(|| {
+            if build {
+                String::from("building the handlers")
+            } else {
+                format!(
+                    "--no-build uses the binaries as they are: build them with `cargo build {}-p tunnel-handlers --bins` or drop --no-build",
+                    if profile == Profile::Release { "--release " } else { "" }
+                )
+            }
+        })?;
+        Ok(HandlerBuild {
+            profile,
+            source,
+            binaries,
+        })
     }
-    let output = command
-        .args(&args)
-        .current_dir(paths::workspace_root())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build for the handlers")?;
-    if !output.status.success() {
-        bail!(
-            "cargo build of the handlers failed ({}); its errors are above",
-            output.status
-        );
-    }
-    let mut binaries = Binaries::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if let (Some(name), Some(exe)) = (
-            message["target"]["name"].as_str(),
-            message["executable"].as_str(),
-        ) && FUNCTIONS.iter().any(|f| f.name == name)
-        {
-            binaries.insert(name.to_string(), PathBuf::from(exe));
-        }
-    }
-    for function in FUNCTIONS {
-        if !binaries.contains_key(function.name) {
-            bail!("cargo built no {} binary", function.name);
-        }
-    }
-    Ok(HandlerBuild {
-        profile: if release { "release" } else { "debug" }.into(),
-        binaries,
-    })
-}
-
-/// Existing binaries in `target/<profile>/` (no build).
-pub fn existing_handlers(release: bool) -> anyhow::Result<HandlerBuild> {
-    let profile = if release { "release" } else { "debug" };
-    let dir = paths::target_dir().join(profile);
-    let mut binaries = Binaries::new();
-    for function in FUNCTIONS {
-        let path = dir.join(function.name);
-        if !path.is_file() {
-            bail!(
-                "{} does not exist: build it with `cargo build {}-p tunnel-handlers --bins` or drop --no-build",
-                path.display(),
-                if release { "--release " } else { "" }
-            );
-        }
-        binaries.insert(function.name.to_string(), path);
-    }
-    Ok(HandlerBuild {
-        profile: profile.into(),
-        binaries,
-    })
 }
 
 /// One timed GET.
@@ -249,7 +181,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         _ => return Err(format!("unknown unit in {text:?} (use B, KB or MB)")),
     };
     let bytes = n * unit;
-    if bytes == 0 || bytes > crate::bench::service::MAX_BODY {
+    if bytes == 0 || bytes > crate::service::MAX_BODY {
         return Err(format!("{text:?} must be between 1 B and 8 MB"));
     }
     Ok(bytes)
@@ -259,35 +191,40 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 pub struct Bench {
     pub plan: Plan,
     pub build: HandlerBuild,
-    pub dynamodb: CountingProxy,
+    /// Every stack's DynamoDB calls (by table prefix).
+    pub dynamodb: Arc<CallCounter>,
     pub memory_mb: BTreeMap<String, u32>,
     pub client: reqwest::Client,
     pub service: SizedService,
 }
 
 impl Bench {
-    fn stack_config(
-        &self,
-        poll_interval: Option<Duration>,
-        concurrency: usize,
-    ) -> BenchStackConfig {
-        BenchStackConfig {
+    /// What a benchmark stack runs: the handlers of this run at the
+    /// Terraform memory sizes, authentication off (the benchmarks measure
+    /// the data path), warnings only (logs cost time).
+    fn stack_config(&self, poll_interval: Option<Duration>, concurrency: usize) -> StackConfig {
+        StackConfig {
             poll_interval,
             concurrency,
             memory_mb: self.memory_mb.clone(),
-            log_sink: self.plan.log_sink.clone(),
+            handlers: self.build.source.clone(),
+            logs: self.plan.logs,
+            rust_log: "warn".into(),
+            auth_secret: None,
+            ..StackConfig::default()
         }
     }
 
-    async fn stack(
+    /// A fresh stack on ephemeral ports; `poll_interval` is forwarding's
+    /// `POLL_INTERVAL_MS` (`None` = adaptive).
+    pub async fn stack(
         &self,
         poll_interval: Option<Duration>,
         concurrency: usize,
     ) -> anyhow::Result<BenchStack> {
         BenchStack::start(
-            &self.build.binaries,
-            &self.dynamodb.url(),
-            &self.stack_config(poll_interval, concurrency),
+            self.stack_config(poll_interval, concurrency),
+            self.dynamodb.clone(),
         )
         .await
     }
@@ -329,11 +266,11 @@ impl Bench {
         Ok(FUNCTIONS
             .iter()
             .map(|f| {
-                let binary = &self.build.binaries[f.name];
+                let binary = self.build.binaries.built(f.name);
                 let zip = lambda_dir.join(f.name).join("bootstrap.zip");
                 ColdStartRow {
                     function: f.name.to_string(),
-                    profile: self.build.profile.clone(),
+                    profile: self.build.profile.to_string(),
                     init_ms: Summary::of_ms(
                         init.get_mut(f.name).map_or(&mut [][..], |v| &mut v[..]),
                     ),

@@ -1,7 +1,7 @@
 //! The benchmarks' local service: `GET /bytes/{n}` answers `n` bytes (from a
 //! buffer built once, so the service costs next to nothing), `/sleep/{ms}`
 //! answers 1 KB after `ms` milliseconds. It records nothing, unlike
-//! [`crate::LocalService`], so long runs do not grow memory.
+//! [`itest::LocalService`], so long runs do not grow memory.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
