@@ -22,13 +22,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::chunks::ChunkStore;
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
+use crate::notifier::{Notifier, PostError};
+use crate::pages::PLAIN_TEXT;
 use crate::poll::PollSchedule;
-use crate::response::PLAIN_TEXT;
 use crate::store::{
-    ConnectionStore, Notifier, PendingRequest, PendingState, PendingStore, PostError, Written,
+    ChunkStore, ConnectionStore, PendingRequest, PendingState, PendingStore, Written,
 };
 
 /// A payload format 2.0 response.
@@ -238,14 +238,16 @@ pub fn to_api_response(response: &HttpResponse) -> Result<HttpApiResponse, MapEr
 }
 
 /// Handles one visitor request.
-pub async fn handle<S, N>(
+pub async fn handle<C, P, N>(
     config: &ForwardingConfig,
-    store: &S,
+    connections: &C,
+    pending: &P,
     notifier: &N,
     event: ApiGatewayV2httpRequest,
 ) -> HttpApiResponse
 where
-    S: ConnectionStore + PendingStore + ChunkStore + Sync,
+    C: ConnectionStore + Sync,
+    P: PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     let request_id = protocol::generate_request_id();
@@ -262,7 +264,8 @@ where
         let started = Instant::now();
         let response = forward(
             config,
-            store,
+            connections,
+            pending,
             notifier,
             &event,
             &request_id,
@@ -281,16 +284,18 @@ where
     .await
 }
 
-async fn forward<S, N>(
+async fn forward<C, P, N>(
     config: &ForwardingConfig,
-    store: &S,
+    connections: &C,
+    store: &P,
     notifier: &N,
     event: &ApiGatewayV2httpRequest,
     request_id: &str,
     apigw_request_id: &str,
 ) -> HttpApiResponse
 where
-    S: ConnectionStore + PendingStore + ChunkStore + Sync,
+    C: ConnectionStore + Sync,
+    P: PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     let host = event
@@ -358,7 +363,7 @@ where
     let message_bytes: usize = messages.iter().map(String::len).sum();
     drop(body);
 
-    let claim = match store.get_claim(&target.subdomain).await {
+    let claim = match connections.get_claim(&target.subdomain).await {
         Ok(claim) => claim.filter(|c| c.ttl >= crate::now_secs()),
         Err(e) => {
             error!(error = %chain(&e), "tunnel lookup failed");
@@ -411,7 +416,7 @@ where
         return match e {
             PostError::Gone => {
                 warn!("agent connection is gone; removing it");
-                remove_stale_connection(store, &connection_id, &target.subdomain).await;
+                remove_stale_connection(connections, &connection_id, &target.subdomain).await;
                 HttpApiResponse::text(502, "The tunnel's agent is no longer connected.")
             }
             PostError::PayloadTooLarge => {
@@ -635,7 +640,7 @@ mod tests {
     }
 
     async fn run(fake: &Fake, event: ApiGatewayV2httpRequest) -> HttpApiResponse {
-        let response = handle(&forwarding_config(), fake, fake, event).await;
+        let response = handle(&forwarding_config(), fake, fake, fake, event).await;
         fake.assert_within(&manifest::FORWARDING);
         response
     }
@@ -1100,7 +1105,14 @@ mod tests {
         let mut config = forwarding_config();
         config.request_timeout = Duration::from_millis(300);
         let start = Instant::now();
-        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        let response = handle(
+            &config,
+            &fake,
+            &fake,
+            &fake,
+            http_event("forwarding-get.json"),
+        )
+        .await;
         assert_eq!(response.status_code, 504);
         assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
@@ -1126,14 +1138,28 @@ mod tests {
         let mut config = forwarding_config();
         config.poll_interval = Some(Duration::from_millis(100));
         let start = Instant::now();
-        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        let response = handle(
+            &config,
+            &fake,
+            &fake,
+            &fake,
+            http_event("forwarding-get.json"),
+        )
+        .await;
         assert_eq!(response.status_code, 201);
         // Answered at the second poll: one fixed interval, not 5 ms.
         assert_eq!(start.elapsed(), Duration::from_millis(100));
 
         let fake = tunnel();
         config.request_timeout = Duration::from_millis(1000);
-        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        let response = handle(
+            &config,
+            &fake,
+            &fake,
+            &fake,
+            http_event("forwarding-get.json"),
+        )
+        .await;
         assert_eq!(response.status_code, 504);
         // One read at 0 ms, then one every 100 ms up to the deadline.
         assert_eq!(fake.count("GetItem") - 1, 11);
@@ -1145,7 +1171,14 @@ mod tests {
         fake.fail(Fail::GetPending);
         let mut config = forwarding_config();
         config.request_timeout = Duration::from_millis(200);
-        let response = handle(&config, &fake, &fake, http_event("forwarding-get.json")).await;
+        let response = handle(
+            &config,
+            &fake,
+            &fake,
+            &fake,
+            http_event("forwarding-get.json"),
+        )
+        .await;
         assert_eq!(response.status_code, 504);
         assert!(fake.count("GetItem") > 3);
     }
@@ -1168,7 +1201,7 @@ mod tests {
         fake.set_agent(Box::new(|req| {
             Some((
                 1,
-                crate::response::error_response(
+                crate::pages::error_response(
                     &req.request_id,
                     protocol::ErrorCode::LocalServiceUnavailable,
                     "connection refused",

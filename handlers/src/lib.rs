@@ -6,25 +6,27 @@
 //!   (the contract with Terraform and the integration harness).
 //! - [`config`]: each function's configuration, read once per cold start.
 //! - [`auth`]: agent tokens on `$connect` (settings, SSM secret, checks).
-//! - [`store`]: the narrow interfaces the handlers use (tables, connections);
-//!   [`dynamo`] and [`notifier`] implement them with the AWS SDK.
+//! - [`store`]: the tables as narrow interfaces (connections and claims,
+//!   pending requests, response chunks), their items and an SDK-free error;
+//!   [`store::dynamo`] implements them on DynamoDB.
+//! - [`notifier`]: the WebSocket connections (`@connections`) as an interface,
+//!   implemented with the API Gateway Management API.
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
 //!   function, each with a `handle` generic over the interfaces.
+//! - [`pages`]: every text the tunnel shows a visitor.
 //! - [`poll`]: forwarding's adaptive polling schedule.
-//! - [`chunks`]: bodies beyond one WebSocket message (response chunk storage).
 //! - [`logging`]: `tracing` setup.
 //! - [`runtime`]: what the four thin binaries share (init, SDK clients).
 
 pub mod auth;
-pub mod chunks;
 pub mod config;
 pub mod connect;
 pub mod disconnect;
-pub mod dynamo;
 pub mod forwarding;
 pub mod logging;
 pub mod manifest;
 pub mod notifier;
+pub mod pages;
 pub mod poll;
 pub mod response;
 pub mod runtime;

@@ -12,9 +12,10 @@ use crate::config::{
     ConnectConfig, DisconnectConfig, ForwardingConfig, PublicUrlTemplate, ResponseConfig,
 };
 use crate::manifest::{DynamoDbAction, Function, PENDING_BY_CONNECTION};
+use crate::notifier::{Notifier, PostError};
 use crate::store::{
-    Claim, Connection, ConnectionStore, Notifier, PendingRequest, PendingState, PendingStore,
-    PostError, StoreError, Written,
+    Claim, Connection, ConnectionStore, PendingRequest, PendingState, PendingStore, StoreError,
+    Written,
 };
 
 mod chunks;
@@ -94,7 +95,7 @@ impl Fake {
         self.with(|s| {
             s.actions.push(action);
             if s.failures.contains(&fail) {
-                Err(StoreError::Injected)
+                Err(StoreError::backend(action.action, "injected failure"))
             } else {
                 Ok(())
             }

@@ -1,4 +1,4 @@
-//! The handlers' DynamoDB stores (`handlers::dynamo`) against the harness's
+//! The handlers' DynamoDB stores (`handlers::store::dynamo`) against the harness's
 //! real DynamoDB API (moto or LocalStack, see `ITEST_DYNAMODB`): expressions,
 //! reserved words, conditions, the index, and the chunk items of chunked
 //! responses. The in-crate tests of `tunnel-handlers` use fakes; these check
@@ -11,10 +11,11 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use handlers::chunks::{self, ChunkStore, Part, Progress, chunk_key};
-use handlers::dynamo::{DynamoConnectionStore, DynamoPendingStore};
+use handlers::response::chunks;
+use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
 use handlers::store::{
-    Claim, Connection, ConnectionStore, PendingRequest, PendingState, PendingStore, Written,
+    ChunkStore, Claim, Connection, ConnectionStore, Part, PendingRequest, PendingState,
+    PendingStore, Progress, Written, chunk_key,
 };
 use itest::{DynamoDb, Tables};
 use protocol::chunk::{BodyChunk, ChunkedBody};

@@ -3,8 +3,8 @@
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use handlers::auth::{Auth, AuthSettings, fetch_ssm_secret};
 use handlers::config::ConnectConfig;
-use handlers::dynamo::DynamoConnectionStore;
 use handlers::logging::chain;
+use handlers::store::dynamo::DynamoConnectionStore;
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 

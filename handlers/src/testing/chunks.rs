@@ -6,8 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use protocol::HttpResponse;
 
 use super::{Fail, Fake, on};
-use crate::chunks::{ChunkStore, HEAD_PART, Part, Progress, chunk_key};
-use crate::store::{StoreError, Written};
+use crate::store::{ChunkStore, HEAD_PART, Part, Progress, StoreError, Written, chunk_key};
 
 #[derive(Debug, Default)]
 pub struct FakeChunks {
