@@ -237,8 +237,9 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{Fail, Fake};
     use crate::manifest;
-    use crate::testing::{Fail, Fake, connect_config, ws_event};
+    use crate::testing::{connect_config, ws_event};
 
     #[tokio::test]
     async fn registers_the_connection_with_agent_headers_in_any_case() {

@@ -105,8 +105,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{Fail, Fake};
     use crate::manifest;
-    use crate::testing::{Fail, Fake, disconnect_config, ws_event};
+    use crate::testing::{disconnect_config, ws_event};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
 

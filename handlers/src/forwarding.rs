@@ -595,8 +595,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::fake::{Fail, Fake, Post};
     use crate::manifest;
-    use crate::testing::{Fail, Fake, Post, forwarding_config, http_event};
+    use crate::testing::{forwarding_config, http_event};
     use protocol::{ChunkedBody, Message};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";

@@ -9,6 +9,10 @@
 //! - [`store`]: the tables as narrow interfaces (connections and claims,
 //!   pending requests, response chunks), their items and an SDK-free error;
 //!   [`store::dynamo`] implements them on DynamoDB.
+//! - `fake` (feature `fake`): the tables and `@connections` in memory, for
+//!   unit tests of the logic.
+//! - `contract` (feature `contract`): the store contract suite, run on the
+//!   fake here and on DynamoDB in `integration-tests`.
 //! - [`notifier`]: the WebSocket connections (`@connections`) as an interface,
 //!   implemented with the API Gateway Management API.
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
@@ -21,7 +25,11 @@
 pub mod auth;
 pub mod config;
 pub mod connect;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod disconnect;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod forwarding;
 pub mod logging;
 pub mod manifest;

@@ -138,10 +138,11 @@ mod tests {
     use protocol::{Message, encode_body};
 
     use super::*;
+    use crate::fake::Fake;
     use crate::manifest;
     use crate::pages::text_response;
     use crate::response::handle;
-    use crate::testing::{Fake, response_config, ws_event};
+    use crate::testing::{response_config, ws_event};
     use crate::websocket::WebsocketResponse;
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";

@@ -252,9 +252,10 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::fake::{Fail, Fake, Post};
     use crate::manifest;
     use crate::pages::{PLAIN_TEXT, text_response};
-    use crate::testing::{Fail, Fake, Post, response_config, ws_event};
+    use crate::testing::{response_config, ws_event};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const REQ: &str = "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a";
