@@ -6,6 +6,7 @@
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::claims;
 use crate::config::DisconnectConfig;
 use crate::logging::chain;
 use crate::pages::{AGENT_DISCONNECTED, text_response};
@@ -47,11 +48,7 @@ where
             Ok(Some(connection)) => {
                 let subdomain = connection.public_subdomain;
                 let now = crate::now_secs();
-                let until = now + protocol::limits::RESUME_WINDOW.as_secs() as i64;
-                match connections
-                    .release_claim(&subdomain, &connection_id, now, until)
-                    .await
-                {
+                match claims::release(connections, &subdomain, &connection_id, now).await {
                     Ok(Written::Yes) => {}
                     // The agent resumed on a new connection first: its claim
                     // is not ours to touch.

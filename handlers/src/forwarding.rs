@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::claims;
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
 use crate::notifier::{Notifier, PostError};
@@ -565,20 +566,15 @@ pub const AGENT_RECONNECTING: &str = "The tunnel's agent is reconnecting; try ag
 pub const AGENT_RECONNECTING_STATUS: u16 = 502;
 
 /// PostToConnection said 410: the connection is dead although its items are
-/// still there (its `$disconnect` never ran or is still running). The claim
-/// is released, not deleted: the agent may be reconnecting with its resume
-/// token, and deleting would let anyone take the subdomain meanwhile.
+/// still there (its `$disconnect` never ran or is still running): its claim
+/// is released (the agent may be reconnecting with its resume token) and its
+/// item deleted.
 async fn remove_stale_connection<S: ConnectionStore + Sync>(
     store: &S,
     connection_id: &str,
     subdomain: &str,
 ) {
-    let now = crate::now_secs();
-    let until = now + protocol::limits::RESUME_WINDOW.as_secs() as i64;
-    match store
-        .release_claim(subdomain, connection_id, now, until)
-        .await
-    {
+    match claims::release(store, subdomain, connection_id, crate::now_secs()).await {
         Ok(Written::Yes | Written::ConditionFailed) => {}
         Err(e) => warn!(error = %chain(&e), "could not release the stale claim"),
     }

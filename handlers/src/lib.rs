@@ -15,6 +15,8 @@
 //!   fake here and on DynamoDB in `integration-tests`.
 //! - [`notifier`]: the WebSocket connections (`@connections`) as an interface,
 //!   implemented with the API Gateway Management API.
+//! - [`claims`]: the subdomain claim state machine (claim, resume, release),
+//!   used by connect, disconnect and forwarding.
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
 //!   function, each with a `handle` generic over the interfaces.
 //! - [`pages`]: every text the tunnel shows a visitor.
@@ -23,6 +25,7 @@
 //! - [`runtime`]: what the four thin binaries share (init, SDK clients).
 
 pub mod auth;
+pub mod claims;
 pub mod config;
 pub mod connect;
 #[cfg(any(test, feature = "contract"))]
