@@ -4,8 +4,10 @@
 //!
 //! - [`manifest`]: tables, environment variables and IAM actions per function
 //!   (the contract with Terraform and the integration harness).
-//! - [`config`]: each function's configuration, read once per cold start.
-//! - [`auth`]: agent tokens on `$connect` (settings, SSM secret, checks).
+//! - [`config`]: each function's configuration, read once per cold start
+//!   (the authentication settings included).
+//! - [`auth`]: agent tokens on `$connect` (the secret, fetched from SSM once;
+//!   the check of each handshake).
 //! - [`store`]: the tables as narrow interfaces (connections and claims,
 //!   pending requests, response chunks), their items and an SDK-free error;
 //!   [`store::dynamo`] implements them on DynamoDB.

@@ -28,7 +28,7 @@ pub fn connect_config() -> ConnectConfig {
         connections_table: "connections".into(),
         domain_name: "tunnel.example.com".into(),
         public_url: PublicUrlTemplate::for_domain("tunnel.example.com"),
-        auth: crate::auth::AuthSettings::Disabled,
+        auth: crate::config::AuthSettings::Disabled,
     }
 }
 
