@@ -20,8 +20,12 @@
 //! - [`claims`]: the subdomain claim state machine (claim, resume, release),
 //!   used by connect, disconnect and forwarding.
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
-//!   function, each with a `handle` generic over the interfaces.
-//! - [`pages`]: every text the tunnel shows a visitor.
+//!   function, each with a `handle` generic over the interfaces it uses.
+//!   [`response::chunks`] stores a chunked answer as it arrives;
+//!   [`forwarding`] is a sequence of steps ([`forwarding::routing`],
+//!   [`forwarding::http_api`], polling, chunk assembly) whose failures map to
+//!   the visitor's answer in one table, [`forwarding::error`].
+//! - [`pages`]: every text the tunnel itself shows a visitor.
 //! - [`poll`]: forwarding's adaptive polling schedule.
 //! - [`logging`]: `tracing` setup.
 //! - [`runtime`]: what the four thin binaries share (init, SDK clients).

@@ -1,8 +1,13 @@
 //! The HTTP API (payload format 2.0): see [`handlers::forwarding`].
 
+// The request path (routing, DynamoDB calls, posting, polling) nests deep
+// enough in async state layout to exceed the default query depth when the
+// whole service is computed (as for the response function).
+#![recursion_limit = "256"]
+
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use handlers::config::ForwardingConfig;
-use handlers::notifier::{ApiGatewayNotifier, management_client};
+use handlers::notifier::api_gateway::{ApiGatewayNotifier, management_client};
 use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};

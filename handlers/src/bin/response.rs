@@ -6,7 +6,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use handlers::config::ResponseConfig;
-use handlers::notifier::{ApiGatewayNotifier, management_client};
+use handlers::notifier::api_gateway::{ApiGatewayNotifier, management_client};
 use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};

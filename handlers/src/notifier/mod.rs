@@ -7,8 +7,6 @@ use std::future::Future;
 
 pub mod api_gateway;
 
-pub use api_gateway::{ApiGatewayNotifier, management_client};
-
 /// Why a PostToConnection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {

@@ -35,7 +35,7 @@
 
 use std::future::Future;
 
-use super::{StoreError, Written};
+use super::outcome::{StoreError, Written};
 
 /// The member of `receivedParts` that stands for the head (chunks are 0..n).
 pub const HEAD_PART: i64 = -1;

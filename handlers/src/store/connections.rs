@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use super::{StoreError, Written};
+use super::outcome::{StoreError, Written};
 
 /// Prefix of subdomain claim items in the connections table: `#` never occurs
 /// in an API Gateway connection id (URL-safe base64), so the keys cannot clash.

@@ -6,6 +6,8 @@
 //! - [`pending`]: pending requests ([`PendingStore`], pending requests table).
 //! - [`chunks`]: chunk items of chunked responses and the progress on their
 //!   request ([`ChunkStore`], pending requests table).
+//! - [`outcome`]: what a call answers besides its value: [`Written`] for a
+//!   conditional write, [`StoreError`] when the call itself failed.
 //! - [`dynamo`]: all three on DynamoDB (`aws-sdk-dynamodb`), one type per
 //!   table: a function holds exactly the tables its IAM role names.
 //!
@@ -19,51 +21,10 @@
 pub mod chunks;
 pub mod connections;
 pub mod dynamo;
+pub mod outcome;
 pub mod pending;
 
 pub use chunks::{ChunkStore, HEAD_PART, Part, Progress, chunk_key};
 pub use connections::{CLAIM_PREFIX, Claim, Connection, ConnectionStore, claim_key};
+pub use outcome::{BackendError, StoreError, Written};
 pub use pending::{PendingRequest, PendingState, PendingStore};
-
-/// The outcome of a conditional write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    Yes,
-    /// The condition failed: the subdomain is taken, or the request is unknown,
-    /// already completed or belongs to another connection.
-    ConditionFailed,
-}
-
-/// The backend's own error, whatever the backend.
-pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A store call failed (not a failed condition: that is [`Written`]).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The call itself failed (network, throttling, permissions, a missing
-    /// table, or an error the fake was told to inject).
-    #[error("{operation} failed")]
-    Backend {
-        /// What was called, e.g. `DynamoDB GetItem`.
-        operation: &'static str,
-        #[source]
-        source: BackendError,
-    },
-    #[error("item {key:?} is malformed: {problem}")]
-    Malformed { key: String, problem: String },
-    #[error("stored response of {key:?} is not valid JSON")]
-    ResponseJson {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-impl StoreError {
-    pub fn backend(operation: &'static str, source: impl Into<BackendError>) -> Self {
-        StoreError::Backend {
-            operation,
-            source: source.into(),
-        }
-    }
-}

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use protocol::HttpResponse;
 
-use super::{StoreError, Written};
+use super::outcome::{StoreError, Written};
 
 /// A pending request item, as forwarding writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
