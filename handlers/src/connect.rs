@@ -14,7 +14,7 @@ use crate::claims::{self, ClaimError, Claimant, Granted};
 use crate::config::ConnectConfig;
 use crate::logging::chain;
 use crate::store::{Connection, ConnectionStore, StoreError};
-use crate::websocket::WebsocketResponse;
+use crate::websocket::{self, WebsocketResponse};
 
 /// Longest agent version/platform string stored.
 const MAX_AGENT_FIELD: usize = 64;
@@ -109,12 +109,9 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
     event: &ApiGatewayWebsocketProxyRequest,
     generate: &(dyn Fn() -> String + Sync),
 ) -> Result<Connection, ConnectError> {
-    let connection_id = event
-        .request_context
-        .connection_id
-        .clone()
-        .filter(|id| !id.is_empty())
-        .ok_or(ConnectError::MissingConnectionId)?;
+    let connection_id = websocket::connection_id(event)
+        .ok_or(ConnectError::MissingConnectionId)?
+        .to_string();
     let now = crate::now_secs();
     let token: Option<Claims> = auth.check(event, now)?;
     let ttl = now + (CONNECTION_TTL + TTL_SLACK).as_secs() as i64;

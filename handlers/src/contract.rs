@@ -445,24 +445,44 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The head of a chunked response carrying `body`, and its JSON.
-fn chunked_head(body: &[u8]) -> (HttpResponse, ChunkedBody, String) {
-    let spec = ChunkedBody::for_length(body.len()).expect("a body within the limits");
-    let mut headers = Headers::new();
-    headers.insert(
-        "content-type".into(),
-        vec!["application/octet-stream".into()],
-    );
-    let head = HttpResponse {
-        request_id: REQ.into(),
-        status_code: 200,
-        headers,
-        body: String::new(),
-        processing_time_ms: 3,
-        body_chunks: Some(spec),
-    };
-    let json = serde_json::to_string(&head).expect("a response serializes");
-    (head, spec, json)
+/// The head of a chunked response carrying a body: the response as the
+/// agent sends it, its chunk spec and its JSON (what `responseData` holds).
+struct Head {
+    response: HttpResponse,
+    spec: ChunkedBody,
+    json: String,
+}
+
+impl Head {
+    fn of(body: &[u8]) -> Head {
+        let spec = ChunkedBody::for_length(body.len()).expect("a body within the limits");
+        let mut headers = Headers::new();
+        headers.insert(
+            "content-type".into(),
+            vec!["application/octet-stream".into()],
+        );
+        let response = HttpResponse {
+            request_id: REQ.into(),
+            status_code: 200,
+            headers,
+            body: String::new(),
+            processing_time_ms: 3,
+            body_chunks: Some(spec),
+        };
+        let json = serde_json::to_string(&response).expect("a response serializes");
+        Head {
+            response,
+            spec,
+            json,
+        }
+    }
+
+    fn part(&self) -> Part<'_> {
+        Part::Head {
+            json: &self.json,
+            count: self.spec.count,
+        }
+    }
 }
 
 /// What the response function does with a `body_chunk` from `conn`: write
@@ -493,18 +513,15 @@ pub async fn chunks_out_of_order_and_duplicated_complete_exactly_once<
     store.put_pending(&pending_request(REQ, CONN)).await?;
     let bytes = noise(3 * BODY_CHUNK_BYTES + 5);
     let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
-    let (head, spec, json) = chunked_head(&bytes);
+    let head = Head::of(&bytes);
+    let spec = head.spec;
     assert_eq!(spec.count, 4);
-    let head_part = Part::Head {
-        json: &json,
-        count: spec.count,
-    };
 
     // 3, 1, head, 1 again, 0: ADD to a number set ignores the duplicate.
     assert_eq!(deliver(store, CONN, 3, pieces[3]).await?, progress(1, None));
     assert_eq!(deliver(store, CONN, 1, pieces[1]).await?, progress(2, None));
     assert_eq!(
-        store.add_part(REQ, CONN, head_part).await?,
+        store.add_part(REQ, CONN, head.part()).await?,
         progress(3, Some(4))
     );
     assert_eq!(
@@ -543,7 +560,7 @@ pub async fn chunks_out_of_order_and_duplicated_complete_exactly_once<
         None,
         "completed: a late chunk is not added"
     );
-    assert_eq!(store.add_part(REQ, CONN, head_part).await?, None);
+    assert_eq!(store.add_part(REQ, CONN, head.part()).await?, None);
     assert_eq!(
         store.put_chunk(REQ, CONN, 2, pieces[2], NOW + 2000).await?,
         Written::Yes,
@@ -553,7 +570,7 @@ pub async fn chunks_out_of_order_and_duplicated_complete_exactly_once<
     // What forwarding reads: the head as sent, the chunks byte for byte.
     assert_eq!(
         store.get_pending(REQ).await?,
-        Some(PendingState::Completed(head))
+        Some(PendingState::Completed(head.response))
     );
     let mut read = store.get_chunks(REQ, CONN, spec.count).await?;
     read.sort_by_key(|(i, _)| *i);
@@ -575,11 +592,8 @@ pub async fn chunks_from_another_connection_are_refused<P: PendingStore + ChunkS
     store.put_pending(&pending_request(REQ, CONN)).await?;
     let bytes = noise(2 * BODY_CHUNK_BYTES);
     let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
-    let (_, spec, json) = chunked_head(&bytes);
-    let head_part = Part::Head {
-        json: &json,
-        count: spec.count,
-    };
+    let head = Head::of(&bytes);
+    let spec = head.spec;
 
     assert_eq!(deliver(store, CONN, 0, pieces[0]).await?, progress(1, None));
     assert_eq!(
@@ -598,7 +612,7 @@ pub async fn chunks_from_another_connection_are_refused<P: PendingStore + ChunkS
         Written::Yes
     );
     assert_eq!(store.add_part(REQ, OTHER, Part::Chunk(1)).await?, None);
-    assert_eq!(store.add_part(REQ, OTHER, head_part).await?, None);
+    assert_eq!(store.add_part(REQ, OTHER, head.part()).await?, None);
     assert_eq!(
         store.complete_chunked(REQ, OTHER, spec.count).await?,
         Written::ConditionFailed
@@ -610,7 +624,7 @@ pub async fn chunks_from_another_connection_are_refused<P: PendingStore + ChunkS
         Written::ConditionFailed
     );
     assert_eq!(
-        store.add_part(REQ, CONN, head_part).await?,
+        store.add_part(REQ, CONN, head.part()).await?,
         progress(2, Some(2))
     );
     assert_eq!(store.get_pending(REQ).await?, Some(PendingState::Pending));
@@ -641,13 +655,10 @@ pub async fn completion_needs_the_announced_count<P: PendingStore + ChunkStore +
 ) -> Result<(), StoreError> {
     store.put_pending(&pending_request(REQ, CONN)).await?;
     let bytes = noise(2 * BODY_CHUNK_BYTES);
-    let (head, spec, json) = chunked_head(&bytes);
-    let head_part = Part::Head {
-        json: &json,
-        count: spec.count,
-    };
+    let head = Head::of(&bytes);
+    let spec = head.spec;
     assert_eq!(
-        store.add_part(REQ, CONN, head_part).await?,
+        store.add_part(REQ, CONN, head.part()).await?,
         progress(1, Some(2))
     );
     assert_eq!(
@@ -670,7 +681,7 @@ pub async fn completion_needs_the_announced_count<P: PendingStore + ChunkStore +
     );
     assert_eq!(
         store.get_pending(REQ).await?,
-        Some(PendingState::Completed(head))
+        Some(PendingState::Completed(head.response))
     );
     Ok(())
 }
@@ -683,13 +694,10 @@ pub async fn a_request_collecting_parts_can_still_be_failed<P: PendingStore + Ch
 ) -> Result<(), StoreError> {
     store.put_pending(&pending_request(REQ, CONN)).await?;
     let bytes = noise(BODY_CHUNK_BYTES + 1);
-    let (_, spec, json) = chunked_head(&bytes);
-    let head_part = Part::Head {
-        json: &json,
-        count: spec.count,
-    };
+    let head = Head::of(&bytes);
+    let spec = head.spec;
     assert_eq!(
-        store.add_part(REQ, CONN, head_part).await?,
+        store.add_part(REQ, CONN, head.part()).await?,
         progress(1, Some(2))
     );
     assert_eq!(
@@ -756,13 +764,10 @@ pub async fn chunks_and_heads_beyond_the_limits_are_refused<P: PendingStore + Ch
     }
     // Nothing was counted: the head is the first part.
     let bytes = noise(BODY_CHUNK_BYTES + 1);
-    let (_, spec, json) = chunked_head(&bytes);
-    let head_part = Part::Head {
-        json: &json,
-        count: spec.count,
-    };
+    let head = Head::of(&bytes);
+    let spec = head.spec;
     assert_eq!(
-        store.add_part(REQ, CONN, head_part).await?,
+        store.add_part(REQ, CONN, head.part()).await?,
         progress(1, Some(spec.count)),
         "a refused chunk was counted"
     );

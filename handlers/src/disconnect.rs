@@ -11,7 +11,7 @@ use crate::config::DisconnectConfig;
 use crate::logging::chain;
 use crate::pages::{AGENT_DISCONNECTED, text_response};
 use crate::store::{ConnectionStore, PendingStore, StoreError, Written};
-use crate::websocket::WebsocketResponse;
+use crate::websocket::{self, WebsocketResponse};
 
 /// Handles one `$disconnect` event. Every step is attempted even if an
 /// earlier one failed; any failure makes it a 500 (ignored by API Gateway,
@@ -26,11 +26,7 @@ where
     C: ConnectionStore + Sync,
     P: PendingStore + Sync,
 {
-    let Some(connection_id) = event
-        .request_context
-        .connection_id
-        .filter(|id| !id.is_empty())
-    else {
+    let Some(connection_id) = websocket::connection_id(&event).map(str::to_string) else {
         warn!("disconnect event without requestContext.connectionId");
         return WebsocketResponse::BAD_REQUEST;
     };

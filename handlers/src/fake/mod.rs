@@ -22,7 +22,7 @@ use protocol::{HttpRequest, HttpResponse, Message};
 
 use crate::manifest::{DynamoDbAction, Function};
 use crate::notifier::{Notifier, PostError};
-use crate::store::{Claim, Connection, PendingRequest, StoreError};
+use crate::store::{Claim, Connection, PendingRequest, StoreError, parse_response_data};
 
 mod store;
 
@@ -93,14 +93,7 @@ impl PendingRow {
 
     fn response(&self) -> Result<Option<HttpResponse>, StoreError> {
         match (&self.response_data, self.completed) {
-            (Some(json), true) => {
-                serde_json::from_str(json)
-                    .map(Some)
-                    .map_err(|source| StoreError::ResponseJson {
-                        key: self.request.request_id.clone(),
-                        source,
-                    })
-            }
+            (Some(json), true) => parse_response_data(&self.request.request_id, json).map(Some),
             _ => Ok(None),
         }
     }

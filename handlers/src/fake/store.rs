@@ -9,7 +9,7 @@ use super::{Fail, Fake, PendingRow, on};
 use crate::manifest::{DynamoDbAction, PENDING_BY_CONNECTION};
 use crate::store::{
     ChunkStore, Claim, Connection, ConnectionStore, HEAD_PART, Part, PendingRequest, PendingState,
-    PendingStore, Progress, StoreError, Written, chunk_key,
+    PendingStore, Progress, StoreError, Written, chunk_key, response_data,
 };
 
 /// `Written` from whether the condition held.
@@ -19,13 +19,6 @@ fn written(held: bool) -> Written {
     } else {
         Written::ConditionFailed
     }
-}
-
-fn json(request_id: &str, response: &HttpResponse) -> Result<String, StoreError> {
-    serde_json::to_string(response).map_err(|source| StoreError::ResponseJson {
-        key: request_id.to_string(),
-        source,
-    })
 }
 
 impl ConnectionStore for Fake {
@@ -156,7 +149,7 @@ impl PendingStore for Fake {
                 && row.polls >= *at
                 && !row.completed
             {
-                row.response_data = Some(json(request_id, response)?);
+                row.response_data = Some(response_data(request_id, response)?);
                 row.completed = true;
             }
             Ok(Some(match row.response()? {
@@ -182,7 +175,7 @@ impl PendingStore for Fake {
         response: &HttpResponse,
     ) -> Result<Written, StoreError> {
         self.record(on("pending", "UpdateItem"), Fail::Complete)?;
-        let data = json(request_id, response)?;
+        let data = response_data(request_id, response)?;
         // attribute_exists(requestId) AND #status = :pending AND connectionId = :conn
         Ok(self.with(|s| match s.pending.get_mut(request_id) {
             Some(row) if !row.completed && row.request.connection_id == connection_id => {

@@ -289,7 +289,15 @@ mod tests {
     }
 
     async fn run(fake: &Fake, event: ApiGatewayV2httpRequest) -> HttpApiResponse {
-        let response = handle(&forwarding_config(), fake, fake, fake, event).await;
+        run_with(&forwarding_config(), fake, event).await
+    }
+
+    async fn run_with(
+        config: &ForwardingConfig,
+        fake: &Fake,
+        event: ApiGatewayV2httpRequest,
+    ) -> HttpApiResponse {
+        let response = handle(config, fake, fake, fake, event).await;
         fake.assert_within(&manifest::FORWARDING);
         response
     }
@@ -659,14 +667,7 @@ mod tests {
         let mut config = forwarding_config();
         config.request_timeout = Duration::from_millis(300);
         let start = Instant::now();
-        let response = handle(
-            &config,
-            &fake,
-            &fake,
-            &fake,
-            http_event("forwarding-get.json"),
-        )
-        .await;
+        let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
         assert_eq!(response.status_code, 504);
         assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
@@ -692,28 +693,14 @@ mod tests {
         let mut config = forwarding_config();
         config.poll_interval = Some(Duration::from_millis(100));
         let start = Instant::now();
-        let response = handle(
-            &config,
-            &fake,
-            &fake,
-            &fake,
-            http_event("forwarding-get.json"),
-        )
-        .await;
+        let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
         assert_eq!(response.status_code, 201);
         // Answered at the second poll: one fixed interval, not 5 ms.
         assert_eq!(start.elapsed(), Duration::from_millis(100));
 
         let fake = tunnel();
         config.request_timeout = Duration::from_millis(1000);
-        let response = handle(
-            &config,
-            &fake,
-            &fake,
-            &fake,
-            http_event("forwarding-get.json"),
-        )
-        .await;
+        let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
         assert_eq!(response.status_code, 504);
         // One read at 0 ms, then one every 100 ms up to the deadline.
         assert_eq!(fake.count("GetItem") - 1, 11);
@@ -725,14 +712,7 @@ mod tests {
         fake.fail(Fail::GetPending);
         let mut config = forwarding_config();
         config.request_timeout = Duration::from_millis(200);
-        let response = handle(
-            &config,
-            &fake,
-            &fake,
-            &fake,
-            http_event("forwarding-get.json"),
-        )
-        .await;
+        let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
         assert_eq!(response.status_code, 504);
         assert!(fake.count("GetItem") > 3);
     }

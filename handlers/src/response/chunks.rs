@@ -10,7 +10,7 @@ use protocol::{ErrorCode, HttpResponse};
 use tracing::{debug, info, warn};
 
 use crate::pages::{CHUNKED_BODY_REFUSED, error_response};
-use crate::store::{ChunkStore, Part, PendingStore, StoreError, Written};
+use crate::store::{ChunkStore, Part, PendingStore, StoreError, Written, response_data};
 
 /// The head of a chunked response (`http_response` with `body_chunks`).
 pub async fn on_head<P: ChunkStore + PendingStore + Sync>(
@@ -27,10 +27,7 @@ pub async fn on_head<P: ChunkStore + PendingStore + Sync>(
         warn!("chunked response head with a body rejected");
         return reject(store, connection_id, &response.request_id).await;
     }
-    let json = serde_json::to_string(&response).map_err(|source| StoreError::ResponseJson {
-        key: response.request_id.clone(),
-        source,
-    })?;
+    let json = response_data(&response.request_id, &response)?;
     let part = Part::Head {
         json: &json,
         count: head.count,

@@ -23,7 +23,7 @@ use crate::logging::chain;
 use crate::notifier::{Notifier, PostError};
 use crate::pages::{error_response, printable};
 use crate::store::{ChunkStore, ConnectionStore, PendingStore, StoreError, Written};
-use crate::websocket::WebsocketResponse;
+use crate::websocket::{self, WebsocketResponse};
 
 pub mod chunks;
 
@@ -60,11 +60,7 @@ where
     P: PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
-    let Some(connection_id) = event
-        .request_context
-        .connection_id
-        .filter(|id| !id.is_empty())
-    else {
+    let Some(connection_id) = websocket::connection_id(&event).map(str::to_string) else {
         warn!("message event without requestContext.connectionId");
         return WebsocketResponse::BAD_REQUEST;
     };

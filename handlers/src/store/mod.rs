@@ -27,4 +27,4 @@ pub mod pending;
 pub use chunks::{ChunkStore, HEAD_PART, Part, Progress, chunk_key};
 pub use connections::{CLAIM_PREFIX, Claim, Connection, ConnectionStore, claim_key};
 pub use outcome::{BackendError, StoreError, Written};
-pub use pending::{PendingRequest, PendingState, PendingStore};
+pub use pending::{PendingRequest, PendingState, PendingStore, parse_response_data, response_data};

@@ -24,6 +24,22 @@ pub enum PendingState {
     Completed(HttpResponse),
 }
 
+/// A response as a pending item stores it (`responseData`): its JSON.
+pub fn response_data(request_id: &str, response: &HttpResponse) -> Result<String, StoreError> {
+    serde_json::to_string(response).map_err(|source| StoreError::ResponseJson {
+        key: request_id.to_string(),
+        source,
+    })
+}
+
+/// The response a pending item's `responseData` holds.
+pub fn parse_response_data(request_id: &str, json: &str) -> Result<HttpResponse, StoreError> {
+    serde_json::from_str(json).map_err(|source| StoreError::ResponseJson {
+        key: request_id.to_string(),
+        source,
+    })
+}
+
 /// The pending requests table.
 pub trait PendingStore {
     /// PutItem a new request with status `pending`.

@@ -29,6 +29,22 @@ fn claim_item(claim: &Claim) -> Item {
     item
 }
 
+impl DynamoConnectionStore {
+    /// GetItem, strongly consistent: a claim written a moment ago is seen.
+    async fn get_item(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("connectionId", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB GetItem", e))?;
+        Ok(out.item)
+    }
+}
+
 impl ConnectionStore for DynamoConnectionStore {
     async fn claim_subdomain(&self, claim: &Claim, now: i64) -> Result<Written, StoreError> {
         let result = self
@@ -112,16 +128,7 @@ impl ConnectionStore for DynamoConnectionStore {
 
     async fn get_claim(&self, subdomain: &str) -> Result<Option<Claim>, StoreError> {
         let key = claim_key(subdomain);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("connectionId", s(&key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB GetItem", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get_item(&key).await? else {
             return Ok(None);
         };
         Ok(Some(Claim {
@@ -193,16 +200,7 @@ impl ConnectionStore for DynamoConnectionStore {
         if connection_id.starts_with(CLAIM_PREFIX) {
             return Ok(None);
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("connectionId", s(connection_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB GetItem", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get_item(connection_id).await? else {
             return Ok(None);
         };
         let key = connection_id;

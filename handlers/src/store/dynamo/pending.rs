@@ -6,7 +6,10 @@ use super::{
     DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, get_s, n, s, sdk_error, written,
 };
 use crate::manifest::PENDING_BY_CONNECTION;
-use crate::store::{PendingRequest, PendingState, PendingStore, StoreError, Written};
+use crate::store::{
+    PendingRequest, PendingState, PendingStore, StoreError, Written, parse_response_data,
+    response_data,
+};
 
 impl PendingStore for DynamoPendingStore {
     async fn put_pending(&self, r: &PendingRequest) -> Result<(), StoreError> {
@@ -45,11 +48,7 @@ impl PendingStore for DynamoPendingStore {
             STATUS_PENDING => Ok(Some(PendingState::Pending)),
             STATUS_COMPLETED => {
                 let json = get_s(&item, request_id, "responseData")?;
-                let response =
-                    serde_json::from_str(&json).map_err(|source| StoreError::ResponseJson {
-                        key: request_id.to_string(),
-                        source,
-                    })?;
+                let response = parse_response_data(request_id, &json)?;
                 Ok(Some(PendingState::Completed(response)))
             }
             other => Err(StoreError::Malformed {
@@ -76,10 +75,7 @@ impl PendingStore for DynamoPendingStore {
         connection_id: &str,
         response: &HttpResponse,
     ) -> Result<Written, StoreError> {
-        let data = serde_json::to_string(response).map_err(|source| StoreError::ResponseJson {
-            key: request_id.to_string(),
-            source,
-        })?;
+        let data = response_data(request_id, response)?;
         let result = self
             .client
             .update_item()
