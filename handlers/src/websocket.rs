@@ -1,4 +1,5 @@
-//! What the WebSocket routes' functions return.
+//! What the WebSocket routes' functions take (the connection id of an event)
+//! and return.
 //!
 //! `aws_lambda_events` 1.2 has no WebSocket response type; API Gateway reads
 //! `statusCode` (on `$connect`, a non-2xx status rejects the handshake; on
