@@ -122,24 +122,21 @@ where
         .put_pending(&pending_item(config, ids, &connection_id))
         .await
         .map_err(ForwardError::Save)?;
-    let answer = async {
-        post(
-            connections,
-            notifier,
-            &connection_id,
-            &target.subdomain,
-            messages,
-        )
-        .await?;
-        wait::answer(
-            pending,
-            ids.request,
-            config.request_timeout,
-            config.poll_schedule(),
-        )
-        .await
-    }
+    let posted = post(
+        connections,
+        notifier,
+        &connection_id,
+        &target.subdomain,
+        messages,
+    )
     .await;
+    let answer = match posted {
+        Ok(()) => {
+            let schedule = config.poll_schedule();
+            wait::answer(pending, ids.request, config.request_timeout, schedule).await
+        }
+        Err(e) => Err(e),
+    };
     // Delete rather than leave it to TTL: the item may carry a response of up
     // to 128 KB, TTL deletion can lag by days, and once it is deleted a late
     // answer fails its `attribute_exists` condition instead of completing a
