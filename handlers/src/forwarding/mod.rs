@@ -21,8 +21,8 @@
 //! 410 is retried in [`post`] instead of torn down.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use protocol::ProtocolError;
 use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
-use protocol::{HttpResponse, ProtocolError};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -143,7 +143,7 @@ where
     // request nobody waits for. TTL remains the backstop for a crashed run.
     forget(pending, ids.request).await;
 
-    let response: HttpResponse = chunks::with_body(pending, &connection_id, answer?).await?;
+    let response = chunks::with_body(pending, &connection_id, answer?).await?;
     http_api::to_api_response(&response).map_err(ForwardError::InvalidResponse)
 }
 
