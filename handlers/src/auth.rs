@@ -1,7 +1,8 @@
 //! Agent authentication on `$connect`.
 //!
-//! The connect function reads its settings at cold start ([`AuthSettings`],
-//! from `AUTH_MODE`, `AUTH_SECRET`, `AUTH_SECRET_PARAMETER`), resolves them
+//! The connect function reads its settings at cold start
+//! ([`AuthSettings`], in [`crate::config`], from `AUTH_MODE`, `AUTH_SECRET`,
+//! `AUTH_SECRET_PARAMETER`), resolves them
 //! once into an [`Auth`] (fetching the secret from SSM if named), and checks
 //! every handshake with [`Auth::check`]. There is no default secret: without
 //! one every connection is refused until the operator sets one or turns
@@ -11,80 +12,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use protocol::auth::{Claims, Secret, TokenError, WeakSecret};
 use tracing::{error, info, warn};
 
-use crate::config::ConfigError;
-
-/// `AUTH_MODE`: `required` (default) or `disabled`.
-pub const MODE_VAR: &str = "AUTH_MODE";
-/// `AUTH_SECRET`: the HS256 secret itself (local runs; at least 32 bytes).
-pub const SECRET_VAR: &str = "AUTH_SECRET";
-/// `AUTH_SECRET_PARAMETER`: the name of an SSM SecureString holding it.
-pub const SECRET_PARAMETER_VAR: &str = "AUTH_SECRET_PARAMETER";
-
-/// What the environment says (nothing fetched yet).
-#[derive(Clone, PartialEq, Eq)]
-pub enum AuthSettings {
-    /// `AUTH_MODE=disabled`: every agent is accepted.
-    Disabled,
-    /// `AUTH_SECRET`.
-    Secret(Secret),
-    /// `AUTH_SECRET_PARAMETER`: fetched with GetParameter WithDecryption.
-    Parameter(String),
-    /// Required but no secret configured: every connection is refused.
-    Missing,
-}
-
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthSettings::Disabled => f.write_str("Disabled"),
-            AuthSettings::Secret(_) => f.write_str("Secret(***)"),
-            AuthSettings::Parameter(name) => write!(f, "Parameter({name:?})"),
-            AuthSettings::Missing => f.write_str("Missing"),
-        }
-    }
-}
-
-impl AuthSettings {
-    /// Reads the three variables (always all three: the manifest test checks
-    /// what each function looks up).
-    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
-        let mode = get(MODE_VAR);
-        let secret = get(SECRET_VAR);
-        let parameter = get(SECRET_PARAMETER_VAR).map(|p| p.trim().to_string());
-        let disabled = match mode.as_deref().map(str::trim) {
-            None | Some("required") => false,
-            Some("disabled") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    var: MODE_VAR,
-                    problem: "must be required or disabled",
-                    value: other.to_string(),
-                });
-            }
-        };
-        if disabled {
-            return Ok(AuthSettings::Disabled);
-        }
-        match (secret, parameter) {
-            (Some(_), Some(_)) => Err(ConfigError::Invalid {
-                var: SECRET_VAR,
-                problem: "and AUTH_SECRET_PARAMETER are both set; set only one",
-                value: "<hidden>".into(),
-            }),
-            (Some(secret), None) => Secret::new(secret.as_bytes())
-                .map(AuthSettings::Secret)
-                .map_err(|WeakSecret { len }| ConfigError::Invalid {
-                    var: SECRET_VAR,
-                    problem: "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
-                    // Its length only: the value is a secret.
-                    value: format!("<hidden, {len} bytes>"),
-                }),
-            (None, Some(name)) => Ok(AuthSettings::Parameter(name)),
-            (None, None) => Ok(AuthSettings::Missing),
-        }
-    }
-}
+use crate::config::{AuthSettings, SECRET_PARAMETER_VAR, SECRET_VAR};
 
 /// How the connect function authenticates, resolved once per cold start.
 #[derive(Clone, PartialEq, Eq)]
@@ -250,44 +178,15 @@ mod tests {
     const NOW: i64 = 1_764_000_000;
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
-    fn settings(vars: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
-        let env: HashMap<&str, &str> = vars.iter().copied().collect();
-        AuthSettings::from_lookup(&|n| env.get(n).map(|v| v.to_string()))
-    }
-
     fn secret() -> Secret {
         Secret::new(SECRET).unwrap()
-    }
-
-    #[rstest]
-    #[case(&[], Ok(AuthSettings::Missing))]
-    #[case(&[("AUTH_MODE", "required")], Ok(AuthSettings::Missing))]
-    #[case(&[("AUTH_MODE", "disabled")], Ok(AuthSettings::Disabled))]
-    #[case(&[("AUTH_MODE", "disabled"), ("AUTH_SECRET", "short")], Ok(AuthSettings::Disabled))]
-    #[case(&[("AUTH_SECRET", SECRET)], Ok(AuthSettings::Secret(secret())))]
-    #[case(&[("AUTH_SECRET_PARAMETER", " /tunnel/secret ")], Ok(AuthSettings::Parameter("/tunnel/secret".into())))]
-    #[case(&[("AUTH_MODE", "off")], Err("AUTH_MODE"))]
-    #[case(&[("AUTH_SECRET", "short")], Err("AUTH_SECRET"))]
-    #[case(&[("AUTH_SECRET", SECRET), ("AUTH_SECRET_PARAMETER", "/p")], Err("AUTH_SECRET"))]
-    fn reads_settings(#[case] vars: &[(&str, &str)], #[case] expected: Result<AuthSettings, &str>) {
-        match (settings(vars), expected) {
-            (Ok(got), Ok(want)) => assert_eq!(got, want),
-            (Err(ConfigError::Invalid { var, value, .. }), Err(want)) => {
-                assert_eq!(var, want);
-                assert!(
-                    !value.contains("short") && !value.contains(SECRET),
-                    "{value}"
-                );
-            }
-            (got, want) => panic!("{got:?} vs {want:?}"),
-        }
     }
 
     #[test]
     fn secrets_never_show_in_debug() {
         let shown = format!(
             "{:?} {:?}",
-            settings(&[("AUTH_SECRET", SECRET)]).unwrap(),
+            AuthSettings::Secret(secret()),
             Auth::Required(secret())
         );
         assert!(!shown.contains(SECRET), "{shown}");

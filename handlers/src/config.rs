@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use protocol::auth::{Secret, WeakSecret};
 use protocol::limits::{MAX_REQUEST_TIMEOUT, REQUEST_TIMEOUT};
 
 use crate::poll::PollSchedule;
@@ -124,6 +125,79 @@ impl PublicUrlTemplate {
     }
 }
 
+/// `AUTH_MODE`: `required` (default) or `disabled`.
+pub const MODE_VAR: &str = "AUTH_MODE";
+/// `AUTH_SECRET`: the HS256 secret itself (local runs; at least 32 bytes).
+pub const SECRET_VAR: &str = "AUTH_SECRET";
+/// `AUTH_SECRET_PARAMETER`: the name of an SSM SecureString holding it.
+pub const SECRET_PARAMETER_VAR: &str = "AUTH_SECRET_PARAMETER";
+
+/// What the environment says (nothing fetched yet).
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// `AUTH_MODE=disabled`: every agent is accepted.
+    Disabled,
+    /// `AUTH_SECRET`.
+    Secret(Secret),
+    /// `AUTH_SECRET_PARAMETER`: fetched with GetParameter WithDecryption.
+    Parameter(String),
+    /// Required but no secret configured: every connection is refused.
+    Missing,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthSettings::Disabled => f.write_str("Disabled"),
+            AuthSettings::Secret(_) => f.write_str("Secret(***)"),
+            AuthSettings::Parameter(name) => write!(f, "Parameter({name:?})"),
+            AuthSettings::Missing => f.write_str("Missing"),
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Reads the three variables (always all three: the manifest test checks
+    /// what each function looks up).
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let mode = get(MODE_VAR);
+        let secret = get(SECRET_VAR);
+        let parameter = get(SECRET_PARAMETER_VAR).map(|p| p.trim().to_string());
+        let disabled = match mode.as_deref().map(str::trim) {
+            None | Some("required") => false,
+            Some("disabled") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: MODE_VAR,
+                    problem: "must be required or disabled",
+                    value: other.to_string(),
+                });
+            }
+        };
+        if disabled {
+            return Ok(AuthSettings::Disabled);
+        }
+        match (secret, parameter) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid {
+                var: SECRET_VAR,
+                problem: "and AUTH_SECRET_PARAMETER are both set; set only one",
+                value: "<hidden>".into(),
+            }),
+            (Some(secret), None) => Secret::new(secret.as_bytes())
+                .map(AuthSettings::Secret)
+                .map_err(|WeakSecret { len }| ConfigError::Invalid {
+                    var: SECRET_VAR,
+                    problem: "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
+                    // Its length only: the value is a secret.
+                    value: format!("<hidden, {len} bytes>"),
+                }),
+            (None, Some(name)) => Ok(AuthSettings::Parameter(name)),
+            (None, None) => Ok(AuthSettings::Missing),
+        }
+    }
+}
+
 /// The `$connect` function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectConfig {
@@ -131,7 +205,7 @@ pub struct ConnectConfig {
     pub domain_name: String,
     pub public_url: PublicUrlTemplate,
     /// `AUTH_MODE`, `AUTH_SECRET`, `AUTH_SECRET_PARAMETER`.
-    pub auth: crate::auth::AuthSettings,
+    pub auth: AuthSettings,
 }
 
 impl ConnectConfig {
@@ -143,7 +217,7 @@ impl ConnectConfig {
                 .ok_or_else(|| invalid("PUBLIC_URL_TEMPLATE", "must contain {subdomain}", &t))?,
             None => PublicUrlTemplate::for_domain(&domain_name),
         };
-        let auth = crate::auth::AuthSettings::from_lookup(&lookup)?;
+        let auth = AuthSettings::from_lookup(&lookup)?;
         Ok(Self {
             connections_table,
             domain_name,
@@ -545,6 +619,43 @@ mod tests {
                 assert_eq!(var, expected_var)
             }
             (other, expected) => panic!("{other:?} vs {expected:?}"),
+        }
+    }
+
+    // --- agent authentication settings ---
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+    fn secret() -> Secret {
+        Secret::new(SECRET).unwrap()
+    }
+
+    fn settings(vars: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        AuthSettings::from_lookup(&|n| env.get(n).map(|v| v.to_string()))
+    }
+
+    #[rstest]
+    #[case(&[], Ok(AuthSettings::Missing))]
+    #[case(&[("AUTH_MODE", "required")], Ok(AuthSettings::Missing))]
+    #[case(&[("AUTH_MODE", "disabled")], Ok(AuthSettings::Disabled))]
+    #[case(&[("AUTH_MODE", "disabled"), ("AUTH_SECRET", "short")], Ok(AuthSettings::Disabled))]
+    #[case(&[("AUTH_SECRET", SECRET)], Ok(AuthSettings::Secret(secret())))]
+    #[case(&[("AUTH_SECRET_PARAMETER", " /tunnel/secret ")], Ok(AuthSettings::Parameter("/tunnel/secret".into())))]
+    #[case(&[("AUTH_MODE", "off")], Err("AUTH_MODE"))]
+    #[case(&[("AUTH_SECRET", "short")], Err("AUTH_SECRET"))]
+    #[case(&[("AUTH_SECRET", SECRET), ("AUTH_SECRET_PARAMETER", "/p")], Err("AUTH_SECRET"))]
+    fn reads_settings(#[case] vars: &[(&str, &str)], #[case] expected: Result<AuthSettings, &str>) {
+        match (settings(vars), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(ConfigError::Invalid { var, value, .. }), Err(want)) => {
+                assert_eq!(var, want);
+                assert!(
+                    !value.contains("short") && !value.contains(SECRET),
+                    "{value}"
+                );
+            }
+            (got, want) => panic!("{got:?} vs {want:?}"),
         }
     }
 }

@@ -1,31 +1,20 @@
 //! `$connect`: authenticate the agent, give it a subdomain (the one its
-//! resume token names, the one its token reserves, or a fresh one), store the
-//! connection, accept the upgrade.
-//!
-//! Claim state machine (items `sub#<subdomain>`, see `docs/contracts.md`):
-//! free → **live** (PutItem, `ttl` = connection TTL, hash of a fresh resume
-//! token) → **released** by `$disconnect` or forwarding's 410 (UpdateItem
-//! `releasedAt`, `ttl` = now + [`RESUME_WINDOW`]) → live again for the holder
-//! of the resume token (UpdateItem conditioned on the hash, which it
-//! rotates), or for the reserving user; free once `ttl` passes.
+//! resume token names, the one its token reserves, or a fresh one: see
+//! [`crate::claims`]), store the connection, accept the upgrade.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::HeaderMap;
-use protocol::auth::{Claims, generate_resume_token, resume_token_hash, resume_token_subdomain};
-use protocol::limits::{CONNECTION_TTL, RESUME_WINDOW, TTL_SLACK};
+use protocol::auth::Claims;
+use protocol::limits::{CONNECTION_TTL, TTL_SLACK};
 use protocol::{HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION, HEADER_RESUME_TOKEN};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::auth::{Auth, Refused};
+use crate::claims::{self, ClaimError, Claimant, Granted};
 use crate::config::ConnectConfig;
 use crate::logging::chain;
-use crate::store::{Claim, Connection, ConnectionStore, StoreError, Written};
-use crate::websocket::WebsocketResponse;
-
-/// How many fresh subdomains to try before giving up. With 62-bit random
-/// names a collision is already astronomically unlikely; the bound only
-/// guards against a misbehaving table.
-pub const MAX_CLAIM_ATTEMPTS: usize = 5;
+use crate::store::{Connection, ConnectionStore, StoreError};
+use crate::websocket::{self, WebsocketResponse};
 
 /// Longest agent version/platform string stored.
 const MAX_AGENT_FIELD: usize = 64;
@@ -36,10 +25,8 @@ pub enum ConnectError {
     MissingConnectionId,
     #[error(transparent)]
     Refused(#[from] Refused),
-    #[error("the reserved subdomain {subdomain} is held by another live connection")]
-    SubdomainTaken { subdomain: String },
-    #[error("no free subdomain after {MAX_CLAIM_ATTEMPTS} attempts")]
-    NoFreeSubdomain,
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,7 +38,7 @@ impl ConnectError {
         match self {
             ConnectError::Refused(Refused::Token(_)) => WebsocketResponse::UNAUTHORIZED,
             ConnectError::Refused(Refused::Unconfigured) => WebsocketResponse::SERVICE_UNAVAILABLE,
-            ConnectError::SubdomainTaken { .. } => WebsocketResponse::FORBIDDEN,
+            ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => WebsocketResponse::FORBIDDEN,
             _ => WebsocketResponse::INTERNAL_ERROR,
         }
     }
@@ -89,7 +76,8 @@ pub async fn handle<C: ConnectionStore + Sync>(
                     ConnectError::Refused(Refused::Unconfigured) => {
                         error!(status = response.status_code, error = %e, "connection refused")
                     }
-                    ConnectError::Refused(_) | ConnectError::SubdomainTaken { .. } => {
+                    ConnectError::Refused(_)
+                    | ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => {
                         warn!(status = response.status_code, error = %e, "connection refused")
                     }
                     _ => error!(error = %chain(&e), "connection rejected"),
@@ -121,92 +109,28 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
     event: &ApiGatewayWebsocketProxyRequest,
     generate: &(dyn Fn() -> String + Sync),
 ) -> Result<Connection, ConnectError> {
-    let connection_id = event
-        .request_context
-        .connection_id
-        .clone()
-        .filter(|id| !id.is_empty())
-        .ok_or(ConnectError::MissingConnectionId)?;
+    let connection_id = websocket::connection_id(event)
+        .ok_or(ConnectError::MissingConnectionId)?
+        .to_string();
     let now = crate::now_secs();
-    let claims: Option<Claims> = auth.check(event, now)?;
-    let user = claims.as_ref().map(|c| c.sub.clone());
-    let reserved = claims.and_then(|c| c.subdomain);
+    let token: Option<Claims> = auth.check(event, now)?;
     let ttl = now + (CONNECTION_TTL + TTL_SLACK).as_secs() as i64;
-    // Every claim this connection writes carries the hash of a fresh token.
-    let new_claim = |subdomain: &str| {
-        let token = generate_resume_token(subdomain);
-        let claim = Claim {
-            subdomain: subdomain.to_string(),
-            owner_connection_id: connection_id.clone(),
-            created_at: now,
-            ttl,
-            resume_token_hash: Some(resume_token_hash(&token)),
-            owner_user: user.clone(),
-            released_at: None,
-        };
-        (claim, token)
+    let claimant = Claimant {
+        connection_id: &connection_id,
+        user: token.as_ref().map(|c| c.sub.as_str()),
+        reserved: token.as_ref().and_then(|c| c.subdomain.as_deref()),
+        resume_token: event
+            .headers
+            .get(HEADER_RESUME_TOKEN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim),
+        now,
+        ttl,
     };
-
-    let mut granted: Option<(String, String)> = None;
-
-    // 1. The resume token names a subdomain (ignored if the agent token
-    //    reserves another one: the token decides).
-    let presented = event
-        .headers
-        .get(HEADER_RESUME_TOKEN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    if let Some(presented) = presented
-        && let Some(subdomain) = resume_token_subdomain(presented)
-        && reserved.as_deref().is_none_or(|r| r == subdomain)
-    {
-        let (claim, token) = new_claim(subdomain);
-        match store
-            .resume_claim(&claim, &resume_token_hash(presented), now)
-            .await?
-        {
-            Written::Yes => {
-                info!(%subdomain, "resumed the subdomain");
-                granted = Some((subdomain.to_string(), token));
-            }
-            Written::ConditionFailed => {
-                info!(%subdomain, "resume token not accepted (expired, replaced or unknown)")
-            }
-        }
-    }
-
-    // 2. A subdomain reserved by the agent token.
-    if granted.is_none()
-        && let Some(subdomain) = &reserved
-    {
-        let (claim, token) = new_claim(subdomain);
-        match store.claim_reserved(&claim, now).await? {
-            Written::Yes => granted = Some((subdomain.clone(), token)),
-            Written::ConditionFailed => {
-                return Err(ConnectError::SubdomainTaken {
-                    subdomain: subdomain.clone(),
-                });
-            }
-        }
-    }
-
-    // 3. A fresh random one.
-    if granted.is_none() {
-        for attempt in 1..=MAX_CLAIM_ATTEMPTS {
-            let candidate = generate();
-            let (claim, token) = new_claim(&candidate);
-            match store.claim_subdomain(&claim, now).await? {
-                Written::Yes => {
-                    granted = Some((candidate, token));
-                    break;
-                }
-                Written::ConditionFailed => {
-                    warn!(subdomain = %candidate, attempt, "subdomain taken, trying another")
-                }
-            }
-        }
-    }
-    let (subdomain, resume_token) = granted.ok_or(ConnectError::NoFreeSubdomain)?;
+    let Granted {
+        subdomain,
+        resume_token,
+    } = claimant.claim(store, generate).await?;
 
     let connection = Connection {
         connection_id: connection_id.clone(),
@@ -220,13 +144,9 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
         resume_token: Some(resume_token),
     };
     if let Err(e) = store.put_connection(&connection).await {
-        // Release (not delete): a resumed subdomain stays resumable for the
-        // window; a failure here only leaves a claim its TTL takes care of.
-        let until = now + RESUME_WINDOW.as_secs() as i64;
-        if let Err(release) = store
-            .release_claim(&subdomain, &connection_id, now, until)
-            .await
-        {
+        // A resumed subdomain stays resumable for the window; a failure here
+        // only leaves a claim its TTL takes care of.
+        if let Err(release) = claims::release(store, &subdomain, &connection_id, now).await {
             warn!(error = %chain(&release), %subdomain, "could not release the claim");
         }
         return Err(e.into());
@@ -237,8 +157,10 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{Fail, Fake};
     use crate::manifest;
-    use crate::testing::{Fail, Fake, connect_config, ws_event};
+    use crate::store::Claim;
+    use crate::testing::{connect_config, ws_event};
 
     #[tokio::test]
     async fn registers_the_connection_with_agent_headers_in_any_case() {
@@ -341,8 +263,11 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, ConnectError::NoFreeSubdomain));
-        assert_eq!(fake.count("PutItem"), MAX_CLAIM_ATTEMPTS);
+        assert!(matches!(
+            err,
+            ConnectError::Claim(ClaimError::NoFreeSubdomain)
+        ));
+        assert_eq!(fake.count("PutItem"), claims::MAX_CLAIM_ATTEMPTS);
         assert!(fake.connection("L0SM9cOFvHcCIhw=").is_none());
     }
 
@@ -413,7 +338,9 @@ mod tests {
     // --- authentication, reserved subdomains, resuming ---
 
     use crate::testing::capture_logs;
-    use protocol::auth::{Secret, mint};
+    use protocol::auth::{
+        Secret, generate_resume_token, mint, resume_token_hash, resume_token_subdomain,
+    };
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";

@@ -6,30 +6,27 @@
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::claims;
 use crate::config::DisconnectConfig;
 use crate::logging::chain;
-use crate::response::text_response;
+use crate::pages::{AGENT_DISCONNECTED, text_response};
 use crate::store::{ConnectionStore, PendingStore, StoreError, Written};
-use crate::websocket::WebsocketResponse;
-
-pub const AGENT_DISCONNECTED: &str = "The tunnel's agent disconnected before answering.\n";
+use crate::websocket::{self, WebsocketResponse};
 
 /// Handles one `$disconnect` event. Every step is attempted even if an
 /// earlier one failed; any failure makes it a 500 (ignored by API Gateway,
 /// but counted in the function's error logs).
-pub async fn handle<S>(
+pub async fn handle<C, P>(
     _config: &DisconnectConfig,
-    store: &S,
+    connections: &C,
+    pending: &P,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> WebsocketResponse
 where
-    S: ConnectionStore + PendingStore + Sync,
+    C: ConnectionStore + Sync,
+    P: PendingStore + Sync,
 {
-    let Some(connection_id) = event
-        .request_context
-        .connection_id
-        .filter(|id| !id.is_empty())
-    else {
+    let Some(connection_id) = websocket::connection_id(&event).map(str::to_string) else {
         warn!("disconnect event without requestContext.connectionId");
         return WebsocketResponse::BAD_REQUEST;
     };
@@ -43,15 +40,11 @@ where
             failed = true;
         };
 
-        match store.get_connection(&connection_id).await {
+        match connections.get_connection(&connection_id).await {
             Ok(Some(connection)) => {
                 let subdomain = connection.public_subdomain;
                 let now = crate::now_secs();
-                let until = now + protocol::limits::RESUME_WINDOW.as_secs() as i64;
-                match store
-                    .release_claim(&subdomain, &connection_id, now, until)
-                    .await
-                {
+                match claims::release(connections, &subdomain, &connection_id, now).await {
                     Ok(Written::Yes) => {}
                     // The agent resumed on a new connection first: its claim
                     // is not ours to touch.
@@ -64,16 +57,16 @@ where
             Ok(None) => info!("connection item already gone"),
             Err(e) => note("get connection", e),
         }
-        if let Err(e) = store.delete_connection(&connection_id).await {
+        if let Err(e) = connections.delete_connection(&connection_id).await {
             note("delete connection", e);
         }
 
         let mut failed_requests = 0usize;
-        match store.pending_for_connection(&connection_id).await {
+        match pending.pending_for_connection(&connection_id).await {
             Ok(ids) => {
                 for request_id in ids {
                     let response = text_response(&request_id, 502, AGENT_DISCONNECTED);
-                    match store
+                    match pending
                         .complete_pending(&request_id, &connection_id, &response)
                         .await
                     {
@@ -105,13 +98,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{Fail, Fake};
     use crate::manifest;
-    use crate::testing::{Fail, Fake, disconnect_config, ws_event};
+    use crate::testing::{disconnect_config, ws_event};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
 
     async fn run(fake: &Fake, event: ApiGatewayWebsocketProxyRequest) -> WebsocketResponse {
-        let response = handle(&disconnect_config(), fake, event).await;
+        let response = handle(&disconnect_config(), fake, fake, event).await;
         fake.assert_within(&manifest::DISCONNECT);
         response
     }

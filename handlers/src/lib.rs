@@ -2,30 +2,58 @@
 //!
 //! # Layout
 //!
+//! The four functions:
+//! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
+//!   function, each with a `handle` generic over the interfaces it uses.
+//!   [`response::chunks`] stores a chunked answer as it arrives;
+//!   [`forwarding`] is a sequence of steps ([`forwarding::routing`],
+//!   [`forwarding::http_api`], posting, polling, chunk assembly) whose
+//!   failures map to the visitor's answer in one table,
+//!   [`forwarding::error`].
+//!
+//! What they share:
+//! - [`claims`]: the subdomain claim state machine (claim, resume, release).
+//! - [`pages`]: every text the tunnel itself shows a visitor.
+//! - [`poll`]: forwarding's polling schedule (adaptive or fixed).
+//! - [`websocket`]: what the WebSocket routes' functions take and return.
+//!
+//! The interfaces to AWS, and their implementations:
+//! - [`store`]: the tables as narrow interfaces (connections and claims,
+//!   pending requests, response chunks), their items and an SDK-free error;
+//!   [`store::dynamo`] implements them on DynamoDB.
+//! - [`notifier`]: the WebSocket connections (`@connections`) as an
+//!   interface; [`notifier::api_gateway`] implements it.
+//! - `fake` (feature `fake`): the tables and `@connections` in memory, for
+//!   unit tests of the logic.
+//! - `contract` (feature `contract`): the store contract suite, run on the
+//!   fake here and on DynamoDB in `integration-tests`.
+//!
+//! Deployment and start-up:
 //! - [`manifest`]: tables, environment variables and IAM actions per function
 //!   (the contract with Terraform and the integration harness).
-//! - [`config`]: each function's configuration, read once per cold start.
-//! - [`auth`]: agent tokens on `$connect` (settings, SSM secret, checks).
-//! - [`store`]: the narrow interfaces the handlers use (tables, connections);
-//!   [`dynamo`] and [`notifier`] implement them with the AWS SDK.
-//! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
-//!   function, each with a `handle` generic over the interfaces.
-//! - [`poll`]: forwarding's adaptive polling schedule.
-//! - [`path`]: the decoded path the HTTP API gives, re-encoded into a URI path.
-//! - [`chunks`]: bodies beyond one WebSocket message (response chunk storage).
-//! - [`logging`]: `tracing` setup.
-//! - [`runtime`]: what the four thin binaries share (init, SDK clients).
+//! - [`config`]: each function's configuration, read once per cold start
+//!   (the authentication settings included).
+//! - [`auth`]: agent tokens on `$connect` (the secret, fetched from SSM once;
+//!   the check of each handshake).
+//! - [`path`]: the decoded path the HTTP API gives, re-encoded into a URI
+//!   path (what the local service receives).
+//! - [`runtime`]: what the four thin binaries in `src/bin/` share (init, SDK
+//!   configuration); [`logging`]: `tracing` setup.
 
 pub mod auth;
-pub mod chunks;
+pub mod claims;
 pub mod config;
 pub mod connect;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod disconnect;
-pub mod dynamo;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod forwarding;
 pub mod logging;
 pub mod manifest;
 pub mod notifier;
+pub mod pages;
 pub mod path;
 pub mod poll;
 pub mod response;

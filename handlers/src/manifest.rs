@@ -147,7 +147,7 @@ pub const FORWARDING: Function = Function {
         on("pending", "PutItem"),
         on("pending", "GetItem"),
         on("pending", "DeleteItem"),
-        // Response chunks (`crate::chunks`).
+        // Response chunks (`crate::store::chunks`).
         on("pending", "BatchGetItem"),
     ],
     posts_to_connections: true,
@@ -166,7 +166,7 @@ pub const RESPONSE: Function = Function {
     dynamodb: &[
         on("connections", "GetItem"),
         on("pending", "UpdateItem"),
-        // Response chunk items (`crate::chunks`).
+        // Response chunk items (`crate::store::chunks`).
         on("pending", "PutItem"),
     ],
     posts_to_connections: true,

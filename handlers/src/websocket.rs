@@ -1,11 +1,22 @@
-//! What the WebSocket routes' functions return.
+//! What the WebSocket routes' functions take (the connection id of an event)
+//! and return.
 //!
 //! `aws_lambda_events` 1.2 has no WebSocket response type; API Gateway reads
 //! `statusCode` (on `$connect`, a non-2xx status rejects the handshake; on
 //! `$default` and `$disconnect` the value is ignored without a route
 //! response).
 
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use serde::Serialize;
+
+/// The event's `requestContext.connectionId`, if it has a non-empty one.
+pub fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    event
+        .request_context
+        .connection_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,10 +1,10 @@
 //! `$connect`: see [`handlers::connect`].
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use handlers::auth::{Auth, AuthSettings, fetch_ssm_secret};
-use handlers::config::ConnectConfig;
-use handlers::dynamo::DynamoConnectionStore;
+use handlers::auth::{Auth, fetch_ssm_secret};
+use handlers::config::{AuthSettings, ConnectConfig};
 use handlers::logging::chain;
+use handlers::store::dynamo::DynamoConnectionStore;
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 

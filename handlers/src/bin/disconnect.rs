@@ -2,8 +2,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use handlers::config::DisconnectConfig;
-use handlers::dynamo::{DynamoConnectionStore, DynamoPendingStore};
-use handlers::store::Stores;
+use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -14,14 +13,14 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = runtime::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = Stores {
-        connections: DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table),
-        pending: DynamoPendingStore::new(dynamodb, &config.pending_table),
-    };
-    let (config, store) = (&config, &store);
+    let connections = DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table);
+    let pending = DynamoPendingStore::new(dynamodb, &config.pending_table);
+    let (config, connections, pending) = (&config, &connections, &pending);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handlers::disconnect::handle(config, store, event.payload).await)
+            Ok::<_, Error>(
+                handlers::disconnect::handle(config, connections, pending, event.payload).await,
+            )
         },
     ))
     .await

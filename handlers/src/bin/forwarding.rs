@@ -1,10 +1,14 @@
 //! The HTTP API (payload format 2.0): see [`handlers::forwarding`].
 
+// The request path (routing, DynamoDB calls, posting, polling) nests deep
+// enough in async state layout to exceed the default query depth when the
+// whole service is computed (as for the response function).
+#![recursion_limit = "256"]
+
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use handlers::config::ForwardingConfig;
-use handlers::dynamo::{DynamoConnectionStore, DynamoPendingStore};
-use handlers::notifier::{ApiGatewayNotifier, management_client};
-use handlers::store::Stores;
+use handlers::notifier::api_gateway::{ApiGatewayNotifier, management_client};
+use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -15,16 +19,15 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = runtime::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = Stores {
-        connections: DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table),
-        pending: DynamoPendingStore::new(dynamodb, &config.pending_table),
-    };
+    let connections = DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table);
+    let pending = DynamoPendingStore::new(dynamodb, &config.pending_table);
     let notifier = ApiGatewayNotifier::new(management_client(&sdk, &config.websocket_api_endpoint));
-    let (config, store, notifier) = (&config, &store, &notifier);
+    let (config, connections, pending, notifier) = (&config, &connections, &pending, &notifier);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
             Ok::<_, Error>(
-                handlers::forwarding::handle(config, store, notifier, event.payload).await,
+                handlers::forwarding::handle(config, connections, pending, notifier, event.payload)
+                    .await,
             )
         },
     ))

@@ -6,9 +6,8 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use handlers::config::ResponseConfig;
-use handlers::dynamo::{DynamoConnectionStore, DynamoPendingStore};
-use handlers::notifier::{ApiGatewayNotifier, management_client};
-use handlers::store::Stores;
+use handlers::notifier::api_gateway::{ApiGatewayNotifier, management_client};
+use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -17,15 +16,16 @@ async fn main() -> Result<(), Error> {
     let config = runtime::init(&manifest::RESPONSE, |env| ResponseConfig::from_lookup(env))?;
     let sdk = runtime::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = Stores {
-        connections: DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table),
-        pending: DynamoPendingStore::new(dynamodb, &config.pending_table),
-    };
+    let connections = DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table);
+    let pending = DynamoPendingStore::new(dynamodb, &config.pending_table);
     let notifier = ApiGatewayNotifier::new(management_client(&sdk, &config.websocket_api_endpoint));
-    let (config, store, notifier) = (&config, &store, &notifier);
+    let (config, connections, pending, notifier) = (&config, &connections, &pending, &notifier);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handlers::response::handle(config, store, notifier, event.payload).await)
+            Ok::<_, Error>(
+                handlers::response::handle(config, connections, pending, notifier, event.payload)
+                    .await,
+            )
         },
     ))
     .await

@@ -1,164 +1,20 @@
-//! Bodies beyond one WebSocket message (see `protocol::chunk`): storing a
-//! chunked response as it arrives, and the store interface for it.
-//!
-//! # Storage (pending requests table)
-//!
-//! - Each response chunk is its own item, `requestId = "<id>#<index>"`, with
-//!   `chunkOwner` (the connection that sent it), `chunkData` (B, the decoded
-//!   bytes: a quarter smaller than base64, so fewer write units) and `ttl`. At
-//!   most `BODY_CHUNK_BYTES` (97,536) bytes of data: far below the 400 KB item
-//!   limit. The owner is not stored as `connectionId` so chunk items stay out
-//!   of the `connectionId-index` (a GSI write per chunk would cost extra and
-//!   `$disconnect` would walk them as if they were requests).
-//! - The head item (forwarding's pending item) collects progress:
-//!   `receivedParts` (NS) gets the chunk's index, or [`HEAD_PART`] for the
-//!   head, with `ADD` under `connectionId = :conn AND #status = :pending`; the
-//!   head also sets `responseData` (the head's JSON) and `chunkCount`. `ADD`
-//!   to a set is idempotent, so a duplicate changes nothing.
-//! - Whoever's `ADD` returns a complete set (head present, `chunkCount + 1`
-//!   parts) flips `status` to `completed` under
-//!   `#status = :pending AND size(receivedParts) = :parts`: exactly one
-//!   writer wins, whatever the order or concurrency of the invocations.
-//! - Forwarding, seeing `completed` with `body_chunks` in the head, reads the
-//!   chunk items with one strongly consistent `BatchGetItem` (48 keys at most)
-//!   and keeps only those of the connection it posted to.
-//!
-//! # Reclaiming
-//!
-//! Chunk items are left to TTL, never deleted: a DeleteItem is billed by the
-//! size of the deleted item (about 96 write units for a full chunk), while TTL
-//! deletion is free and the storage of even a full chunk for the two days TTL
-//! may take costs about a millionth of a dollar. The small head item is still
-//! deleted by forwarding (one write unit), which also makes late parts fail
-//! their condition.
-
-use std::future::Future;
+//! A chunked response as it arrives (see `protocol::chunk`): the head and
+//! each `body_chunk` are stored as parts of the pending request, and whoever
+//! stores the last missing part completes it, exactly once, whatever the
+//! order or concurrency of the invocations. The storage scheme and its
+//! conditions are in [`crate::store::chunks`].
 
 use protocol::chunk::{BodyChunk, ChunkedBody};
 use protocol::limits::{MAX_REQUEST_ID_LEN, MAX_REQUEST_TIMEOUT, TTL_SLACK};
 use protocol::{ErrorCode, HttpResponse};
 use tracing::{debug, info, warn};
 
-use crate::store::{PendingStore, StoreError, Written};
-
-/// The member of `receivedParts` that stands for the head (chunks are 0..n).
-pub const HEAD_PART: i64 = -1;
-
-/// The key of chunk `index` of `request_id`: `#` never occurs in a UUID.
-pub fn chunk_key(request_id: &str, index: u32) -> String {
-    format!("{request_id}#{index}")
-}
-
-/// What the head item looks like after a part was added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Members of `receivedParts` (head and chunks).
-    pub parts: usize,
-    /// `chunkCount`, once the head has arrived.
-    pub count: Option<u32>,
-}
-
-impl Progress {
-    /// The head and all its chunks are in.
-    pub fn is_complete(&self) -> bool {
-        self.count.is_some_and(|n| self.parts == n as usize + 1)
-    }
-}
-
-/// One part of a chunked response.
-#[derive(Debug, Clone, Copy)]
-pub enum Part<'a> {
-    /// The head: its JSON (`HttpResponse` with `body_chunks`) and chunk count.
-    Head {
-        json: &'a str,
-        count: u32,
-    },
-    Chunk(u32),
-}
-
-/// The pending requests table, for chunked bodies.
-pub trait ChunkStore {
-    /// PutItem chunk `index` unless another connection already wrote that key.
-    fn put_chunk(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        index: u32,
-        data: &[u8],
-        ttl: i64,
-    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
-
-    /// UpdateItem the head item: ADD the part to `receivedParts` (and, for the
-    /// head, SET `responseData` and `chunkCount`) if the request exists, is
-    /// pending and was posted to `connection_id`. Returns the new progress.
-    fn add_part(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        part: Part<'_>,
-    ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send;
-
-    /// UpdateItem `status` to `completed` if still pending, owned by
-    /// `connection_id` and holding exactly `count + 1` parts.
-    fn complete_chunked(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        count: u32,
-    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
-
-    /// BatchGetItem (consistent) chunks `0..count` written by `connection_id`:
-    /// `(index, bytes)` in any order; missing ones are simply absent.
-    fn get_chunks(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        count: u32,
-    ) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, StoreError>> + Send;
-}
-
-impl<C: Sync, P: ChunkStore + Sync> ChunkStore for crate::store::Stores<C, P> {
-    fn put_chunk(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        index: u32,
-        data: &[u8],
-        ttl: i64,
-    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
-        self.pending
-            .put_chunk(request_id, connection_id, index, data, ttl)
-    }
-    fn add_part(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        part: Part<'_>,
-    ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send {
-        self.pending.add_part(request_id, connection_id, part)
-    }
-    fn complete_chunked(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        count: u32,
-    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
-        self.pending
-            .complete_chunked(request_id, connection_id, count)
-    }
-    fn get_chunks(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        count: u32,
-    ) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, StoreError>> + Send {
-        self.pending.get_chunks(request_id, connection_id, count)
-    }
-}
+use crate::pages::{CHUNKED_BODY_REFUSED, error_response};
+use crate::store::{ChunkStore, Part, PendingStore, StoreError, Written, response_data};
 
 /// The head of a chunked response (`http_response` with `body_chunks`).
-pub async fn on_head<S: ChunkStore + PendingStore + Sync>(
-    store: &S,
+pub async fn on_head<P: ChunkStore + PendingStore + Sync>(
+    store: &P,
     connection_id: &str,
     response: HttpResponse,
     head: ChunkedBody,
@@ -171,10 +27,7 @@ pub async fn on_head<S: ChunkStore + PendingStore + Sync>(
         warn!("chunked response head with a body rejected");
         return reject(store, connection_id, &response.request_id).await;
     }
-    let json = serde_json::to_string(&response).map_err(|source| StoreError::ResponseJson {
-        key: response.request_id.clone(),
-        source,
-    })?;
+    let json = response_data(&response.request_id, &response)?;
     let part = Part::Head {
         json: &json,
         count: head.count,
@@ -183,8 +36,8 @@ pub async fn on_head<S: ChunkStore + PendingStore + Sync>(
 }
 
 /// A `body_chunk` from the agent.
-pub async fn on_chunk<S: ChunkStore + Sync>(
-    store: &S,
+pub async fn on_chunk<P: ChunkStore + Sync>(
+    store: &P,
     connection_id: &str,
     chunk: BodyChunk,
 ) -> Result<(), StoreError> {
@@ -228,8 +81,8 @@ pub async fn on_chunk<S: ChunkStore + Sync>(
     .await
 }
 
-async fn add_and_maybe_complete<S: ChunkStore + Sync>(
-    store: &S,
+async fn add_and_maybe_complete<P: ChunkStore + Sync>(
+    store: &P,
     connection_id: &str,
     request_id: &str,
     part: Part<'_>,
@@ -261,16 +114,12 @@ async fn add_and_maybe_complete<S: ChunkStore + Sync>(
 
 /// Completes the request with a 502 (owner-checked) so the visitor does not
 /// wait for a body that will never be assembled.
-async fn reject<S: PendingStore + Sync>(
-    store: &S,
+async fn reject<P: PendingStore + Sync>(
+    store: &P,
     connection_id: &str,
     request_id: &str,
 ) -> Result<(), StoreError> {
-    let response = crate::response::error_response(
-        request_id,
-        ErrorCode::PayloadTooLarge,
-        "the agent announced a body the tunnel cannot carry",
-    );
+    let response = error_response(request_id, ErrorCode::PayloadTooLarge, CHUNKED_BODY_REFUSED);
     store
         .complete_pending(request_id, connection_id, &response)
         .await?;
@@ -286,9 +135,11 @@ mod tests {
     use protocol::{Message, encode_body};
 
     use super::*;
+    use crate::fake::Fake;
     use crate::manifest;
+    use crate::pages::text_response;
     use crate::response::handle;
-    use crate::testing::{Fake, response_config, ws_event};
+    use crate::testing::{response_config, ws_event};
     use crate::websocket::WebsocketResponse;
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
@@ -307,6 +158,7 @@ mod tests {
             &response_config(),
             fake,
             fake,
+            fake,
             event(connection_id, message),
         )
         .await;
@@ -320,7 +172,7 @@ mod tests {
 
     /// The head and chunk messages of a response with `body`.
     fn parts(body: &[u8]) -> (Message, Vec<Message>) {
-        let mut head = crate::response::text_response(REQ, 200, "");
+        let mut head = text_response(REQ, 200, "");
         head.body = String::new();
         head.body_chunks = Some(ChunkedBody::for_length(body.len()).unwrap());
         let chunks = protocol::chunk::split(REQ, body)
@@ -445,7 +297,7 @@ mod tests {
             .unwrap();
             let mut e = ws_event("response-ready.json");
             e.body = Some(text);
-            handle(&response_config(), &fake, &fake, e).await;
+            handle(&response_config(), &fake, &fake, &fake, e).await;
         }
         assert!(fake.actions().is_empty(), "{:?}", fake.actions());
     }
@@ -457,7 +309,7 @@ mod tests {
     async fn an_impossible_head_fails_the_request_at_once(#[case] count: u32, #[case] length: u64) {
         let fake = Fake::default();
         fake.insert_pending(REQ, CONN);
-        let mut head = crate::response::text_response(REQ, 200, "");
+        let mut head = text_response(REQ, 200, "");
         head.body = String::new();
         head.body_chunks = Some(ChunkedBody { count, length });
         send(&fake, CONN, &Message::HttpResponse(head)).await;
@@ -468,31 +320,5 @@ mod tests {
             .expect("failed at once");
         assert_eq!(done.status_code, 502);
         assert_eq!(fake.count("PutItem"), 0);
-    }
-
-    #[test]
-    fn progress_is_complete_only_with_the_head_and_every_chunk() {
-        assert!(
-            !Progress {
-                parts: 3,
-                count: None
-            }
-            .is_complete()
-        );
-        assert!(
-            !Progress {
-                parts: 3,
-                count: Some(3)
-            }
-            .is_complete()
-        );
-        assert!(
-            Progress {
-                parts: 4,
-                count: Some(3)
-            }
-            .is_complete()
-        );
-        assert_eq!(chunk_key(REQ, 7), format!("{REQ}#7"));
     }
 }

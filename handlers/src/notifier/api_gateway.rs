@@ -4,7 +4,7 @@ use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
-use crate::store::{Notifier, PostError};
+use super::{Notifier, PostError};
 
 /// Posts to connections of one WebSocket API stage.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! [`ChunkStore`] on DynamoDB: the expressions of the storage scheme in
-//! [`crate::chunks`].
+//! [`crate::store::chunks`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,32 +7,15 @@ use std::time::Duration;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
-use super::{DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, n, s, sdk_error};
-use crate::chunks::{ChunkStore, HEAD_PART, Part, Progress, chunk_key};
-use crate::store::{StoreError, Written};
+use super::{
+    DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, conditional, n, s, sdk_error,
+    written,
+};
+use crate::store::{ChunkStore, HEAD_PART, Part, Progress, StoreError, Written, chunk_key};
 
 /// BatchGetItem may leave keys unprocessed under throttling: retried this
 /// many times with a short growing pause before giving up.
 const BATCH_ATTEMPTS: u32 = 6;
-
-fn conditional<T, E>(
-    operation: &'static str,
-    result: Result<
-        T,
-        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-    >,
-    is_condition: impl Fn(&E) -> bool,
-) -> Result<Option<T>, StoreError>
-where
-    aws_sdk_dynamodb::Error:
-        From<aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
-{
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.as_service_error().is_some_and(&is_condition) => Ok(None),
-        Err(e) => Err(sdk_error(operation, e)),
-    }
-}
 
 impl ChunkStore for DynamoPendingStore {
     async fn put_chunk(
@@ -57,14 +40,7 @@ impl ChunkStore for DynamoPendingStore {
             .expression_attribute_values(":conn", s(connection_id))
             .send()
             .await;
-        Ok(
-            match conditional("PutItem", result, |e| {
-                e.is_conditional_check_failed_exception()
-            })? {
-                Some(_) => Written::Yes,
-                None => Written::ConditionFailed,
-            },
-        )
+        written("DynamoDB PutItem", result)
     }
 
     async fn add_part(
@@ -100,11 +76,7 @@ impl ChunkStore for DynamoPendingStore {
                 .update_expression("ADD receivedParts :part")
                 .expression_attribute_values(":part", AttributeValue::Ns(vec![index.to_string()])),
         };
-        let result = update.send().await;
-        let Some(out) = conditional("UpdateItem", result, |e| {
-            e.is_conditional_check_failed_exception()
-        })?
-        else {
+        let Some(out) = conditional("DynamoDB UpdateItem", update.send().await)? else {
             return Ok(None);
         };
         let item = out.attributes.unwrap_or_default();
@@ -142,14 +114,7 @@ impl ChunkStore for DynamoPendingStore {
             .expression_attribute_values(":parts", n(i64::from(count) + 1))
             .send()
             .await;
-        Ok(
-            match conditional("UpdateItem", result, |e| {
-                e.is_conditional_check_failed_exception()
-            })? {
-                Some(_) => Written::Yes,
-                None => Written::ConditionFailed,
-            },
-        )
+        written("DynamoDB UpdateItem", result)
     }
 
     async fn get_chunks(
@@ -167,10 +132,7 @@ impl ChunkStore for DynamoPendingStore {
                 .consistent_read(true)
                 .projection_expression("requestId, chunkOwner, chunkData")
                 .build()
-                .map_err(|e| StoreError::Malformed {
-                    key: request_id.to_string(),
-                    problem: format!("batch request: {e}"),
-                })?,
+                .map_err(|e| StoreError::backend("DynamoDB BatchGetItem", e))?,
         );
         let mut chunks = Vec::new();
         let mut attempt = 0;
@@ -181,7 +143,7 @@ impl ChunkStore for DynamoPendingStore {
                 .request_items(&self.table, keys)
                 .send()
                 .await
-                .map_err(|e| sdk_error("BatchGetItem", e))?;
+                .map_err(|e| sdk_error("DynamoDB BatchGetItem", e))?;
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -210,10 +172,10 @@ impl ChunkStore for DynamoPendingStore {
             if request.is_some() {
                 attempt += 1;
                 if attempt >= BATCH_ATTEMPTS {
-                    return Err(StoreError::Malformed {
-                        key: request_id.to_string(),
-                        problem: "BatchGetItem kept leaving chunks unprocessed".into(),
-                    });
+                    return Err(StoreError::backend(
+                        "DynamoDB BatchGetItem",
+                        format!("chunks still unprocessed after {BATCH_ATTEMPTS} attempts"),
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
             }

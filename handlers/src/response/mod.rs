@@ -8,22 +8,24 @@
 //! - `ping` → post `pong`: the agent's heartbeat then proves the whole path
 //!   (API Gateway → Lambda → `@connections`) works, so it can detect a dead
 //!   link and reconnect instead of waiting for the 10-minute idle close.
+//! - `body_chunk`, and `http_response` with `body_chunks` → [`chunks`].
 //! - anything else → a warning (never the body), and 200 so the connection
 //!   lives on.
 
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use protocol::{
-    ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpResponse, Message, ProtocolError,
-};
+use protocol::{ConnectionEstablished, ErrorMessage, HttpResponse, Message, ProtocolError};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::chunks::ChunkStore;
 use crate::config::ResponseConfig;
 use crate::logging::chain;
-use crate::store::{ConnectionStore, Notifier, PendingStore, PostError, StoreError, Written};
-use crate::websocket::WebsocketResponse;
+use crate::notifier::{Notifier, PostError};
+use crate::pages::{error_response, printable};
+use crate::store::{ChunkStore, ConnectionStore, PendingStore, StoreError, Written};
+use crate::websocket::{self, WebsocketResponse};
+
+pub mod chunks;
 
 /// Delays before the retries of the `connection_established` post: right
 /// after the upgrade, API Gateway can still answer 410 for a moment.
@@ -32,11 +34,6 @@ pub const ESTABLISHED_RETRY_DELAYS: [Duration; 3] = [
     Duration::from_millis(150),
     Duration::from_millis(300),
 ];
-
-/// Longest agent error message shown to a visitor.
-const MAX_ERROR_TEXT: usize = 1024;
-
-pub const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResponseError {
@@ -51,21 +48,19 @@ pub enum ResponseError {
 }
 
 /// Handles one agent message. Returns 200 unless something internal failed.
-pub async fn handle<S, N>(
+pub async fn handle<C, P, N>(
     _config: &ResponseConfig,
-    store: &S,
+    connections: &C,
+    pending: &P,
     notifier: &N,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> WebsocketResponse
 where
-    S: ConnectionStore + PendingStore + ChunkStore + Sync,
+    C: ConnectionStore + Sync,
+    P: PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
-    let Some(connection_id) = event
-        .request_context
-        .connection_id
-        .filter(|id| !id.is_empty())
-    else {
+    let Some(connection_id) = websocket::connection_id(&event).map(str::to_string) else {
         warn!("message event without requestContext.connectionId");
         return WebsocketResponse::BAD_REQUEST;
     };
@@ -88,7 +83,7 @@ where
                 return WebsocketResponse::OK;
             }
         };
-        match dispatch(store, notifier, &connection_id, message).await {
+        match dispatch(connections, pending, notifier, &connection_id, message).await {
             Ok(()) => WebsocketResponse::OK,
             Err(e) => {
                 error!(error = %chain(&e), "message handling failed");
@@ -100,27 +95,29 @@ where
     .await
 }
 
-async fn dispatch<S, N>(
-    store: &S,
+async fn dispatch<C, P, N>(
+    connections: &C,
+    pending: &P,
     notifier: &N,
     connection_id: &str,
     message: Message,
 ) -> Result<(), ResponseError>
 where
-    S: ConnectionStore + PendingStore + ChunkStore + Sync,
+    C: ConnectionStore + Sync,
+    P: PendingStore + ChunkStore + Sync,
     N: Notifier + Sync,
 {
     match message {
-        Message::Ready(_) => ready(store, notifier, connection_id).await,
+        Message::Ready(_) => ready(connections, notifier, connection_id).await,
         Message::HttpResponse(response) => {
             tracing::Span::current().record("request_id", response.request_id.as_str());
             if let Some(head) = response.body_chunks {
                 // The body follows in body_chunk messages.
-                return Ok(crate::chunks::on_head(store, connection_id, response, head).await?);
+                return Ok(chunks::on_head(pending, connection_id, response, head).await?);
             }
             let status = response.status_code;
             let bytes = response.body.len();
-            complete(store, connection_id, response, "http_response").await?;
+            complete(pending, connection_id, response, "http_response").await?;
             debug!(status, body_base64_bytes = bytes, "response stored");
             Ok(())
         }
@@ -130,21 +127,21 @@ where
             message,
         }) => {
             tracing::Span::current().record("request_id", request_id.as_str());
-            info!(?code, message = %truncate(&message, 200), "agent reported a request error");
+            info!(?code, message = %printable(&message, 200), "agent reported a request error");
             let response = error_response(&request_id, code, &message);
-            complete(store, connection_id, response, "error").await
+            complete(pending, connection_id, response, "error").await
         }
         Message::Error(ErrorMessage {
             request_id: None,
             code,
             message,
         }) => {
-            warn!(?code, message = %truncate(&message, 200), "agent reported an error");
+            warn!(?code, message = %printable(&message, 200), "agent reported an error");
             Ok(())
         }
         Message::BodyChunk(chunk) => {
             tracing::Span::current().record("request_id", chunk.request_id.as_str());
-            Ok(crate::chunks::on_chunk(store, connection_id, chunk).await?)
+            Ok(chunks::on_chunk(pending, connection_id, chunk).await?)
         }
         Message::Ping => {
             let pong = Message::Pong.to_json().expect("pong serializes");
@@ -172,13 +169,13 @@ where
 }
 
 /// Completes a pending request if the conditions hold; otherwise drops it.
-async fn complete<S: PendingStore + Sync>(
-    store: &S,
+async fn complete<P: PendingStore + Sync>(
+    pending: &P,
     connection_id: &str,
     response: HttpResponse,
     kind: &'static str,
 ) -> Result<(), ResponseError> {
-    match store
+    match pending
         .complete_pending(&response.request_id, connection_id, &response)
         .await?
     {
@@ -195,12 +192,16 @@ async fn complete<S: PendingStore + Sync>(
     Ok(())
 }
 
-async fn ready<S, N>(store: &S, notifier: &N, connection_id: &str) -> Result<(), ResponseError>
+async fn ready<C, N>(
+    connections: &C,
+    notifier: &N,
+    connection_id: &str,
+) -> Result<(), ResponseError>
 where
-    S: ConnectionStore + Sync,
+    C: ConnectionStore + Sync,
     N: Notifier + Sync,
 {
-    let Some(connection) = store.get_connection(connection_id).await? else {
+    let Some(connection) = connections.get_connection(connection_id).await? else {
         warn!("ready from a connection that is not registered");
         return Ok(());
     };
@@ -242,55 +243,15 @@ where
     }
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(max_chars)
-        .collect()
-}
-
-/// The page a visitor sees when the agent reports an error for its request.
-pub fn error_response(request_id: &str, code: ErrorCode, message: &str) -> HttpResponse {
-    let what = match code {
-        ErrorCode::LocalServiceUnavailable => "The tunnel's local service is unavailable",
-        ErrorCode::Timeout => "The tunnel's local service did not answer in time",
-        ErrorCode::InvalidRequest => "The tunnel could not pass this request to its local service",
-        ErrorCode::PayloadTooLarge => "The local service's response is too large for the tunnel",
-        ErrorCode::Overloaded => "The tunnel's agent is busy",
-        ErrorCode::InternalError | ErrorCode::Unknown => {
-            "The tunnel's agent failed to handle this request"
-        }
-    };
-    let detail = truncate(message.trim(), MAX_ERROR_TEXT);
-    let text = if detail.is_empty() {
-        format!("{what}.\n")
-    } else {
-        format!("{what}: {detail}\n")
-    };
-    text_response(request_id, code.http_status(), &text)
-}
-
-/// A plain-text response.
-pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse {
-    let mut headers = Headers::new();
-    headers.insert("content-type".into(), vec![PLAIN_TEXT.into()]);
-    HttpResponse {
-        request_id: request_id.to_string(),
-        status_code: status,
-        headers,
-        body: protocol::encode_body(text.as_bytes()),
-        processing_time_ms: 0,
-        body_chunks: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::fake::{Fail, Fake, Post};
     use crate::manifest;
-    use crate::testing::{Fail, Fake, Post, response_config, ws_event};
+    use crate::pages::{PLAIN_TEXT, text_response};
+    use crate::testing::{response_config, ws_event};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const REQ: &str = "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a";
@@ -302,7 +263,7 @@ mod tests {
     }
 
     async fn run(fake: &Fake, event: ApiGatewayWebsocketProxyRequest) -> WebsocketResponse {
-        let response = handle(&response_config(), fake, fake, event).await;
+        let response = handle(&response_config(), fake, fake, fake, event).await;
         fake.assert_within(&manifest::RESPONSE);
         response
     }

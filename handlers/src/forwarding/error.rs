@@ -1,0 +1,219 @@
+//! Every way forwarding can fail, and what each one means for the visitor
+//! (status and page) and for the operator (log level and message), in one
+//! table: [`ForwardError::outcome`]. A Lambda error would reach the visitor
+//! as API Gateway's opaque 500, so every failure is an answer.
+
+use std::borrow::Cow;
+
+use protocol::ProtocolError;
+use protocol::chunk::ChunkError;
+use protocol::limits::MAX_BODY_BYTES;
+use tracing::{Level, error, info, warn};
+
+use super::http_api::{HttpApiResponse, MapError};
+use super::routing::RouteError;
+use crate::logging::chain;
+use crate::notifier::PostError;
+use crate::pages;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    // --- the request itself ---
+    #[error(transparent)]
+    NotRoutable(#[from] RouteError),
+    #[error("the request body could not be decoded")]
+    BodyUndecodable(#[source] MapError),
+    #[error("the request body is {len} bytes, over the {MAX_BODY_BYTES}-byte ceiling")]
+    BodyTooLarge { len: usize },
+    #[error("the request's head is {size} bytes once encoded (body {body_bytes} bytes)")]
+    HeadTooLarge { size: usize, body_bytes: usize },
+    #[error("the request could not be serialized")]
+    Encode(#[source] ProtocolError),
+
+    // --- its tunnel ---
+    #[error("the tunnel lookup failed")]
+    Lookup(#[source] StoreError),
+    #[error("no live claim for {subdomain}")]
+    NoTunnel { subdomain: String },
+    #[error("the claim is released, held for the agent's resume")]
+    Reconnecting,
+
+    // --- handing it to the agent ---
+    #[error("could not save the pending request")]
+    Save(#[source] StoreError),
+    #[error("PostToConnection answered 410")]
+    AgentGone,
+    #[error("a message of {message_bytes} bytes in all was refused")]
+    MessageTooLarge { message_bytes: usize },
+    #[error("could not post the request to the agent")]
+    Post(#[source] PostError),
+
+    // --- the answer ---
+    #[error("no answer within {timeout_ms} ms")]
+    TimedOut { timeout_ms: u64 },
+    #[error("the pending request vanished while waiting")]
+    Lost,
+    #[error("the chunked response head is invalid")]
+    InvalidHead(#[source] ChunkError),
+    #[error("could not read the response chunks")]
+    ReadChunks(#[source] StoreError),
+    #[error("the chunked response body is incomplete")]
+    IncompleteBody(#[source] ChunkError),
+    #[error("the agent's response is unusable")]
+    InvalidResponse(#[source] MapError),
+}
+
+/// What a failure means: the visitor's status and page, the log's level and
+/// message (the error chain goes in the `error` field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: u16,
+    pub page: Cow<'static, str>,
+    pub level: Level,
+    pub message: &'static str,
+}
+
+impl ForwardError {
+    /// The table.
+    pub fn outcome(&self) -> Outcome {
+        use ForwardError::*;
+        let (status, page, level, message): (u16, Cow<'static, str>, Level, &'static str) =
+            match self {
+                NotRoutable(e) => (
+                    404,
+                    pages::not_routable(e).into(),
+                    Level::INFO,
+                    "not routable",
+                ),
+                BodyUndecodable(_) => (
+                    400,
+                    pages::BODY_UNDECODABLE.into(),
+                    Level::WARN,
+                    "bad request body",
+                ),
+                BodyTooLarge { len } => (
+                    413,
+                    pages::body_too_large(*len).into(),
+                    Level::INFO,
+                    "request body over the ceiling",
+                ),
+                HeadTooLarge { .. } => (
+                    413,
+                    pages::head_too_large().into(),
+                    Level::INFO,
+                    "request head too large for the tunnel",
+                ),
+                Encode(_) => (
+                    500,
+                    pages::CANNOT_ENCODE.into(),
+                    Level::ERROR,
+                    "request could not be serialized",
+                ),
+                Lookup(_) => (
+                    502,
+                    pages::LOOKUP_FAILED.into(),
+                    Level::ERROR,
+                    "tunnel lookup failed",
+                ),
+                NoTunnel { subdomain } => (
+                    404,
+                    pages::no_tunnel_connected(subdomain).into(),
+                    Level::INFO,
+                    "no tunnel connected",
+                ),
+                Reconnecting => (
+                    502,
+                    pages::AGENT_RECONNECTING.into(),
+                    Level::INFO,
+                    "agent reconnecting",
+                ),
+                Save(_) => (
+                    502,
+                    pages::CANNOT_ACCEPT.into(),
+                    Level::ERROR,
+                    "could not save the pending request",
+                ),
+                AgentGone => (
+                    502,
+                    pages::AGENT_GONE.into(),
+                    Level::WARN,
+                    "agent connection is gone; removed it",
+                ),
+                MessageTooLarge { .. } => (
+                    413,
+                    pages::MESSAGE_TOO_LARGE.into(),
+                    Level::WARN,
+                    "API Gateway refused a message as too large",
+                ),
+                Post(_) => (
+                    502,
+                    pages::CANNOT_REACH_AGENT.into(),
+                    Level::ERROR,
+                    "could not post the request to the agent",
+                ),
+                TimedOut { .. } => (
+                    504,
+                    pages::AGENT_TIMED_OUT.into(),
+                    Level::INFO,
+                    "agent did not answer in time",
+                ),
+                Lost => (
+                    502,
+                    pages::REQUEST_LOST.into(),
+                    Level::ERROR,
+                    "pending request vanished while waiting",
+                ),
+                InvalidHead(_) => (
+                    502,
+                    pages::INVALID_RESPONSE.into(),
+                    Level::WARN,
+                    "chunked response head invalid",
+                ),
+                ReadChunks(_) => (
+                    502,
+                    pages::CANNOT_READ_BODY.into(),
+                    Level::ERROR,
+                    "could not read the response chunks",
+                ),
+                IncompleteBody(_) => (
+                    502,
+                    pages::INVALID_RESPONSE.into(),
+                    Level::WARN,
+                    "chunked response body incomplete",
+                ),
+                InvalidResponse(_) => (
+                    502,
+                    pages::INVALID_RESPONSE.into(),
+                    Level::WARN,
+                    "agent response unusable",
+                ),
+            };
+        Outcome {
+            status,
+            page,
+            level,
+            message,
+        }
+    }
+
+    /// The visitor's answer.
+    pub fn response(&self) -> HttpApiResponse {
+        let Outcome { status, page, .. } = self.outcome();
+        HttpApiResponse::text(status, page)
+    }
+
+    /// One log event at the table's level (never a body or a token: the
+    /// chain holds ids, sizes and the causes' messages).
+    pub fn log(&self) {
+        let Outcome { level, message, .. } = self.outcome();
+        let error = chain(self);
+        if level == Level::ERROR {
+            error!(%error, "{message}");
+        } else if level == Level::WARN {
+            warn!(%error, "{message}");
+        } else {
+            info!(%error, "{message}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The connections table: one item per WebSocket connection and one claim
+//! item per subdomain in use (see `docs/contracts.md`; the claim states are
+//! in [`crate::claims`]).
+
+use std::future::Future;
+
+use super::outcome::{StoreError, Written};
+
+/// Prefix of subdomain claim items in the connections table: `#` never occurs
+/// in an API Gateway connection id (URL-safe base64), so the keys cannot clash.
+pub const CLAIM_PREFIX: &str = "sub#";
+
+/// The key of the claim item of `subdomain`.
+pub fn claim_key(subdomain: &str) -> String {
+    format!("{CLAIM_PREFIX}{subdomain}")
+}
+
+/// A connection item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub connection_id: String,
+    pub public_subdomain: String,
+    pub public_url: String,
+    /// Epoch seconds.
+    pub created_at: i64,
+    /// Epoch seconds.
+    pub ttl: i64,
+    pub agent_version: Option<String>,
+    pub agent_platform: Option<String>,
+    pub source_ip: Option<String>,
+    /// The current resume token, kept here only so the response function can
+    /// hand it to the agent at `ready`; the claim holds its hash, which is
+    /// all that outlives the connection.
+    pub resume_token: Option<String>,
+}
+
+/// A subdomain claim item.
+///
+/// Live: `ttl` = the connection's TTL. Released (its connection ended):
+/// `released_at` set and `ttl` = end of the resume window; until then only
+/// the holder of the resume token (or, for a reserved subdomain, its user)
+/// may take it, and forwarding answers 502 "reconnecting".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub subdomain: String,
+    pub owner_connection_id: String,
+    pub created_at: i64,
+    pub ttl: i64,
+    /// SHA-256 of the current resume token (`protocol::auth::resume_token_hash`).
+    pub resume_token_hash: Option<String>,
+    /// The token's `sub` (none with authentication disabled).
+    pub owner_user: Option<String>,
+    /// When the owner's connection ended (epoch seconds).
+    pub released_at: Option<i64>,
+}
+
+/// The connections table: connection items and subdomain claims. Every read
+/// is strongly consistent: a claim written a moment ago is seen.
+pub trait ConnectionStore {
+    /// PutItem the claim of `claim.subdomain` unless a live claim exists
+    /// (one whose `ttl >= now`, released or not).
+    fn claim_subdomain(
+        &self,
+        claim: &Claim,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// GetItem (consistent) the claim of `subdomain`.
+    fn get_claim(
+        &self,
+        subdomain: &str,
+    ) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
+
+    /// PutItem the claim of a reserved subdomain (`claim.owner_user` is its
+    /// user) unless a live claim exists; a released claim of the same user
+    /// may be taken before its resume window ends. Without a user, the same
+    /// as [`ConnectionStore::claim_subdomain`].
+    fn claim_reserved(
+        &self,
+        claim: &Claim,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// UpdateItem the claim of `claim.subdomain` over to `claim`'s owner,
+    /// creation time, TTL and resume token hash (clearing `released_at`) if
+    /// its stored resume token hash is `token_hash`, it has not expired
+    /// (`ttl >= now`), and, with a user, it has no user or the same one.
+    /// Never creates a claim.
+    fn resume_claim(
+        &self,
+        claim: &Claim,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// UpdateItem the claim of `subdomain`, if `owner` still holds it, to
+    /// released at `now`, held for resuming until `until`. Never creates a
+    /// claim.
+    fn release_claim(
+        &self,
+        subdomain: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// PutItem a connection item.
+    fn put_connection(
+        &self,
+        connection: &Connection,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// GetItem (consistent) a connection item; `None` for a claim key.
+    fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> impl Future<Output = Result<Option<Connection>, StoreError>> + Send;
+
+    /// DeleteItem a connection item (no error if it is gone already).
+    fn delete_connection(
+        &self,
+        connection_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
