@@ -35,6 +35,9 @@ pub struct Config {
     /// On shutdown, how long in-flight requests may take to finish before
     /// they are failed with an `error` message.
     pub shutdown_grace: Duration,
+    /// The request inspector every exchange is captured into (`None`: no
+    /// capture). See [`crate::inspect`].
+    pub inspector: Option<crate::inspect::Inspector>,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             dead_after: HEARTBEAT_INTERVAL * 2,
             backoff: BackoffConfig::default(),
             shutdown_grace: Duration::from_secs(5),
+            inspector: None,
         })
     }
 

@@ -21,6 +21,12 @@ and forwards every request to the local service, byte for byte: bodies are
 never decompressed, redirects are never followed. It reconnects by itself
 (and gets the same URL back). Ctrl-C stops it cleanly.
 
+Every request and response is also shown live on a local page, the request
+inspector (http://127.0.0.1:4040 unless that port is taken: the banner says
+where), where you can read headers and bodies, replay a request (as it was or
+edited) and copy it as curl. Captures stay in memory; --no-inspect turns it
+off.
+
 Every option can also be set through the environment variable shown.";
 
 const EXAMPLES: &str = "\
@@ -35,6 +41,9 @@ Examples:
 
   # A dev server that checks Host, a slow endpoint, JSON logs
   tunnel 5173 --host-header localhost --timeout 25s --log-format json
+
+  # The inspector on another port, keeping the last 2000 requests
+  tunnel 3000 --inspect 4050 --inspect-requests 2000
 
   # Operators: mint a token (see `tunnel token issue --help`)
   tunnel token issue --secret-env TUNNEL_AUTH_SECRET --user alice --expires 30d
@@ -108,6 +117,9 @@ struct Cli {
     /// Only problems: no banner or access lines
     #[arg(short, long, env = "TUNNEL_QUIET", conflicts_with = "verbose")]
     quiet: bool,
+
+    #[command(flatten)]
+    inspect: agent::inspect::InspectArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,7 +242,19 @@ async fn run(
         .unwrap_or(HostHeader::Rewrite);
     config.request_timeout = cli.timeout;
 
+    // The request inspector (agent::inspect), before the agent so the first
+    // request is captured.
+    let inspector = cli
+        .inspect
+        .start()
+        .await
+        .context("the request inspector did not start")?;
     let mut console = Console::new(target.base(), offset);
+    if let Some(running) = &inspector {
+        config.inspector = Some(running.inspector.clone());
+        console = console.with_inspect_url(running.server.url());
+        tracing::info!(url = %running.server.url(), "request inspector listening");
+    }
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
     let mut handle = Agent::start(config);
     let mut interrupts = 0u32;
