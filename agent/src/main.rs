@@ -420,6 +420,73 @@ mod tests {
     }
 
     #[test]
+    fn inspector_flags() {
+        use agent::inspect::{Bind, Limits};
+        let cli = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x.example.com/prod",
+            "--inspect",
+            "4050",
+            "--inspect-requests",
+            "20",
+            "--inspect-memory",
+            "8MB",
+            "--inspect-body-limit",
+            "64KiB",
+            "--inspect-save",
+            "captures.jsonl",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.inspect.bind(),
+            Bind::Exact("127.0.0.1:4050".parse().unwrap())
+        );
+        assert_eq!(
+            cli.inspect.limits(),
+            Limits {
+                max_requests: 20,
+                max_body_bytes: 8_000_000,
+                body_limit: 65_536,
+            }
+        );
+        let err = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x/p",
+            "--no-inspect",
+            "--inspect-save",
+            "f",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let err = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x/p",
+            "--inspect-memory",
+            "lots",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("not a size"), "{err}");
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--inspect <ADDR>",
+            "--no-inspect",
+            "--inspect-requests",
+            "--inspect-memory",
+            "--inspect-body-limit",
+            "--inspect-save",
+            "TUNNEL_INSPECT",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+    }
+
+    #[test]
     fn explains_a_bad_endpoint_and_target() {
         let err = Cli::try_parse_from(["tunnel", "3000", "--endpoint", "https://x"]).unwrap_err();
         assert!(err.to_string().contains("wss://"), "{err}");

@@ -85,7 +85,25 @@ fn locate_or_build() -> Result<HandlerBinaries, HarnessError> {
 
 fn build() -> Result<HandlerBinaries, HarnessError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    // Cargo gives a test process its package's variables (CARGO_PKG_NAME,
+    // CARGO_MANIFEST_DIR…). Build scripts such as ring's rerun when those
+    // change, so passing them on would rebuild half the dependency tree here
+    // and again on the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            )
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let mut child = command
         .args([
             "build",
             "-p",

@@ -377,14 +377,14 @@
     if (state.tab === 'request') {
       body.append(
         el('p', { class: 'start-line', text: `${s.request.method} ${s.request.uri} HTTP/1.1` }),
-        headersSection(s.request.headers),
-        bodySection('request', s.id, s.request.headers, s.request.body));
+        bodySection('request', s.id, s.request.headers, s.request.body),
+        headersSection(s.request.headers));
     } else if (state.tab === 'response') {
       if (s.response) {
         body.append(
           el('p', { class: 'start-line', text: `HTTP/1.1 ${s.response.status} ${s.response.reason}` }),
-          headersSection(s.response.headers),
-          bodySection('response', s.id, s.response.headers, s.response.body));
+          bodySection('response', s.id, s.response.headers, s.response.body),
+          headersSection(s.response.headers));
       } else if (s.state === 'in_flight') {
         body.append(el('p', { class: 'none', text: 'Waiting for the local service to answer…' }));
       } else {
@@ -799,10 +799,12 @@
       const row = e.target.closest('.row');
       if (row) select(Number(row.dataset.id), { scroll: false });
     });
-    $('q').addEventListener('input', (e) => {
-      state.filter.q = e.target.value;
-      scheduleRender();
-    });
+    for (const type of ['input', 'change', 'search']) {
+      $('q').addEventListener(type, (e) => {
+        state.filter.q = e.target.value;
+        scheduleRender();
+      });
+    }
     $('method').addEventListener('change', (e) => {
       state.filter.method = e.target.value;
       scheduleRender();
