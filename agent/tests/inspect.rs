@@ -661,3 +661,67 @@ async fn without_an_inspector_nothing_is_captured() {
     let mut s = setup(|c| assert!(c.inspector.is_none())).await;
     expect_response(s.conn.roundtrip(post_hook("r1", b"x")).await);
 }
+
+/// A log sink shared with the test.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn nothing_captured_reaches_the_logs() {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("agent=trace"))
+        .with_writer(move || sink.clone())
+        .finish();
+    // Every task of this single-threaded runtime logs into `logs`.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (mut s, _inspector, api) = with_inspector(Limits::default(), |c| {
+        c.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut req = with_headers(
+        post_hook("r1", b"secret-body-8841"),
+        &[("x-api-key", &["secret-header-5512"])],
+    );
+    req.uri = "/inspect/hook?token=secret-query-7730".into();
+    expect_response(s.conn.roundtrip(req).await);
+    expect_error(
+        s.conn
+            .roundtrip(request("slow", "GET", "/never?k=secret-query-7730"))
+            .await,
+    );
+    api.ok("/api/requests/1").await;
+    api.ok("/api/har").await;
+    let (status, _) = api.post("/api/requests/1/replay", "").await;
+    assert_eq!(status, 201);
+    let (status, _) = api
+        .post(
+            "/api/requests/1/replay",
+            r#"{"body":"secret-body-8841","uri":"bad"}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("request"),
+        "the agent logged nothing at all: {logs}"
+    );
+    for secret in [
+        "secret-body-8841",
+        "secret-header-5512",
+        "secret-query-7730",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}

@@ -373,6 +373,10 @@ async fn scenario(
     body_field
         .send_keys(r#"{"id":"evt_2","type":"charge.refunded"}"#)
         .await?;
+    std::fs::write(
+        screenshot_dir()?.join("edit.png"),
+        client.screenshot().await?,
+    )?;
     client.find(Locator::Id("edit-send")).await?.click().await?;
     let edited = service
         .next_request(PATIENCE)
@@ -430,11 +434,11 @@ async fn scenario(
     wait_until("the toast to go", PATIENCE, || async {
         let shown = client
             .execute(
-                "return document.getElementById('toast').classList.contains('show');",
+                "return getComputedStyle(document.getElementById('toast')).opacity;",
                 vec![],
             )
             .await?;
-        Ok(shown == serde_json::Value::Bool(false))
+        Ok(shown.as_str() == Some("0"))
     })
     .await?;
     let png = client.screenshot().await?;

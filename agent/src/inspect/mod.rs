@@ -5,11 +5,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use agent::inspect::{Inspector, Limits, Bind};
+//! use agent::inspect::{Bind, Inspector, Limits, bind};
 //! let inspector = Inspector::new(Limits::default());
-//! let server = inspector.serve(inspector_listener().await?);
-//! # async fn inspector_listener() -> anyhow::Result<tokio::net::TcpListener> {
-//! #     Ok(agent::inspect::bind(&Bind::Default).await?) }
+//! let server = inspector.serve(bind(&Bind::Default).await?);
 //! let mut config = agent::Config::new("wss://tunnel.example.com/prod", "3000")?;
 //! config.inspector = Some(inspector.clone()); // the forwarder captures into it
 //! let handle = agent::Agent::start(config);

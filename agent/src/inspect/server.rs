@@ -59,7 +59,7 @@ pub enum Bind {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error(
-        "the inspector cannot listen on {addr}: {source} — pass another address with --inspect (port 0 = any free port), or --no-inspect"
+        "the inspector cannot listen on {addr} (pass another address with --inspect, port 0 for any free port, or --no-inspect)"
     )]
     Listen {
         addr: SocketAddr,
