@@ -41,7 +41,15 @@ impl Agent {
 
 async fn run(config: Config, ctx: session::Ctx) -> Result<(), AgentError> {
     let result = match Forwarder::new(&config) {
-        Ok(forwarder) => session::supervise(&config, Arc::new(forwarder), &ctx).await,
+        Ok(forwarder) => {
+            let forwarder = Arc::new(forwarder);
+            // Inspector hook: replays go through this forwarder; the page
+            // follows the connection state.
+            if let Some(inspector) = &config.inspector {
+                inspector.attach(&forwarder, &config.target, ctx.state.subscribe());
+            }
+            session::supervise(&config, forwarder, &ctx).await
+        }
         Err(e) => Err(AgentError::ClientInit(
             crate::forward::error_chain(&e).into(),
         )),

@@ -18,6 +18,8 @@ pub struct Console {
     /// The last disconnect reason, so a retry loop failing the same way
     /// prints it once.
     last_reason: Option<String>,
+    /// The request inspector's page, shown in the banner.
+    inspect_url: Option<String>,
 }
 
 impl Console {
@@ -29,7 +31,14 @@ impl Console {
             offset,
             public_url: None,
             last_reason: None,
+            inspect_url: None,
         }
+    }
+
+    /// Shows the inspector's URL under the forwarding line.
+    pub fn with_inspect_url(mut self, url: impl Into<String>) -> Console {
+        self.inspect_url = Some(url.into());
+        self
     }
 
     /// The line(s) to print for `event`, if any.
@@ -49,8 +58,13 @@ impl Console {
                 let line = if self.public_url.as_deref() == Some(e.public_url.as_str()) {
                     format!("{time}  Reconnected: {} is live again", e.public_url)
                 } else {
+                    let inspect = self
+                        .inspect_url
+                        .as_ref()
+                        .map(|url| format!("Inspect     {url}\n"))
+                        .unwrap_or_default();
                     format!(
-                        "\nForwarding  {} -> {}\n\nPress Ctrl-C to stop.\n",
+                        "\nForwarding  {} -> {}\n{inspect}\nPress Ctrl-C to stop.\n",
                         e.public_url, self.target
                     )
                 };
@@ -146,6 +160,22 @@ mod tests {
             .render_at(&established("https://xyz.example.com"), at())
             .unwrap();
         assert!(moved.contains("Forwarding  https://xyz.example.com"));
+        assert!(!first.contains("Inspect"), "{first}");
+    }
+
+    #[test]
+    fn banner_shows_the_inspector() {
+        let mut c = Console::new("http://127.0.0.1:3000", UtcOffset::UTC)
+            .with_inspect_url("http://127.0.0.1:4041");
+        let banner = c
+            .render_at(&established("https://abc.example.com"), at())
+            .unwrap();
+        assert!(
+            banner.contains(
+                "Forwarding  https://abc.example.com -> http://127.0.0.1:3000\nInspect     http://127.0.0.1:4041\n"
+            ),
+            "{banner}"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Mess
 use tokio::time::Instant;
 
 use crate::config::{Config, HostHeader, Target, UriError};
+use crate::inspect::{Capture, Inspector};
 
 /// What happened to one request, for the console (no bodies, no query values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct Forwarder {
     target: Target,
     host_header: HostHeader,
     timeout: Duration,
+    /// Captures every exchange for the request inspector.
+    inspector: Option<Inspector>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,7 @@ impl Forwarder {
             target: config.target.clone(),
             host_header: config.host_header.clone(),
             timeout: config.request_timeout,
+            inspector: config.inspector.clone(),
         })
     }
 
@@ -104,6 +108,18 @@ impl Forwarder {
     /// `MAX_BODY_BYTES` while it was read) before any is sent, so nothing is
     /// half-delivered.
     pub async fn forward(&self, req: HttpRequest) -> (Vec<String>, RequestLog) {
+        // Inspector hook: the request as the agent received it.
+        let capture = self.inspector.as_ref().map(|i| i.begin(&req, None));
+        self.forward_captured(req, capture).await
+    }
+
+    /// [`Forwarder::forward`], recording into `capture` (the inspector's
+    /// replays come in here with their own).
+    pub(crate) async fn forward_captured(
+        &self,
+        req: HttpRequest,
+        capture: Option<Capture>,
+    ) -> (Vec<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
         let mut log = RequestLog::for_request(&req, RequestOutcome::Status(0));
@@ -127,6 +143,10 @@ impl Forwarder {
             Ok((mut response, body)) => {
                 response.processing_time_ms = elapsed.as_millis() as u64;
                 let status = response.status_code;
+                // Inspector hook: the response as the local service gave it.
+                if let Some(capture) = &capture {
+                    capture.response(status, &response.headers, &body);
+                }
                 match protocol::chunk::to_messages(response, &body) {
                     Ok(messages) => (messages, RequestOutcome::Status(status)),
                     Err(e) => failure_messages(
@@ -144,6 +164,10 @@ impl Forwarder {
         };
         log.outcome = outcome;
         log.duration = elapsed;
+        // Inspector hook: what the visitor got.
+        if let Some(capture) = capture {
+            capture.finish(&log.outcome, elapsed);
+        }
         (messages, log)
     }
 

@@ -28,6 +28,8 @@
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
 //! - [`console`]: the human-readable lines the CLI prints.
+//! - [`inspect`]: the request inspector (capture ring, local web page and
+//!   JSON API, replay).
 //! - [`token`]: minting agent tokens (`tunnel token issue`).
 
 pub mod agent;
@@ -39,6 +41,7 @@ pub mod events;
 pub mod forward;
 pub mod frames;
 pub mod heartbeat;
+pub mod inspect;
 mod session;
 pub mod token;
 

@@ -21,6 +21,12 @@ and forwards every request to the local service, byte for byte: bodies are
 never decompressed, redirects are never followed. It reconnects by itself
 (and gets the same URL back). Ctrl-C stops it cleanly.
 
+Every request and response is also shown live on a local page, the request
+inspector (http://127.0.0.1:4040 unless that port is taken: the banner says
+where), where you can read headers and bodies, replay a request (as it was or
+edited) and copy it as curl. Captures stay in memory; --no-inspect turns it
+off.
+
 Every option can also be set through the environment variable shown.";
 
 const EXAMPLES: &str = "\
@@ -35,6 +41,9 @@ Examples:
 
   # A dev server that checks Host, a slow endpoint, JSON logs
   tunnel 5173 --host-header localhost --timeout 25s --log-format json
+
+  # The inspector on another port, keeping the last 2000 requests
+  tunnel 3000 --inspect 4050 --inspect-requests 2000
 
   # Operators: mint a token (see `tunnel token issue --help`)
   tunnel token issue --secret-env TUNNEL_AUTH_SECRET --user alice --expires 30d
@@ -122,6 +131,9 @@ struct Cli {
     /// Only problems: no banner or access lines
     #[arg(short, long, env = "TUNNEL_QUIET", conflicts_with = "verbose")]
     quiet: bool,
+
+    #[command(flatten)]
+    inspect: agent::inspect::InspectArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,7 +292,19 @@ async fn run(
     config.request_timeout = cli.timeout;
     config.max_in_flight = cli.max_in_flight;
 
+    // The request inspector (agent::inspect), before the agent so the first
+    // request is captured.
+    let inspector = cli
+        .inspect
+        .start()
+        .await
+        .context("the request inspector did not start")?;
     let mut console = Console::new(target.base(), offset);
+    if let Some(running) = &inspector {
+        config.inspector = Some(running.inspector.clone());
+        console = console.with_inspect_url(running.server.url());
+        tracing::info!(url = %running.server.url(), "request inspector listening");
+    }
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
     let mut handle = Agent::start(config);
     let mut interrupts = 0u32;
@@ -443,6 +467,73 @@ mod tests {
             clap::error::ErrorKind::MissingRequiredArgument,
             "{err}"
         );
+    }
+
+    #[test]
+    fn inspector_flags() {
+        use agent::inspect::{Bind, Limits};
+        let cli = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x.example.com/prod",
+            "--inspect",
+            "4050",
+            "--inspect-requests",
+            "20",
+            "--inspect-memory",
+            "8MB",
+            "--inspect-body-limit",
+            "64KiB",
+            "--inspect-save",
+            "captures.jsonl",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.inspect.bind(),
+            Bind::Exact("127.0.0.1:4050".parse().unwrap())
+        );
+        assert_eq!(
+            cli.inspect.limits(),
+            Limits {
+                max_requests: 20,
+                max_body_bytes: 8_000_000,
+                body_limit: 65_536,
+            }
+        );
+        let err = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x/p",
+            "--no-inspect",
+            "--inspect-save",
+            "f",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let err = Cli::try_parse_from([
+            "tunnel",
+            "3000",
+            "--endpoint",
+            "wss://x/p",
+            "--inspect-memory",
+            "lots",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("not a size"), "{err}");
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--inspect <ADDR>",
+            "--no-inspect",
+            "--inspect-requests",
+            "--inspect-memory",
+            "--inspect-body-limit",
+            "--inspect-save",
+            "TUNNEL_INSPECT",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
     }
 
     #[test]

@@ -229,9 +229,10 @@ fn as_from_a_shell(command: &mut Command) {
         let name = name.to_string_lossy();
         if name.starts_with("CARGO_PKG_")
             || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
             || matches!(
                 name.as_ref(),
-                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
             )
         {
             command.env_remove(name.as_ref());

@@ -73,6 +73,10 @@ struct Cli {
     /// The Lambda functions' log output: stderr or discard
     #[arg(long, default_value = "stderr", value_name = "stderr|discard")]
     function_logs: String,
+
+    /// The request inspector of the `--expose` agent (as `tunnel`'s).
+    #[command(flatten)]
+    inspect: agent::inspect::InspectArgs,
 }
 
 fn main() -> ExitCode {
@@ -139,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     print_banner(&stack);
 
     let result = match &cli.expose {
-        Some(target) => expose(&stack, target).await,
+        Some(target) => expose(&stack, target, &cli.inspect).await,
         None => wait_for_ctrl_c().await,
     };
     eprintln!("Stopping…");
@@ -178,7 +182,11 @@ Ctrl-C stops everything.",
 }
 
 /// Runs an agent for `target` until Ctrl-C, printing its console lines.
-async fn expose(stack: &Stack, target: &str) -> anyhow::Result<()> {
+async fn expose(
+    stack: &Stack,
+    target: &str,
+    inspect: &agent::inspect::InspectArgs,
+) -> anyhow::Result<()> {
     let mut config = agent::Config::new(stack.websocket_url(), target)
         .with_context(|| format!("--expose {target}"))?;
     if let Some(token) = stack.config().mint_token("local", None) {
@@ -192,6 +200,14 @@ async fn expose(stack: &Stack, target: &str) -> anyhow::Result<()> {
         );
     }
     let mut console = Console::new(config.target.base(), time::UtcOffset::UTC);
+    let inspector = inspect
+        .start()
+        .await
+        .context("the request inspector did not start")?;
+    if let Some(running) = &inspector {
+        config.inspector = Some(running.inspector.clone());
+        console = console.with_inspect_url(running.server.url());
+    }
     let mut handle = Agent::start(config);
     let mut printed_examples = false;
     let mut ctrl_c = std::pin::pin!(wait_for_ctrl_c());

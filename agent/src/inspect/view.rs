@@ -1,0 +1,743 @@
+//! What the API returns: a summary per exchange for the list, the full
+//! exchange for the detail view, the agent's status; plus the list filter,
+//! "copy as curl" and the HAR export.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::capture::{Body, Exchange, Limits, State};
+use crate::events::ConnectionState;
+use crate::forward::{RequestLog, RequestOutcome};
+
+/// One line of the list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub id: u64,
+    pub request_id: String,
+    /// Set on a replay: the exchange it replays.
+    pub replay_of: Option<u64>,
+    /// When the agent received the request (RFC 3339, UTC).
+    pub started_at: String,
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub state: State,
+    /// What the visitor got: the local service's status, or the error's.
+    pub status: Option<u16>,
+    /// How long the local service took, in milliseconds.
+    pub duration_ms: Option<f64>,
+    pub request_size: usize,
+    pub response_size: Option<usize>,
+    pub request_content_type: Option<String>,
+    pub response_content_type: Option<String>,
+    /// Why the request failed, in plain words.
+    pub error: Option<String>,
+    /// Whether a body was cut in the capture.
+    pub truncated: bool,
+}
+
+impl Summary {
+    pub fn of(e: &Exchange) -> Summary {
+        Summary {
+            id: e.id,
+            request_id: e.request_id.clone(),
+            replay_of: e.replay_of,
+            started_at: rfc3339(e.started_at),
+            method: e.request.method.clone(),
+            uri: e.request.uri.clone(),
+            state: e.state(),
+            status: e.status(),
+            duration_ms: e.duration.map(millis),
+            request_size: e.request.body.size,
+            response_size: e.response.as_ref().map(|r| r.body.size),
+            request_content_type: header(&e.request.headers, "content-type").map(str::to_owned),
+            response_content_type: e
+                .response
+                .as_ref()
+                .and_then(|r| header(&r.headers, "content-type"))
+                .map(str::to_owned),
+            error: e.failure.as_ref().map(|f| f.message.clone()),
+            truncated: e.request.body.truncated()
+                || e.response.as_ref().is_some_and(|r| r.body.truncated()),
+        }
+    }
+
+    /// A replay that was dropped from the ring before it could be read back
+    /// (a ring of one or two exchanges): what its log line says.
+    pub(crate) fn gone(id: u64, replay_of: u64, log: &RequestLog, started: SystemTime) -> Summary {
+        let (state, status, error) = match &log.outcome {
+            RequestOutcome::Status(s) => (State::Answered, Some(*s), None),
+            RequestOutcome::Failed { code, message } => (
+                State::Failed,
+                Some(code.http_status()),
+                Some(message.clone()),
+            ),
+        };
+        Summary {
+            id,
+            request_id: log.request_id.clone(),
+            replay_of: Some(replay_of),
+            started_at: rfc3339(started),
+            method: log.method.clone(),
+            uri: log.path.clone(),
+            state,
+            status,
+            duration_ms: Some(millis(log.duration)),
+            request_size: 0,
+            response_size: None,
+            request_content_type: None,
+            response_content_type: None,
+            error,
+            truncated: false,
+        }
+    }
+}
+
+/// One exchange in full.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detail {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// When the tunnel server received the request (RFC 3339), if it said.
+    pub server_received_at: Option<String>,
+    pub request: RequestView,
+    /// `None` while in flight, or when the local service never answered.
+    pub response: Option<ResponseView>,
+    /// Set when the visitor got an error page.
+    pub failure: Option<FailureView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestView {
+    pub method: String,
+    pub uri: String,
+    /// `[name, value]` pairs, repeats kept.
+    pub headers: Vec<(String, String)>,
+    pub body: BodyView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseView {
+    pub status: u16,
+    /// `OK`, `Not Found`… (empty for unusual codes).
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: BodyView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureView {
+    /// The protocol's error code (`timeout`, `local_service_unavailable`…).
+    pub code: protocol::ErrorCode,
+    pub message: String,
+    /// The status the visitor got.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BodyView {
+    /// The whole body's size.
+    pub size: usize,
+    /// Bytes kept in the capture.
+    pub captured: usize,
+    pub truncated: bool,
+    /// The captured bytes, base64.
+    pub base64: String,
+}
+
+impl BodyView {
+    fn of(body: &Body) -> BodyView {
+        BodyView {
+            size: body.size,
+            captured: body.bytes.len(),
+            truncated: body.truncated(),
+            base64: protocol::encode_body(&body.bytes),
+        }
+    }
+}
+
+impl Detail {
+    pub fn of(e: &Exchange) -> Detail {
+        Detail {
+            summary: Summary::of(e),
+            server_received_at: (e.server_timestamp_ms > 0).then(|| {
+                rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(e.server_timestamp_ms))
+            }),
+            request: RequestView {
+                method: e.request.method.clone(),
+                uri: e.request.uri.clone(),
+                headers: pairs(&e.request.headers),
+                body: BodyView::of(&e.request.body),
+            },
+            response: e.response.as_ref().map(|r| ResponseView {
+                status: r.status,
+                reason: reason(r.status).to_owned(),
+                headers: pairs(&r.headers),
+                body: BodyView::of(&r.body),
+            }),
+            failure: e.failure.as_ref().map(|f| FailureView {
+                code: f.code,
+                message: f.message.clone(),
+                status: f.code.http_status(),
+            }),
+        }
+    }
+}
+
+/// The agent as the page's header shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// `starting`, `connecting`, `connected`, `reconnecting` or `stopped`.
+    pub connection: &'static str,
+    /// Why it is reconnecting or stopped.
+    pub reason: Option<String>,
+    pub public_url: Option<String>,
+    /// The local service.
+    pub target: Option<String>,
+    pub limits: LimitsView,
+    /// Exchanges kept now.
+    pub captured: usize,
+    /// Body bytes kept now.
+    pub body_bytes: usize,
+    /// The agent's version.
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LimitsView {
+    pub max_requests: usize,
+    pub max_body_bytes: usize,
+    /// Each body is cut after this many bytes.
+    pub body_limit: usize,
+}
+
+impl Status {
+    pub(crate) fn new(limits: Limits) -> Status {
+        Status {
+            connection: "starting",
+            reason: None,
+            public_url: None,
+            target: None,
+            limits: LimitsView {
+                max_requests: limits.max_requests,
+                max_body_bytes: limits.max_body_bytes,
+                body_limit: limits.per_body(),
+            },
+            captured: 0,
+            body_bytes: 0,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    pub(crate) fn set_connection(&mut self, state: &ConnectionState) {
+        let (connection, reason) = match state {
+            ConnectionState::Connecting => ("connecting", None),
+            ConnectionState::Connected(established) => {
+                self.public_url = Some(established.public_url.clone());
+                ("connected", None)
+            }
+            ConnectionState::Reconnecting { reason, .. } => ("reconnecting", Some(reason.clone())),
+            ConnectionState::Stopped(error) => ("stopped", error.as_ref().map(|e| e.to_string())),
+        };
+        self.connection = connection;
+        self.reason = reason;
+    }
+}
+
+/// The list's filter (`GET /api/requests?q=…&method=…&status=…&replay=…&limit=…`),
+/// the same rules the page applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Filter {
+    /// Text found (case-insensitively) in the method, path and query,
+    /// status, request id or error message.
+    pub q: Option<String>,
+    /// Exact method, any case.
+    pub method: Option<String>,
+    /// `2xx`…`5xx`, an exact code (`404`), `error` (the agent answered with
+    /// an error page) or `pending` (in flight).
+    pub status: Option<String>,
+    /// Only replays (`true`) or only visitors' requests (`false`).
+    pub replay: Option<bool>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &Exchange) -> bool {
+        if let Some(method) = self.method.as_deref().filter(|m| !m.is_empty())
+            && !e.request.method.eq_ignore_ascii_case(method)
+        {
+            return false;
+        }
+        if let Some(replay) = self.replay
+            && e.replay_of.is_some() != replay
+        {
+            return false;
+        }
+        if let Some(status) = self.status.as_deref().filter(|s| !s.is_empty()) {
+            let code = e.status();
+            let ok = match status.to_ascii_lowercase().as_str() {
+                "error" => e.state() == State::Failed,
+                "pending" => e.state() == State::InFlight,
+                class if class.len() == 3 && class.ends_with("xx") => {
+                    let digit = class.as_bytes()[0];
+                    code.is_some_and(|c| (c / 100) as u8 + b'0' == digit)
+                }
+                exact => code.is_some_and(|c| c.to_string() == exact),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(q) = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            let q = q.to_lowercase();
+            let status = e.status().map(|s| s.to_string()).unwrap_or_default();
+            let error = e.failure.as_ref().map_or("", |f| f.message.as_str());
+            let hay = [
+                e.request.method.as_str(),
+                e.request.uri.as_str(),
+                status.as_str(),
+                e.request_id.as_str(),
+                error,
+            ];
+            if !hay.iter().any(|h| h.to_lowercase().contains(&q)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Headers the tunnel server adds on the way in, and ones curl sets
+/// itself: a curl through the public URL gets them anew.
+const NOT_FOR_CURL: &[&str] = &[
+    "host",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-host",
+    "x-amzn-trace-id",
+    "forwarded",
+];
+
+/// A curl command that sends the captured request to `base` (the public
+/// URL, or the local service when the tunnel has none yet). Binary bodies
+/// use bash's `$'…'` quoting; a truncated body is sent as captured, after a
+/// comment saying so.
+pub fn curl(e: &Exchange, base: &str) -> String {
+    let mut out = String::new();
+    let body = &e.request.body;
+    if body.truncated() {
+        out.push_str(&format!(
+            "# The body was truncated in the capture: only its first {} of {} bytes are sent.\n",
+            body.bytes.len(),
+            body.size
+        ));
+    }
+    let url = format!("{}{}", base.trim_end_matches('/'), e.request.uri);
+    out.push_str("curl");
+    match e.request.method.as_str() {
+        "GET" => {}
+        "HEAD" => out.push_str(" --head"),
+        other => {
+            out.push_str(" -X ");
+            out.push_str(&shell_quote(other));
+        }
+    }
+    out.push(' ');
+    out.push_str(&shell_quote(&url));
+    let hop_by_hop = protocol::headers::HopByHop::from_connection(
+        e.request
+            .headers
+            .get("connection")
+            .into_iter()
+            .flatten()
+            .map(String::as_str),
+    );
+    for (name, value) in pairs(&e.request.headers) {
+        let lower = name.to_ascii_lowercase();
+        if NOT_FOR_CURL.contains(&lower.as_str()) || hop_by_hop.contains(&lower) {
+            continue;
+        }
+        out.push_str(" \\\n  -H ");
+        out.push_str(&shell_quote(&format!("{name}: {value}")));
+    }
+    if !body.bytes.is_empty() {
+        out.push_str(" \\\n  --data-binary ");
+        out.push_str(&shell_bytes(&body.bytes));
+    }
+    out
+}
+
+/// `'…'` for the shell, `'` written as `'\''`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Text as `'…'`; anything with control bytes or invalid UTF-8 as `$'…'`.
+fn shell_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
+        {
+            shell_quote(text)
+        }
+        _ => {
+            let mut out = String::from("$'");
+            for &b in bytes {
+                match b {
+                    b'\'' => out.push_str(r"\'"),
+                    b'\\' => out.push_str(r"\\"),
+                    0x20..=0x7e => out.push(b as char),
+                    _ => out.push_str(&format!("\\x{b:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}
+
+/// Every kept exchange as a HAR 1.2 log (oldest first), for browsers'
+/// developer tools and other HAR viewers. URLs start with `base`. Bodies
+/// are base64 (`encoding: base64`); a truncated one has `_truncated: true`.
+pub fn har(exchanges: &[Exchange], base: &str) -> serde_json::Value {
+    use serde_json::json;
+    let base = base.trim_end_matches('/');
+    let header_list = |h: &protocol::Headers| -> Vec<serde_json::Value> {
+        pairs(h)
+            .into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect()
+    };
+    let entries: Vec<serde_json::Value> = exchanges
+        .iter()
+        .map(|e| {
+            let url = format!("{base}{}", e.request.uri);
+            let query: Vec<serde_json::Value> = e
+                .request
+                .uri
+                .split_once('?')
+                .map(|(_, q)| {
+                    q.split('&')
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                            json!({"name": n, "value": v})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let wait = e.duration.map_or(-1.0, millis);
+            let mut request = json!({
+                "method": e.request.method,
+                "url": url,
+                "httpVersion": "HTTP/1.1",
+                "cookies": [],
+                "headers": header_list(&e.request.headers),
+                "queryString": query,
+                "headersSize": -1,
+                "bodySize": e.request.body.size,
+            });
+            if !e.request.body.bytes.is_empty() {
+                request["postData"] = json!({
+                    "mimeType": header(&e.request.headers, "content-type").unwrap_or(""),
+                    "text": protocol::encode_body(&e.request.body.bytes),
+                    "encoding": "base64",
+                    "_truncated": e.request.body.truncated(),
+                });
+            }
+            let response = match &e.response {
+                Some(r) => json!({
+                    "status": r.status,
+                    "statusText": reason(r.status),
+                    "httpVersion": "HTTP/1.1",
+                    "cookies": [],
+                    "headers": header_list(&r.headers),
+                    "content": {
+                        "size": r.body.size,
+                        "mimeType": header(&r.headers, "content-type").unwrap_or(""),
+                        "text": protocol::encode_body(&r.body.bytes),
+                        "encoding": "base64",
+                        "_truncated": r.body.truncated(),
+                    },
+                    "redirectURL": header(&r.headers, "location").unwrap_or(""),
+                    "headersSize": -1,
+                    "bodySize": r.body.size,
+                }),
+                None => json!({
+                    "status": e.status().unwrap_or(0),
+                    "statusText": e.failure.as_ref().map_or("", |f| f.message.as_str()),
+                    "httpVersion": "HTTP/1.1",
+                    "cookies": [],
+                    "headers": [],
+                    "content": {"size": 0, "mimeType": ""},
+                    "redirectURL": "",
+                    "headersSize": -1,
+                    "bodySize": -1,
+                }),
+            };
+            json!({
+                "startedDateTime": rfc3339(e.started_at),
+                "time": wait.max(0.0),
+                "request": request,
+                "response": response,
+                "cache": {},
+                "timings": {"send": 0, "wait": wait, "receive": 0},
+                "_id": e.id,
+                "_replayOf": e.replay_of,
+            })
+        })
+        .collect();
+    json!({
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "tunnel inspector", "version": env!("CARGO_PKG_VERSION")},
+            "entries": entries,
+        }
+    })
+}
+
+/// `[name, value]` pairs in the headers' order, repeats kept.
+pub fn pairs(headers: &protocol::Headers) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .flat_map(|(name, values)| values.iter().map(move |v| (name.clone(), v.clone())))
+        .collect()
+}
+
+/// The first value of header `name`, any case.
+pub fn header<'a>(headers: &'a protocol::Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.first())
+        .map(String::as_str)
+}
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
+}
+
+/// Milliseconds with two decimals.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::capture::{CapturedRequest, CapturedResponse, Failure};
+    use protocol::{ErrorCode, Headers};
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::new();
+        for (n, v) in pairs {
+            h.entry(n.to_string()).or_default().push(v.to_string());
+        }
+        h
+    }
+
+    fn exchange(method: &str, uri: &str, body: &[u8]) -> Exchange {
+        Exchange {
+            id: 7,
+            request_id: "req-1".into(),
+            replay_of: None,
+            started_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            server_timestamp_ms: 0,
+            request: CapturedRequest {
+                method: method.into(),
+                uri: uri.into(),
+                headers: headers(&[
+                    ("host", "abc.tunnel.example.com"),
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", "203.0.113.7"),
+                    ("x-signature", "it's"),
+                    ("accept", "a"),
+                    ("accept", "b"),
+                ]),
+                body: Body::capture(body, 1000),
+            },
+            response: None,
+            failure: None,
+            duration: None,
+        }
+    }
+
+    #[test]
+    fn summary_says_what_the_visitor_got() {
+        let mut e = exchange("POST", "/hook?x=1", b"{}");
+        let s = Summary::of(&e);
+        assert_eq!(s.state, State::InFlight);
+        assert_eq!(s.started_at, "2023-11-14T22:13:20.123Z");
+        assert_eq!((s.status, s.duration_ms), (None, None));
+        assert_eq!(s.request_content_type.as_deref(), Some("application/json"));
+
+        e.response = Some(CapturedResponse {
+            status: 201,
+            headers: headers(&[("Content-Type", "text/plain")]),
+            body: Body::capture(b"created", 3),
+        });
+        e.duration = Some(Duration::from_micros(14_250));
+        let s = Summary::of(&e);
+        assert_eq!(s.state, State::Answered);
+        assert_eq!(s.status, Some(201));
+        assert_eq!(s.duration_ms, Some(14.25));
+        assert_eq!(s.response_size, Some(7));
+        assert_eq!(s.response_content_type.as_deref(), Some("text/plain"));
+        assert!(s.truncated);
+
+        // The response arrived but could not be carried: the visitor got 502.
+        e.failure = Some(Failure {
+            code: ErrorCode::PayloadTooLarge,
+            message: "too large".into(),
+        });
+        let s = Summary::of(&e);
+        assert_eq!((s.state, s.status), (State::Failed, Some(502)));
+        assert_eq!(s.error.as_deref(), Some("too large"));
+    }
+
+    #[test]
+    fn detail_json_shape() {
+        let mut e = exchange("GET", "/a", b"hi");
+        e.server_timestamp_ms = 1_700_000_000_100;
+        e.response = Some(CapturedResponse {
+            status: 404,
+            headers: headers(&[("set-cookie", "a=1"), ("set-cookie", "b=2")]),
+            body: Body::capture(b"nope", 100),
+        });
+        e.duration = Some(Duration::from_millis(2));
+        let json = serde_json::to_value(Detail::of(&e)).unwrap();
+        assert_eq!(json["id"], 7);
+        assert_eq!(json["server_received_at"], "2023-11-14T22:13:20.1Z");
+        assert_eq!(json["request"]["body"]["base64"], "aGk=");
+        assert_eq!(
+            json["request"]["headers"][0],
+            serde_json::json!(["accept", "a"])
+        );
+        assert_eq!(
+            json["request"]["headers"][1],
+            serde_json::json!(["accept", "b"])
+        );
+        assert_eq!(json["response"]["reason"], "Not Found");
+        assert_eq!(
+            json["response"]["headers"],
+            serde_json::json!([["set-cookie", "a=1"], ["set-cookie", "b=2"]])
+        );
+        assert_eq!(
+            json["response"]["body"],
+            serde_json::json!({"size": 4, "captured": 4, "truncated": false, "base64": "bm9wZQ=="})
+        );
+        assert_eq!(json["failure"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn filters() {
+        let mut e = exchange("POST", "/webhooks/Stripe?x=1", b"");
+        e.response = Some(CapturedResponse {
+            status: 404,
+            headers: Headers::new(),
+            body: Body::default(),
+        });
+        e.duration = Some(Duration::ZERO);
+        let f = |q: &str, method: &str, status: &str| Filter {
+            q: Some(q.into()),
+            method: Some(method.into()),
+            status: Some(status.into()),
+            ..Filter::default()
+        };
+        assert!(f("", "", "").matches(&e));
+        assert!(f("stripe", "post", "4xx").matches(&e));
+        assert!(f("x=1", "", "404").matches(&e));
+        assert!(f("404", "", "").matches(&e));
+        assert!(!f("github", "", "").matches(&e));
+        assert!(!f("", "GET", "").matches(&e));
+        assert!(!f("", "", "2xx").matches(&e));
+        assert!(!f("", "", "error").matches(&e));
+        assert!(!f("", "", "pending").matches(&e));
+        let replays = Filter {
+            replay: Some(true),
+            ..Filter::default()
+        };
+        assert!(!replays.matches(&e));
+        e.replay_of = Some(1);
+        assert!(replays.matches(&e));
+
+        e.failure = Some(Failure {
+            code: ErrorCode::Timeout,
+            message: "did not answer within 20 s".into(),
+        });
+        assert!(f("within 20", "", "error").matches(&e));
+        assert!(f("", "", "5xx").matches(&e));
+    }
+
+    #[test]
+    fn curl_for_a_text_body() {
+        let e = exchange("POST", "/hook?a=1&b=2", br#"{"it's":1}"#);
+        assert_eq!(
+            curl(&e, "https://abc.tunnel.example.com/"),
+            "curl -X 'POST' 'https://abc.tunnel.example.com/hook?a=1&b=2' \\\n  \
+             -H 'accept: a' \\\n  \
+             -H 'accept: b' \\\n  \
+             -H 'content-type: application/json' \\\n  \
+             -H 'x-signature: it'\\''s' \\\n  \
+             --data-binary '{\"it'\\''s\":1}'"
+        );
+    }
+
+    #[test]
+    fn curl_for_binary_and_truncated_bodies() {
+        let mut e = exchange("PUT", "/up", b"");
+        e.request.headers.clear();
+        e.request.body = Body::capture(b"\x00\x01'\\a\xff", 5);
+        assert_eq!(
+            curl(&e, "http://127.0.0.1:3000"),
+            "# The body was truncated in the capture: only its first 5 of 6 bytes are sent.\n\
+             curl -X 'PUT' 'http://127.0.0.1:3000/up' \\\n  --data-binary $'\\x00\\x01\\'\\\\a'"
+        );
+        let mut get = exchange("GET", "/", b"");
+        get.request.headers.clear();
+        assert_eq!(curl(&get, "http://h"), "curl 'http://h/'");
+        get.request.method = "HEAD".into();
+        assert_eq!(curl(&get, "http://h"), "curl --head 'http://h/'");
+    }
+
+    #[test]
+    fn har_has_one_entry_per_exchange() {
+        let mut e = exchange("POST", "/hook?a=1&b", b"{}");
+        e.response = Some(CapturedResponse {
+            status: 200,
+            headers: headers(&[("content-type", "application/json")]),
+            body: Body::capture(b"[1]", 2),
+        });
+        e.duration = Some(Duration::from_millis(5));
+        let har = har(&[e.clone(), exchange("GET", "/", b"")], "https://x.example");
+        let entries = har["log"]["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        let first = &entries[0];
+        assert_eq!(first["request"]["url"], "https://x.example/hook?a=1&b");
+        assert_eq!(
+            first["request"]["queryString"],
+            serde_json::json!([{"name": "a", "value": "1"}, {"name": "b", "value": ""}])
+        );
+        assert_eq!(first["request"]["postData"]["text"], "e30=");
+        assert_eq!(first["response"]["content"]["text"], "WzE=");
+        assert_eq!(first["response"]["content"]["_truncated"], true);
+        assert_eq!(first["time"], 5.0);
+        // In flight: no response yet.
+        assert_eq!(entries[1]["response"]["status"], 0);
+    }
+}
