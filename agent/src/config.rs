@@ -45,9 +45,6 @@ pub struct Config {
     /// server) is retried with backoff for this long before the agent gives
     /// up. A 403 on the first connection is not retried.
     pub forbidden_retry_for: Duration,
-    /// The request inspector every exchange is captured into (`None`: no
-    /// capture). See [`crate::inspect`].
-    pub inspector: Option<crate::inspect::Inspector>,
 }
 
 impl Config {
@@ -68,7 +65,6 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             forbidden_retry_for: RESUME_WINDOW,
-            inspector: None,
         })
     }
 

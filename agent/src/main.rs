@@ -301,12 +301,14 @@ async fn run(
         .context("the request inspector did not start")?;
     let mut console = Console::new(target.base(), offset);
     if let Some(running) = &inspector {
-        config.inspector = Some(running.inspector.clone());
         console = console.with_inspect_url(running.server.url());
         tracing::info!(url = %running.server.url(), "request inspector listening");
     }
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
-    let mut handle = Agent::start(config);
+    let mut handle = match &inspector {
+        Some(running) => Agent::start_with_inspector(config, running.inspector.clone()),
+        None => Agent::start(config),
+    };
     let mut interrupts = 0u32;
     let mut signals = stop_signals();
     loop {

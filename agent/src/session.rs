@@ -27,10 +27,8 @@ use crate::backoff::Backoff;
 use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
-use crate::forward::{
-    Forwarder, MAX_ERROR_MESSAGE_CHARS, RequestLog, RequestOutcome, clip, error_chain, error_json,
-    humanize,
-};
+use crate::exchange::{RequestLog, RequestOutcome, clip};
+use crate::forward::{Forwarder, MAX_ERROR_MESSAGE_CHARS, error_chain, error_json, humanize};
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
 

@@ -75,9 +75,8 @@ async fn with_inspector(
     let inspector = Inspector::new(limits);
     let api = Api::start(&inspector).await;
     let for_agent = inspector.clone();
-    let s = setup(move |c| {
-        c.inspector = Some(for_agent);
-        tweak(c);
+    let s = setup_with(tweak, move |c| {
+        agent::Agent::start_with_inspector(c, for_agent)
     })
     .await;
     (s, inspector, api)
@@ -630,9 +629,10 @@ async fn save_appends_one_private_json_line_per_finished_request() {
     let saver = agent::inspect::save::Saver::open(&path).unwrap();
     let inspector = Inspector::with_saver(Limits::default(), saver);
     let local = LocalService::start().await;
-    let mut config = config("ws://127.0.0.1:1/unused", &local.base);
-    config.inspector = Some(inspector.clone());
-    let forwarder = agent::forward::Forwarder::new(&config).unwrap();
+    let config = config("ws://127.0.0.1:1/unused", &local.base);
+    let forwarder = agent::forward::Forwarder::new(&config)
+        .unwrap()
+        .with_recorder(inspector.clone());
     forwarder.forward(post_hook("r1", b"saved body")).await;
     forwarder.forward(post_hook("r2", b"second")).await;
     // The last holder of the inspector gone, every queued line is written.
@@ -657,8 +657,8 @@ async fn save_appends_one_private_json_line_per_finished_request() {
 
 #[tokio::test]
 async fn without_an_inspector_nothing_is_captured() {
-    // The default configuration has none: the agent works as before.
-    let mut s = setup(|c| assert!(c.inspector.is_none())).await;
+    // `Agent::start` has none: the agent works as before.
+    let mut s = setup(|_| {}).await;
     expect_response(s.conn.roundtrip(post_hook("r1", b"x")).await);
 }
 

@@ -358,11 +358,19 @@ pub struct Setup {
 }
 
 pub async fn setup(tweak: impl FnOnce(&mut Config)) -> Setup {
+    setup_with(tweak, Agent::start).await
+}
+
+/// [`setup`], the agent started by `start` (e.g. with an inspector).
+pub async fn setup_with(
+    tweak: impl FnOnce(&mut Config),
+    start: impl FnOnce(Config) -> AgentHandle,
+) -> Setup {
     let server = TunnelServer::bind().await;
     let local = LocalService::start().await;
     let mut c = config(&server.endpoint, &local.base);
     tweak(&mut c);
-    let mut agent = Agent::start(c);
+    let mut agent = start(c);
     let mut conn = server.accept().await;
     conn.establish("abc123").await;
     within("established", agent.established()).await.unwrap();
