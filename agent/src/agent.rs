@@ -62,8 +62,8 @@ async fn run(
                 forwarder = forwarder.with_recorder(inspector.clone());
             }
             let forwarder = Arc::new(forwarder);
-            // Replays go through this forwarder; the page follows the
-            // connection state.
+            // Replays go through this forwarder (and its in-flight cap); the
+            // page follows the connection state.
             if let Some(inspector) = &inspector {
                 inspector.attach(&forwarder, &config.target, ctx.state.subscribe());
             }

@@ -35,10 +35,11 @@ pub struct Config {
     /// On shutdown, how long in-flight requests may take to finish before
     /// they are failed with an `error` message.
     pub shutdown_grace: Duration,
-    /// Most requests forwarded to the local service at once; one more is
-    /// answered with `overloaded` (the visitor gets 503). Each request holds
-    /// at most about 11 MB (a 4.4 MB body plus its messages), so this bounds
-    /// the agent's memory.
+    /// Most requests forwarded to the local service at once, visitors' and
+    /// the inspector's replays together; one more visitor is answered with
+    /// `overloaded` (503), one more replay is refused to its caller (503).
+    /// Each request holds at most about 11 MB (a 4.4 MB body plus its
+    /// messages), so this bounds the agent's memory.
     pub max_in_flight: usize,
     /// A reconnect refused with 403 (the subdomain is still held, most likely
     /// by this agent's own previous connection, not yet seen as gone by the

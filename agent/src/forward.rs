@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use protocol::headers::HopByHop;
 use protocol::limits::MAX_BODY_BYTES;
 use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{Config, HostHeader, Target, UriError};
@@ -32,13 +33,19 @@ use crate::exchange::{
     MAX_LOGGED_METHOD_CHARS, Recorder, Recording, RequestLog, RequestOutcome, clip,
 };
 
-/// Forwards requests to the local service through one pooled client.
+/// Forwards requests to the local service through one pooled client, and
+/// holds the cap on how many may be with it at once.
 #[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
     target: Target,
     host_header: HostHeader,
     timeout: Duration,
+    /// One permit per request with the local service
+    /// ([`Config::max_in_flight`]): visitors' requests and the inspector's
+    /// replays take them from the same pool.
+    slots: Arc<Semaphore>,
+    max_in_flight: usize,
     /// Sees every exchange (the request inspector).
     recorder: Option<Arc<dyn Recorder>>,
 }
@@ -49,9 +56,17 @@ impl std::fmt::Debug for Forwarder {
             .field("target", &self.target)
             .field("host_header", &self.host_header)
             .field("timeout", &self.timeout)
+            .field("max_in_flight", &self.max_in_flight)
             .field("recorded", &self.recorder.is_some())
             .finish()
     }
+}
+
+/// A place among the [`Config::max_in_flight`] requests with the local
+/// service; free again once dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +86,8 @@ impl Forwarder {
             target: config.target.clone(),
             host_header: config.host_header.clone(),
             timeout: config.request_timeout,
+            slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
             recorder: None,
         })
     }
@@ -81,6 +98,19 @@ impl Forwarder {
         self
     }
 
+    /// A place for one more request with the local service, or `None` when
+    /// [`Forwarder::max_in_flight`] are already there. The caller holds it
+    /// for as long as the request counts.
+    pub(crate) fn try_slot(&self) -> Option<Slot> {
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
+        Some(Slot { _permit: permit })
+    }
+
+    /// The cap on requests with the local service (`--max-in-flight`).
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
     /// Forwards `req` and returns the message to send back (a response or an
     /// error, already checked against the message limit) and a log line.
     ///
@@ -88,6 +118,9 @@ impl Forwarder {
     /// every message is serialized (and the body checked against
     /// `MAX_BODY_BYTES` while it was read) before any is sent, so nothing is
     /// half-delivered.
+    ///
+    /// It does not take a [`Slot`]: the caller does, and holds it until the
+    /// answer is on its way.
     pub async fn forward(&self, req: HttpRequest) -> (Vec<String>, RequestLog) {
         // Recorder hook: the request as the agent received it.
         let recording = self.recorder.as_ref().map(|r| r.record(&req));

@@ -17,12 +17,13 @@
 //! - [`agent`]: [`Agent::start`] (or [`Agent::start_with_inspector`]) and
 //!   the [`AgentHandle`] that observes and stops it.
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
-//!   dispatch, graceful close) and the reconnect loop.
+//!   dispatch, the `--max-in-flight` refusal, graceful close) and the
+//!   reconnect loop.
 //! - [`inspect`]: the request inspector (capture ring, local web page and
 //!   JSON API, replay through the agent's forwarder).
 //! - [`console`]: the human-readable lines the CLI prints.
-//! - [`forward`]: one request to the local service and back (a visitor's
-//!   or a replay).
+//! - [`forward`]: one request to the local service and back, and the cap on
+//!   how many are there at once (visitors' and replays alike).
 //! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
 //!   [`AgentError`] (plain data; the supervisor, the session, the console
 //!   and the inspector all use it, so it depends on none of them).

@@ -113,8 +113,9 @@ struct Cli {
     #[arg(long, env = "TUNNEL_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
 
-    /// Most requests forwarded to the local service at once; visitors get
-    /// 503 above it (bounds the agent's memory)
+    /// Most requests forwarded to the local service at once, the
+    /// inspector's replays included; visitors get 503 above it (bounds the
+    /// agent's memory)
     #[arg(long, env = "TUNNEL_MAX_IN_FLIGHT", default_value_t = agent::config::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, value_name = "N")]
     max_in_flight: usize,
 

@@ -240,7 +240,8 @@ impl Inspector {
     }
 
     /// Called by the agent when it starts: replays go through `forwarder`
-    /// (the one real requests use), and the page follows `state`.
+    /// (the one real requests use, within the same in-flight cap), and the
+    /// page follows `state`.
     pub(crate) fn attach(
         &self,
         forwarder: &Arc<Forwarder>,
@@ -278,20 +279,28 @@ impl Inspector {
     /// Re-sends exchange `id` to the local service through the agent's
     /// forwarder, as captured or with `edits`; the replay is captured as a
     /// new exchange marked `replay_of: id`. Returns its summary once the
-    /// local service answered (or the request failed).
+    /// local service answered (or the request failed). Refused with
+    /// [`ReplayError::Busy`] when `--max-in-flight` requests are already
+    /// with the local service: a replay counts like a visitor's request.
     pub async fn replay(&self, id: u64, edits: Edits) -> Result<Summary, ReplayError> {
         let original = self.exchange(id).ok_or(ReplayError::NotFound(id))?;
         let request = replay::build(&original, edits)?;
         let forwarder = lock(&self.inner.forwarder)
             .upgrade()
             .ok_or(ReplayError::AgentStopped)?;
+        let slot = forwarder.try_slot().ok_or(ReplayError::Busy {
+            max_in_flight: forwarder.max_in_flight(),
+        })?;
         let capture = Box::new(self.begin(&request, Some(id)));
         let new_id = capture.id();
         let started_at = SystemTime::now();
         // A task of its own: a page that goes away mid-replay does not
         // cancel it.
-        let replay =
-            tokio::spawn(async move { forwarder.forward_recorded(request, Some(capture)).await.1 });
+        let replay = tokio::spawn(async move {
+            let (_, log) = forwarder.forward_recorded(request, Some(capture)).await;
+            drop(slot);
+            log
+        });
         let log = replay.await.map_err(|_| ReplayError::Crashed)?;
         Ok(self
             .ring()
