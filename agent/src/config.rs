@@ -319,22 +319,22 @@ impl std::str::FromStr for Target {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let input = input.trim();
-        if !input.is_empty() && input.bytes().all(|b| b.is_ascii_digit()) {
-            return match input.parse::<u16>() {
-                Ok(port) if port > 0 => Ok(Target {
-                    base: format!("http://127.0.0.1:{port}"),
-                    authority: format!("127.0.0.1:{port}"),
-                    path: String::new(),
-                }),
-                _ => Err(ConfigError::TargetPort {
-                    input: input.to_owned(),
-                }),
-            };
-        }
         // `localhost:3000` is a URL with scheme `localhost` to the url crate:
         // treat anything without `://` as host:port over http. A bare word
         // (`tunnel abc`) is more likely a typo than host `abc` on port 80.
-        let with_scheme = if input.contains("://") {
+        // A bare port goes through the URL too, so `80` and
+        // `http://127.0.0.1:80` are the same target (the default port
+        // dropped).
+        let with_scheme = if !input.is_empty() && input.bytes().all(|b| b.is_ascii_digit()) {
+            match input.parse::<u16>() {
+                Ok(port) if port > 0 => format!("http://127.0.0.1:{port}"),
+                _ => {
+                    return Err(ConfigError::TargetPort {
+                        input: input.to_owned(),
+                    });
+                }
+            }
+        } else if input.contains("://") {
             input.to_owned()
         } else if input.rsplit_once(':').is_some_and(|(h, p)| {
             !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
@@ -468,6 +468,8 @@ mod tests {
     #[case("http://127.0.0.1:8080/", "http://127.0.0.1:8080", "127.0.0.1:8080")]
     #[case("localhost:5173", "http://localhost:5173", "localhost:5173")]
     #[case("https://dev.local", "https://dev.local", "dev.local")]
+    #[case("80", "http://127.0.0.1", "127.0.0.1")]
+    #[case("http://127.0.0.1:80", "http://127.0.0.1", "127.0.0.1")]
     #[case("http://[::1]:3000", "http://[::1]:3000", "[::1]:3000")]
     #[case(
         "http://localhost:3000/api/",
