@@ -6,7 +6,8 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::events::Event;
-use crate::forward::{RequestOutcome, humanize};
+use crate::exchange::RequestOutcome;
+use crate::forward::humanize;
 
 /// Turns events into console lines; remembers the public URL so a reconnect
 /// that keeps it says so briefly.
@@ -126,7 +127,7 @@ fn humanize_short(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::RequestLog;
+    use crate::exchange::RequestLog;
     use protocol::{ConnectionEstablished, ErrorCode};
     use std::time::Duration;
 

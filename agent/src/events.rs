@@ -1,14 +1,15 @@
 //! What a running agent tells whoever watches it: the [`Event`]s it emits,
 //! the [`ConnectionState`] it is in, and the [`AgentError`] it stops with.
 //! Plain data, shared by the supervisor ([`crate::agent`]), the connection
-//! loop (`session`) and the console ([`crate::console`]).
+//! loop (`session`), the console ([`crate::console`]) and the request
+//! inspector ([`crate::inspect`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::ConnectionEstablished;
 
-use crate::forward::RequestLog;
+use crate::exchange::RequestLog;
 
 /// Something the user should hear about. The CLI prints these; tests wait
 /// for them.

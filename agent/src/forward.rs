@@ -18,65 +18,55 @@
 //! for the agent's console ([`RequestOutcome::Failed`]). Neither carries the
 //! request's URL: its query may hold a secret.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use protocol::headers::HopByHop;
 use protocol::limits::MAX_BODY_BYTES;
 use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{Config, HostHeader, Target, UriError};
-use crate::inspect::{Capture, Inspector};
+use crate::exchange::{
+    MAX_LOGGED_METHOD_CHARS, Recorder, Recording, RequestLog, RequestOutcome, clip,
+};
 
-/// What happened to one request, for the console (no bodies, no query values).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestLog {
-    pub request_id: String,
-    pub method: String,
-    /// The path; a query string is shown as `?…`.
-    pub path: String,
-    pub outcome: RequestOutcome,
-    pub duration: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestOutcome {
-    /// The local service answered with this status.
-    Status(u16),
-    /// The request failed; the visitor gets an error page with a short
-    /// reason, `message` is the full story for the console.
-    Failed { code: ErrorCode, message: String },
-}
-
-/// Longest method and path kept in a [`RequestLog`]: both come from the
-/// server, and events are buffered.
-const MAX_LOGGED_METHOD_CHARS: usize = 32;
-const MAX_LOGGED_PATH_CHARS: usize = 512;
-
-impl RequestLog {
-    /// The log line of `req` (method and path clipped, query hidden), with a
-    /// zero duration.
-    pub(crate) fn for_request(req: &HttpRequest, outcome: RequestOutcome) -> RequestLog {
-        RequestLog {
-            request_id: req.request_id.clone(),
-            method: clip(&req.method, MAX_LOGGED_METHOD_CHARS),
-            path: clip(&display_path(&req.uri), MAX_LOGGED_PATH_CHARS),
-            outcome,
-            duration: Duration::ZERO,
-        }
-    }
-}
-
-/// Forwards requests to the local service through one pooled client.
-#[derive(Debug, Clone)]
+/// Forwards requests to the local service through one pooled client, and
+/// holds the cap on how many may be with it at once.
+#[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
     target: Target,
     host_header: HostHeader,
     timeout: Duration,
-    /// Captures every exchange for the request inspector.
-    inspector: Option<Inspector>,
+    /// One permit per request with the local service
+    /// ([`Config::max_in_flight`]): visitors' requests and the inspector's
+    /// replays take them from the same pool.
+    slots: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// Sees every exchange (the request inspector).
+    recorder: Option<Arc<dyn Recorder>>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("target", &self.target)
+            .field("host_header", &self.host_header)
+            .field("timeout", &self.timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("recorded", &self.recorder.is_some())
+            .finish()
+    }
+}
+
+/// A place among the [`Config::max_in_flight`] requests with the local
+/// service; free again once dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +86,29 @@ impl Forwarder {
             target: config.target.clone(),
             host_header: config.host_header.clone(),
             timeout: config.request_timeout,
-            inspector: config.inspector.clone(),
+            slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            recorder: None,
         })
+    }
+
+    /// Shows every exchange [`Forwarder::forward`] makes to `recorder`.
+    pub fn with_recorder(mut self, recorder: impl Recorder + 'static) -> Forwarder {
+        self.recorder = Some(Arc::new(recorder));
+        self
+    }
+
+    /// A place for one more request with the local service, or `None` when
+    /// [`Forwarder::max_in_flight`] are already there. The caller holds it
+    /// for as long as the request counts.
+    pub(crate) fn try_slot(&self) -> Option<Slot> {
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
+        Some(Slot { _permit: permit })
+    }
+
+    /// The cap on requests with the local service (`--max-in-flight`).
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// Forwards `req` and returns the message to send back (a response or an
@@ -107,18 +118,22 @@ impl Forwarder {
     /// every message is serialized (and the body checked against
     /// `MAX_BODY_BYTES` while it was read) before any is sent, so nothing is
     /// half-delivered.
+    ///
+    /// It does not take a [`Slot`]: the caller does, and holds it until the
+    /// answer is on its way.
     pub async fn forward(&self, req: HttpRequest) -> (Vec<String>, RequestLog) {
-        // Inspector hook: the request as the agent received it.
-        let capture = self.inspector.as_ref().map(|i| i.begin(&req, None));
-        self.forward_captured(req, capture).await
+        // Recorder hook: the request as the agent received it.
+        let recording = self.recorder.as_ref().map(|r| r.record(&req));
+        self.forward_recorded(req, recording).await
     }
 
-    /// [`Forwarder::forward`], recording into `capture` (the inspector's
-    /// replays come in here with their own).
-    pub(crate) async fn forward_captured(
+    /// [`Forwarder::forward`], shown to `recording` instead of the
+    /// forwarder's own recorder (the inspector's replays come in here with
+    /// their own).
+    pub(crate) async fn forward_recorded(
         &self,
         req: HttpRequest,
-        capture: Option<Capture>,
+        mut recording: Option<Box<dyn Recording>>,
     ) -> (Vec<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
@@ -143,9 +158,9 @@ impl Forwarder {
             Ok((mut response, body)) => {
                 response.processing_time_ms = elapsed.as_millis() as u64;
                 let status = response.status_code;
-                // Inspector hook: the response as the local service gave it.
-                if let Some(capture) = &capture {
-                    capture.response(status, &response.headers, &body);
+                // Recorder hook: the response as the local service gave it.
+                if let Some(recording) = &mut recording {
+                    recording.response(status, &response.headers, &body);
                 }
                 match protocol::chunk::to_messages(response, &body) {
                     Ok(messages) => (messages, RequestOutcome::Status(status)),
@@ -164,9 +179,9 @@ impl Forwarder {
         };
         log.outcome = outcome;
         log.duration = elapsed;
-        // Inspector hook: what the visitor got.
-        if let Some(capture) = capture {
-            capture.finish(&log.outcome, elapsed);
+        // Recorder hook: what the visitor got.
+        if let Some(recording) = recording {
+            recording.finish(&log.outcome, elapsed);
         }
         (messages, log)
     }
@@ -440,14 +455,6 @@ pub(crate) fn error_json(
     .to_json()
 }
 
-/// At most `max` characters of `text`, with `…` when cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 /// The local service's headers minus hop-by-hop ones; repeats kept in order.
 fn response_headers(map: &HeaderMap) -> Headers {
     let hop_by_hop = HopByHop::from_connection(
@@ -465,15 +472,6 @@ fn response_headers(map: &HeaderMap) -> Headers {
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     out
-}
-
-/// The path for the console: query values can carry secrets, so a query
-/// string shows as `?…`.
-pub fn display_path(uri: &str) -> String {
-    match uri.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => uri.to_owned(),
-    }
 }
 
 fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
@@ -596,11 +594,5 @@ mod tests {
         assert_eq!(out["set-cookie"], ["a=1", "b=2"]);
         assert_eq!(out["content-encoding"], ["gzip"]);
         assert_eq!(out.len(), 2, "{out:?}");
-    }
-
-    #[test]
-    fn console_path_hides_query_values() {
-        assert_eq!(display_path("/hook?token=secret"), "/hook?…");
-        assert_eq!(display_path("/a/b"), "/a/b");
     }
 }

@@ -113,8 +113,9 @@ struct Cli {
     #[arg(long, env = "TUNNEL_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
 
-    /// Most requests forwarded to the local service at once; visitors get
-    /// 503 above it (bounds the agent's memory)
+    /// Most requests forwarded to the local service at once, the
+    /// inspector's replays included; visitors get 503 above it (bounds the
+    /// agent's memory)
     #[arg(long, env = "TUNNEL_MAX_IN_FLIGHT", default_value_t = agent::config::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, value_name = "N")]
     max_in_flight: usize,
 
@@ -301,12 +302,14 @@ async fn run(
         .context("the request inspector did not start")?;
     let mut console = Console::new(target.base(), offset);
     if let Some(running) = &inspector {
-        config.inspector = Some(running.inspector.clone());
         console = console.with_inspect_url(running.server.url());
         tracing::info!(url = %running.server.url(), "request inspector listening");
     }
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
-    let mut handle = Agent::start(config);
+    let mut handle = match &inspector {
+        Some(running) => Agent::start_with_inspector(config, running.inspector.clone()),
+        None => Agent::start(config),
+    };
     let mut interrupts = 0u32;
     let mut signals = stop_signals();
     loop {

@@ -12,7 +12,7 @@ use protocol::{
     is_valid_request_id,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -27,10 +27,8 @@ use crate::backoff::Backoff;
 use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
-use crate::forward::{
-    Forwarder, MAX_ERROR_MESSAGE_CHARS, RequestLog, RequestOutcome, clip, error_chain, error_json,
-    humanize,
-};
+use crate::exchange::{RequestLog, RequestOutcome, clip};
+use crate::forward::{Forwarder, MAX_ERROR_MESSAGE_CHARS, error_chain, error_json, humanize};
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
 
@@ -320,7 +318,6 @@ async fn connection(
         forwarder,
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
-        slots: Arc::new(Semaphore::new(config.max_in_flight)),
         established_at: None,
         out: mpsc::channel(OUT_QUEUE_MESSAGES),
         assembler: Assembler::new(),
@@ -338,10 +335,6 @@ struct Connection<'a> {
     forwarder: &'a Arc<Forwarder>,
     tasks: JoinSet<()>,
     in_flight: HashMap<tokio::task::Id, String>,
-    /// One permit per request with the local service ([`Config::max_in_flight`]);
-    /// a task gives its permit back once its answer is queued, so a finished
-    /// task not yet reaped does not count.
-    slots: Arc<Semaphore>,
     established_at: Option<Instant>,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
     /// Request bodies arriving in chunks.
@@ -613,9 +606,11 @@ impl Connection<'_> {
     }
 
     /// Forwards a complete request, or refuses it with `overloaded` when
-    /// `max_in_flight` requests are already with the local service.
+    /// `max_in_flight` requests (replays included) are already with the
+    /// local service. The task gives its slot back once its answer is
+    /// queued, so a finished task not yet reaped does not count.
     async fn spawn_request(&mut self, ws: &mut Ws, request: HttpRequest) -> Result<(), End> {
-        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+        let Some(slot) = self.forwarder.try_slot() else {
             let in_flight = self.config.max_in_flight;
             tracing::warn!(in_flight, request_id = %request.request_id, "too many requests in flight; refusing one");
             let visitor = format!(

@@ -205,10 +205,12 @@ async fn expose(
         .await
         .context("the request inspector did not start")?;
     if let Some(running) = &inspector {
-        config.inspector = Some(running.inspector.clone());
         console = console.with_inspect_url(running.server.url());
     }
-    let mut handle = Agent::start(config);
+    let mut handle = match &inspector {
+        Some(running) => Agent::start_with_inspector(config, running.inspector.clone()),
+        None => Agent::start(config),
+    };
     let mut printed_examples = false;
     let mut ctrl_c = std::pin::pin!(wait_for_ctrl_c());
     loop {
