@@ -165,6 +165,8 @@ pub const RESPONSE: Function = Function {
     optional_env: &[],
     dynamodb: &[
         on("connections", "GetItem"),
+        // Offer the successor resume token at `ready` (`crate::claims::offer`).
+        on("connections", "UpdateItem"),
         on("pending", "UpdateItem"),
         // Response chunk items (`crate::store::chunks`).
         on("pending", "PutItem"),

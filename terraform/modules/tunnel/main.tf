@@ -102,7 +102,8 @@ locals {
       { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
     ]
     response = [
-      { table = "connections", index = null, actions = ["GetItem"] },
+      # UpdateItem: offer the agent its next resume token at `ready` (hash only).
+      { table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },
       # PutItem: one item per response body chunk (handlers/src/chunks.rs).
       { table = "pending", index = null, actions = ["UpdateItem", "PutItem"] },
     ]
