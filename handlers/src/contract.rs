@@ -24,7 +24,8 @@
 //!   request was posted to, never create an item, found by connection;
 //! - chunks: stored per connection (never overwritten by another), counted
 //!   only for the owning connection, completion exactly once with the
-//!   announced count, the response function's limits before any write.
+//!   announced count, the response function's limits and ownership check
+//!   before any chunk write, nothing counted beyond the head's count.
 //!
 //! Every read follows the write it checks at once: the reads the handlers
 //! use are strongly consistent (a fresh tunnel must never 404).
@@ -36,11 +37,11 @@ use protocol::{Headers, HttpResponse};
 use crate::response::chunks;
 use crate::store::{
     ChunkStore, Claim, Connection, ConnectionStore, Part, PendingRequest, PendingState,
-    PendingStore, Progress, StoreError, Written, claim_key,
+    PendingStore, Progress, Receiving, StoreError, Written, claim_key,
 };
 
 /// The name of every case, in the order both implementations run them.
-pub const CASES: [&str; 13] = [
+pub const CASES: [&str; 14] = [
     "claims_and_resume_follow_their_conditions",
     "resume_tokens_stay_valid_until_their_successor_is_presented",
     "resuming_respects_the_user",
@@ -54,6 +55,7 @@ pub const CASES: [&str; 13] = [
     "completion_needs_the_announced_count",
     "a_request_collecting_parts_can_still_be_failed",
     "chunks_and_heads_beyond_the_limits_are_refused",
+    "chunks_are_checked_before_they_are_written",
 ];
 
 const NOW: i64 = 1_764_000_000;
@@ -921,6 +923,74 @@ pub async fn chunks_and_heads_beyond_the_limits_are_refused<P: PendingStore + Ch
     };
     assert_eq!(failed.status_code, 502);
     assert_eq!(failed.body_chunks, None);
+    Ok(())
+}
+
+/// The response function reads the head item before it writes a chunk:
+/// nothing is written for a request that is unknown, another connection's
+/// or finished, or beyond the count the head declared; and the store itself
+/// never counts a chunk beyond that count.
+pub async fn chunks_are_checked_before_they_are_written<P: PendingStore + ChunkStore + Sync>(
+    store: &P,
+) -> Result<(), StoreError> {
+    let bytes = noise(BODY_CHUNK_BYTES + 1);
+    let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
+    let head = Head::of(&bytes);
+    let chunk = |request_id: &str, index: u32| BodyChunk {
+        request_id: request_id.into(),
+        index,
+        data: protocol::encode_body(pieces[index as usize % 2]),
+    };
+    assert_eq!(store.receiving(REQ, CONN).await?, None, "unknown request");
+    chunks::on_chunk(store, CONN, chunk(REQ, 0)).await?;
+    assert!(
+        store.get_chunks(REQ, CONN, 2).await?.is_empty(),
+        "a chunk for an unknown request was written"
+    );
+
+    store.put_pending(&pending_request(REQ, CONN)).await?;
+    assert_eq!(
+        store.receiving(REQ, CONN).await?,
+        Some(Receiving { count: None })
+    );
+    assert_eq!(store.receiving(REQ, OTHER).await?, None);
+    chunks::on_chunk(store, OTHER, chunk(REQ, 1)).await?;
+    assert!(
+        store.get_chunks(REQ, OTHER, 2).await?.is_empty(),
+        "another connection's chunk was written"
+    );
+
+    assert_eq!(
+        store.add_part(REQ, CONN, head.part()).await?,
+        progress(1, Some(2))
+    );
+    assert_eq!(
+        store.receiving(REQ, CONN).await?,
+        Some(Receiving { count: Some(2) })
+    );
+    chunks::on_chunk(store, CONN, chunk(REQ, 2)).await?;
+    assert!(
+        store.get_chunks(REQ, CONN, 3).await?.is_empty(),
+        "a chunk beyond the head's count was written"
+    );
+    assert_eq!(
+        store.add_part(REQ, CONN, Part::Chunk(2)).await?,
+        None,
+        "the store does not count a chunk beyond the head's count"
+    );
+
+    // The owner's chunks within the count go through and complete it.
+    chunks::on_chunk(store, CONN, chunk(REQ, 0)).await?;
+    chunks::on_chunk(store, CONN, chunk(REQ, 1)).await?;
+    assert_eq!(
+        store.get_pending(REQ).await?,
+        Some(PendingState::Completed(head.response))
+    );
+    assert_eq!(
+        store.receiving(REQ, CONN).await?,
+        None,
+        "a completed request takes no more chunks"
+    );
     Ok(())
 }
 

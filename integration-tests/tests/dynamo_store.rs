@@ -79,4 +79,5 @@ on_dynamodb! {
     pending: completion_needs_the_announced_count,
     pending: a_request_collecting_parts_can_still_be_failed,
     pending: chunks_and_heads_beyond_the_limits_are_refused,
+    pending: chunks_are_checked_before_they_are_written,
 }

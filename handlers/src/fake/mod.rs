@@ -374,5 +374,6 @@ mod contract {
         completion_needs_the_announced_count,
         a_request_collecting_parts_can_still_be_failed,
         chunks_and_heads_beyond_the_limits_are_refused,
+        chunks_are_checked_before_they_are_written,
     }
 }

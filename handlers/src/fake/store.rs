@@ -9,7 +9,7 @@ use super::{Fail, Fake, PendingRow, on};
 use crate::manifest::{DynamoDbAction, PENDING_BY_CONNECTION};
 use crate::store::{
     ChunkStore, Claim, Connection, ConnectionStore, HEAD_PART, Part, PendingRequest, PendingState,
-    PendingStore, Progress, StoreError, Written, chunk_key, response_data,
+    PendingStore, Progress, Receiving, StoreError, Written, chunk_key, response_data,
 };
 
 /// `Written` from whether the condition held.
@@ -228,6 +228,21 @@ impl PendingStore for Fake {
 }
 
 impl ChunkStore for Fake {
+    async fn receiving(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+    ) -> Result<Option<Receiving>, StoreError> {
+        tokio::task::yield_now().await;
+        self.record(on("pending", "GetItem"), Fail::GetPending)?;
+        Ok(self.with(|s| {
+            let row = s.pending.get(request_id)?;
+            (!row.completed && row.request.connection_id == connection_id).then_some(Receiving {
+                count: row.chunk_count,
+            })
+        }))
+    }
+
     async fn put_chunk(
         &self,
         request_id: &str,
@@ -262,11 +277,16 @@ impl ChunkStore for Fake {
         tokio::task::yield_now().await;
         self.record(on("pending", "UpdateItem"), Fail::Complete)?;
         // attribute_exists(requestId) AND connectionId = :conn AND #status = :pending
+        // [chunk: AND (attribute_not_exists(chunkCount) OR chunkCount > :index)]
         Ok(self.with(|s| {
-            let row = s
-                .pending
-                .get_mut(request_id)
-                .filter(|r| !r.completed && r.request.connection_id == connection_id)?;
+            let row = s.pending.get_mut(request_id).filter(|r| {
+                !r.completed
+                    && r.request.connection_id == connection_id
+                    && match part {
+                        Part::Chunk(i) => r.chunk_count.is_none_or(|n| i < n),
+                        Part::Head { .. } => true,
+                    }
+            })?;
             match part {
                 Part::Head { json, count } => {
                     row.received_parts.insert(HEAD_PART);
