@@ -63,6 +63,8 @@ pub mod websocket;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod untrusted_input;
 
 /// Current time, epoch seconds.
 pub(crate) fn now_secs() -> i64 {
