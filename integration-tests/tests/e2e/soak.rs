@@ -18,7 +18,7 @@ const MESSAGES: usize = 300;
 /// Visitor requests to the victim's tunnel while the messages go out.
 const VISITS: usize = 20;
 /// A fixed seed: a failure replays exactly.
-const SEED: u64 = 0x5eed_0f_14_7;
+const SEED: u64 = 0x0005_eed0_f147;
 
 /// splitmix64: enough randomness for a soak, no dependency.
 struct Rng(u64);
