@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use itest::{LocalService, TestEnv};
 use serde_json::{Value, json};
 
-use crate::support::{PATIENCE, RawAgent, header_values, visitor};
+use crate::support::{PATIENCE, RawAgent, header_values, the_pending_request_of, visitor};
 
 /// Hostile messages sent; each at most a 32 KB WebSocket frame (API Gateway
 /// closes the connection on a larger one).
@@ -106,19 +106,7 @@ async fn hostile_agent_messages_leave_another_tunnels_requests_intact() -> anyho
         .next_held(PATIENCE)
         .await
         .expect("the held request reached the service");
-    let pending = stack
-        .dynamodb()
-        .query()
-        .table_name(stack.tables().pending())
-        .index_name(handlers::manifest::PENDING_BY_CONNECTION.name)
-        .key_condition_expression("connectionId = :c")
-        .expression_attribute_values(":c", AttributeValue::S(victim.connection_id().into()))
-        .send()
-        .await?;
-    let [item] = pending.items() else {
-        panic!("expected one pending request, found {:?}", pending.items());
-    };
-    let target = item["requestId"].as_s().expect("a string").clone();
+    let target = the_pending_request_of(stack, victim.connection_id()).await?;
 
     // The victim's visitors, while the messages go out.
     let base = victim.public_url().to_string();

@@ -34,6 +34,33 @@ pub fn header_values(response: &reqwest::Response, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The id of the one request pending on `connection_id` (through the
+/// table's `connectionId` index), as an attacker who sniffed it would know it.
+pub async fn the_pending_request_of(
+    stack: &itest::Stack,
+    connection_id: &str,
+) -> anyhow::Result<String> {
+    let pending = stack
+        .dynamodb()
+        .query()
+        .table_name(stack.tables().pending())
+        .index_name(handlers::manifest::PENDING_BY_CONNECTION.name)
+        .key_condition_expression("connectionId = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S(connection_id.into()),
+        )
+        .send()
+        .await?;
+    let [item] = pending.items() else {
+        bail!("expected one pending request, found {:?}", pending.items());
+    };
+    Ok(item["requestId"]
+        .as_s()
+        .map_err(|_| anyhow::anyhow!("requestId is not a string"))?
+        .clone())
+}
+
 /// A hand-driven agent speaking the wire protocol over tokio-tungstenite,
 /// for what the real agent would never send.
 pub struct RawAgent {
