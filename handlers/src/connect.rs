@@ -127,10 +127,7 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
         now,
         ttl,
     };
-    let Granted {
-        subdomain,
-        resume_token,
-    } = claimant.claim(store, generate).await?;
+    let Granted { subdomain } = claimant.claim(store, generate).await?;
 
     let connection = Connection {
         connection_id: connection_id.clone(),
@@ -141,7 +138,6 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
         agent_version: agent_header(&event.headers, HEADER_AGENT_VERSION),
         agent_platform: agent_header(&event.headers, HEADER_AGENT_PLATFORM),
         source_ip: event.request_context.identity.source_ip.clone(),
-        resume_token: Some(resume_token),
     };
     if let Err(e) = store.put_connection(&connection).await {
         // A resumed subdomain stays resumable for the window; a failure here
@@ -338,9 +334,7 @@ mod tests {
     // --- authentication, reserved subdomains, resuming ---
 
     use crate::testing::capture_logs;
-    use protocol::auth::{
-        Secret, generate_resume_token, mint, resume_token_hash, resume_token_subdomain,
-    };
+    use protocol::auth::{Secret, generate_resume_token, mint, resume_token_hash};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
@@ -378,6 +372,7 @@ mod tests {
             created_at: 0,
             ttl: crate::now_secs() + 7500,
             resume_token_hash: Some(resume_token_hash(&token)),
+            next_resume_token_hash: None,
             owner_user: user.map(str::to_string),
             released_at: None,
         });
@@ -457,14 +452,11 @@ mod tests {
         let conn = fake.connection(CONN).unwrap();
         let claim = fake.claim(&conn.public_subdomain).unwrap();
         assert_eq!(claim.owner_user.as_deref(), Some("alice"));
-        // The connection carries the resume token the claim holds the hash of.
-        let resume = conn.resume_token.unwrap();
+        // No resume token yet: the first is made and offered at `ready`.
         assert_eq!(
-            resume_token_subdomain(&resume),
-            Some(conn.public_subdomain.as_str())
+            (claim.resume_token_hash, claim.next_resume_token_hash),
+            (None, None)
         );
-        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&resume)));
-        assert!(!logs.contains(&resume), "{logs}");
         fake.assert_within(&manifest::CONNECT);
     }
 
@@ -553,7 +545,9 @@ mod tests {
     #[case::live_before_its_disconnect(false)]
     #[case::released(true)]
     #[tokio::test]
-    async fn the_resume_token_brings_the_subdomain_back_and_is_rotated(#[case] released: bool) {
+    async fn the_resume_token_brings_the_subdomain_back_and_is_not_rotated_here(
+        #[case] released: bool,
+    ) {
         let fake = Fake::default();
         let old = live_claim(&fake, "abc123def456", "Old000000000AA=", None);
         if released {
@@ -573,23 +567,24 @@ mod tests {
         assert_eq!(claim.owner_connection_id, CONN);
         assert_eq!(claim.released_at, None);
         assert_eq!(claim.ttl, conn.ttl);
-        let new = conn.resume_token.unwrap();
-        assert_ne!(new, old);
-        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&new)));
+        // The agent gets its next token only at `ready`: until it presents
+        // that one, the token it holds stays the claim's.
+        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&old)));
+        assert_eq!(claim.next_resume_token_hash, None);
         fake.assert_within(&manifest::CONNECT);
 
-        // The old token worked once: presented again it gets a new name.
+        // This connection dies before `ready`: the same token works again.
         let mut again = event(None, Some(&old));
         again.request_context.connection_id = Some("Third0000000AA=".into());
         let third = connect(&connect_config(), &Auth::Disabled, &fake, &again, &|| {
-            "fresh".into()
+            unreachable!("resumed again")
         })
         .await
         .unwrap();
-        assert_eq!(third.public_subdomain, "fresh");
+        assert_eq!(third.public_subdomain, "abc123def456");
         assert_eq!(
             fake.claim("abc123def456").unwrap().owner_connection_id,
-            CONN
+            "Third0000000AA="
         );
     }
 

@@ -12,7 +12,8 @@
 //!   [`forwarding::error`].
 //!
 //! What they share:
-//! - [`claims`]: the subdomain claim state machine (claim, resume, release).
+//! - [`claims`]: the subdomain claim state machine (claim, offer the next
+//!   resume token, resume, release; only token hashes are stored).
 //! - [`pages`]: every text the tunnel itself shows a visitor.
 //! - [`poll`]: forwarding's polling schedule (adaptive or fixed).
 //! - [`websocket`]: what the WebSocket routes' functions take and return.
@@ -27,6 +28,8 @@
 //!   unit tests of the logic.
 //! - `contract` (feature `contract`): the store contract suite, run on the
 //!   fake here and on DynamoDB in `integration-tests`.
+//! - `untrusted_input` (tests only): property tests of the response and
+//!   forwarding entry points with random and hostile input.
 //!
 //! Deployment and start-up:
 //! - [`manifest`]: tables, environment variables and IAM actions per function
@@ -63,6 +66,8 @@ pub mod websocket;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod untrusted_input;
 
 /// Current time, epoch seconds.
 pub(crate) fn now_secs() -> i64 {

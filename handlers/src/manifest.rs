@@ -165,9 +165,13 @@ pub const RESPONSE: Function = Function {
     optional_env: &[],
     dynamodb: &[
         on("connections", "GetItem"),
+        // Offer the successor resume token at `ready` (`crate::claims::offer`).
+        on("connections", "UpdateItem"),
         on("pending", "UpdateItem"),
-        // Response chunk items (`crate::store::chunks`).
+        // Response chunk items (`crate::store::chunks`); GetItem: the
+        // ownership check before a chunk is written.
         on("pending", "PutItem"),
+        on("pending", "GetItem"),
     ],
     posts_to_connections: true,
     reads_auth_secret: false,

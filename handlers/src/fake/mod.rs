@@ -32,6 +32,8 @@ pub enum Fail {
     Claim,
     GetClaim,
     ReleaseClaim,
+    /// Offering a successor resume token (at `ready`).
+    OfferToken,
     PutConnection,
     GetConnection,
     DeleteConnection,
@@ -202,7 +204,6 @@ impl Fake {
                     agent_version: None,
                     agent_platform: None,
                     source_ip: None,
-                    resume_token: Some(format!("{subdomain}.resume")),
                 },
             )
         });
@@ -361,6 +362,7 @@ mod contract {
 
     on_the_fake! {
         claims_and_resume_follow_their_conditions,
+        resume_tokens_stay_valid_until_their_successor_is_presented,
         resuming_respects_the_user,
         reserved_subdomains_go_back_only_to_their_user,
         missing_claims_are_never_created,
@@ -372,5 +374,6 @@ mod contract {
         completion_needs_the_announced_count,
         a_request_collecting_parts_can_still_be_failed,
         chunks_and_heads_beyond_the_limits_are_refused,
+        chunks_are_checked_before_they_are_written,
     }
 }

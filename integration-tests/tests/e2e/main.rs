@@ -16,3 +16,4 @@ mod forwarding;
 mod large_bodies;
 mod overload;
 mod paths;
+mod soak;

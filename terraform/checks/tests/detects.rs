@@ -63,8 +63,8 @@ fn the_auth_secret_itself_in_terraform() {
 fn an_extra_dynamodb_action() {
     detects(
         TUNNEL,
-        r#"{ table = "connections", index = null, actions = ["GetItem"] },"#,
-        r#"{ table = "connections", index = null, actions = ["GetItem", "Scan"] },"#,
+        r#"{ table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },"#,
+        r#"{ table = "connections", index = null, actions = ["GetItem", "UpdateItem", "Scan"] },"#,
         checks::function_iam,
         &[
             "function response may call dynamodb:Scan",

@@ -5,6 +5,12 @@ log_level          = "info,handlers=debug"
 log_retention_days = 7
 alarms_enabled     = false
 
+# No reservations in dev: new accounts often have a concurrency quota of 10,
+# below what the module's defaults need (85 reserved + 100 unreserved). The
+# local stack reads this too (integration-tests/src/concurrency.rs): its
+# functions stay unreserved there as well.
+reserved_concurrency = {}
+
 # With a custom domain instead (see terraform/README.md):
 # domain_name     = "dev.tunnel.example.com"
 # route53_zone_id = "Z0123456789ABCDEFGHIJ"

@@ -46,8 +46,8 @@ variable "alarm_sns_topic_arn" {
 
 variable "reserved_concurrency" {
   type        = map(number)
-  description = "Reserved concurrency per function key; functions not listed are unreserved."
-  default     = {}
+  description = "Reserved concurrency per function key; functions not listed are unreserved, {} reserves none; null = the tunnel module's defaults (forwarding capped at 50; response 25, connect 5, disconnect 5 reserved)."
+  default     = null
 }
 
 variable "tracing_mode" {

@@ -12,5 +12,6 @@ deletion_protection = true
 # domain_name     = "tunnel.example.com"
 # route53_zone_id = "Z0123456789ABCDEFGHIJ"
 
-# Cap what a burst of visitors can cost (functions not listed stay unreserved).
-# reserved_concurrency = { forwarding = 50 }
+# Unset: the module's defaults (forwarding capped at 50, capacity reserved
+# for connect, response and disconnect; see terraform/README.md, Limits).
+# reserved_concurrency = { forwarding = 100, response = 50, connect = 5, disconnect = 5 }

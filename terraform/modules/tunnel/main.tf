@@ -98,13 +98,15 @@ locals {
     forwarding = [
       # UpdateItem: release a stale connection's claim (410) for the resume window.
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
-      # BatchGetItem: the chunk items of a chunked response (handlers/src/chunks.rs).
+      # BatchGetItem: the chunk items of a chunked response (handlers/src/store/chunks.rs).
       { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
     ]
     response = [
-      { table = "connections", index = null, actions = ["GetItem"] },
-      # PutItem: one item per response body chunk (handlers/src/chunks.rs).
-      { table = "pending", index = null, actions = ["UpdateItem", "PutItem"] },
+      # UpdateItem: offer the agent its next resume token at `ready` (hash only).
+      { table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },
+      # PutItem: one item per response body chunk (handlers/src/store/chunks.rs);
+      # GetItem: the chunk's request is checked before that write.
+      { table = "pending", index = null, actions = ["UpdateItem", "PutItem", "GetItem"] },
     ]
   }
 

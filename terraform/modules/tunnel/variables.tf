@@ -112,8 +112,15 @@ variable "log_retention_days" {
 
 variable "reserved_concurrency" {
   type        = map(number)
-  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved."
-  default     = {}
+  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved, {} reserves none. A reservation is both a cap and a guarantee: by default forwarding (which waits up to 25 s per visitor request on a slow tunnel) is capped at 50, and connect, response and disconnect keep their own capacity however busy forwarding is. Reservations (85 by default) must leave the account 100 unreserved executions: accounts with a lower concurrency quota set {} or ask for a quota increase."
+  default = {
+    forwarding = 50
+    response   = 25
+    connect    = 5
+    disconnect = 5
+  }
+  # null (what the environments pass by default) means these defaults.
+  nullable = false
 }
 
 variable "tracing_mode" {
