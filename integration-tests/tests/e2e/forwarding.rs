@@ -186,13 +186,30 @@ async fn repeated_headers_and_every_set_cookie_survive() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(response.status(), 200);
+    let sent = [
+        "a=1; Path=/",
+        "b=2; HttpOnly",
+        "c=3; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
+    ];
+    // Path routing (a tunnel URL with a path, `/<sub>`) keeps each cookie
+    // under the tunnel's prefix; host routing passes them as sent (see
+    // tests/routing.rs for the Domain attribute).
+    let prefix = reqwest::Url::parse(tunnel.public_url())?
+        .path()
+        .trim_end_matches('/')
+        .to_string();
+    let expected: Vec<String> = if prefix.is_empty() {
+        sent.iter().map(|c| c.to_string()).collect()
+    } else {
+        vec![
+            format!("a=1; Path={prefix}"),
+            format!("b=2; HttpOnly; Path={prefix}"),
+            format!("c=3; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path={prefix}"),
+        ]
+    };
     assert_eq!(
         header_values(&response, "set-cookie"),
-        [
-            "a=1; Path=/",
-            "b=2; HttpOnly",
-            "c=3; Expires=Wed, 21 Oct 2037 07:28:00 GMT"
-        ],
+        expected,
         "every Set-Cookie arrives as its own header, in order"
     );
     // API Gateway comma-joins repeated response headers; both values stay,
