@@ -432,7 +432,7 @@ mod tests {
         ))
         .await;
         assert_eq!(response, WebsocketResponse::SERVICE_UNAVAILABLE);
-        assert!(logs.contains("no secret is configured"), "{logs}");
+        assert!(logs.contains("there is no usable secret"), "{logs}");
         assert!(fake.actions().is_empty());
     }
 

@@ -36,8 +36,8 @@
 //!   (the contract with Terraform and the integration harness).
 //! - [`config`]: each function's configuration, read once per cold start
 //!   (the authentication settings included).
-//! - [`auth`]: agent tokens on `$connect` (the secret, fetched from SSM once;
-//!   the check of each handshake).
+//! - [`auth`]: agent tokens on `$connect` (the secret, read from SSM and
+//!   re-read on a refresh interval; the check of each handshake).
 //! - [`path`]: the decoded path the HTTP API gives, re-encoded into a URI
 //!   path (what the local service receives).
 //! - [`runtime`]: what the four thin binaries in `src/bin/` share (init, SDK

@@ -99,6 +99,7 @@ pub const CONNECT: Function = Function {
         "AUTH_MODE",
         "AUTH_SECRET",
         "AUTH_SECRET_PARAMETER",
+        "AUTH_SECRET_REFRESH_SECONDS",
     ],
     // PutItem: new claims and the connection; UpdateItem: resume a claim,
     // release it when the connection cannot be stored.
@@ -137,6 +138,8 @@ pub const FORWARDING: Function = Function {
         "CONNECTIONS_TABLE_NAME",
         "PENDING_REQUESTS_TABLE_NAME",
         "DOMAIN_NAME",
+        // `host` or `path` (`crate::config::Routing`).
+        "ROUTING",
         "WEBSOCKET_API_ENDPOINT",
     ],
     optional_env: &["REQUEST_TIMEOUT_MS", "POLL_INTERVAL_MS"],

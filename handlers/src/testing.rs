@@ -52,6 +52,7 @@ pub fn forwarding_config() -> ForwardingConfig {
         connections_table: "connections".into(),
         pending_table: "pending".into(),
         domain_name: "tunnel.example.com".into(),
+        routing: crate::config::Routing::Host,
         websocket_api_endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
         request_timeout: Duration::from_secs(25),
         poll_interval: None,

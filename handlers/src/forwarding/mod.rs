@@ -33,6 +33,7 @@ use crate::notifier::{Notifier, PostError};
 use crate::store::{ChunkStore, ConnectionStore, PendingRequest, PendingStore};
 
 mod chunks;
+pub mod cookies;
 pub mod error;
 pub mod http_api;
 pub mod routing;
@@ -112,7 +113,7 @@ where
     N: Notifier + Sync,
 {
     let span = tracing::Span::current();
-    let target = routing::target(event, &config.domain_name)?;
+    let target = routing::target(event, &config.domain_name, config.routing)?;
     span.record("subdomain", target.subdomain.as_str());
     let messages = messages(event, ids.request, target.uri)?;
     let connection_id = connection_of(connections, &target.subdomain).await?;
@@ -144,7 +145,7 @@ where
     forget(pending, ids.request).await;
 
     let response = chunks::with_body(pending, &connection_id, answer?).await?;
-    http_api::to_api_response(&response).map_err(ForwardError::InvalidResponse)
+    http_api::to_api_response(&response, &target.cookies).map_err(ForwardError::InvalidResponse)
 }
 
 /// The request as messages to post, in order: one, or the head and its body
@@ -334,7 +335,11 @@ mod tests {
 
         assert_eq!(
             response,
-            to_api_response(&agent_response(&req.request_id)).unwrap()
+            to_api_response(
+                &agent_response(&req.request_id),
+                &cookies::CookieScope::Host
+            )
+            .unwrap()
         );
         // The pending item was deleted once answered.
         assert_eq!(fake.pending_count(), 0);
@@ -360,9 +365,21 @@ mod tests {
     async fn path_routing_strips_the_tunnel_name() {
         let fake = tunnel();
         answering(&fake, 1);
-        let response = run(&fake, http_event("forwarding-path-routing.json")).await;
+        let config = ForwardingConfig {
+            routing: crate::config::Routing::Path,
+            ..forwarding_config()
+        };
+        let response = run_with(&config, &fake, http_event("forwarding-path-routing.json")).await;
         assert_eq!(response.status_code, 201);
         assert_eq!(posted_request(&fake).uri, "/webhooks/github?x=1&x=2");
+        // The agent's `Path=/` cookie stays under the tunnel's prefix.
+        assert_eq!(
+            response.cookies,
+            [
+                "a=1; Path=/abc123def456",
+                "b=2; HttpOnly; Path=/abc123def456/webhooks"
+            ]
+        );
     }
 
     #[tokio::test]
@@ -386,7 +403,16 @@ mod tests {
         "/",
         "No tunnel here: \"a_b\" is not a valid tunnel name."
     )]
-    #[case::missing_host(None, "/", "No tunnel here: no tunnel name in the request.")]
+    #[case::missing_host(
+        None,
+        "/",
+        "No tunnel here: tunnels are served at <name>.tunnel.example.com."
+    )]
+    #[case::bare_domain(
+        Some("tunnel.example.com"),
+        "/abc123def456/",
+        "No tunnel here: tunnels are served at <name>.tunnel.example.com."
+    )]
     #[tokio::test]
     async fn unroutable_requests_are_404(
         #[case] host: Option<&str>,

@@ -18,15 +18,7 @@ async fn an_unknown_tunnel_is_a_404() -> anyhow::Result<()> {
         .await?;
     assert_eq!(response.status(), 404);
     assert!(header_values(&response, "x-service").is_empty());
-
-    if let Some(stack) = env.local_or_skip("Host-header routing onto the local HTTP API") {
-        let response = client
-            .get(format!("{}/", stack.http_url()))
-            .header("host", stack.host_for(&unknown))
-            .send()
-            .await?;
-        assert_eq!(response.status(), 404);
-    }
+    // By Host, with host routing: tests/routing.rs.
     Ok(())
 }
 

@@ -15,8 +15,11 @@
 locals {
   tags = merge({ Project = "serverless-tunnel", Tunnel = var.name }, var.tags)
 
-  # Without a custom domain, tunnels are reached by path on the HTTP API's
-  # execute-api host: https://{api-id}.execute-api.{region}.amazonaws.com/{subdomain}/...
+  # Host routing (var.routing = "host") needs the custom domain and serves
+  # tunnels there only: https://{subdomain}.DOMAIN, one browser origin each.
+  # Path routing ("path", no domain) serves them by path on the HTTP API's
+  # execute-api host, one origin for all: https://{api-id}.execute-api.{region}.amazonaws.com/{subdomain}/...
+  # The "routing" output refuses any other combination at plan time.
   custom_domain       = var.domain_name != null
   public_domain       = local.custom_domain ? var.domain_name : module.http_api.host
   public_url_template = local.custom_domain ? "https://{subdomain}.${var.domain_name}" : "${module.http_api.endpoint}/{subdomain}"
@@ -72,6 +75,7 @@ locals {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
       PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
       DOMAIN_NAME                 = local.public_domain
+      ROUTING                     = var.routing
       WEBSOCKET_API_ENDPOINT      = module.websocket_api.management_endpoint
       REQUEST_TIMEOUT_MS          = tostring(var.request_timeout_ms)
     })
@@ -234,8 +238,11 @@ module "http_api" {
   }
   throttling_burst_limit = var.http_throttling_burst_limit
   throttling_rate_limit  = var.http_throttling_rate_limit
-  log_retention_days     = var.log_retention_days
-  tags                   = local.tags
+  # With host routing the custom domain is the only way in: on the
+  # execute-api host, every tunnel would share one origin again.
+  disable_execute_api_endpoint = var.routing == "host"
+  log_retention_days           = var.log_retention_days
+  tags                         = local.tags
 }
 
 module "domain" {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use handlers::config::Routing;
 use handlers::manifest::{self, Function, TABLES};
 use hcl::Value;
 use protocol::limits::MAX_REQUEST_TIMEOUT;
@@ -182,6 +183,9 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
         ("WEBSOCKET_API_ENDPOINT", _) => "module.websocket_api.management_endpoint".to_owned(),
         ("DOMAIN_NAME", Scenario::ExecuteApi) => "module.http_api.host".to_owned(),
         ("DOMAIN_NAME", Scenario::CustomDomain) => EXAMPLE_DOMAIN.to_owned(),
+        // A custom domain is host routing; without one, path routing.
+        ("ROUTING", Scenario::CustomDomain) => Routing::Host.as_str().to_owned(),
+        ("ROUTING", Scenario::ExecuteApi) => Routing::Path.as_str().to_owned(),
         ("PUBLIC_URL_TEMPLATE", Scenario::ExecuteApi) => {
             "module.http_api.endpoint/{subdomain}".to_owned()
         }
@@ -200,6 +204,13 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
                 .then(|| "expected required or disabled".to_owned());
         }
         ("AUTH_SECRET_PARAMETER", _) => AUTH_SECRET_PARAMETER_NAME.to_owned(),
+        ("AUTH_SECRET_REFRESH_SECONDS", _) => {
+            let max = handlers::config::MAX_SECRET_REFRESH.as_secs();
+            return match value.parse::<u64>() {
+                Ok(secs) if secs <= max => None,
+                _ => Some(format!("expected a number of seconds in 0..={max}")),
+            };
+        }
         // The secret would be in the state and every plan.
         ("AUTH_SECRET", _) => {
             return Some(
