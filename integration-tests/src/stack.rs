@@ -493,7 +493,7 @@ impl StackBuilder {
                 None => (config.concurrency, config.over_concurrency),
             };
             // Its IAM role, as Terraform writes it from the manifest.
-            function_config.manage_connections = function.posts_to_connections;
+            function_config.manage_connections = !function.manage_connections.is_empty();
             if let Some(memory) = config.memory_mb.get(function.name) {
                 function_config.memory_mb = *memory;
             }

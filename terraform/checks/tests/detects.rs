@@ -97,10 +97,27 @@ fn a_query_on_the_table_instead_of_the_index() {
 fn manage_connections_where_the_code_never_posts() {
     detects(
         TUNNEL,
-        "connect    = false",
-        "connect    = true",
+        "connect    = []",
+        "connect    = [\"POST\"]",
         checks::function_iam,
-        &["function connect may call execute-api:ManageConnections"],
+        &[
+            "function connect may call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",
+        ],
+    );
+}
+
+/// Without GET, forwarding's GetConnection gets 403 deployed and a vanished
+/// agent's visitors wait for the timeout.
+#[test]
+fn get_connection_not_granted_to_forwarding() {
+    detects(
+        TUNNEL,
+        "forwarding = [\"POST\", \"GET\"]",
+        "forwarding = [\"POST\"]",
+        checks::function_iam,
+        &[
+            "forwarding cannot call execute-api:ManageConnections on module.websocket_api.execution_arn/live/GET/@connections/*",
+        ],
     );
 }
 
@@ -108,8 +125,8 @@ fn manage_connections_where_the_code_never_posts() {
 fn manage_connections_on_the_wrong_stage() {
     detects(
         TUNNEL,
-        "${var.websocket_stage_name}/POST/@connections/*",
-        "*/POST/@connections/*",
+        "/${var.websocket_stage_name}\"",
+        "/*\"",
         checks::function_iam,
         &[
             "forwarding cannot call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",

@@ -5,7 +5,7 @@
 # mirror is handlers::manifest; terraform/checks evaluates the locals below
 # and the module arguments and compares them with the manifest:
 #   - local.function_environment: the variables each function reads;
-#   - local.dynamodb_grants and local.posts_to_connections: its IAM;
+#   - local.dynamodb_grants and local.manage_connections: its IAM;
 #   - local.websocket_routes and local.http_route_function: its routes.
 #
 # Dependency direction (no cycle): functions -> tables, and functions ->
@@ -108,12 +108,15 @@ locals {
     ]
   }
 
-  # Which functions call PostToConnection (execute-api:ManageConnections).
-  posts_to_connections = {
-    connect    = false
-    disconnect = false
-    forwarding = true
-    response   = true
+  # The @connections calls of each function, by the HTTP method the IAM
+  # resource names (execute-api:ManageConnections on
+  # {api}/{stage}/{METHOD}/@connections/*): POST is PostToConnection, GET is
+  # GetConnection (forwarding asks whether a silent agent is still connected).
+  manage_connections = {
+    connect    = []
+    disconnect = []
+    forwarding = ["POST", "GET"]
+    response   = ["POST"]
   }
 
   # Which functions read the auth secret (ssm:GetParameter on its parameter;
@@ -130,8 +133,9 @@ locals {
     pending     = module.tables.pending_table_arn
   }
 
-  # POST on the @connections of this API's stage only (no GET, no DELETE).
-  post_to_connections_arn = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}/POST/@connections/*"
+  # The @connections of this API's stage only; the method is appended per
+  # function (no DELETE for anyone).
+  stage_execution_arn = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
 
   # The IAM statements of each function, built from the two maps above.
   policy_statements = {
@@ -143,13 +147,13 @@ locals {
           resources = [grant.index == null ? local.table_arns[grant.table] : "${local.table_arns[grant.table]}/index/${grant.index}"]
         }
       ],
-      local.posts_to_connections[name] ? [
-        {
-          sid       = "PostToConnections"
+      [
+        for method in local.manage_connections[name] : {
+          sid       = "ManageConnections${method}"
           actions   = ["execute-api:ManageConnections"]
-          resources = [local.post_to_connections_arn]
+          resources = ["${local.stage_execution_arn}/${method}/@connections/*"]
         }
-      ] : [],
+      ],
       local.reads_auth_secret[name] ? [
         {
           sid       = "ReadAuthSecret"
