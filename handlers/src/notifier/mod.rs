@@ -14,8 +14,14 @@ use std::future::Future;
 
 pub mod api_gateway;
 
-/// The value of the `alarm` log field of a 403 from `@connections`; the
-/// alarms module's metric filter matches `{ $.alarm = "<this>" }`.
+/// The log field that marks a line as an alarm (a top-level field of the
+/// JSON line: [`log_forbidden`]'s test holds it to this name).
+pub const ALARM_FIELD: &str = "alarm";
+
+/// The value of the [`ALARM_FIELD`] of a 403 from `@connections`; the log
+/// metric filter of `terraform/modules/function` matches
+/// `{ $.alarm = "<this>" }` (terraform/checks `log_alarms` holds it to both
+/// constants).
 pub const FORBIDDEN_ALARM: &str = "manage_connections_forbidden";
 
 /// Why a PostToConnection failed.
@@ -103,7 +109,7 @@ mod tests {
             panic!("{lines:?}")
         };
         let json: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(json["alarm"], FORBIDDEN_ALARM, "{line}");
+        assert_eq!(json[ALARM_FIELD], FORBIDDEN_ALARM, "{line}");
         assert_eq!(json["level"], "ERROR");
         assert_eq!(json["operation"], "PostToConnection");
         assert_eq!(json["connection_id"], "L0SM9cOFvHcCIhw=");

@@ -4,6 +4,7 @@
 use terraform_checks::{Tree, checks};
 
 const TUNNEL: &str = "modules/tunnel/main.tf";
+const FUNCTION: &str = "modules/function/main.tf";
 
 /// Applies `from` → `to` in `path`, runs `check`, and asserts that one of the
 /// problems contains every `expected` fragment.
@@ -435,5 +436,29 @@ fn an_http_invoke_permission_for_any_route() {
         "execution_arn}/*/*",
         checks::routes,
         &["aws_lambda_permission source_arn", "this stage, this route"],
+    );
+}
+
+/// A 403 from @connections must raise the alarm: the filter pattern must
+/// select the field and value the code logs.
+#[test]
+fn a_metric_filter_pattern_on_another_field() {
+    detects(
+        FUNCTION,
+        "{ $.alarm = ",
+        "{ $.alert = ",
+        checks::log_alarms,
+        &["does not select the lines the code logs"],
+    );
+}
+
+#[test]
+fn a_function_calling_connections_without_its_log_alarm() {
+    detects(
+        TUNNEL,
+        "response   = [local.forbidden_alarm]",
+        "response   = []",
+        checks::log_alarms,
+        &["function response calls @connections but its log_alarms lack"],
     );
 }

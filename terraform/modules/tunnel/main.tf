@@ -119,6 +119,19 @@ locals {
     response   = ["POST"]
   }
 
+  # The `alarm` values each function's JSON log lines may carry, each counted
+  # by a metric filter on its log group and watched by modules/alarms:
+  # manage_connections_forbidden (handlers::notifier::FORBIDDEN_ALARM) is a
+  # 403 from @connections, for every function that calls it.
+  log_alarms = {
+    connect    = []
+    disconnect = []
+    forwarding = [local.forbidden_alarm]
+    response   = [local.forbidden_alarm]
+  }
+  forbidden_alarm  = "manage_connections_forbidden"
+  metric_namespace = "ServerlessTunnel/${var.name}"
+
   # Which functions read the auth secret (ssm:GetParameter on its parameter;
   # the AWS managed aws/ssm key needs no kms:Decrypt grant).
   reads_auth_secret = {
@@ -202,6 +215,8 @@ module "function" {
   environment          = local.function_environment[each.key]
   policy_statements    = local.policy_statements[each.key]
   reserved_concurrency = lookup(var.reserved_concurrency, each.key, null)
+  log_alarms           = local.log_alarms[each.key]
+  metric_namespace     = local.metric_namespace
   tracing_mode         = var.tracing_mode
   log_retention_days   = var.log_retention_days
   permissions_boundary = var.permissions_boundary
@@ -262,9 +277,11 @@ module "alarms" {
       timeout_seconds = function.timeout
     }
   }
-  http_api_id    = module.http_api.api_id
-  http_api_stage = module.http_api.stage_name
-  sns_topic_arn  = var.alarm_sns_topic_arn
+  log_alarms       = [local.forbidden_alarm]
+  metric_namespace = local.metric_namespace
+  http_api_id      = module.http_api.api_id
+  http_api_stage   = module.http_api.stage_name
+  sns_topic_arn    = var.alarm_sns_topic_arn
   tags           = local.tags
 }
 

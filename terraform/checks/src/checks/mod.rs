@@ -19,6 +19,8 @@
 //! - [`functions`]: one function per manifest entry, its environment, its IAM.
 //! - [`tables`]: the tables against the manifest.
 //! - [`routes`]: routes → functions against the manifest.
+//! - [`alarms`]: the log alarm of a 403 from `@connections` (metric filter
+//!   and alarm) against the field and value the code logs.
 //! - [`timeouts`]: forwarding's timeout against the protocol's wait and the
 //!   HTTP API's limit.
 
@@ -43,12 +45,14 @@ macro_rules! try_or_report {
     };
 }
 
+mod alarms;
 mod files;
 mod functions;
 mod routes;
 mod tables;
 mod timeouts;
 
+pub use alarms::log_alarms;
 pub use files::{MODULE_FILES, envs, files_parse, module_layout, variables_documented};
 pub use functions::{function_environment, function_iam, function_instances, function_module};
 pub use routes::routes;
@@ -152,5 +156,6 @@ pub fn all() -> Vec<(&'static str, Check)> {
         ("routes", routes),
         ("forwarding_timeout", forwarding_timeout),
         ("envs", envs),
+        ("log_alarms", log_alarms),
     ]
 }
