@@ -245,6 +245,7 @@ impl Stack {
             owned_backend: None,
             dynamodb_observer: None,
             connections_observer: None,
+            function_overrides: Vec::new(),
         }
     }
 
@@ -395,9 +396,27 @@ pub struct StackBuilder {
     owned_backend: Option<DynamoDb>,
     dynamodb_observer: Option<Arc<dyn Observer>>,
     connections_observer: Option<Arc<dyn Observer>>,
+    function_overrides: Vec<(&'static str, FunctionOverride)>,
 }
 
+/// A change to one function's emulator configuration, applied after the
+/// harness set it up as Terraform would (see [`StackBuilder::configure_function`]).
+pub type FunctionOverride = Box<dyn Fn(&mut FunctionConfig) + Send + Sync>;
+
 impl StackBuilder {
+    /// Changes one function's configuration from what Terraform would give
+    /// it, for a test of what a misconfigured or overloaded deployment does
+    /// (e.g. `manage_connections = false`: its IAM role lacks the grant;
+    /// `concurrency = 0`: reserved concurrency 0, every invocation throttled).
+    pub fn configure_function(
+        mut self,
+        name: &'static str,
+        change: impl Fn(&mut FunctionConfig) + Send + Sync + 'static,
+    ) -> Self {
+        self.function_overrides.push((name, Box::new(change)));
+        self
+    }
+
     /// Runs on `backend` and stops it with the stack (`local-stack`).
     pub fn owning(mut self, backend: DynamoDb) -> Self {
         self.owned_backend = Some(backend);
@@ -426,6 +445,7 @@ impl StackBuilder {
             owned_backend,
             dynamodb_observer,
             connections_observer,
+            function_overrides,
         } = self;
         let dynamodb_endpoint = match &owned_backend {
             Some(backend) => backend.endpoint().to_string(),
@@ -496,6 +516,12 @@ impl StackBuilder {
             function_config.manage_connections = !function.manage_connections.is_empty();
             if let Some(memory) = config.memory_mb.get(function.name) {
                 function_config.memory_mb = *memory;
+            }
+            for (_, change) in function_overrides
+                .iter()
+                .filter(|(n, _)| *n == function.name)
+            {
+                change(&mut function_config);
             }
             emulator_config.functions.push(function_config);
         }
