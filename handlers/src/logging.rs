@@ -49,26 +49,11 @@ where
 /// write them (JSON), and returns the lines.
 #[cfg(test)]
 pub(crate) fn capture_json<R>(f: impl FnOnce() -> R) -> (Vec<String>, R) {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let buf = Buf::default();
+    let buf = crate::testing::LogBuffer::default();
     let writer = buf.clone();
     let subscriber = json(EnvFilter::new("info"), move || writer.clone());
     let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
-    (text.lines().map(str::to_owned).collect(), out)
+    (buf.text().lines().map(str::to_owned).collect(), out)
 }
 
 /// Formats an error with its whole `source()` chain, for log fields.
