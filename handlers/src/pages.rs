@@ -55,6 +55,12 @@ pub const LOOKUP_FAILED: &str = "The tunnel could not look up its connection.";
 pub const CANNOT_ACCEPT: &str = "The tunnel could not accept the request.";
 pub const AGENT_GONE: &str = "The tunnel's agent is no longer connected.";
 pub const CANNOT_REACH_AGENT: &str = "The tunnel could not reach its agent.";
+/// A connection so young it may still be inside `$connect` refused the post.
+pub const AGENT_CONNECTING: &str = "The tunnel's agent is still connecting; try again in a moment.";
+/// `@connections` answered 403: the deployment lacks a permission (the
+/// details go to the operator's log and alarm, not to visitors).
+pub const NOT_ALLOWED_TO_REACH_AGENT: &str =
+    "The tunnel is misconfigured and cannot reach its agent; its operator has to fix it.";
 
 // --- forwarding: waiting for the answer ---
 

@@ -291,6 +291,7 @@ impl Stack {
             owned_backend: None,
             dynamodb_observer: None,
             connections_observer: None,
+            function_overrides: Vec::new(),
         }
     }
 
@@ -447,9 +448,27 @@ pub struct StackBuilder {
     owned_backend: Option<DynamoDb>,
     dynamodb_observer: Option<Arc<dyn Observer>>,
     connections_observer: Option<Arc<dyn Observer>>,
+    function_overrides: Vec<(&'static str, FunctionOverride)>,
 }
 
+/// A change to one function's emulator configuration, applied after the
+/// harness set it up as Terraform would (see [`StackBuilder::configure_function`]).
+pub type FunctionOverride = Box<dyn Fn(&mut FunctionConfig) + Send + Sync>;
+
 impl StackBuilder {
+    /// Changes one function's configuration from what Terraform would give
+    /// it, for a test of what a misconfigured or overloaded deployment does
+    /// (e.g. `manage_connections = false`: its IAM role lacks the grant;
+    /// `concurrency = 0`: reserved concurrency 0, every invocation throttled).
+    pub fn configure_function(
+        mut self,
+        name: &'static str,
+        change: impl Fn(&mut FunctionConfig) + Send + Sync + 'static,
+    ) -> Self {
+        self.function_overrides.push((name, Box::new(change)));
+        self
+    }
+
     /// Runs on `backend` and stops it with the stack (`local-stack`).
     pub fn owning(mut self, backend: DynamoDb) -> Self {
         self.owned_backend = Some(backend);
@@ -478,6 +497,7 @@ impl StackBuilder {
             owned_backend,
             dynamodb_observer,
             connections_observer,
+            function_overrides,
         } = self;
         // Host routing's public URLs carry the HTTP port: bind it first.
         let mut http_listener = None;
@@ -562,9 +582,15 @@ impl StackBuilder {
                 None => (config.concurrency, config.over_concurrency),
             };
             // Its IAM role, as Terraform writes it from the manifest.
-            function_config.manage_connections = function.posts_to_connections;
+            function_config.manage_connections = !function.manage_connections.is_empty();
             if let Some(memory) = config.memory_mb.get(function.name) {
                 function_config.memory_mb = *memory;
+            }
+            for (_, change) in function_overrides
+                .iter()
+                .filter(|(n, _)| *n == function.name)
+            {
+                change(&mut function_config);
             }
             emulator_config.functions.push(function_config);
         }

@@ -44,6 +44,12 @@ pub enum ForwardError {
     Save(#[source] StoreError),
     #[error("PostToConnection answered 410")]
     AgentGone,
+    #[error(
+        "PostToConnection answered 410 for a connection young enough to be inside $connect, after every retry"
+    )]
+    StillConnecting,
+    #[error("@connections refused the post (403)")]
+    Forbidden(#[source] PostError),
     #[error("a message of {message_bytes} bytes in all was refused")]
     MessageTooLarge { message_bytes: usize },
     #[error("could not post the request to the agent")]
@@ -52,6 +58,8 @@ pub enum ForwardError {
     // --- the answer ---
     #[error("no answer within {timeout_ms} ms")]
     TimedOut { timeout_ms: u64 },
+    #[error("the silent agent's connection is gone (GetConnection answered 410)")]
+    AgentVanished,
     #[error("the pending request vanished while waiting")]
     Lost,
     #[error("the chunked response head is invalid")]
@@ -140,6 +148,18 @@ impl ForwardError {
                     Level::WARN,
                     "agent connection is gone; removed it",
                 ),
+                StillConnecting => (
+                    502,
+                    pages::AGENT_CONNECTING.into(),
+                    Level::INFO,
+                    "agent connection still connecting; nothing removed",
+                ),
+                Forbidden(_) => (
+                    502,
+                    pages::NOT_ALLOWED_TO_REACH_AGENT.into(),
+                    Level::ERROR,
+                    "@connections refused the post (403)",
+                ),
                 MessageTooLarge { .. } => (
                     413,
                     pages::MESSAGE_TOO_LARGE.into(),
@@ -157,6 +177,12 @@ impl ForwardError {
                     pages::AGENT_TIMED_OUT.into(),
                     Level::INFO,
                     "agent did not answer in time",
+                ),
+                AgentVanished => (
+                    502,
+                    pages::AGENT_GONE.into(),
+                    Level::WARN,
+                    "agent connection vanished while the request waited; removed it",
                 ),
                 Lost => (
                     502,
@@ -195,6 +221,12 @@ impl ForwardError {
             level,
             message,
         }
+    }
+
+    /// The agent's connection turned out to be dead (its items are stale):
+    /// release its claim and delete its item.
+    pub fn connection_ended(&self) -> bool {
+        matches!(self, ForwardError::AgentGone | ForwardError::AgentVanished)
     }
 
     /// The visitor's answer.

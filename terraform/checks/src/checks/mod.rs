@@ -19,6 +19,8 @@
 //! - [`functions`]: one function per manifest entry, its environment, its IAM.
 //! - [`tables`]: the tables against the manifest.
 //! - [`routes`]: routes → functions against the manifest.
+//! - [`alarms`]: the log alarm of a 403 from `@connections` (metric filter
+//!   and alarm) against the field and value the code logs.
 //! - [`timeouts`]: forwarding's timeout against the protocol's wait and the
 //!   HTTP API's limit.
 //! - [`auth_secret`]: no value Terraform writes into the secret's parameter
@@ -48,6 +50,7 @@ macro_rules! try_or_report {
 }
 
 mod auth_secret;
+mod alarms;
 mod files;
 mod functions;
 mod routes;
@@ -56,6 +59,7 @@ mod tables;
 mod timeouts;
 
 pub use auth_secret::auth_secret_placeholder;
+pub use alarms::log_alarms;
 pub use files::{MODULE_FILES, envs, files_parse, module_layout, variables_documented};
 pub use functions::{function_environment, function_iam, function_instances, function_module};
 pub use routes::routes;
@@ -164,5 +168,6 @@ pub fn all() -> Vec<(&'static str, Check)> {
         ("envs", envs),
         ("auth_secret_placeholder", auth_secret_placeholder),
         ("routing", routing),
+        ("log_alarms", log_alarms),
     ]
 }
