@@ -49,8 +49,8 @@ macro_rules! try_or_report {
     };
 }
 
-mod auth_secret;
 mod alarms;
+mod auth_secret;
 mod files;
 mod functions;
 mod routes;
@@ -58,8 +58,8 @@ mod routing;
 mod tables;
 mod timeouts;
 
-pub use auth_secret::auth_secret_placeholder;
 pub use alarms::log_alarms;
+pub use auth_secret::auth_secret_placeholder;
 pub use files::{MODULE_FILES, envs, files_parse, module_layout, variables_documented};
 pub use functions::{function_environment, function_iam, function_instances, function_module};
 pub use routes::routes;
