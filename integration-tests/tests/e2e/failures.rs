@@ -320,3 +320,75 @@ async fn a_403_from_connections_is_a_visible_502_and_an_alarm() -> anyhow::Resul
     stack.shutdown().await;
     Ok(())
 }
+
+/// Throttling is visible, never silent: a throttled forwarding invocation is
+/// the HTTP API's 500 at once; a throttled response invocation loses the
+/// agent's answer (API Gateway sends the agent an "Internal server error"
+/// frame and retries nothing), so its visitor gets the 504 at the request
+/// timeout, and the tunnel works again as soon as the throttling ends.
+#[tokio::test]
+async fn a_throttled_function_is_a_visible_error_and_the_tunnel_recovers() -> anyhow::Result<()> {
+    const TIMEOUT: Duration = Duration::from_millis(2000);
+    let env = TestEnv::start().await?;
+    if env
+        .local_or_skip("throttling a function at run time")
+        .is_none()
+    {
+        return Ok(());
+    }
+    let stack = Stack::builder(StackConfig {
+        request_timeout: Some(TIMEOUT),
+        ..StackConfig::for_tests()
+    })
+    .start()
+    .await?;
+    let service = LocalService::start("svc").await?;
+    let tunnel = stack.expose(&service.port()).await?;
+    let url = |path: &str| format!("{}/{path}", tunnel.public_url());
+
+    stack.emulator().set_reserved_zero("response", true)?;
+    let started = Instant::now();
+    let response = visitor().get(url("lost-answer")).send().await?;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 504, "a lost answer is the timeout's 504");
+    assert!(
+        waited >= TIMEOUT,
+        "504 after {waited:?}, before the timeout"
+    );
+    let seen = service
+        .next_request(PATIENCE)
+        .await
+        .expect("the agent delivered the request; only its answer was throttled");
+    assert_eq!(seen.uri, "/lost-answer");
+    let throttles = stack.emulator().counters().functions["response"].throttles;
+    assert!(throttles >= 1, "the response function was not throttled");
+
+    stack.emulator().set_reserved_zero("response", false)?;
+    stack.emulator().set_reserved_zero("forwarding", true)?;
+    let started = Instant::now();
+    let response = visitor().get(url("throttled-visit")).send().await?;
+    assert_eq!(response.status(), 500);
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "a throttled forwarding invocation is answered at once"
+    );
+    assert_eq!(
+        response.text().await?,
+        r#"{"message":"Internal Server Error"}"#
+    );
+
+    stack.emulator().set_reserved_zero("forwarding", false)?;
+    let response = visitor().get(url("recovered")).send().await?;
+    assert_eq!(response.status(), 200, "the tunnel works again");
+    let seen = service
+        .next_request(PATIENCE)
+        .await
+        .expect("the request after the throttling reached the service");
+    assert_eq!(
+        seen.uri, "/recovered",
+        "the throttled visit never reached it"
+    );
+    drop(tunnel);
+    stack.shutdown().await;
+    Ok(())
+}
