@@ -16,6 +16,7 @@
 
 use protocol::auth::{generate_resume_token, resume_token_hash, resume_token_subdomain};
 use protocol::limits::RESUME_WINDOW;
+use protocol::policy::AccessPolicy;
 use tracing::{info, warn};
 
 use crate::store::{Claim, ConnectionStore, StoreError, Written};
@@ -39,6 +40,8 @@ pub struct Claimant<'a> {
     pub now: i64,
     /// The claim's TTL while live (the connection's).
     pub ttl: i64,
+    /// The access policy the agent declared, stored on the claim.
+    pub policy: Option<&'a AccessPolicy>,
 }
 
 /// A subdomain now held by the claimant, and the resume token whose hash
@@ -91,6 +94,7 @@ impl Claimant<'_> {
             resume_token_hash: Some(resume_token_hash(&token)),
             owner_user: self.user.map(str::to_string),
             released_at: None,
+            policy: self.policy.cloned(),
         };
         (claim, token)
     }

@@ -69,6 +69,7 @@ on_dynamodb! {
     connections: claims_and_resume_follow_their_conditions,
     connections: resuming_respects_the_user,
     connections: reserved_subdomains_go_back_only_to_their_user,
+    connections: the_policy_lives_with_the_claim_until_release,
     connections: missing_claims_are_never_created,
     connections: connections_round_trip_and_delete_idempotently,
     pending: pending_requests_complete_once_and_are_indexed_by_connection,

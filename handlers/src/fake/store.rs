@@ -80,6 +80,7 @@ impl ConnectionStore for Fake {
             existing.ttl = claim.ttl;
             existing.resume_token_hash = Some(claim.resume_token_hash.clone().unwrap_or_default());
             existing.released_at = None;
+            existing.policy = claim.policy.clone();
             if claim.owner_user.is_none() {
                 existing.owner_user = None;
             }
@@ -100,6 +101,7 @@ impl ConnectionStore for Fake {
             Some(c) if c.owner_connection_id == owner => {
                 c.released_at = Some(now);
                 c.ttl = until;
+                c.policy = None;
                 Written::Yes
             }
             _ => Written::ConditionFailed,

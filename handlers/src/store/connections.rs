@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use protocol::policy::AccessPolicy;
+
 use super::outcome::{StoreError, Written};
 
 /// Prefix of subdomain claim items in the connections table: `#` never occurs
@@ -52,6 +54,10 @@ pub struct Claim {
     pub owner_user: Option<String>,
     /// When the owner's connection ended (epoch seconds).
     pub released_at: Option<i64>,
+    /// The access policy the owner's agent declared (attribute
+    /// `accessPolicy`, JSON): written with the claim, replaced on resume,
+    /// removed at release (it may hold a webhook secret).
+    pub policy: Option<AccessPolicy>,
 }
 
 /// The connections table: connection items and subdomain claims. Every read
@@ -82,7 +88,8 @@ pub trait ConnectionStore {
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
     /// UpdateItem the claim of `claim.subdomain` over to `claim`'s owner,
-    /// creation time, TTL and resume token hash (clearing `released_at`) if
+    /// creation time, TTL, resume token hash and policy (clearing
+    /// `released_at`) if
     /// its stored resume token hash is `token_hash`, it has not expired
     /// (`ttl >= now`), and, with a user, it has no user or the same one.
     /// Never creates a claim.
@@ -94,8 +101,8 @@ pub trait ConnectionStore {
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
     /// UpdateItem the claim of `subdomain`, if `owner` still holds it, to
-    /// released at `now`, held for resuming until `until`. Never creates a
-    /// claim.
+    /// released at `now`, held for resuming until `until`, without its
+    /// policy. Never creates a claim.
     fn release_claim(
         &self,
         subdomain: &str,

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use super::{
     DynamoConnectionStore, Item, get_n, get_opt_n, get_opt_s, get_s, n, s, sdk_error, written,
 };
+use protocol::policy::AccessPolicy;
+
 use crate::store::{
     CLAIM_PREFIX, Claim, Connection, ConnectionStore, StoreError, Written, claim_key,
 };
@@ -26,7 +28,27 @@ fn claim_item(claim: &Claim) -> Item {
     if let Some(user) = &claim.owner_user {
         item.insert("ownerUser".to_string(), s(user));
     }
+    if let Some(policy) = &claim.policy {
+        item.insert("accessPolicy".to_string(), s(policy_json(policy)));
+    }
     item
+}
+
+fn policy_json(policy: &AccessPolicy) -> String {
+    serde_json::to_string(policy).expect("a policy serializes")
+}
+
+/// The stored policy; unreadable is an error, never "no policy": a tunnel
+/// whose policy cannot be read must not be served open.
+fn get_policy(item: &Item, key: &str) -> Result<Option<AccessPolicy>, StoreError> {
+    get_opt_s(item, "accessPolicy")
+        .map(|json| {
+            serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
+                key: key.to_string(),
+                problem: format!("accessPolicy is not a policy: {e}"),
+            })
+        })
+        .transpose()
 }
 
 impl DynamoConnectionStore {
@@ -104,8 +126,18 @@ impl ConnectionStore for DynamoConnectionStore {
             .expression_attribute_values(":hash", s(token_hash))
             .expression_attribute_values(":now", n(now));
         // The new token's hash replaces the presented one: a token works once.
-        let set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
-                   resumeTokenHash = :newhash";
+        let mut set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
+                   resumeTokenHash = :newhash"
+            .to_string();
+        // The resuming agent re-declares its policy: the new one, or none.
+        let mut remove = "REMOVE releasedAt".to_string();
+        match &claim.policy {
+            Some(policy) => {
+                set.push_str(", accessPolicy = :policy");
+                update = update.expression_attribute_values(":policy", s(policy_json(policy)));
+            }
+            None => remove.push_str(", accessPolicy"),
+        }
         update = update.expression_attribute_values(
             ":newhash",
             s(claim.resume_token_hash.as_deref().unwrap_or_default()),
@@ -114,13 +146,13 @@ impl ConnectionStore for DynamoConnectionStore {
         let condition = "resumeTokenHash = :hash AND #ttl >= :now";
         update = match &claim.owner_user {
             Some(user) => update
-                .update_expression(format!("{set} REMOVE releasedAt"))
+                .update_expression(format!("{set} {remove}"))
                 .condition_expression(format!(
                     "{condition} AND (attribute_not_exists(ownerUser) OR ownerUser = :user)"
                 ))
                 .expression_attribute_values(":user", s(user)),
             None => update
-                .update_expression(format!("{set} REMOVE releasedAt, ownerUser"))
+                .update_expression(format!("{set} {remove}, ownerUser"))
                 .condition_expression(condition),
         };
         written("DynamoDB UpdateItem", update.send().await)
@@ -139,6 +171,7 @@ impl ConnectionStore for DynamoConnectionStore {
             resume_token_hash: get_opt_s(&item, "resumeTokenHash"),
             owner_user: get_opt_s(&item, "ownerUser"),
             released_at: get_opt_n(&item, "releasedAt"),
+            policy: get_policy(&item, &key)?,
         }))
     }
 
@@ -154,7 +187,9 @@ impl ConnectionStore for DynamoConnectionStore {
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(claim_key(subdomain)))
-            .update_expression("SET releasedAt = :now, #ttl = :until")
+            // The policy may hold a webhook secret: it lives only as long as
+            // the connection (a resuming agent declares it again).
+            .update_expression("SET releasedAt = :now, #ttl = :until REMOVE accessPolicy")
             // Only our own claim: a late `$disconnect` must not touch a claim
             // that moved to the agent's new connection (and a missing claim
             // fails the comparison: no upsert).
