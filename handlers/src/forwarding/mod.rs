@@ -6,31 +6,33 @@
 //! table, in [`error`]):
 //!
 //! 1. route: which tunnel, which local URI ([`routing`]);
-//! 2. the request as the agent gets it, split into messages that each fit a
-//!    WebSocket message ([`http_api`], `protocol::chunk`), refused with 413
-//!    before anything is stored or posted;
+//! 2. the request as the agent gets it ([`http_api`]), a body over the
+//!    ceiling refused with 413;
 //! 3. look up the tunnel's connection (a strongly consistent read of its
-//!    claim);
-//! 4. save the pending request, post the messages, wait for the answer
+//!    claim), and check the access policy stored on it ([`crate::access`]):
+//!    a refused request gets its 401/403 here, before any write or post;
+//! 4. split the request into messages that each fit a WebSocket message
+//!    (`protocol::chunk`), refused with 413 before anything is stored or
+//!    posted;
+//! 5. save the pending request, post the messages, wait for the answer
 //!    ([`wait`]), and delete the pending item whatever happened;
-//! 5. read a chunked body back ([`chunks`]) and map the answer for the HTTP
+//! 6. read a chunked body back ([`chunks`]) and map the answer for the HTTP
 //!    API ([`http_api`]).
 //!
-//! Seams for what comes next: an access policy the agent declares is
-//! checked between steps 3 and 4 (before any write); a young connection's
-//! 410 is retried in [`post`] instead of torn down.
+//! Seam for what comes next: a young connection's 410 is retried in
+//! [`post`] instead of torn down.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use protocol::ProtocolError;
 use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
+use protocol::{HttpRequest, ProtocolError};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::claims;
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
 use crate::notifier::{Notifier, PostError};
-use crate::store::{ChunkStore, ConnectionStore, PendingRequest, PendingStore};
+use crate::store::{ChunkStore, Claim, ConnectionStore, PendingRequest, PendingStore};
+use crate::{access, claims};
 
 mod chunks;
 pub mod error;
@@ -114,9 +116,15 @@ where
     let span = tracing::Span::current();
     let target = routing::target(event, &config.domain_name)?;
     span.record("subdomain", target.subdomain.as_str());
-    let messages = messages(event, ids.request, target.uri)?;
-    let connection_id = connection_of(connections, &target.subdomain).await?;
+    let (mut request, body) = request(event, ids.request, target.uri)?;
+    let claim = claim_of(connections, &target.subdomain).await?;
+    let connection_id = claim.owner_connection_id;
     span.record("connection_id", connection_id.as_str());
+    let policy = claim.policy.as_ref();
+    let visitor = access::Visitor::of(event, &target.subdomain, &body);
+    let admitted = access::check(notifier, &connection_id, policy, &visitor, event).await?;
+    admitted.apply(&mut request);
+    let messages = messages(request, &body)?;
 
     pending
         .put_pending(&pending_item(config, ids, &connection_id))
@@ -144,23 +152,30 @@ where
     forget(pending, ids.request).await;
 
     let response = chunks::with_body(pending, &connection_id, answer?).await?;
-    http_api::to_api_response(&response).map_err(ForwardError::InvalidResponse)
+    http_api::to_api_response(&response)
+        .map(|r| admitted.finish(r))
+        .map_err(ForwardError::InvalidResponse)
 }
 
-/// The request as messages to post, in order: one, or the head and its body
-/// chunks. Checked before anything is stored or posted: nothing is
-/// half-delivered.
-fn messages(
+/// The request as the agent gets it, and its body (within the ceiling).
+fn request(
     event: &ApiGatewayV2httpRequest,
     request_id: &str,
     uri: String,
-) -> Result<Vec<String>, ForwardError> {
+) -> Result<(HttpRequest, Vec<u8>), ForwardError> {
     let (request, body) =
         http_api::to_request(event, request_id, uri).map_err(ForwardError::BodyUndecodable)?;
     if body.len() > MAX_BODY_BYTES {
         return Err(ForwardError::BodyTooLarge { len: body.len() });
     }
-    protocol::chunk::to_messages(request, &body).map_err(|e| match e {
+    Ok((request, body))
+}
+
+/// The request as messages to post, in order: one, or the head and its body
+/// chunks. Checked before anything is stored or posted: nothing is
+/// half-delivered.
+fn messages(request: HttpRequest, body: &[u8]) -> Result<Vec<String>, ForwardError> {
+    protocol::chunk::to_messages(request, body).map_err(|e| match e {
         ProtocolError::TooLarge { size } => ForwardError::HeadTooLarge {
             size,
             body_bytes: body.len(),
@@ -169,12 +184,12 @@ fn messages(
     })
 }
 
-/// The connection that holds the subdomain's live claim (a strongly
+/// The subdomain's live claim: its connection and access policy (a strongly
 /// consistent read: a brand-new tunnel never 404s).
-async fn connection_of<C: ConnectionStore + Sync>(
+async fn claim_of<C: ConnectionStore + Sync>(
     connections: &C,
     subdomain: &str,
-) -> Result<String, ForwardError> {
+) -> Result<Claim, ForwardError> {
     let claim = connections
         .get_claim(subdomain)
         .await
@@ -187,7 +202,7 @@ async fn connection_of<C: ConnectionStore + Sync>(
         // Its connection ended; the subdomain is held for the agent's resume.
         return Err(ForwardError::Reconnecting);
     }
-    Ok(claim.owner_connection_id)
+    Ok(claim)
 }
 
 fn pending_item(config: &ForwardingConfig, ids: Ids<'_>, connection_id: &str) -> PendingRequest {
