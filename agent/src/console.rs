@@ -267,4 +267,38 @@ mod tests {
             "21:30:01  Reconnecting in 2.1 s…"
         );
     }
+
+    #[test]
+    fn the_banner_carries_the_url_token_and_refusals_are_one_line() {
+        let mut c = Console::new("http://127.0.0.1:3000", UtcOffset::UTC).with_url_token("T0k");
+        let banner = c
+            .render_at(&established("https://abc.example.com"), at())
+            .unwrap();
+        assert!(
+            banner.contains(
+                "Forwarding  https://abc.example.com/?tunnel_token=T0k -> http://127.0.0.1:3000"
+            ),
+            "{banner}"
+        );
+        let line = c
+            .render_at(
+                &Event::Rejected(protocol::policy::Rejected {
+                    method: "GET".into(),
+                    path: "/admin".into(),
+                    reason: "no valid basic-auth credentials".into(),
+                    source_ip: Some("198.51.100.7".into()),
+                    status: 401,
+                }),
+                at(),
+            )
+            .unwrap();
+        assert!(line.starts_with("21:30:01  GET     /admin"), "{line}");
+        assert!(
+            line.ends_with(
+                "401 Unauthorized             refused at the edge: no valid basic-auth credentials (from 198.51.100.7)"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
 }
