@@ -12,6 +12,8 @@
 //!   [`forwarding::error`].
 //!
 //! What they share:
+//! - [`access`]: the checks of a tunnel's access policy (source address,
+//!   URL token, basic-auth, webhook signatures), run by forwarding.
 //! - [`claims`]: the subdomain claim state machine (claim, offer the next
 //!   resume token, resume, release; only token hashes are stored).
 //! - [`pages`]: every text the tunnel itself shows a visitor.
@@ -43,6 +45,7 @@
 //! - [`runtime`]: what the four thin binaries in `src/bin/` share (init, SDK
 //!   configuration); [`logging`]: `tracing` setup.
 
+pub mod access;
 pub mod auth;
 pub mod claims;
 pub mod config;

@@ -30,6 +30,19 @@ pub fn no_tunnel_connected(subdomain: &str) -> String {
 /// What a visitor sees while the subdomain's agent is between connections.
 pub const AGENT_RECONNECTING: &str = "The tunnel's agent is reconnecting; try again in a moment.";
 
+/// A visitor the tunnel's access policy refused (`access::Denied`).
+pub fn access_denied(denied: &crate::access::Denied) -> &'static str {
+    use crate::access::Denied;
+    match denied {
+        Denied::SourceNotAllowed => "Your address is not allowed to reach this tunnel.",
+        Denied::NoUrlToken => {
+            "This tunnel needs its access token: use the full link its owner shared."
+        }
+        Denied::Credentials => "This tunnel needs a user name and password.",
+        Denied::Signature(_) => "The webhook signature is missing or invalid.",
+    }
+}
+
 pub const BODY_UNDECODABLE: &str = "The request body could not be decoded.";
 
 /// A request body over [`MAX_BODY_BYTES`].

@@ -409,6 +409,7 @@ mod contract {
         resume_tokens_stay_valid_until_their_successor_is_presented,
         resuming_respects_the_user,
         reserved_subdomains_go_back_only_to_their_user,
+        the_policy_lives_with_the_claim_until_release,
         missing_claims_are_never_created,
         connections_round_trip_and_delete_idempotently,
         pending_requests_complete_once_and_are_indexed_by_connection,

@@ -38,6 +38,8 @@ pub enum ForwardError {
     NoTunnel { subdomain: String },
     #[error("the claim is released, held for the agent's resume")]
     Reconnecting,
+    #[error("refused by the tunnel's access policy: {0}")]
+    Denied(#[from] crate::access::Denied),
 
     // --- handing it to the agent ---
     #[error("could not save the pending request")]
@@ -136,6 +138,12 @@ impl ForwardError {
                     Level::INFO,
                     "agent reconnecting",
                 ),
+                Denied(d) => (
+                    d.status(),
+                    pages::access_denied(d).into(),
+                    Level::INFO,
+                    "refused by the access policy",
+                ),
                 Save(_) => (
                     502,
                     pages::CANNOT_ACCEPT.into(),
@@ -232,7 +240,13 @@ impl ForwardError {
     /// The visitor's answer.
     pub fn response(&self) -> HttpApiResponse {
         let Outcome { status, page, .. } = self.outcome();
-        HttpApiResponse::text(status, page)
+        let mut response = HttpApiResponse::text(status, page);
+        if let ForwardError::Denied(d) = self
+            && let Some((name, value)) = d.headers()
+        {
+            response.headers.insert(name.into(), value.into());
+        }
+        response
     }
 
     /// One log event at the table's level (never a body or a token: the

@@ -6,33 +6,33 @@
 //! table, in [`error`]):
 //!
 //! 1. route: which tunnel, which local URI ([`routing`]);
-//! 2. the request as the agent gets it, split into messages that each fit a
-//!    WebSocket message ([`http_api`], `protocol::chunk`), refused with 413
-//!    before anything is stored or posted;
+//! 2. the request as the agent gets it ([`http_api`]), a body over the
+//!    ceiling refused with 413;
 //! 3. look up the tunnel's connection (a strongly consistent read of its
-//!    claim);
-//! 4. save the pending request, post the messages ([`post`]: a young
+//!    claim), and check the access policy stored on it ([`crate::access`]):
+//!    a refused request gets its 401/403 here, before any write or post;
+//! 4. split the request into messages that each fit a WebSocket message
+//!    (`protocol::chunk`), refused with 413 before anything is stored or
+//!    posted;
+//! 5. save the pending request, post the messages ([`post`]: a young
 //!    connection's 410 is retried, never torn down), wait for the answer
 //!    ([`wait`]: a silent agent's connection is checked with GetConnection),
 //!    delete the pending item whatever happened, and clean up after a
 //!    connection found dead;
-//! 5. read a chunked body back ([`chunks`]) and map the answer for the HTTP
+//! 6. read a chunked body back ([`chunks`]) and map the answer for the HTTP
 //!    API ([`http_api`]).
-//!
-//! Seam for what comes next: an access policy the agent declares is checked
-//! between steps 3 and 4 (before any write).
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use protocol::ProtocolError;
 use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
+use protocol::{HttpRequest, ProtocolError};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::claims;
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
 use crate::notifier::Notifier;
 use crate::store::{ChunkStore, Claim, ConnectionStore, PendingRequest, PendingStore};
+use crate::{access, claims};
 
 mod chunks;
 pub mod cookies;
@@ -118,10 +118,15 @@ where
     let span = tracing::Span::current();
     let target = routing::target(event, &config.domain_name, config.routing)?;
     span.record("subdomain", target.subdomain.as_str());
-    let messages = messages(event, ids.request, target.uri)?;
+    let (mut request, body) = request(event, ids.request, target.uri)?;
     let claim = live_claim(connections, &target.subdomain).await?;
     let connection_id = claim.owner_connection_id.as_str();
     span.record("connection_id", connection_id);
+    let visitor = access::Visitor::of(event, &target.subdomain, &body);
+    let policy = claim.policy.as_ref();
+    let admitted = access::check(notifier, connection_id, policy, &visitor, event).await?;
+    admitted.apply(&mut request);
+    let messages = messages(request, &body)?;
 
     pending
         .put_pending(&pending_item(config, ids, connection_id))
@@ -151,23 +156,30 @@ where
     }
 
     let response = chunks::with_body(pending, connection_id, answer?).await?;
-    http_api::to_api_response(&response, &target.cookies).map_err(ForwardError::InvalidResponse)
+    http_api::to_api_response(&response, &target.cookies)
+        .map(|r| admitted.finish(r))
+        .map_err(ForwardError::InvalidResponse)
 }
 
-/// The request as messages to post, in order: one, or the head and its body
-/// chunks. Checked before anything is stored or posted: nothing is
-/// half-delivered.
-fn messages(
+/// The request as the agent gets it, and its body (within the ceiling).
+fn request(
     event: &ApiGatewayV2httpRequest,
     request_id: &str,
     uri: String,
-) -> Result<Vec<String>, ForwardError> {
+) -> Result<(HttpRequest, Vec<u8>), ForwardError> {
     let (request, body) =
         http_api::to_request(event, request_id, uri).map_err(ForwardError::BodyUndecodable)?;
     if body.len() > MAX_BODY_BYTES {
         return Err(ForwardError::BodyTooLarge { len: body.len() });
     }
-    protocol::chunk::to_messages(request, &body).map_err(|e| match e {
+    Ok((request, body))
+}
+
+/// The request as messages to post, in order: one, or the head and its body
+/// chunks. Checked before anything is stored or posted: nothing is
+/// half-delivered.
+fn messages(request: HttpRequest, body: &[u8]) -> Result<Vec<String>, ForwardError> {
+    protocol::chunk::to_messages(request, body).map_err(|e| match e {
         ProtocolError::TooLarge { size } => ForwardError::HeadTooLarge {
             size,
             body_bytes: body.len(),
@@ -176,7 +188,7 @@ fn messages(
     })
 }
 
-/// The subdomain's live claim, which names its connection (a strongly
+/// The subdomain's live claim: its connection and access policy (a strongly
 /// consistent read: a brand-new tunnel never 404s).
 async fn live_claim<C: ConnectionStore + Sync>(
     connections: &C,
