@@ -30,6 +30,10 @@ pub enum Event {
         code: protocol::ErrorCode,
         message: String,
     },
+    /// The connection neared its age limit and handed the tunnel over to a
+    /// new one on the same URL; `dropped` requests were lost on the old one
+    /// (0 unless it died before finishing them).
+    Renewed { dropped: usize },
     /// Shutdown began; `in_flight` requests get up to the grace period.
     ShuttingDown { in_flight: usize },
     /// The agent stopped (after a shutdown or a fatal error).
