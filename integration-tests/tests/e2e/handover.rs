@@ -139,7 +139,7 @@ async fn check(client: &reqwest::Client, url: &str, path: &str) -> Result<(), St
         .get(format!("{url}{path}"))
         .send()
         .await
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     let status = response.status();
     let body = response.text().await.map_err(|e| format!("{e}"))?;
     if status != 200 {
