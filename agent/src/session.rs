@@ -881,3 +881,18 @@ impl Connection<'_> {
         End::Shutdown
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_successor_is_opened_a_margin_before_the_age_limit() {
+        let secs = |s| Duration::from_secs(s);
+        // API Gateway's 2 hours: 5 minutes before.
+        assert_eq!(renew_after(secs(7200)), secs(6900));
+        // Short limits (the tests' emulator): a quarter before.
+        assert_eq!(renew_after(secs(20)), secs(15));
+        assert_eq!(renew_after(secs(1)), Duration::from_millis(750));
+    }
+}

@@ -87,7 +87,7 @@ async fn handovers(
                 }
                 let id = sent;
                 sent += 1;
-                let path = if id % 10 == 0 {
+                let path = if id.is_multiple_of(10) {
                     format!("/sleep/{}?id={id}", SLOW.as_millis())
                 } else {
                     format!("/echo?id={id}")
