@@ -656,4 +656,27 @@ mod tests {
             StackConfig::default().function_environment(&manifest::FORWARDING, &tables(), "x");
         assert!(!adaptive.contains_key("POLL_INTERVAL_MS"));
     }
+
+    /// The emulator's age limit is what the response function tells agents
+    /// (`max_age_secs`), so they hand over before the emulator ends them.
+    #[test]
+    fn the_connection_age_reaches_the_response_function_only() {
+        let config = StackConfig {
+            max_connection_age: Some(Duration::from_secs(20)),
+            ..StackConfig::default()
+        };
+        for function in FUNCTIONS {
+            let env = config.function_environment(function, &tables(), "http://db");
+            let expected = (function.name == manifest::RESPONSE.name).then_some("20");
+            assert_eq!(
+                env.get("CONNECTION_MAX_AGE_SECONDS").map(String::as_str),
+                expected,
+                "{}",
+                function.name
+            );
+        }
+        let default =
+            StackConfig::default().function_environment(&manifest::RESPONSE, &tables(), "x");
+        assert!(!default.contains_key("CONNECTION_MAX_AGE_SECONDS"));
+    }
 }
