@@ -46,6 +46,9 @@ pub struct Config {
     /// server) is retried with backoff for this long before the agent gives
     /// up. A 403 on the first connection is not retried.
     pub forbidden_retry_for: Duration,
+    /// The access policy declared in the handshake (`crate::access`); the
+    /// server checks it before a request reaches the agent.
+    pub policy: Option<protocol::policy::AccessPolicy>,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             forbidden_retry_for: RESUME_WINDOW,
+            policy: None,
         })
     }
 

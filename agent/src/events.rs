@@ -34,6 +34,9 @@ pub enum Event {
     /// new one on the same URL; `dropped` requests were lost on the old one
     /// (0 unless it died before finishing them).
     Renewed { dropped: usize },
+    /// The server refused a visitor's request by the tunnel's access policy
+    /// (it never reached the agent).
+    Rejected(protocol::policy::Rejected),
     /// Shutdown began; `in_flight` requests get up to the grace period.
     ShuttingDown { in_flight: usize },
     /// The agent stopped (after a shutdown or a fatal error).
@@ -61,6 +64,10 @@ pub enum AgentError {
         if *.status == 401 { "it is missing, invalid or expired — pass it with --token or TUNNEL_TOKEN, or get a new one from your operator (`tunnel token issue`)" } else { "it is valid but not allowed this tunnel (its reserved subdomain is in use by another agent) — stop the other agent or ask your operator" }
     )]
     Unauthorized { status: u16 },
+    #[error(
+        "the server refused the access policy (HTTP 400): it is invalid or too large — check --basic-auth, --allow-cidr and the webhook options"
+    )]
+    PolicyRefused,
     #[error("{0}")]
     ClientInit(Arc<str>),
     #[error("the agent was shut down before the tunnel was established")]

@@ -35,10 +35,14 @@
 //!   ([`RequestLog`], [`RequestOutcome`]) and the [`Recorder`](exchange::Recorder)
 //!   hook through which the forwarder shows every exchange to the inspector
 //!   without knowing it.
+//! - [`access`]: the access options (`--basic-auth`, `--allow-cidr`,
+//!   `--url-token`, `--verify-webhook`) turned into the policy the agent
+//!   declares.
 //! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
 //!   its secrets masked; target, and the rule that keeps requests under its
 //!   base path; host header mode, token, durations, limits).
 
+pub mod access;
 pub mod agent;
 pub mod backoff;
 pub mod chunks;

@@ -45,6 +45,14 @@ Examples:
   # The inspector on another port, keeping the last 2000 requests
   tunnel 3000 --inspect 4050 --inspect-requests 2000
 
+  # Access control, checked at the edge before a request reaches you:
+  # a password, an address range, a secret link, webhook signatures
+  tunnel 3000 --basic-auth alice:long-random-passphrase
+  tunnel 3000 --allow-cidr 203.0.113.0/24 --allow-cidr 2001:db8::/32
+  tunnel 3000 --url-token          # prints https://…/?tunnel_token=…
+  GITHUB_WEBHOOK_SECRET=… tunnel 3000 --verify-webhook github --webhook-secret-env GITHUB_WEBHOOK_SECRET
+  tunnel 3000 --verify-webhook hmac --webhook-secret-env MY_SECRET --webhook-header X-Signature
+
   # Operators: mint a token (see `tunnel token issue --help`)
   tunnel token issue --secret-env TUNNEL_AUTH_SECRET --user alice --expires 30d
 
@@ -135,6 +143,9 @@ struct Cli {
 
     #[command(flatten)]
     inspect: agent::inspect::InspectArgs,
+
+    #[command(flatten)]
+    access: agent::access::AccessArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +303,11 @@ async fn run(
         .unwrap_or(HostHeader::Rewrite);
     config.request_timeout = cli.timeout;
     config.max_in_flight = cli.max_in_flight;
+    let access = cli
+        .access
+        .access(|var| std::env::var(var).ok())
+        .map_err(|e| anyhow::anyhow!("invalid access options: {e}"))?;
+    config.policy = access.policy;
 
     // The request inspector (agent::inspect), before the agent so the first
     // request is captured.
@@ -301,6 +317,9 @@ async fn run(
         .await
         .context("the request inspector did not start")?;
     let mut console = Console::new(target.base(), offset);
+    if let Some(token) = access.url_token {
+        console = console.with_url_token(token);
+    }
     if let Some(running) = &inspector {
         console = console.with_inspect_url(running.server.url());
         tracing::info!(url = %running.server.url(), "request inspector listening");
@@ -341,7 +360,9 @@ async fn run(
     }
     match handle.wait().await {
         Ok(()) => Ok(()),
-        Err(e @ AgentError::Unauthorized { .. }) => Err(anyhow::Error::new(e)),
+        Err(e @ (AgentError::Unauthorized { .. } | AgentError::PolicyRefused)) => {
+            Err(anyhow::Error::new(e))
+        }
         Err(e) => Err(anyhow::Error::new(e).context("the tunnel agent stopped")),
     }
 }
@@ -409,6 +430,14 @@ fn log_event(event: &Event) {
                 "request failed"
             ),
         },
+        Event::Rejected(r) => tracing::info!(
+            method = %r.method,
+            path = %r.path,
+            status = r.status,
+            reason = %r.reason,
+            source_ip = r.source_ip.as_deref().unwrap_or(""),
+            "request refused at the edge"
+        ),
         Event::ServerError { code, message } => {
             tracing::warn!(code = ?code, %message, "server error")
         }

@@ -281,6 +281,14 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
     if let Ok(platform) = HeaderValue::from_str(&platform()) {
         headers.insert(protocol::HEADER_AGENT_PLATFORM, platform);
     }
+    if let Some(policy) = &config.policy {
+        // base64url: always a valid header value. Sensitive: it may hold a
+        // webhook secret.
+        let mut value = HeaderValue::from_str(&policy.to_header())
+            .map_err(|_| lost("the access policy cannot be sent as a header".into()))?;
+        value.set_sensitive(true);
+        headers.insert(protocol::policy::HEADER_POLICY, value);
+    }
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
         .max_frame_size(Some(4 * MAX_MESSAGE_BYTES));
@@ -298,6 +306,8 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
             let status = response.status().as_u16();
             if status == 401 || status == 403 {
                 Err(End::Fatal(AgentError::Unauthorized { status }))
+            } else if status == 400 && config.policy.is_some() {
+                Err(End::Fatal(AgentError::PolicyRefused))
             } else {
                 Err(lost(format!(
                     "the server answered the handshake with HTTP {status}{}",
@@ -656,6 +666,16 @@ impl Connection<'_> {
             Message::HttpRequest(request) => self.spawn_request(ws, request).await?,
             Message::Ping => self.send_message(ws, &Message::Pong).await?,
             Message::Pong => {}
+            Message::Rejected(rejected) => {
+                // The server's words, clipped: events are buffered.
+                self.ctx.emit(Event::Rejected(protocol::policy::Rejected {
+                    method: clip(&rejected.method, 16),
+                    path: clip(&rejected.path, 256),
+                    reason: clip(&rejected.reason, 128),
+                    source_ip: rejected.source_ip.as_deref().map(|ip| clip(ip, 64)),
+                    status: rejected.status,
+                }));
+            }
             Message::Error(err) => {
                 // Clipped: events are buffered, and the text is the server's.
                 let message = clip(&err.message, MAX_ERROR_MESSAGE_CHARS);

@@ -36,6 +36,7 @@
 
 use protocol::auth::{generate_resume_token, resume_token_hash, resume_token_subdomain};
 use protocol::limits::RESUME_WINDOW;
+use protocol::policy::AccessPolicy;
 use tracing::{info, warn};
 
 use crate::store::{Claim, ConnectionStore, StoreError, Written};
@@ -59,6 +60,8 @@ pub struct Claimant<'a> {
     pub now: i64,
     /// The claim's TTL while live (the connection's).
     pub ttl: i64,
+    /// The access policy the agent declared, stored on the claim.
+    pub policy: Option<&'a AccessPolicy>,
 }
 
 /// A subdomain now held by the claimant.
@@ -110,6 +113,7 @@ impl Claimant<'_> {
             next_resume_token_hash: None,
             owner_user: self.user.map(str::to_string),
             released_at: None,
+            policy: self.policy.cloned(),
         }
     }
 
@@ -243,6 +247,7 @@ mod tests {
             resume_token,
             now: NOW,
             ttl: TTL,
+            policy: None,
         }
     }
 

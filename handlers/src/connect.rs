@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::HeaderMap;
 use protocol::auth::Claims;
 use protocol::limits::{CONNECTION_TTL, TTL_SLACK};
+use protocol::policy::{AccessPolicy, HEADER_POLICY, PolicyError};
 use protocol::{HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION, HEADER_RESUME_TOKEN};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -26,19 +27,23 @@ pub enum ConnectError {
     #[error(transparent)]
     Refused(#[from] Refused),
     #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
     Claim(#[from] ClaimError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ConnectError {
-    /// The handshake's status: 401/503 for authentication, 403 for a held
-    /// reserved subdomain, 500 for everything else.
+    /// The handshake's status: 401/503 for authentication, 400 for an
+    /// invalid access policy, 403 for a held reserved subdomain, 500 for
+    /// everything else.
     pub fn response(&self) -> WebsocketResponse {
         match self {
             ConnectError::Refused(Refused::Token(_)) => WebsocketResponse::UNAUTHORIZED,
             ConnectError::Refused(Refused::Unconfigured) => WebsocketResponse::SERVICE_UNAVAILABLE,
             ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => WebsocketResponse::FORBIDDEN,
+            ConnectError::Policy(_) => WebsocketResponse::BAD_REQUEST,
             _ => WebsocketResponse::INTERNAL_ERROR,
         }
     }
@@ -77,6 +82,7 @@ pub async fn handle<C: ConnectionStore + Sync>(
                         error!(status = response.status_code, error = %e, "connection refused")
                     }
                     ConnectError::Refused(_)
+                    | ConnectError::Policy(_)
                     | ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => {
                         warn!(status = response.status_code, error = %e, "connection refused")
                     }
@@ -102,6 +108,18 @@ fn agent_header(headers: &HeaderMap, name: &str) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
+/// The access policy the agent declares ([`HEADER_POLICY`]); none without
+/// the header or with an empty policy. Invalid is refused with 400 before
+/// anything is written (never "no policy": the agent asked for protection).
+fn declared_policy(headers: &HeaderMap) -> Result<Option<AccessPolicy>, PolicyError> {
+    let Some(value) = headers.get(HEADER_POLICY) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| PolicyError::Malformed)?;
+    let policy = AccessPolicy::from_header(value)?;
+    Ok((!policy.is_empty()).then_some(policy))
+}
+
 pub(crate) async fn connect<C: ConnectionStore + Sync>(
     config: &ConnectConfig,
     auth: &Auth,
@@ -115,6 +133,7 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
     let now = crate::now_secs();
     let token: Option<Claims> = auth.check(event, now)?;
     let ttl = now + (CONNECTION_TTL + TTL_SLACK).as_secs() as i64;
+    let policy = declared_policy(&event.headers)?;
     let claimant = Claimant {
         connection_id: &connection_id,
         user: token.as_ref().map(|c| c.sub.as_str()),
@@ -126,6 +145,7 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
             .map(str::trim),
         now,
         ttl,
+        policy: policy.as_ref(),
     };
     let Granted { subdomain } = claimant.claim(store, generate).await?;
 
@@ -375,6 +395,7 @@ mod tests {
             next_resume_token_hash: None,
             owner_user: user.map(str::to_string),
             released_at: None,
+            policy: None,
         });
         token
     }
@@ -432,7 +453,7 @@ mod tests {
         ))
         .await;
         assert_eq!(response, WebsocketResponse::SERVICE_UNAVAILABLE);
-        assert!(logs.contains("no secret is configured"), "{logs}");
+        assert!(logs.contains("there is no usable secret"), "{logs}");
         assert!(fake.actions().is_empty());
     }
 
@@ -664,5 +685,50 @@ mod tests {
             fake.claim("abc123def456").unwrap().owner_connection_id,
             "Old000000000AA="
         );
+    }
+
+    #[tokio::test]
+    async fn the_declared_policy_is_stored_with_the_claim_in_the_same_write() {
+        use protocol::policy::{AccessPolicy, HEADER_POLICY};
+        let fake = Fake::default();
+        let policy = AccessPolicy {
+            allow_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            ..AccessPolicy::default()
+        };
+        let mut event = ws_event("connect.json");
+        event
+            .headers
+            .insert(HEADER_POLICY, policy.to_header().parse().unwrap());
+        let conn = connect(&connect_config(), &Auth::Disabled, &fake, &event, &|| {
+            "fresh".to_string()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            fake.claim(&conn.public_subdomain).unwrap().policy,
+            Some(policy)
+        );
+        fake.assert_within(&manifest::CONNECT);
+        assert_eq!(
+            fake.count("PutItem"),
+            2,
+            "the claim and the connection only"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::not_base64("%%%")]
+    #[case::invalid_cidr("eyJhbGxvd19jaWRycyI6WyIxMC4wLjAuMC80MCJdfQ")]
+    #[tokio::test]
+    async fn an_invalid_policy_is_refused_with_400_before_any_write(#[case] value: &str) {
+        let fake = Fake::default();
+        let mut event = ws_event("connect.json");
+        event
+            .headers
+            .insert(protocol::policy::HEADER_POLICY, value.parse().unwrap());
+        let response = handle(&connect_config(), &Auth::Disabled, &fake, event).await;
+        assert_eq!(response, WebsocketResponse::BAD_REQUEST);
+        assert!(fake.claims().is_empty());
+        assert_eq!(fake.count("PutItem"), 0);
     }
 }

@@ -17,7 +17,8 @@
 //!   owner-only offer and release, resume only with the current token's or
 //!   the offered successor's hash inside the window (the presented one
 //!   becomes current, the other is voided), reserved subdomains only for
-//!   their user, no condition ever creates a claim;
+//!   their user, no condition ever creates a claim, the access policy
+//!   stored with the claim, replaced on resume and removed at release;
 //! - connections: round trip, idempotent delete, claim keys are no
 //!   connections;
 //! - pending requests: complete exactly once and only by the connection the
@@ -32,6 +33,7 @@
 
 use protocol::chunk::{BodyChunk, ChunkedBody};
 use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_REQUEST_ID_LEN};
+use protocol::policy::{self, AccessPolicy, Webhook, WebhookProvider};
 use protocol::{Headers, HttpResponse};
 
 use crate::response::chunks;
@@ -41,11 +43,12 @@ use crate::store::{
 };
 
 /// The name of every case, in the order both implementations run them.
-pub const CASES: [&str; 14] = [
+pub const CASES: [&str; 15] = [
     "claims_and_resume_follow_their_conditions",
     "resume_tokens_stay_valid_until_their_successor_is_presented",
     "resuming_respects_the_user",
     "reserved_subdomains_go_back_only_to_their_user",
+    "the_policy_lives_with_the_claim_until_release",
     "missing_claims_are_never_created",
     "connections_round_trip_and_delete_idempotently",
     "pending_requests_complete_once_and_are_indexed_by_connection",
@@ -75,6 +78,7 @@ fn claim(owner: &str, ttl: i64) -> Claim {
         next_resume_token_hash: None,
         owner_user: None,
         released_at: None,
+        policy: None,
     }
 }
 
@@ -411,6 +415,61 @@ pub async fn reserved_subdomains_go_back_only_to_their_user<C: ConnectionStore +
 
 /// Release, resume and offer are conditional updates: on a subdomain nobody
 /// claimed they fail and leave no item behind (no upsert).
+/// The access policy is written with the claim (no write of its own), read
+/// back whole, replaced (or removed) by a resume, and removed at release: a
+/// webhook secret lives no longer than its connection.
+pub async fn the_policy_lives_with_the_claim_until_release<C: ConnectionStore + Sync>(
+    conns: &C,
+) -> Result<(), StoreError> {
+    let policy = |secret: &str| AccessPolicy {
+        basic_auth: vec![policy::hash_credential("ann", "pw")],
+        allow_cidrs: vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
+        url_token_hash: Some(policy::url_token_hash("token")),
+        webhook: Some(Webhook {
+            provider: WebhookProvider::Github,
+            secret: secret.into(),
+            header: None,
+        }),
+    };
+    let first = Claim {
+        policy: Some(policy("one")),
+        resume_token_hash: Some("hash-1".into()),
+        ..claim("A=", NOW + 7500)
+    };
+    assert_eq!(conns.claim_subdomain(&first, NOW).await?, Written::Yes);
+    assert_eq!(conns.get_claim("abc").await?, Some(first.clone()));
+
+    // Resumed (before any release) with another policy: replaced.
+    let second = Claim {
+        policy: Some(policy("two")),
+        resume_token_hash: Some("hash-1".into()),
+        ..claim("B=", NOW + 7500)
+    };
+    assert_eq!(conns.resume_claim(&second, NOW).await?, Written::Yes);
+    assert_eq!(conns.get_claim("abc").await?, Some(second));
+
+    // Released: gone with the connection.
+    assert_eq!(
+        conns.release_claim("abc", "B=", NOW + 1, NOW + 800).await?,
+        Written::Yes
+    );
+    let released = conns.get_claim("abc").await?.expect("held");
+    assert_eq!(released.policy, None, "the policy outlived its connection");
+
+    // Resumed without a policy (the agent declares none now): none.
+    let third = Claim {
+        resume_token_hash: Some("hash-1".into()),
+        ..claim("C=", NOW + 7500)
+    };
+    assert_eq!(conns.resume_claim(&third, NOW + 2).await?, Written::Yes);
+    let resumed = conns.get_claim("abc").await?.expect("held");
+    assert_eq!(resumed.policy, None);
+    Ok(())
+}
+
 pub async fn missing_claims_are_never_created<C: ConnectionStore + Sync>(
     conns: &C,
 ) -> Result<(), StoreError> {

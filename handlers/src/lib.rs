@@ -12,6 +12,8 @@
 //!   [`forwarding::error`].
 //!
 //! What they share:
+//! - [`access`]: the checks of a tunnel's access policy (source address,
+//!   URL token, basic-auth, webhook signatures), run by forwarding.
 //! - [`claims`]: the subdomain claim state machine (claim, offer the next
 //!   resume token, resume, release; only token hashes are stored).
 //! - [`pages`]: every text the tunnel itself shows a visitor.
@@ -36,13 +38,14 @@
 //!   (the contract with Terraform and the integration harness).
 //! - [`config`]: each function's configuration, read once per cold start
 //!   (the authentication settings included).
-//! - [`auth`]: agent tokens on `$connect` (the secret, fetched from SSM once;
-//!   the check of each handshake).
+//! - [`auth`]: agent tokens on `$connect` (the secret, read from SSM and
+//!   re-read on a refresh interval; the check of each handshake).
 //! - [`path`]: the decoded path the HTTP API gives, re-encoded into a URI
 //!   path (what the local service receives).
 //! - [`runtime`]: what the four thin binaries in `src/bin/` share (init, SDK
 //!   configuration); [`logging`]: `tracing` setup.
 
+pub mod access;
 pub mod auth;
 pub mod claims;
 pub mod config;

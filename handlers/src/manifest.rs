@@ -79,13 +79,21 @@ pub struct Function {
     pub required_env: &'static [&'static str],
     pub optional_env: &'static [&'static str],
     pub dynamodb: &'static [DynamoDbAction],
-    /// Whether it calls PostToConnection (`execute-api:ManageConnections`).
-    pub posts_to_connections: bool,
+    /// The `@connections` calls it makes, by the HTTP method its IAM
+    /// resource names (`execute-api:ManageConnections` on
+    /// `{api}/{stage}/{METHOD}/@connections/*`): [`POST_TO_CONNECTION`],
+    /// [`GET_CONNECTION`].
+    pub manage_connections: &'static [&'static str],
     /// Whether it reads the auth secret from the SSM parameter named by
     /// `AUTH_SECRET_PARAMETER` (`ssm:GetParameter` on that parameter, and
     /// `kms:Decrypt` through SSM for a SecureString).
     pub reads_auth_secret: bool,
 }
+
+/// PostToConnection, as its IAM resource names it.
+pub const POST_TO_CONNECTION: &str = "POST";
+/// GetConnection, as its IAM resource names it.
+pub const GET_CONNECTION: &str = "GET";
 
 /// Read by every function.
 pub const COMMON_OPTIONAL_ENV: &[&str] = &["LOG_FORMAT", "RUST_LOG"];
@@ -99,6 +107,7 @@ pub const CONNECT: Function = Function {
         "AUTH_MODE",
         "AUTH_SECRET",
         "AUTH_SECRET_PARAMETER",
+        "AUTH_SECRET_REFRESH_SECONDS",
     ],
     // PutItem: new claims and the connection; UpdateItem: resume a claim,
     // release it when the connection cannot be stored.
@@ -106,7 +115,7 @@ pub const CONNECT: Function = Function {
         on("connections", "PutItem"),
         on("connections", "UpdateItem"),
     ],
-    posts_to_connections: false,
+    manage_connections: &[],
     reads_auth_secret: true,
 };
 
@@ -126,7 +135,7 @@ pub const DISCONNECT: Function = Function {
         },
         on("pending", "UpdateItem"),
     ],
-    posts_to_connections: false,
+    manage_connections: &[],
     reads_auth_secret: false,
 };
 
@@ -137,6 +146,8 @@ pub const FORWARDING: Function = Function {
         "CONNECTIONS_TABLE_NAME",
         "PENDING_REQUESTS_TABLE_NAME",
         "DOMAIN_NAME",
+        // `host` or `path` (`crate::config::Routing`).
+        "ROUTING",
         "WEBSOCKET_API_ENDPOINT",
     ],
     optional_env: &["REQUEST_TIMEOUT_MS", "POLL_INTERVAL_MS"],
@@ -150,7 +161,8 @@ pub const FORWARDING: Function = Function {
         // Response chunks (`crate::store::chunks`).
         on("pending", "BatchGetItem"),
     ],
-    posts_to_connections: true,
+    // GET: is a silent agent's connection still open (forwarding's wait)?
+    manage_connections: &[POST_TO_CONNECTION, GET_CONNECTION],
     reads_auth_secret: false,
 };
 
@@ -173,7 +185,7 @@ pub const RESPONSE: Function = Function {
         on("pending", "PutItem"),
         on("pending", "GetItem"),
     ],
-    posts_to_connections: true,
+    manage_connections: &[POST_TO_CONNECTION],
     reads_auth_secret: false,
 };
 

@@ -70,6 +70,7 @@ on_dynamodb! {
     connections: resume_tokens_stay_valid_until_their_successor_is_presented,
     connections: resuming_respects_the_user,
     connections: reserved_subdomains_go_back_only_to_their_user,
+    connections: the_policy_lives_with_the_claim_until_release,
     connections: missing_claims_are_never_created,
     connections: connections_round_trip_and_delete_idempotently,
     pending: pending_requests_complete_once_and_are_indexed_by_connection,

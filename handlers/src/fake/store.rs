@@ -81,6 +81,7 @@ impl ConnectionStore for Fake {
             existing.resume_token_hash = Some(presented.to_string());
             existing.next_resume_token_hash = None;
             existing.released_at = None;
+            existing.policy = claim.policy.clone();
             if claim.owner_user.is_none() {
                 existing.owner_user = None;
             }
@@ -118,6 +119,7 @@ impl ConnectionStore for Fake {
             Some(c) if c.owner_connection_id == owner => {
                 c.released_at = Some(now);
                 c.ttl = until;
+                c.policy = None;
                 Written::Yes
             }
             _ => Written::ConditionFailed,

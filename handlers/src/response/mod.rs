@@ -165,6 +165,7 @@ where
         other @ (Message::Pong
         | Message::ConnectionEstablished(_)
         | Message::HttpRequest(_)
+        | Message::Rejected(_)
         | Message::Unknown) => {
             warn!(kind = other.kind(), "unexpected message type dropped");
             Ok(())

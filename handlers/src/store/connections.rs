@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use protocol::policy::AccessPolicy;
+
 use super::outcome::{StoreError, Written};
 
 /// Prefix of subdomain claim items in the connections table: `#` never occurs
@@ -57,6 +59,10 @@ pub struct Claim {
     pub owner_user: Option<String>,
     /// When the owner's connection ended (epoch seconds).
     pub released_at: Option<i64>,
+    /// The access policy the owner's agent declared (attribute
+    /// `accessPolicy`, JSON): written with the claim, replaced on resume,
+    /// removed at release (it may hold a webhook secret).
+    pub policy: Option<AccessPolicy>,
 }
 
 /// The connections table: connection items and subdomain claims. Every read
@@ -87,7 +93,7 @@ pub trait ConnectionStore {
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
     /// UpdateItem the claim of `claim.subdomain` to `claim`: its owner,
-    /// creation time, TTL and user, its `resume_token_hash` (the presented
+    /// creation time, TTL, user and policy, its `resume_token_hash` (the presented
     /// token's) as the current hash, no successor and not released; if the
     /// stored claim's current *or* successor hash is `claim.resume_token_hash`,
     /// it has not expired (`ttl >= now`), and, with a user, it has no user or
@@ -109,8 +115,8 @@ pub trait ConnectionStore {
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
     /// UpdateItem the claim of `subdomain`, if `owner` still holds it, to
-    /// released at `now`, held for resuming until `until`. Never creates a
-    /// claim.
+    /// released at `now`, held for resuming until `until`, without its
+    /// policy. Never creates a claim.
     fn release_claim(
         &self,
         subdomain: &str,

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod access;
 mod agents;
 mod auth;
 mod failures;

@@ -11,6 +11,10 @@ alarms_enabled     = false
 # functions stay unreserved there as well.
 reserved_concurrency = {}
 
-# With a custom domain instead (see terraform/README.md):
+# Path routing: every tunnel on ONE browser origin (a tunnel's page can read
+# another's responses and cookies). Fine for one developer; for a team, use
+# host routing with a custom domain instead (see terraform/README.md, Routing):
+routing = "path"
+# routing         = "host"
 # domain_name     = "dev.tunnel.example.com"
 # route53_zone_id = "Z0123456789ABCDEFGHIJ"

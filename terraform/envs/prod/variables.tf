@@ -10,8 +10,14 @@ variable "name" {
 
 variable "domain_name" {
   type        = string
-  description = "Custom domain (tunnels at https://<subdomain>.DOMAIN); null for path routing on the execute-api URL."
+  description = "Custom domain (tunnels at https://<subdomain>.DOMAIN) for routing = \"host\"; null for routing = \"path\"."
   default     = null
+}
+
+variable "routing" {
+  type        = string
+  description = "host (needs domain_name; one browser origin per tunnel) or path (no domain; every tunnel on ONE origin, single user only). See terraform/README.md, Routing."
+  default     = "host"
 }
 
 variable "route53_zone_id" {

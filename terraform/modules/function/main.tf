@@ -22,6 +22,25 @@ resource "aws_cloudwatch_log_group" "this" {
   tags              = var.tags
 }
 
+# One metric per `alarm` value the code logs (a JSON field at the top level
+# of a log line, e.g. alarm="manage_connections_forbidden" for a 403 from
+# @connections: handlers::notifier): each matching line adds 1. Metric
+# filters are free; the alarms watching them are in modules/alarms.
+resource "aws_cloudwatch_log_metric_filter" "alarm" {
+  for_each = toset(var.log_alarms)
+
+  name           = "${var.name}-${each.value}"
+  log_group_name = aws_cloudwatch_log_group.this.name
+  pattern        = "{ $.alarm = \"${each.value}\" }"
+
+  metric_transformation {
+    name      = each.value
+    namespace = var.metric_namespace
+    value     = "1"
+    unit      = "Count"
+  }
+}
+
 data "aws_iam_policy_document" "assume" {
   statement {
     actions = ["sts:AssumeRole"]

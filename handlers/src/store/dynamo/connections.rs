@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use super::{
     DynamoConnectionStore, Item, get_n, get_opt_n, get_opt_s, get_s, n, s, sdk_error, written,
 };
+use protocol::policy::AccessPolicy;
+
 use crate::store::{
     CLAIM_PREFIX, Claim, Connection, ConnectionStore, StoreError, Written, claim_key,
 };
@@ -29,7 +31,27 @@ fn claim_item(claim: &Claim) -> Item {
     if let Some(user) = &claim.owner_user {
         item.insert("ownerUser".to_string(), s(user));
     }
+    if let Some(policy) = &claim.policy {
+        item.insert("accessPolicy".to_string(), s(policy_json(policy)));
+    }
     item
+}
+
+fn policy_json(policy: &AccessPolicy) -> String {
+    serde_json::to_string(policy).expect("a policy serializes")
+}
+
+/// The stored policy; unreadable is an error, never "no policy": a tunnel
+/// whose policy cannot be read must not be served open.
+fn get_policy(item: &Item, key: &str) -> Result<Option<AccessPolicy>, StoreError> {
+    get_opt_s(item, "accessPolicy")
+        .map(|json| {
+            serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
+                key: key.to_string(),
+                problem: format!("accessPolicy is not a policy: {e}"),
+            })
+        })
+        .transpose()
 }
 
 impl DynamoConnectionStore {
@@ -107,9 +129,18 @@ impl ConnectionStore for DynamoConnectionStore {
             .expression_attribute_values(":now", n(now));
         // The presented token becomes the current one and the other slot is
         // voided (crate::claims: the agent presents the newest it received).
-        let set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
-                   resumeTokenHash = :hash";
-        let remove = "REMOVE releasedAt, nextResumeTokenHash";
+        let mut set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
+                       resumeTokenHash = :hash"
+            .to_string();
+        let mut remove = "REMOVE releasedAt, nextResumeTokenHash".to_string();
+        // The resuming agent re-declares its policy: the new one, or none.
+        match &claim.policy {
+            Some(policy) => {
+                set.push_str(", accessPolicy = :policy");
+                update = update.expression_attribute_values(":policy", s(policy_json(policy)));
+            }
+            None => remove.push_str(", accessPolicy"),
+        }
         // A stored hash exists only on an existing claim: no upsert.
         let condition = "(resumeTokenHash = :hash OR nextResumeTokenHash = :hash) AND #ttl >= :now";
         update = match &claim.owner_user {
@@ -162,6 +193,7 @@ impl ConnectionStore for DynamoConnectionStore {
             next_resume_token_hash: get_opt_s(&item, "nextResumeTokenHash"),
             owner_user: get_opt_s(&item, "ownerUser"),
             released_at: get_opt_n(&item, "releasedAt"),
+            policy: get_policy(&item, &key)?,
         }))
     }
 
@@ -177,7 +209,9 @@ impl ConnectionStore for DynamoConnectionStore {
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(claim_key(subdomain)))
-            .update_expression("SET releasedAt = :now, #ttl = :until")
+            // The policy may hold a webhook secret: it lives only as long as
+            // the connection (a resuming agent declares it again).
+            .update_expression("SET releasedAt = :now, #ttl = :until REMOVE accessPolicy")
             // Only our own claim: a late `$disconnect` must not touch a claim
             // that moved to the agent's new connection (and a missing claim
             // fails the comparison: no upsert).
