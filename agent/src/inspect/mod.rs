@@ -50,7 +50,7 @@ use crate::events::ConnectionState;
 use crate::exchange::{Recorder, Recording, RequestOutcome};
 use crate::forward::Forwarder;
 
-pub use capture::{Body, Exchange, Limits, Ring, State};
+pub use capture::{Body, Exchange, Limits, Refusal, Ring, State};
 pub use cli::InspectArgs;
 pub use replay::{Edits, ReplayError};
 pub use server::{Bind, BindError, InspectServer, bind};
@@ -173,6 +173,25 @@ impl Inspector {
             started,
             finished: false,
         }
+    }
+
+    /// Lists a request the server refused at the edge (method, path, the
+    /// server's reason, the visitor's IP and status; there is no header or
+    /// body to keep). Not replayable, and not saved with `--inspect-save`:
+    /// the local service never saw it.
+    pub fn refused(&self, rejected: &protocol::policy::Rejected) {
+        let mut ring = self.ring();
+        let (id, dropped) = ring.insert_refused(
+            rejected.method.clone(),
+            rejected.path.clone(),
+            capture::Refusal {
+                reason: rejected.reason.clone(),
+                source_ip: rejected.source_ip.clone(),
+                status: rejected.status,
+            },
+            SystemTime::now(),
+        );
+        self.publish(&ring, id, dropped);
     }
 
     /// Sends the exchange's new summary (and what was dropped) to the page.
@@ -329,6 +348,10 @@ impl std::fmt::Debug for Capture {
 impl Recorder for Inspector {
     fn record(&self, request: &HttpRequest) -> Box<dyn Recording> {
         Box::new(self.begin(request, None))
+    }
+
+    fn refused(&self, rejected: &protocol::policy::Rejected) {
+        Inspector::refused(self, rejected);
     }
 }
 
