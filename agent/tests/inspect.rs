@@ -780,7 +780,7 @@ async fn the_page_is_embedded_and_other_sites_are_refused() {
 }
 
 #[tokio::test]
-async fn save_appends_one_private_json_line_per_finished_request() {
+async fn save_appends_one_private_json_line_per_finished_request_not_refused_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("captures.jsonl");
     let saver = agent::inspect::save::Saver::open(&path).unwrap();
@@ -791,6 +791,15 @@ async fn save_appends_one_private_json_line_per_finished_request() {
         .unwrap()
         .with_recorder(inspector.clone());
     forwarder.forward(post_hook("r1", b"saved body")).await;
+    // Refused at the edge: listed, but not an exchange to save.
+    inspector.refused(&protocol::policy::Rejected {
+        method: "GET".into(),
+        path: "/admin".into(),
+        reason: "source IP not allowed".into(),
+        source_ip: None,
+        status: 403,
+    });
+    assert_eq!(inspector.summaries(&Default::default()).len(), 2);
     forwarder.forward(post_hook("r2", b"second")).await;
     // The last holder of the inspector gone, every queued line is written.
     drop((forwarder, config, inspector));

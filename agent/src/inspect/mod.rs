@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Requests the tunnel server refused at the edge (the access policy) are
+//! listed too, from its `rejected` notice: method, path, status, reason and
+//! source IP only, not replayable ([`Inspector::refused`]).
+//!
 //! Nothing captured leaves memory: no log line carries a body or a header
 //! value, and nothing is written to disk unless `--inspect-save FILE` asks
 //! for it.
@@ -23,7 +27,8 @@
 //! - this module: [`Inspector`] (the shared store, the agent's
 //!   [`Recorder`](crate::exchange::Recorder), replays through the agent's
 //!   forwarder) and [`Capture`], one exchange being recorded.
-//! - [`capture`]: the bounded ring of exchanges ([`Limits`], truncation).
+//! - [`capture`]: the bounded ring of exchanges ([`Limits`], truncation),
+//!   refused requests among them ([`Refusal`]).
 //! - [`view`]: the JSON shapes of the API, filters, curl and HAR.
 //! - [`replay`]: building a replayed request from a capture and edits.
 //! - [`server`]: binding (4040, else the next free port), the loopback and
