@@ -70,6 +70,11 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 pub trait Recorder: Send + Sync {
     /// `request` (as the agent received it) is about to be forwarded.
     fn record(&self, request: &HttpRequest) -> Box<dyn Recording>;
+
+    /// The server refused a visitor's request by the tunnel's access policy
+    /// (`rejected`, already clipped): it never reached the agent, so there
+    /// is no exchange, only this notice.
+    fn refused(&self, _rejected: &protocol::policy::Rejected) {}
 }
 
 /// One exchange being recorded. Dropped without [`Recording::finish`], the

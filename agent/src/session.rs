@@ -667,14 +667,17 @@ impl Connection<'_> {
             Message::Ping => self.send_message(ws, &Message::Pong).await?,
             Message::Pong => {}
             Message::Rejected(rejected) => {
-                // The server's words, clipped: events are buffered.
-                self.ctx.emit(Event::Rejected(protocol::policy::Rejected {
+                // The server's words, clipped: events are buffered, and the
+                // inspector keeps them.
+                let rejected = protocol::policy::Rejected {
                     method: clip(&rejected.method, 16),
                     path: clip(&rejected.path, 256),
                     reason: clip(&rejected.reason, 128),
                     source_ip: rejected.source_ip.as_deref().map(|ip| clip(ip, 64)),
                     status: rejected.status,
-                }));
+                };
+                self.forwarder.refused(&rejected);
+                self.ctx.emit(Event::Rejected(rejected));
             }
             Message::Error(err) => {
                 // Clipped: events are buffered, and the text is the server's.
