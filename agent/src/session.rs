@@ -64,6 +64,11 @@ const SUCCESSOR_RETRY_MAX: Duration = Duration::from_secs(30);
 /// and `connection_established` (milliseconds on AWS; more locally).
 const SUCCESSOR_NEEDS: Duration = Duration::from_secs(1);
 
+/// The delay after `delay` between successor attempts: doubled, capped.
+fn next_successor_delay(delay: Duration) -> Duration {
+    (delay * 2).min(SUCCESSOR_RETRY_MAX)
+}
+
 /// Whether a successor attempt after `delay` still starts `SUCCESSOR_NEEDS`
 /// before the old connection's `limit`.
 fn successor_retry_fits(now: Instant, delay: Duration, limit: Instant) -> bool {
@@ -358,7 +363,7 @@ async fn successor(
             }
             () = ctx.shutdown_signal() => return End::Shutdown,
         }
-        delay = (delay * 2).min(SUCCESSOR_RETRY_MAX);
+        delay = next_successor_delay(delay);
     }
 }
 
@@ -528,8 +533,8 @@ async fn send_json(sink: &mut Ws, json: String) -> Result<(), tungstenite::Error
 
 /// One connection, from handshake to its end. A `successor` takes over the
 /// tunnel of the connection that asked for it on `renew` (with its age
-/// limit); if it never does, its end is that of a failed attempt (`Lost` or
-/// `Fatal`) for [`successor`] to judge.
+/// limit); if it never does, it ends `NotTakenOver`, for [`successor`] to
+/// judge.
 async fn connection(
     config: &Config,
     forwarder: &Arc<Forwarder>,
@@ -1130,5 +1135,12 @@ mod tests {
         assert!(!successor_retry_fits(now + secs(1), secs(2), now + secs(3)));
         // Past the limit: never.
         assert!(!successor_retry_fits(now + secs(5), secs(1), now + secs(3)));
+        let delays: Vec<u64> = std::iter::successors(Some(SUCCESSOR_RETRY_FIRST), |&d| {
+            Some(next_successor_delay(d))
+        })
+        .take(7)
+        .map(|d| d.as_secs())
+        .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
     }
 }

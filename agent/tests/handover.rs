@@ -14,14 +14,17 @@ use support::*;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// Reconnect delays long enough to tell "at once" from "after backoff".
-fn slow_backoff(c: &mut agent::Config) {
+/// An agent of `server` with reconnect delays long enough to tell "at
+/// once" from "after backoff".
+fn slow_backoff_agent(server: &TunnelServer) -> agent::AgentHandle {
+    let mut c = config(&server.endpoint, "3000");
     c.backoff = BackoffConfig {
         initial: Duration::from_secs(2),
         max: Duration::from_secs(8),
         jitter: 0.0,
         reset_after: Duration::from_secs(60),
     };
+    Agent::start(c)
 }
 
 /// The resume token the agent presented on a handshake.
@@ -34,9 +37,7 @@ fn resume_token(conn: &ServerConn) -> &str {
 #[tokio::test]
 async fn going_away_resumes_at_once_with_the_resume_token() {
     let server = TunnelServer::bind().await;
-    let mut c = config(&server.endpoint, "3000");
-    slow_backoff(&mut c);
-    let mut agent = Agent::start(c);
+    let mut agent = slow_backoff_agent(&server);
 
     // Closed at once after it was established: backoff, no reconnect loop.
     let mut conn = server.accept().await;
@@ -107,9 +108,7 @@ async fn going_away_resumes_at_once_with_the_resume_token() {
 #[tokio::test]
 async fn going_away_with_a_successor_on_its_way_switches_to_it() {
     let server = TunnelServer::bind().await;
-    let mut c = config(&server.endpoint, "3000");
-    slow_backoff(&mut c);
-    let mut agent = Agent::start(c);
+    let mut agent = slow_backoff_agent(&server);
     let mut old = server.accept().await;
     // Four seconds: the successor comes a second before the limit.
     old.establish_resumable("abc123", "c1", "r1", 4).await;

@@ -34,7 +34,7 @@ use tunnel_bench::{
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Args {
-    /// A short run (about a minute): fewer samples, 2 s throughput cells, 2 cold starts.
+    /// A short run (about 1.5 minutes): fewer samples, 2 s throughput cells, 2 cold starts, 25 s of handovers.
     #[arg(long)]
     quick: bool,
     /// Response sizes for the latency phase (B, KB, MB; KB = 1024 B).
