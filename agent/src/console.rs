@@ -93,6 +93,9 @@ impl Console {
                 self.last_reason = Some(reason.clone());
                 Some(format!("{time}  Connection lost ({reason})"))
             }
+            Event::Reconnecting { delay, .. } if delay.is_zero() => {
+                Some(format!("{time}  Reconnecting now…"))
+            }
             Event::Reconnecting { delay, .. } => {
                 Some(format!("{time}  Reconnecting in {}…", humanize(*delay)))
             }
@@ -144,6 +147,19 @@ impl Console {
             )),
             Event::Renewed { dropped } => Some(format!(
                 "{time}  Renewed the connection; {dropped} request(s) in flight on the old one were dropped"
+            )),
+            Event::RenewFailed {
+                reason,
+                retry_in: Some(delay),
+            } => Some(format!(
+                "{time}  Could not renew the connection ({reason}); trying again in {}",
+                humanize(*delay)
+            )),
+            Event::RenewFailed {
+                reason,
+                retry_in: None,
+            } => Some(format!(
+                "{time}  Could not renew the connection ({reason}); the current one serves until the server ends it, then the agent reconnects"
             )),
             Event::ShuttingDown { in_flight: 0 } => Some("Shutting down…".into()),
             Event::ShuttingDown { in_flight } => Some(format!(
@@ -284,6 +300,26 @@ mod tests {
         assert_eq!(
             c.render_at(&Event::Renewed { dropped: 2 }, at()).unwrap(),
             "21:30:01  Renewed the connection; 2 request(s) in flight on the old one were dropped"
+        );
+        let failed = |retry_in| Event::RenewFailed {
+            reason: "the server answered the handshake with HTTP 500".into(),
+            retry_in,
+        };
+        assert_eq!(
+            c.render_at(&failed(Some(Duration::from_secs(2))), at())
+                .unwrap(),
+            "21:30:01  Could not renew the connection (the server answered the handshake with HTTP 500); trying again in 2 s"
+        );
+        assert!(c.render_at(&failed(None), at()).unwrap().ends_with(
+            "the current one serves until the server ends it, then the agent reconnects"
+        ));
+        let now = Event::Reconnecting {
+            delay: Duration::ZERO,
+            attempt: 0,
+        };
+        assert_eq!(
+            c.render_at(&now, at()).unwrap(),
+            "21:30:01  Reconnecting now…"
         );
     }
 

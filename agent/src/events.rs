@@ -34,6 +34,13 @@ pub enum Event {
     /// new one on the same URL; `dropped` requests were lost on the old one
     /// (0 unless it died before finishing them).
     Renewed { dropped: usize },
+    /// A successor connection could not take the tunnel over (`reason`);
+    /// it is tried again after `retry_in`, or with `None` no more: the old
+    /// connection serves until it ends, then the agent reconnects.
+    RenewFailed {
+        reason: String,
+        retry_in: Option<Duration>,
+    },
     /// The server refused a visitor's request by the tunnel's access policy
     /// (it never reached the agent).
     Rejected(protocol::policy::Rejected),

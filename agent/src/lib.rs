@@ -17,8 +17,9 @@
 //! - [`agent`]: [`Agent::start`] (or [`Agent::start_with_inspector`]) and
 //!   the [`AgentHandle`] that observes and stops it.
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
-//!   dispatch, the `--max-in-flight` refusal, graceful close) and the
-//!   reconnect loop.
+//!   dispatch, the `--max-in-flight` refusal, graceful close), the handover
+//!   to a successor before the age limit (tried again while there is time),
+//!   and the reconnect loop (at once after a "going away" close).
 //! - [`inspect`]: the request inspector (capture ring, local web page and
 //!   JSON API, replay through the agent's forwarder).
 //! - [`console`]: the human-readable lines the CLI prints.

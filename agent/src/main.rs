@@ -338,7 +338,7 @@ async fn run(
                 if cli.log_format == LogFormat::Json {
                     log_event(&event);
                 } else if let Some(line) = console.render(&event) {
-                    let problem = matches!(event, Event::Disconnected { .. } | Event::ServerError { .. });
+                    let problem = matches!(event, Event::Disconnected { .. } | Event::ServerError { .. } | Event::RenewFailed { .. });
                     if print || problem {
                         let mut out = std::io::stdout().lock();
                         let _ = writeln!(out, "{line}");
@@ -442,6 +442,11 @@ fn log_event(event: &Event) {
             tracing::warn!(code = ?code, %message, "server error")
         }
         Event::Renewed { dropped } => tracing::info!(dropped, "renewed the connection"),
+        Event::RenewFailed { reason, retry_in } => tracing::warn!(
+            %reason,
+            retry_in_ms = retry_in.map(|d| d.as_millis() as u64),
+            "could not renew the connection"
+        ),
         Event::ShuttingDown { in_flight } => tracing::info!(in_flight, "shutting down"),
         Event::Stopped => tracing::info!("stopped"),
     }

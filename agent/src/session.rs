@@ -56,6 +56,31 @@ fn renew_after(max_age: Duration) -> Duration {
     max_age - (max_age / 4).min(Duration::from_secs(5 * 60))
 }
 
+/// A successor that could not be opened is tried again after 1 s, then 2 s,
+/// 4 s… (at most 30 s apart), while the old connection has time left.
+const SUCCESSOR_RETRY_FIRST: Duration = Duration::from_secs(1);
+const SUCCESSOR_RETRY_MAX: Duration = Duration::from_secs(30);
+/// What a successor attempt needs of the old connection's time: a handshake
+/// and `connection_established` (milliseconds on AWS; more locally).
+const SUCCESSOR_NEEDS: Duration = Duration::from_secs(1);
+
+/// The delay after `delay` between successor attempts: doubled, capped.
+fn next_successor_delay(delay: Duration) -> Duration {
+    (delay * 2).min(SUCCESSOR_RETRY_MAX)
+}
+
+/// Whether a successor attempt after `delay` still starts `SUCCESSOR_NEEDS`
+/// before the old connection's `limit`.
+fn successor_retry_fits(now: Instant, delay: Duration, limit: Instant) -> bool {
+    now + delay + SUCCESSOR_NEEDS <= limit
+}
+
+/// A connection closed by the server with "going away" (1001) after being
+/// established for at least this long is resumed at once, without backoff.
+/// Shorter ones back off as after any loss: a server that accepts and then
+/// closes every connection at once must not get a tight reconnect loop.
+const GOING_AWAY_RESUME_AFTER: Duration = Duration::from_secs(1);
+
 /// What the supervisor shares with each connection.
 pub(crate) struct Ctx {
     pub events: broadcast::Sender<Event>,
@@ -87,9 +112,19 @@ enum End {
     Fatal(AgentError),
     /// Retry after a delay. `up_for` is how long it was established.
     Lost { reason: String, up_for: Duration },
+    /// The server closed the connection with 1001 "going away": what API
+    /// Gateway (and the emulator) send at the connection's age or idle
+    /// limit. The agent resumes at once, without backoff (if it was up for
+    /// [`GOING_AWAY_RESUME_AFTER`]).
+    GoingAway { reason: String, up_for: Duration },
     /// Handed its tunnel over to a successor and closed (or died after
     /// that): the successor carries on.
     Retired,
+    /// A successor that never took the tunnel over (it could not be opened,
+    /// got another URL, or the old connection ended while it waited to try
+    /// again), and why; `retry`: worth another attempt. The connection it
+    /// was to succeed decides how the chain ends.
+    NotTakenOver { reason: String, retry: bool },
 }
 
 /// Connects, serves and reconnects with backoff until shutdown or a fatal
@@ -115,7 +150,7 @@ pub(crate) async fn supervise(
         ctx.emit(Event::Connecting {
             attempt: backoff.attempt(),
         });
-        let end = chain(config, &forwarder, ctx, resume.as_deref()).await;
+        let (end, announced) = chain(config, &forwarder, ctx, resume.as_deref()).await;
         if let ConnectionState::Connected(established) = &*ctx.state.borrow() {
             connected_once = true;
             forbidden_since = None;
@@ -137,29 +172,44 @@ pub(crate) async fn supervise(
             }
             end => end,
         };
-        let (reason, up_for) = match end {
+        let (reason, up_for, at_once) = match end {
             End::Shutdown => return Ok(()),
             End::Fatal(err) => {
                 tracing::info!(error = %err, "giving up");
                 return Err(err);
             }
-            End::Lost { reason, up_for } => (reason, up_for),
-            End::Retired => ("the connection was handed over".to_owned(), Duration::ZERO),
+            End::Lost { reason, up_for } => (reason, up_for, false),
+            End::GoingAway { reason, up_for } => {
+                (reason, up_for, up_for >= GOING_AWAY_RESUME_AFTER)
+            }
+            End::Retired | End::NotTakenOver { .. } => (
+                "the connection was handed over".to_owned(),
+                Duration::ZERO,
+                false,
+            ),
         };
         backoff.connection_ended(up_for);
         let attempt = backoff.attempt();
-        let delay = backoff.next_delay();
+        let delay = if at_once {
+            Duration::ZERO
+        } else {
+            backoff.next_delay()
+        };
         tracing::info!(%reason, delay = %humanize(delay), "connection lost; reconnecting");
-        ctx.emit(Event::Disconnected {
-            reason: reason.clone(),
-        });
+        if !announced {
+            ctx.emit(Event::Disconnected {
+                reason: reason.clone(),
+            });
+        }
         ctx.emit(Event::Reconnecting { delay, attempt });
         let _ = ctx
             .state
             .send(ConnectionState::Reconnecting { delay, reason });
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = ctx.shutdown_signal() => return Ok(()),
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = ctx.shutdown_signal() => return Ok(()),
+            }
         }
         let _ = ctx.state.send(ConnectionState::Connecting);
     }
@@ -168,50 +218,152 @@ pub(crate) async fn supervise(
 /// One connection and the successors it hands the tunnel over to before its
 /// age limit (make-before-break): each asks for its successor on `renew`,
 /// keeps serving until the successor is established, finishes what it has,
-/// then retires. Ends when the last of them ends unplanned; the end of a
-/// retired connection is not the chain's.
+/// then retires. A successor that cannot be opened is tried again while the
+/// old connection has time left. Ends when the last of them ends unplanned
+/// (the end of a retired connection, or of a successor that never took
+/// over, is not the chain's); `true` with it when the loss was already
+/// announced (`Disconnected`), because a successor was still on its way.
 async fn chain(
     config: &Config,
     forwarder: &Arc<Forwarder>,
     ctx: &Ctx,
     resume: Option<&str>,
-) -> End {
-    let (renew_tx, mut renew_rx) = mpsc::unbounded_channel::<()>();
-    let mut live = FuturesUnordered::new();
-    live.push(connection(
+) -> (End, bool) {
+    let (renew_tx, mut renew_rx) = mpsc::unbounded_channel::<Instant>();
+    let mut live: FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = End> + Send + '_>>> =
+        FuturesUnordered::new();
+    live.push(Box::pin(connection(
         config,
         forwarder,
         ctx,
         resume.map(str::to_owned),
         renew_tx.clone(),
-        false,
-    ));
-    let mut last: Option<End> = None;
+        None,
+    )));
+    let mut last: Option<(End, bool)> = None;
+    // Tells the successor on its way that the connection it was to succeed
+    // has ended.
+    let mut predecessor_gone: Option<watch::Sender<bool>> = None;
     loop {
         tokio::select! {
-            Some(()) = renew_rx.recv() => {
-                let token = match &*ctx.state.borrow() {
-                    ConnectionState::Connected(e) => e.resume_token.clone(),
-                    _ => None,
+            Some(limit) = renew_rx.recv() => {
+                let (token, url) = match &*ctx.state.borrow() {
+                    ConnectionState::Connected(e) => (e.resume_token.clone(), e.public_url.clone()),
+                    _ => (None, String::new()),
                 };
-                if token.is_none() {
+                let Some(token) = token else {
                     tracing::info!("no resume token to hand the tunnel over with; it reconnects when the connection ends");
                     continue;
-                }
+                };
                 tracing::info!("opening a successor connection before the age limit");
-                live.push(connection(config, forwarder, ctx, token, renew_tx.clone(), true));
+                let (gone_tx, gone) = watch::channel(false);
+                predecessor_gone = Some(gone_tx);
+                live.push(Box::pin(successor(
+                    config,
+                    forwarder,
+                    ctx,
+                    token,
+                    renew_tx.clone(),
+                    Successor { url, gone },
+                    limit,
+                )));
             }
             ended = live.next() => match ended {
-                Some(End::Retired) => {}
-                Some(end) => last = Some(end),
+                Some(End::Retired | End::NotTakenOver { .. }) => {}
+                Some(end) => {
+                    // The connection holding the tunnel ended unplanned;
+                    // others (a successor on its way, a retiring one) are
+                    // still live.
+                    let announced = match &end {
+                        End::Lost { reason, .. } | End::GoingAway { reason, .. } if !live.is_empty() => {
+                            tracing::info!(%reason, "connection lost while another of the chain is live");
+                            ctx.emit(Event::Disconnected { reason: reason.clone() });
+                            true
+                        }
+                        _ => false,
+                    };
+                    if let Some(gone) = predecessor_gone.take() {
+                        let _ = gone.send(true);
+                    }
+                    last = Some((end, announced));
+                }
                 None => {
-                    return last.unwrap_or(End::Lost {
-                        reason: "the connection ended".into(),
-                        up_for: Duration::ZERO,
-                    });
+                    return last.unwrap_or((
+                        End::Lost {
+                            reason: "the connection ended".into(),
+                            up_for: Duration::ZERO,
+                        },
+                        false,
+                    ));
                 }
             },
         }
+    }
+}
+
+/// What a successor connection knows of the one it is to succeed.
+struct Successor {
+    /// The tunnel's URL: the successor must get the same.
+    url: String,
+    /// Set once the old connection ended before the successor took over.
+    gone: watch::Receiver<bool>,
+}
+
+/// A successor connection, tried again after [`SUCCESSOR_RETRY_FIRST`],
+/// doubling, while the old connection (ending at `limit`) has time left and
+/// is still up. Once it took the tunnel over, its end is the chain's.
+async fn successor(
+    config: &Config,
+    forwarder: &Arc<Forwarder>,
+    ctx: &Ctx,
+    token: String,
+    renew: mpsc::UnboundedSender<Instant>,
+    mut successor: Successor,
+    limit: Instant,
+) -> End {
+    let mut delay = SUCCESSOR_RETRY_FIRST;
+    loop {
+        let end = connection(
+            config,
+            forwarder,
+            ctx,
+            Some(token.clone()),
+            renew.clone(),
+            Some(Successor {
+                url: successor.url.clone(),
+                gone: successor.gone.clone(),
+            }),
+        )
+        .await;
+        // Anything else: it took the tunnel over (and its end is the
+        // chain's), or the agent is stopping. A refused token (`retry`
+        // false) is not tried again: the old connection serves on and the
+        // reconnect after it says why.
+        let End::NotTakenOver { reason, retry } = end else {
+            return end;
+        };
+        if *successor.gone.borrow() {
+            // The old connection is gone: the chain reconnects as after it.
+            return End::NotTakenOver { reason, retry };
+        }
+        let retry_in =
+            (retry && successor_retry_fits(Instant::now(), delay, limit)).then_some(delay);
+        tracing::info!(%reason, ?retry_in, "the successor connection could not take the tunnel over");
+        ctx.emit(Event::RenewFailed { reason, retry_in });
+        let Some(delay_now) = retry_in else {
+            return End::NotTakenOver {
+                reason: "no time left before the age limit".into(),
+                retry: false,
+            };
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay_now) => {}
+            _ = successor.gone.wait_for(|gone| *gone) => {
+                return End::NotTakenOver { reason: "the old connection ended".into(), retry: false };
+            }
+            () = ctx.shutdown_signal() => return End::Shutdown,
+        }
+        delay = next_successor_delay(delay);
     }
 }
 
@@ -380,21 +532,25 @@ async fn send_json(sink: &mut Ws, json: String) -> Result<(), tungstenite::Error
 }
 
 /// One connection, from handshake to its end. A `successor` takes over the
-/// tunnel of the connection that asked for it on `renew`.
+/// tunnel of the connection that asked for it on `renew` (with its age
+/// limit); if it never does, it ends `NotTakenOver`, for [`successor`] to
+/// judge.
 async fn connection(
     config: &Config,
     forwarder: &Arc<Forwarder>,
     ctx: &Ctx,
     resume: Option<String>,
-    renew: mpsc::UnboundedSender<()>,
-    successor: bool,
+    renew: mpsc::UnboundedSender<Instant>,
+    successor: Option<Successor>,
 ) -> End {
+    let successor_attempt = successor.is_some();
     let ws = tokio::select! {
         ws = connect(config, resume.as_deref()) => ws,
         () = ctx.shutdown_signal() => return End::Shutdown,
     };
     let mut ws = match ws {
         Ok(ws) => ws,
+        Err(end) if successor_attempt => return not_taken_over(end),
         Err(end) => return end,
     };
     let mut conn = Connection {
@@ -417,14 +573,22 @@ async fn connection(
     // another one anyway.
     let dropped = conn.tasks.len() + conn.out.1.len();
     conn.tasks.abort_all();
+    if successor_attempt && conn.established.is_none() {
+        return not_taken_over(end);
+    }
+    // Superseded while ending (its successor confirmed before this one's
+    // end was seen): a handover all the same.
+    if !conn.retired && !matches!(end, End::Shutdown) && conn.superseded(&ctx.state.borrow()) {
+        conn.retired = true;
+    }
     if !conn.retired {
         return end;
     }
     let dropped = match end {
-        End::Retired => 0,
+        End::Retired | End::NotTakenOver { .. } => 0,
         // Asked to stop while finishing: the shutdown reports it.
         End::Shutdown => return End::Retired,
-        End::Fatal(_) | End::Lost { .. } => dropped,
+        End::Fatal(_) | End::Lost { .. } | End::GoingAway { .. } => dropped,
     };
     tracing::info!(
         dropped,
@@ -432,6 +596,22 @@ async fn connection(
     );
     ctx.emit(Event::Renewed { dropped });
     End::Retired
+}
+
+/// The end of a successor attempt that never took the tunnel over: worth
+/// another try unless the server refused the token.
+fn not_taken_over(end: End) -> End {
+    match end {
+        End::Lost { reason, .. } | End::GoingAway { reason, .. } => End::NotTakenOver {
+            reason,
+            retry: true,
+        },
+        End::Fatal(err) => End::NotTakenOver {
+            reason: err.to_string(),
+            retry: false,
+        },
+        other => other,
+    }
 }
 
 struct Connection<'a> {
@@ -446,9 +626,9 @@ struct Connection<'a> {
     /// This connection's `connection_established`.
     established: Option<ConnectionEstablished>,
     /// Opened to take over from a connection nearing its age limit.
-    successor: bool,
-    /// Asks the chain for a successor.
-    renew: mpsc::UnboundedSender<()>,
+    successor: Option<Successor>,
+    /// Asks the chain for a successor, with this connection's age limit.
+    renew: mpsc::UnboundedSender<Instant>,
     /// A successor holds the tunnel now: finish what is here, then close.
     retired: bool,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
@@ -460,8 +640,21 @@ impl Connection<'_> {
     fn lost(&self, reason: impl Into<String>) -> End {
         End::Lost {
             reason: reason.into(),
-            up_for: self.established_at.map_or(Duration::ZERO, |t| t.elapsed()),
+            up_for: self.up_for(),
         }
+    }
+
+    /// How long this connection has been established.
+    fn up_for(&self) -> Duration {
+        self.established_at.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// How long the server keeps this connection (`max_age_secs`).
+    fn max_age(&self) -> Duration {
+        self.established
+            .as_ref()
+            .and_then(|e| e.max_age_secs)
+            .map_or(DEFAULT_MAX_AGE, Duration::from_secs)
     }
 
     async fn serve(&mut self, ws: &mut Ws) -> End {
@@ -501,14 +694,8 @@ impl Connection<'_> {
                 self.close(ws, "handed over to a new connection").await;
                 return End::Retired;
             }
-            if renew_at.is_none()
-                && !self.retired
-                && let Some(established) = &self.established
-            {
-                let max_age = established
-                    .max_age_secs
-                    .map_or(DEFAULT_MAX_AGE, Duration::from_secs);
-                renew_at = Some(self.connected_at + renew_after(max_age));
+            if renew_at.is_none() && !self.retired && self.established.is_some() {
+                renew_at = Some(self.connected_at + renew_after(self.max_age()));
             }
             if draining.is_some() && self.tasks.is_empty() {
                 // Every task has finished; their responses may still be queued.
@@ -541,10 +728,12 @@ impl Connection<'_> {
                     return self.close(ws, "agent shutting down").await;
                 }
                 () = sleep_until_some(renew_at), if renew_at.is_some() && !self.retired && draining.is_none() => {
-                    // Once: if the successor fails, this connection serves
-                    // until the server ends it, then the agent reconnects.
+                    // Once: the chain tries the successor again while this
+                    // connection has time; if it never takes over, this one
+                    // serves until the server ends it, then the agent
+                    // reconnects.
                     renew_at = Some(Instant::now() + DEFAULT_MAX_AGE);
-                    let _ = self.renew.send(());
+                    let _ = self.renew.send(self.connected_at + self.max_age());
                 }
                 () = sleep_until_some(retire_grace), if retire_grace.is_some() => {
                     retire_grace = None;
@@ -567,11 +756,20 @@ impl Connection<'_> {
                             }
                         }
                         Some(Ok(WsMessage::Close(frame))) => {
+                            let going_away = frame.as_ref().is_some_and(|f| f.code == CloseCode::Away);
                             let why = frame.map_or_else(
                                 || "no reason given".to_owned(),
                                 |f| format!("code {}{}", u16::from(f.code), if f.reason.is_empty() { String::new() } else { format!(", {}", f.reason) }),
                             );
-                            return self.lost(format!("the server closed the connection ({why})"));
+                            let reason = format!("the server closed the connection ({why})");
+                            if going_away {
+                                // API Gateway at its age or idle limit: resume now.
+                                return End::GoingAway {
+                                    reason,
+                                    up_for: self.up_for(),
+                                };
+                            }
+                            return self.lost(reason);
                         }
                         Some(Ok(WsMessage::Binary(b))) => {
                             tracing::warn!(bytes = b.len(), "ignoring a binary message from the server");
@@ -709,19 +907,19 @@ impl Connection<'_> {
             tracing::warn!("ignoring a connection_established with implausibly long fields");
             return Ok(());
         }
-        if self.successor && self.established.is_none() {
-            let same_url = matches!(&*self.ctx.state.borrow(), ConnectionState::Connected(e) if e.public_url == established.public_url);
-            if !same_url {
-                // The resume token was not accepted: the tunnel stays on the
-                // old connection rather than move to another URL.
-                return Err(self.lost("the successor connection did not get the tunnel's URL"));
-            }
+        if let Some(successor) = &self.successor
+            && self.established.is_none()
+            && successor.url != established.public_url
+        {
+            // The resume token was not accepted: the tunnel stays on the
+            // old connection rather than move to another URL.
+            return Err(self.lost("the successor connection did not get the tunnel's URL"));
         }
         tracing::info!(
             public_url = %established.public_url,
             subdomain = %established.subdomain,
             connection_id = %established.connection_id,
-            successor = self.successor,
+            successor = self.successor.is_some(),
             "tunnel established"
         );
         if self.established_at.is_none() {
@@ -734,7 +932,14 @@ impl Connection<'_> {
             .ctx
             .state
             .send(ConnectionState::Connected(established.clone()));
-        if !(self.successor && first) {
+        // A successor taking over is announced by its predecessor
+        // (`Renewed`) once it has finished; unless the predecessor ended
+        // first, when this is a reconnect.
+        let handover = self
+            .successor
+            .as_ref()
+            .is_some_and(|s| first && !*s.gone.borrow());
+        if !handover {
             self.ctx.emit(Event::Connected(established));
         }
         Ok(())
@@ -917,5 +1122,25 @@ mod tests {
         // Short limits (the tests' emulator): a quarter before.
         assert_eq!(renew_after(secs(20)), secs(15));
         assert_eq!(renew_after(secs(1)), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn a_failed_successor_is_tried_again_only_while_the_old_connection_has_time() {
+        let now = Instant::now();
+        let secs = |s| Duration::from_secs(s);
+        // 2 hours: 5 minutes of margin hold 1, 2, 4, … 30 s retries.
+        assert!(successor_retry_fits(now, secs(30), now + secs(60)));
+        // The tests' 12 s: renewing at 9 s, a 1 s retry fits, 2 s more not.
+        assert!(successor_retry_fits(now, secs(1), now + secs(3)));
+        assert!(!successor_retry_fits(now + secs(1), secs(2), now + secs(3)));
+        // Past the limit: never.
+        assert!(!successor_retry_fits(now + secs(5), secs(1), now + secs(3)));
+        let delays: Vec<u64> = std::iter::successors(Some(SUCCESSOR_RETRY_FIRST), |&d| {
+            Some(next_successor_delay(d))
+        })
+        .take(7)
+        .map(|d| d.as_secs())
+        .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
     }
 }

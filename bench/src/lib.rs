@@ -1,7 +1,8 @@
 //! Benchmarks of the tunnel on the local stack (`just bench`, binary
 //! `bench`): added latency by response size, the polling strategies side by
 //! side, DynamoDB operations, Lambda invocations and cost per request,
-//! throughput by visitors and agents, cold starts and binary sizes.
+//! throughput by visitors and agents, cold starts and binary sizes, failed
+//! requests across forced handovers.
 //!
 //! The stacks are the harness's ([`itest::StackBuilder`]): the same tables,
 //! handler build, environment and routes as the end-to-end tests, with
@@ -12,6 +13,8 @@
 //!
 //! - [`run`]: the phases, the handler build of a run, the report's machine
 //!   description.
+//! - [`handover`]: the handover phase (connections ended after seconds,
+//!   the harness's [`itest::Load`] through one agent).
 //! - [`stack`]: [`stack::BenchStack`], a harness stack with its counters.
 //! - [`counting`]: the counters (DynamoDB calls by `X-Amz-Target` and table,
 //!   `@connections` posts) and the read/write unit estimate.
@@ -22,6 +25,7 @@
 
 pub mod cost;
 pub mod counting;
+pub mod handover;
 pub mod report;
 pub mod run;
 pub mod service;

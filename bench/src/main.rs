@@ -9,6 +9,7 @@ use itest::{DynamoDb, Logs, Profile, paths};
 use tunnel_bench::{
     cost,
     counting::{CallCounter, Upstream},
+    handover::HandoverPlan,
     report::{Prices, Report, method_notes},
     run::{self, Bench, HandlerBuild, Plan, parse_size},
     service::SizedService,
@@ -22,7 +23,9 @@ use tunnel_bench::{
 /// (direct and tunnel requests alternating); the adaptive polling schedule
 /// beside a fixed interval (two stacks, interleaved); DynamoDB calls, read /
 /// write units, Lambda invocations and cost per request (counting proxies in
-/// front of DynamoDB and @connections); throughput by visitors × agents.
+/// front of DynamoDB and @connections); throughput by visitors × agents;
+/// failed requests across forced handovers (one agent at 20 requests/s,
+/// connections ended every 20 s for 70 s, every 10 s for 25 s with --quick).
 /// Sizes the tunnel cannot carry are reported as "not supported (status …)".
 ///
 /// Prints Markdown tables, writes JSON (default target/bench/latest.json) and
@@ -31,7 +34,7 @@ use tunnel_bench::{
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Args {
-    /// A short run (about a minute): fewer samples, 2 s throughput cells, 2 cold starts.
+    /// A short run (about 1.5 minutes): fewer samples, 2 s throughput cells, 2 cold starts, 25 s of handovers.
     #[arg(long)]
     quick: bool,
     /// Response sizes for the latency phase (B, KB, MB; KB = 1024 B).
@@ -166,6 +169,19 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
     adaptive.shutdown().await;
     fixed.shutdown().await;
 
+    let handover_plan = HandoverPlan::new(quick);
+    eprintln!(
+        "bench: handovers ({:?} connections, {:?} of load)…",
+        handover_plan.max_age, handover_plan.load.duration
+    );
+    let handover = handover_plan
+        .run(
+            bench.stack_config(None, plan.concurrency),
+            bench.dynamodb.clone(),
+            &bench.client,
+        )
+        .await?;
+
     let report = Report {
         generated_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -181,6 +197,7 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
         polling,
         throughput,
         cold_starts,
+        handover,
         prices: Prices::current(),
         method: method_notes(),
     };

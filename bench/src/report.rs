@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::{
     cost::{self, CostPerMillion, Usage},
+    handover::HandoverReport,
     stats::{Added, Summary},
 };
 
@@ -127,6 +128,8 @@ pub struct Report {
     pub polling: Vec<PollingRow>,
     pub throughput: Vec<ThroughputCell>,
     pub cold_starts: Vec<ColdStartRow>,
+    /// Failed requests across forced handovers (expected 0).
+    pub handover: HandoverReport,
     pub prices: Prices,
     /// Which figures are measured and which estimated.
     pub method: Vec<String>,
@@ -141,6 +144,7 @@ pub fn method_notes() -> Vec<String> {
         "Read/write units: estimated from item sizes on the wire (1 WCU per started 1 KB written, 1 RCU per started 4 KB read strongly consistent, an UpdateItem or DeleteItem charged for the item as last seen); the handlers do not ask for ConsumedCapacity and moto's unasked-for 0.5 on UpdateItem is a constant, so it is reported in the JSON but not used.".into(),
         "Lambda duration: forwarding = mean visitor-side tunnel latency (an upper bound: the function waits for the whole round trip); response = mean time of its DynamoDB calls seen by the proxy (for an http_response: the conditional UpdateItem; a lower bound: excludes event parsing and the runtime API round trip); each rounded up to 1 ms. The emulator has no per-invocation durations.".into(),
         "Cost: AWS list prices (see prices), free tiers ignored; WebSocket connection minutes are per connected agent ($0.000015 per agent-hour), not per request, so they are not in the per-request total.".into(),
+        "Handovers: one agent on a stack whose emulator ends connections after max_connection_age_secs (told to the agent), under the harness's load (itest::Load, as the end-to-end handover tests); a request fails unless it gets 200 with its own answer; handovers and dropped are the agent's Renewed events.".into(),
         "Local DynamoDB is moto (one Python process, ~ms per call): it bounds throughput and inflates latency compared with DynamoDB in AWS.".into(),
     ]
 }
@@ -267,6 +271,8 @@ impl Report {
                 c.latency.map_or("—".into(), |l| ms(l.p99_ms)),
             );
         }
+
+        out.push_str(&self.handover.markdown());
 
         let _ = writeln!(
             out,

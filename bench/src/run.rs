@@ -202,7 +202,7 @@ impl Bench {
     /// What a benchmark stack runs: the handlers of this run at the
     /// Terraform memory sizes, authentication off (the benchmarks measure
     /// the data path), warnings only (logs cost time).
-    fn stack_config(&self, poll_interval: Option<Duration>, concurrency: usize) -> StackConfig {
+    pub fn stack_config(&self, poll_interval: Option<Duration>, concurrency: usize) -> StackConfig {
         StackConfig {
             poll_interval,
             concurrency,

@@ -28,6 +28,9 @@
 //!   `@connections`, showing every call to an [`interpose::Observer`].
 //! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
 //! - [`service`]: [`LocalService`], a real HTTP service for agents to expose.
+//! - [`load`]: [`Load`], a steady visitor load through a tunnel to a
+//!   [`LocalService`], every answer checked against its request, handovers
+//!   counted (the handover tests and the benchmark's handover phase).
 //! - [`target`]: [`TestEnv`], the local stack or a deployed stage
 //!   (`ITEST_TARGET=deployed`).
 //! - [`error`]: [`HarnessError`], which says what to install or set.
@@ -40,6 +43,7 @@ pub mod binaries;
 pub mod concurrency;
 pub mod error;
 pub mod interpose;
+pub mod load;
 pub mod management;
 pub mod moto;
 pub mod paths;
@@ -53,6 +57,7 @@ pub use backend::{BackendChoice, DynamoDb};
 pub use binaries::{HandlerBinaries, HandlerSource, Profile};
 pub use error::HarnessError;
 pub use interpose::{Exchange, Interposed, Observer};
+pub use load::{Load, LoadOutcome};
 pub use service::{LocalService, Seen};
 pub use stack::{Logs, Stack, StackBuilder, StackConfig};
 pub use tables::Tables;

@@ -211,9 +211,56 @@ impl ServerConn {
             "public_url": format!("https://{subdomain}.tunnel.test"),
         }))
         .unwrap();
+        self.confirm(established).await
+    }
+
+    async fn confirm(&mut self, established: ConnectionEstablished) -> ConnectionEstablished {
         self.send(&Message::ConnectionEstablished(established.clone()))
             .await;
         established
+    }
+
+    /// Sends `connection_established` as a server that resumes tunnels and
+    /// ends connections after `max_age_secs` does (`ready` already read).
+    pub async fn send_established(
+        &mut self,
+        subdomain: &str,
+        connection_id: &str,
+        resume_token: &str,
+        max_age_secs: u64,
+    ) -> ConnectionEstablished {
+        self.confirm(ConnectionEstablished {
+            connection_id: connection_id.into(),
+            subdomain: subdomain.into(),
+            public_url: format!("https://{subdomain}.tunnel.test"),
+            resume_token: Some(resume_token.into()),
+            max_age_secs: Some(max_age_secs),
+        })
+        .await
+    }
+
+    /// Expects `ready`, then [`ServerConn::send_established`].
+    pub async fn establish_resumable(
+        &mut self,
+        subdomain: &str,
+        connection_id: &str,
+        resume_token: &str,
+        max_age_secs: u64,
+    ) -> ConnectionEstablished {
+        assert_eq!(self.recv().await, Message::Ready(protocol::Ready {}));
+        self.send_established(subdomain, connection_id, resume_token, max_age_secs)
+            .await
+    }
+
+    /// Closes with 1001 "Going away", as API Gateway at its age or idle limit.
+    pub async fn close_going_away(&mut self) {
+        self.ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away,
+                reason: "Going away".into(),
+            }))
+            .await
+            .unwrap();
     }
 
     /// Sends a request and returns the agent's answer for it (panics if a
