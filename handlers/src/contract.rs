@@ -91,6 +91,7 @@ fn response(request_id: &str, status: u16) -> HttpResponse {
         body: protocol::encode_body(b"hello"),
         processing_time_ms: 1,
         body_chunks: None,
+        body_uploaded: None,
     }
 }
 
@@ -468,6 +469,7 @@ impl Head {
             body: String::new(),
             processing_time_ms: 3,
             body_chunks: Some(spec),
+            body_uploaded: None,
         };
         let json = serde_json::to_string(&response).expect("a response serializes");
         Head {

@@ -104,6 +104,7 @@ pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse 
         body: protocol::encode_body(text.as_bytes()),
         processing_time_ms: 0,
         body_chunks: None,
+        body_uploaded: None,
     }
 }
 

@@ -80,6 +80,8 @@ pub fn to_request(
         body: String::new(),
         timestamp: crate::now_millis(),
         body_chunks: None,
+        body_download: None,
+        response_upload: None,
     };
     Ok((request, body))
 }
@@ -197,6 +199,7 @@ pub(crate) mod tests {
             body: protocol::encode_body(b"{}"),
             processing_time_ms: 3,
             body_chunks: None,
+            body_uploaded: None,
         }
     }
 

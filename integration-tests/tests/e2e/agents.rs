@@ -115,6 +115,7 @@ async fn a_response_from_another_connection_is_rejected() -> anyhow::Result<()> 
             body: protocol::encode_body(b"forged"),
             processing_time_ms: 0,
             body_chunks: None,
+            body_uploaded: None,
         }))
         .await?;
     forger.round_trip().await?;
@@ -183,6 +184,7 @@ async fn malformed_agent_messages_leave_the_tunnel_working() -> anyhow::Result<(
         body: protocol::encode_body(b"raw ok"),
         processing_time_ms: 1,
         body_chunks: None,
+        body_uploaded: None,
     }))
     .await?;
     let response = visit.await??;
