@@ -1,7 +1,9 @@
 //! What each function needs from its deployment: the single source of truth
-//! for the table schema, the environment variables and the IAM actions.
+//! for the table schema, the bucket, the environment variables and the IAM
+//! actions.
 //!
-//! The integration harness creates its tables from [`TABLES`]; the Terraform
+//! The integration harness creates its tables from [`TABLES`] and its
+//! bucket from [`BUCKETS`]; the Terraform
 //! checks compare the modules against this file; the handler tests record the
 //! store calls each function makes and check them against [`Function::dynamodb`]
 //! (see `docs/contracts.md`).
@@ -52,6 +54,41 @@ pub const PENDING_BY_CONNECTION: Index = Index {
 
 pub const TABLES: &[Table] = &[CONNECTIONS, PENDING_REQUESTS];
 
+/// An S3 bucket as the code uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// Role of the bucket (`bodies`), also its Terraform module's name.
+    pub role: &'static str,
+    /// The environment variable that names it.
+    pub env: &'static str,
+    /// The lifecycle rule deletes an object this many days after it was
+    /// written (S3's shortest): what a crashed invocation leaves behind.
+    pub expiration_days: u32,
+}
+
+/// Request and answer bodies too large for a WebSocket message
+/// (`docs/contracts.md`, "The data path"): objects live seconds.
+pub const BODIES: Bucket = Bucket {
+    role: "bodies",
+    env: "BODIES_BUCKET_NAME",
+    expiration_days: 1,
+};
+
+pub const BUCKETS: &[Bucket] = &[BODIES];
+
+/// An S3 action on the objects of a bucket (`arn:…:bucket/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct S3Action {
+    /// The bucket's role.
+    pub bucket: &'static str,
+    /// The IAM action without its `s3:` prefix, e.g. `GetObject`.
+    pub action: &'static str,
+}
+
+const fn objects(bucket: &'static str, action: &'static str) -> S3Action {
+    S3Action { bucket, action }
+}
+
 /// A DynamoDB action on a table (or, with `index`, on one of its indexes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DynamoDbAction {
@@ -79,6 +116,10 @@ pub struct Function {
     pub required_env: &'static [&'static str],
     pub optional_env: &'static [&'static str],
     pub dynamodb: &'static [DynamoDbAction],
+    /// What it does with the objects of a bucket. A presigned URL acts with
+    /// its signer's permissions, so this is also what the URLs it hands out
+    /// may do.
+    pub s3: &'static [S3Action],
     /// Whether it calls PostToConnection (`execute-api:ManageConnections`).
     pub posts_to_connections: bool,
     /// Whether it reads the auth secret from the SSM parameter named by
@@ -106,6 +147,7 @@ pub const CONNECT: Function = Function {
         on("connections", "PutItem"),
         on("connections", "UpdateItem"),
     ],
+    s3: &[],
     posts_to_connections: false,
     reads_auth_secret: true,
 };
@@ -126,6 +168,7 @@ pub const DISCONNECT: Function = Function {
         },
         on("pending", "UpdateItem"),
     ],
+    s3: &[],
     posts_to_connections: false,
     reads_auth_secret: false,
 };
@@ -138,6 +181,7 @@ pub const FORWARDING: Function = Function {
         "PENDING_REQUESTS_TABLE_NAME",
         "DOMAIN_NAME",
         "WEBSOCKET_API_ENDPOINT",
+        "BODIES_BUCKET_NAME",
     ],
     optional_env: &["REQUEST_TIMEOUT_MS", "POLL_INTERVAL_MS"],
     dynamodb: &[
@@ -149,6 +193,14 @@ pub const FORWARDING: Function = Function {
         on("pending", "DeleteItem"),
         // Response chunks (`crate::store::chunks`).
         on("pending", "BatchGetItem"),
+    ],
+    // PutObject: a large request body, and the agent's presigned PUT of a
+    // large answer; GetObject: the answer read back, and the agent's
+    // presigned GET of the request body; DeleteObject: both, once used.
+    s3: &[
+        objects("bodies", "PutObject"),
+        objects("bodies", "GetObject"),
+        objects("bodies", "DeleteObject"),
     ],
     posts_to_connections: true,
     reads_auth_secret: false,
@@ -169,6 +221,7 @@ pub const RESPONSE: Function = Function {
         // Response chunk items (`crate::store::chunks`).
         on("pending", "PutItem"),
     ],
+    s3: &[],
     posts_to_connections: true,
     reads_auth_secret: false,
 };

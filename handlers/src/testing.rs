@@ -55,6 +55,7 @@ pub fn forwarding_config() -> ForwardingConfig {
         websocket_api_endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
         request_timeout: Duration::from_secs(25),
         poll_interval: None,
+        bodies_bucket: "tunnel-bodies".into(),
     }
 }
 

@@ -4,6 +4,7 @@
 use terraform_checks::{Tree, checks};
 
 const TUNNEL: &str = "modules/tunnel/main.tf";
+const BODIES: &str = "modules/bodies/main.tf";
 
 /// Applies `from` → `to` in `path`, runs `check`, and asserts that one of the
 /// problems contains every `expected` fragment.
@@ -418,5 +419,153 @@ fn an_http_invoke_permission_for_any_route() {
         "execution_arn}/*/*",
         checks::routes,
         &["aws_lambda_permission source_arn", "this stage, this route"],
+    );
+}
+
+#[test]
+fn an_s3_grant_for_a_function_whose_code_uses_no_bucket() {
+    detects(
+        TUNNEL,
+        "    response = []\n  }\n\n  bucket_arns",
+        "    response = [\n      { bucket = \"bodies\", actions = [\"GetObject\"] },\n    ]\n  }\n\n  bucket_arns",
+        checks::function_iam,
+        &[
+            "function response may call s3:GetObject on module.bodies.bucket_arn/*",
+            "least privilege",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_s3_action() {
+    detects(
+        TUNNEL,
+        r#"actions = ["PutObject", "GetObject", "DeleteObject"]"#,
+        r#"actions = ["PutObject", "GetObject"]"#,
+        checks::function_iam,
+        &["function forwarding cannot call s3:DeleteObject on module.bodies.bucket_arn/*"],
+    );
+}
+
+#[test]
+fn an_s3_grant_on_the_whole_bucket_instead_of_its_objects() {
+    detects(
+        TUNNEL,
+        r#"resources = ["${local.bucket_arns[grant.bucket]}/*"]"#,
+        r#"resources = ["*"]"#,
+        checks::function_iam,
+        &["function forwarding may call s3:GetObject on *"],
+    );
+}
+
+#[test]
+fn a_bucket_name_variable_naming_something_else() {
+    detects(
+        TUNNEL,
+        "BODIES_BUCKET_NAME          = module.bodies.bucket_name",
+        "BODIES_BUCKET_NAME          = module.bodies.bucket_arn",
+        checks::function_environment,
+        &["BODIES_BUCKET_NAME", "expected module.bodies.bucket_name"],
+    );
+}
+
+#[test]
+fn a_bucket_signer_the_manifest_does_not_know() {
+    detects(
+        TUNNEL,
+        "module.function[name].role_arn if length(grants) > 0",
+        "module.function[name].role_arn",
+        checks::buckets,
+        &[
+            "object_role_arns has module.function[\"connect\"].role_arn",
+            "could sign URLs",
+        ],
+    );
+}
+
+#[test]
+fn a_bucket_without_its_signer() {
+    detects(
+        TUNNEL,
+        "module.function[name].role_arn if length(grants) > 0",
+        "module.function[name].role_arn if name == \"response\"",
+        checks::buckets,
+        &["object_role_arns lacks module.function[\"forwarding\"].role_arn"],
+    );
+}
+
+#[test]
+fn a_bucket_that_may_become_public() {
+    detects(
+        BODIES,
+        "restrict_public_buckets = true",
+        "restrict_public_buckets = false",
+        checks::buckets,
+        &["restrict_public_buckets is not true"],
+    );
+}
+
+#[test]
+fn a_bucket_without_encryption() {
+    detects(
+        BODIES,
+        "sse_algorithm = \"AES256\"",
+        "sse_algorithm = \"\"",
+        checks::buckets,
+        &["no default encryption"],
+    );
+}
+
+#[test]
+fn a_lifecycle_rule_that_expires_nothing() {
+    detects(
+        BODIES,
+        "status = \"Enabled\"",
+        "status = \"Disabled\"",
+        checks::buckets,
+        &["no enabled lifecycle rule", "expires objects"],
+    );
+    detects(
+        BODIES,
+        "    filter {}\n",
+        "    filter {\n      prefix = \"req/\"\n    }\n",
+        checks::buckets,
+        &["no enabled lifecycle rule"],
+    );
+}
+
+#[test]
+fn a_bucket_kept_longer_than_the_manifest_says() {
+    detects(
+        "modules/bodies/variables.tf",
+        "default     = 1\n",
+        "default     = 7\n",
+        checks::buckets,
+        &["expiration_days defaults to Some(\"7\"), expected 1"],
+    );
+}
+
+#[test]
+fn a_bucket_policy_without_tls_or_signer_restriction() {
+    detects(
+        BODIES,
+        "variable = \"aws:SecureTransport\"",
+        "variable = \"aws:SourceIp\"",
+        checks::buckets,
+        &["no statement denying requests without TLS"],
+    );
+    detects(
+        BODIES,
+        "test     = \"StringNotEquals\"",
+        "test     = \"StringNotLike\"",
+        checks::buckets,
+        &["does not deny object reads and writes to principals outside var.object_role_arns"],
+    );
+    detects(
+        BODIES,
+        r#"actions   = ["s3:GetObject", "s3:PutObject"]"#,
+        r#"actions   = ["s3:PutObject"]"#,
+        checks::buckets,
+        &["must deny s3:GetObject and s3:PutObject on the objects"],
     );
 }

@@ -1,16 +1,19 @@
-# The whole tunnel: tables, four functions, the agents' WebSocket API, the
-# visitors' HTTP API, an optional custom domain and optional alarms.
+# The whole tunnel: tables, the bodies bucket, four functions, the agents'
+# WebSocket API, the visitors' HTTP API, an optional custom domain and
+# optional alarms.
 #
 # Every name the code relies on comes from docs/contracts.md, whose Rust
 # mirror is handlers::manifest; terraform/checks evaluates the locals below
 # and the module arguments and compares them with the manifest:
 #   - local.function_environment: the variables each function reads;
-#   - local.dynamodb_grants and local.posts_to_connections: its IAM;
+#   - local.dynamodb_grants, local.s3_grants and local.posts_to_connections:
+#     its IAM (and module.bodies' object_role_arns, who may sign URLs);
 #   - local.websocket_routes and local.http_route_function: its routes.
 #
-# Dependency direction (no cycle): functions -> tables, and functions ->
-# the APIs' ids (endpoints, execution ARN); the APIs -> functions only
-# through their integrations and invoke permissions.
+# Dependency direction (no cycle): functions -> tables and the bucket, and
+# functions -> the APIs' ids (endpoints, execution ARN); the APIs ->
+# functions only through their integrations and invoke permissions; the
+# bucket's policy -> the roles of the functions that use it.
 
 locals {
   tags = merge({ Project = "serverless-tunnel", Tunnel = var.name }, var.tags)
@@ -74,6 +77,7 @@ locals {
       DOMAIN_NAME                 = local.public_domain
       WEBSOCKET_API_ENDPOINT      = module.websocket_api.management_endpoint
       REQUEST_TIMEOUT_MS          = tostring(var.request_timeout_ms)
+      BODIES_BUCKET_NAME          = module.bodies.bucket_name
     })
     response = merge(local.common_environment, {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
@@ -106,6 +110,25 @@ locals {
       # PutItem: one item per response body chunk (handlers/src/chunks.rs).
       { table = "pending", index = null, actions = ["UpdateItem", "PutItem"] },
     ]
+  }
+
+  # Exactly the S3 actions each function's code calls on the objects of a
+  # bucket (docs/contracts.md "IAM"). A presigned URL acts with its signer's
+  # permissions: these are also all the URLs it hands out can do.
+  s3_grants = {
+    connect    = []
+    disconnect = []
+    # PutObject: a large request body, and the agent's presigned PUT of a
+    # large answer; GetObject: the answer, and the agent's presigned GET of
+    # the request body; DeleteObject: both, once used.
+    forwarding = [
+      { bucket = "bodies", actions = ["PutObject", "GetObject", "DeleteObject"] },
+    ]
+    response = []
+  }
+
+  bucket_arns = {
+    bodies = module.bodies.bucket_arn
   }
 
   # Which functions call PostToConnection (execute-api:ManageConnections).
@@ -141,6 +164,13 @@ locals {
           sid       = grant.index == null ? "DynamoDb${title(grant.table)}" : "DynamoDb${title(grant.table)}Index"
           actions   = [for action in grant.actions : "dynamodb:${action}"]
           resources = [grant.index == null ? local.table_arns[grant.table] : "${local.table_arns[grant.table]}/index/${grant.index}"]
+        }
+      ],
+      [
+        for grant in local.s3_grants[name] : {
+          sid       = "S3${title(grant.bucket)}Objects"
+          actions   = [for action in grant.actions : "s3:${action}"]
+          resources = ["${local.bucket_arns[grant.bucket]}/*"]
         }
       ],
       local.posts_to_connections[name] ? [
@@ -184,6 +214,18 @@ module "tables" {
   kms_key_arn            = var.dynamodb_kms_key_arn
   deletion_protection    = var.deletion_protection
   tags                   = local.tags
+}
+
+module "bodies" {
+  source = "../bodies"
+
+  name_prefix = var.name
+  # Only the roles of the functions that use the bucket may read or write
+  # its objects, so only they can sign a working presigned URL.
+  object_role_arns = [
+    for name, grants in local.s3_grants : module.function[name].role_arn if length(grants) > 0
+  ]
+  tags = local.tags
 }
 
 module "function" {
