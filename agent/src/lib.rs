@@ -24,6 +24,8 @@
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
 //!   dispatch, graceful close) and the reconnect loop.
 //! - [`chunks`]: request bodies arriving in `body_chunk` messages, bounded.
+//! - [`bodies`]: bodies too large for a message, downloaded from and
+//!   uploaded to the tunnel's bucket through presigned URLs, bounded.
 //! - [`forward`]: one visitor request to the local service and back.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
@@ -34,6 +36,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod bodies;
 pub mod chunks;
 pub mod config;
 pub mod console;

@@ -338,7 +338,9 @@ async fn run(
     }
     match handle.wait().await {
         Ok(()) => Ok(()),
-        Err(e @ AgentError::Unauthorized { .. }) => Err(anyhow::Error::new(e)),
+        Err(e @ (AgentError::Unauthorized { .. } | AgentError::Outdated)) => {
+            Err(anyhow::Error::new(e))
+        }
         Err(e) => Err(anyhow::Error::new(e).context("the tunnel agent stopped")),
     }
 }

@@ -143,12 +143,23 @@ impl Inspector {
         self.ring().limits()
     }
 
-    /// Starts capturing `req` as the agent received it. `replay_of` marks a
-    /// replay. The returned [`Capture`] records the response and the end.
-    pub fn begin(&self, req: &HttpRequest, replay_of: Option<u64>) -> Capture {
+    /// Starts capturing `req` as the agent received it, with `stored`, its
+    /// body fetched from the bodies bucket, when it did not come inline.
+    /// `replay_of` marks a replay. The returned [`Capture`] records the
+    /// response and the end.
+    pub fn begin(
+        &self,
+        req: &HttpRequest,
+        stored: Option<&[u8]>,
+        replay_of: Option<u64>,
+    ) -> Capture {
         let started = tokio::time::Instant::now();
         let mut ring = self.ring();
-        let body = Body::capture_base64(&req.body, ring.limits().per_body());
+        let limit = ring.limits().per_body();
+        let body = match stored {
+            Some(bytes) => Body::capture(bytes, limit),
+            None => Body::capture_base64(&req.body, limit),
+        };
         let (id, dropped) = ring.insert(
             req.request_id.clone(),
             replay_of,
@@ -280,13 +291,17 @@ impl Inspector {
         let forwarder = lock(&self.inner.forwarder)
             .upgrade()
             .ok_or(ReplayError::AgentStopped)?;
-        let capture = self.begin(&request, Some(id));
+        let capture = self.begin(&request, None, Some(id));
         let new_id = capture.id();
         let started_at = SystemTime::now();
         // A task of its own: a page that goes away mid-replay does not
         // cancel it.
-        let replay =
-            tokio::spawn(async move { forwarder.forward_captured(request, Some(capture)).await.1 });
+        let replay = tokio::spawn(async move {
+            forwarder
+                .forward_captured(request, None, Some(capture))
+                .await
+                .1
+        });
         let log = replay.await.map_err(|_| ReplayError::Crashed)?;
         Ok(self
             .ring()
