@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
-use crate::forward::Forwarder;
+use crate::forward::{Forwarder, error_chain};
+use crate::inspect::Inspector;
 use crate::session;
 
 /// Starts agents.
@@ -20,6 +21,17 @@ impl Agent {
     /// tunnel up and reconnects until [`AgentHandle::shutdown`], a fatal
     /// error, or the handle is dropped (which aborts it).
     pub fn start(config: Config) -> AgentHandle {
+        Self::spawn(config, None)
+    }
+
+    /// [`Agent::start`], with every exchange captured into `inspector`
+    /// (from the first request on); its replays go through this agent's
+    /// forwarder, and its page follows this agent's connection state.
+    pub fn start_with_inspector(config: Config, inspector: Inspector) -> AgentHandle {
+        Self::spawn(config, Some(inspector))
+    }
+
+    fn spawn(config: Config, inspector: Option<Inspector>) -> AgentHandle {
         let (events_tx, events) = broadcast::channel(1024);
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -28,7 +40,7 @@ impl Agent {
             state: state_tx,
             shutdown: shutdown_rx,
         };
-        let task = tokio::spawn(run(config, ctx));
+        let task = tokio::spawn(run(config, inspector, ctx));
         AgentHandle {
             state,
             events,
@@ -39,20 +51,25 @@ impl Agent {
     }
 }
 
-async fn run(config: Config, ctx: session::Ctx) -> Result<(), AgentError> {
+async fn run(
+    config: Config,
+    inspector: Option<Inspector>,
+    ctx: session::Ctx,
+) -> Result<(), AgentError> {
     let result = match Forwarder::new(&config) {
-        Ok(forwarder) => {
+        Ok(mut forwarder) => {
+            if let Some(inspector) = &inspector {
+                forwarder = forwarder.with_recorder(inspector.clone());
+            }
             let forwarder = Arc::new(forwarder);
-            // Inspector hook: replays go through this forwarder; the page
-            // follows the connection state.
-            if let Some(inspector) = &config.inspector {
+            // Replays go through this forwarder (and its in-flight cap); the
+            // page follows the connection state.
+            if let Some(inspector) = &inspector {
                 inspector.attach(&forwarder, &config.target, ctx.state.subscribe());
             }
             session::supervise(&config, forwarder, &ctx).await
         }
-        Err(e) => Err(AgentError::ClientInit(
-            crate::forward::error_chain(&e).into(),
-        )),
+        Err(e) => Err(AgentError::ClientInit(error_chain(&e).into())),
     };
     let _ = ctx
         .state

@@ -35,19 +35,20 @@ pub struct Config {
     /// On shutdown, how long in-flight requests may take to finish before
     /// they are failed with an `error` message.
     pub shutdown_grace: Duration,
-    /// Most requests forwarded to the local service at once; one more is
-    /// answered with `overloaded` (the visitor gets 503). Each request holds
-    /// at most about 11 MB (a 4.4 MB body plus its messages), so this bounds
-    /// the agent's memory.
+    /// Most requests forwarded to the local service at once, visitors' and
+    /// the inspector's replays together; one more visitor is answered with
+    /// `overloaded` (503), one more replay is refused to its caller (503).
+    /// Each request holds at most about 11 MB (a 4.4 MB body plus its
+    /// messages), so this bounds the agent's memory.
     pub max_in_flight: usize,
     /// A reconnect refused with 403 (the subdomain is still held, most likely
     /// by this agent's own previous connection, not yet seen as gone by the
     /// server) is retried with backoff for this long before the agent gives
     /// up. A 403 on the first connection is not retried.
     pub forbidden_retry_for: Duration,
-    /// The request inspector every exchange is captured into (`None`: no
-    /// capture). See [`crate::inspect`].
-    pub inspector: Option<crate::inspect::Inspector>,
+    /// The access policy declared in the handshake (`crate::access`); the
+    /// server checks it before a request reaches the agent.
+    pub policy: Option<protocol::policy::AccessPolicy>,
 }
 
 impl Config {
@@ -68,7 +69,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             forbidden_retry_for: RESUME_WINDOW,
-            inspector: None,
+            policy: None,
         })
     }
 
@@ -322,22 +323,22 @@ impl std::str::FromStr for Target {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let input = input.trim();
-        if !input.is_empty() && input.bytes().all(|b| b.is_ascii_digit()) {
-            return match input.parse::<u16>() {
-                Ok(port) if port > 0 => Ok(Target {
-                    base: format!("http://127.0.0.1:{port}"),
-                    authority: format!("127.0.0.1:{port}"),
-                    path: String::new(),
-                }),
-                _ => Err(ConfigError::TargetPort {
-                    input: input.to_owned(),
-                }),
-            };
-        }
         // `localhost:3000` is a URL with scheme `localhost` to the url crate:
         // treat anything without `://` as host:port over http. A bare word
         // (`tunnel abc`) is more likely a typo than host `abc` on port 80.
-        let with_scheme = if input.contains("://") {
+        // A bare port goes through the URL too, so `80` and
+        // `http://127.0.0.1:80` are the same target (the default port
+        // dropped).
+        let with_scheme = if !input.is_empty() && input.bytes().all(|b| b.is_ascii_digit()) {
+            match input.parse::<u16>() {
+                Ok(port) if port > 0 => format!("http://127.0.0.1:{port}"),
+                _ => {
+                    return Err(ConfigError::TargetPort {
+                        input: input.to_owned(),
+                    });
+                }
+            }
+        } else if input.contains("://") {
             input.to_owned()
         } else if input.rsplit_once(':').is_some_and(|(h, p)| {
             !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
@@ -471,6 +472,8 @@ mod tests {
     #[case("http://127.0.0.1:8080/", "http://127.0.0.1:8080", "127.0.0.1:8080")]
     #[case("localhost:5173", "http://localhost:5173", "localhost:5173")]
     #[case("https://dev.local", "https://dev.local", "dev.local")]
+    #[case("80", "http://127.0.0.1", "127.0.0.1")]
+    #[case("http://127.0.0.1:80", "http://127.0.0.1", "127.0.0.1")]
     #[case("http://[::1]:3000", "http://[::1]:3000", "[::1]:3000")]
     #[case(
         "http://localhost:3000/api/",

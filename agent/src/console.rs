@@ -6,7 +6,8 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::events::Event;
-use crate::forward::{RequestOutcome, humanize};
+use crate::exchange::RequestOutcome;
+use crate::forward::humanize;
 
 /// Turns events into console lines; remembers the public URL so a reconnect
 /// that keeps it says so briefly.
@@ -20,6 +21,8 @@ pub struct Console {
     last_reason: Option<String>,
     /// The request inspector's page, shown in the banner.
     inspect_url: Option<String>,
+    /// `--url-token`: the banner's URL carries it.
+    url_token: Option<String>,
 }
 
 impl Console {
@@ -32,7 +35,14 @@ impl Console {
             public_url: None,
             last_reason: None,
             inspect_url: None,
+            url_token: None,
         }
+    }
+
+    /// Shows the public URL with the URL token (`--url-token`).
+    pub fn with_url_token(mut self, token: impl Into<String>) -> Console {
+        self.url_token = Some(token.into());
+        self
     }
 
     /// Shows the inspector's URL under the forwarding line.
@@ -63,9 +73,13 @@ impl Console {
                         .as_ref()
                         .map(|url| format!("Inspect     {url}\n"))
                         .unwrap_or_default();
+                    let url = match &self.url_token {
+                        Some(token) => crate::access::url_with_token(&e.public_url, token),
+                        None => e.public_url.clone(),
+                    };
                     format!(
-                        "\nForwarding  {} -> {}\n{inspect}\nPress Ctrl-C to stop.\n",
-                        e.public_url, self.target
+                        "\nForwarding  {url} -> {}\n{inspect}\nPress Ctrl-C to stop.\n",
+                        self.target
                     )
                 };
                 self.public_url = Some(e.public_url.clone());
@@ -103,6 +117,25 @@ impl Console {
                     humanize_short(log.duration)
                 ))
             }
+            Event::Rejected(r) => Some(format!(
+                "{time}  {:<7} {:<40} {:<28} refused at the edge: {}{}",
+                r.method,
+                r.path,
+                format!(
+                    "{} {}",
+                    r.status,
+                    http::StatusCode::from_u16(r.status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("")
+                )
+                .trim_end(),
+                r.reason,
+                r.source_ip
+                    .as_ref()
+                    .map(|ip| format!(" (from {ip})"))
+                    .unwrap_or_default()
+            )),
             Event::ServerError { message, .. } => {
                 Some(format!("{time}  The tunnel server reported: {message}"))
             }
@@ -126,7 +159,7 @@ fn humanize_short(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::RequestLog;
+    use crate::exchange::RequestLog;
     use protocol::{ConnectionEstablished, ErrorCode};
     use std::time::Duration;
 
@@ -233,5 +266,39 @@ mod tests {
             c.render_at(&again, at()).unwrap(),
             "21:30:01  Reconnecting in 2.1 s…"
         );
+    }
+
+    #[test]
+    fn the_banner_carries_the_url_token_and_refusals_are_one_line() {
+        let mut c = Console::new("http://127.0.0.1:3000", UtcOffset::UTC).with_url_token("T0k");
+        let banner = c
+            .render_at(&established("https://abc.example.com"), at())
+            .unwrap();
+        assert!(
+            banner.contains(
+                "Forwarding  https://abc.example.com/?tunnel_token=T0k -> http://127.0.0.1:3000"
+            ),
+            "{banner}"
+        );
+        let line = c
+            .render_at(
+                &Event::Rejected(protocol::policy::Rejected {
+                    method: "GET".into(),
+                    path: "/admin".into(),
+                    reason: "no valid basic-auth credentials".into(),
+                    source_ip: Some("198.51.100.7".into()),
+                    status: 401,
+                }),
+                at(),
+            )
+            .unwrap();
+        assert!(line.starts_with("21:30:01  GET     /admin"), "{line}");
+        assert!(
+            line.ends_with(
+                "401 Unauthorized             refused at the edge: no valid basic-auth credentials (from 198.51.100.7)"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
     }
 }

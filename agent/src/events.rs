@@ -1,14 +1,15 @@
 //! What a running agent tells whoever watches it: the [`Event`]s it emits,
 //! the [`ConnectionState`] it is in, and the [`AgentError`] it stops with.
 //! Plain data, shared by the supervisor ([`crate::agent`]), the connection
-//! loop (`session`) and the console ([`crate::console`]).
+//! loop (`session`), the console ([`crate::console`]) and the request
+//! inspector ([`crate::inspect`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::ConnectionEstablished;
 
-use crate::forward::RequestLog;
+use crate::exchange::RequestLog;
 
 /// Something the user should hear about. The CLI prints these; tests wait
 /// for them.
@@ -29,6 +30,9 @@ pub enum Event {
         code: protocol::ErrorCode,
         message: String,
     },
+    /// The server refused a visitor's request by the tunnel's access policy
+    /// (it never reached the agent).
+    Rejected(protocol::policy::Rejected),
     /// Shutdown began; `in_flight` requests get up to the grace period.
     ShuttingDown { in_flight: usize },
     /// The agent stopped (after a shutdown or a fatal error).
@@ -63,6 +67,10 @@ pub enum AgentError {
         protocol::PROTOCOL_VERSION
     )]
     Outdated,
+    #[error(
+        "the server refused the access policy (HTTP 400): it is invalid or too large — check --basic-auth, --allow-cidr and the webhook options"
+    )]
+    PolicyRefused,
     #[error("{0}")]
     ClientInit(Arc<str>),
     #[error("the agent was shut down before the tunnel was established")]

@@ -24,6 +24,7 @@
 //! for the agent's console ([`RequestOutcome::Failed`]). Neither carries the
 //! request's URL: its query may hold a secret.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -32,53 +33,18 @@ use protocol::limits::{INLINE_ANSWER_BODY_BYTES, MAX_BODY_BYTES};
 use protocol::{
     BodyUploaded, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message, SignedUrl,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::bodies::{Storage, TransferError};
 use crate::config::{Config, HostHeader, Target, UriError};
-use crate::inspect::{Capture, Inspector};
+use crate::exchange::{
+    MAX_LOGGED_METHOD_CHARS, Recorder, Recording, RequestLog, RequestOutcome, clip,
+};
 
-/// What happened to one request, for the console (no bodies, no query values).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestLog {
-    pub request_id: String,
-    pub method: String,
-    /// The path; a query string is shown as `?…`.
-    pub path: String,
-    pub outcome: RequestOutcome,
-    pub duration: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestOutcome {
-    /// The local service answered with this status.
-    Status(u16),
-    /// The request failed; the visitor gets an error page with a short
-    /// reason, `message` is the full story for the console.
-    Failed { code: ErrorCode, message: String },
-}
-
-/// Longest method and path kept in a [`RequestLog`]: both come from the
-/// server, and events are buffered.
-const MAX_LOGGED_METHOD_CHARS: usize = 32;
-const MAX_LOGGED_PATH_CHARS: usize = 512;
-
-impl RequestLog {
-    /// The log line of `req` (method and path clipped, query hidden), with a
-    /// zero duration.
-    pub(crate) fn for_request(req: &HttpRequest, outcome: RequestOutcome) -> RequestLog {
-        RequestLog {
-            request_id: req.request_id.clone(),
-            method: clip(&req.method, MAX_LOGGED_METHOD_CHARS),
-            path: clip(&display_path(&req.uri), MAX_LOGGED_PATH_CHARS),
-            outcome,
-            duration: Duration::ZERO,
-        }
-    }
-}
-
-/// Forwards requests to the local service through one pooled client.
-#[derive(Debug, Clone)]
+/// Forwards requests to the local service through one pooled client, and
+/// holds the cap on how many may be with it at once.
+#[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
     target: Target,
@@ -86,8 +52,32 @@ pub struct Forwarder {
     timeout: Duration,
     /// Bodies to and from the bodies bucket.
     storage: Storage,
-    /// Captures every exchange for the request inspector.
-    inspector: Option<Inspector>,
+    /// One permit per request with the local service
+    /// ([`Config::max_in_flight`]): visitors' requests and the inspector's
+    /// replays take them from the same pool.
+    slots: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// Sees every exchange (the request inspector).
+    recorder: Option<Arc<dyn Recorder>>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("target", &self.target)
+            .field("host_header", &self.host_header)
+            .field("timeout", &self.timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("recorded", &self.recorder.is_some())
+            .finish()
+    }
+}
+
+/// A place among the [`Config::max_in_flight`] requests with the local
+/// service; free again once dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +98,29 @@ impl Forwarder {
             host_header: config.host_header.clone(),
             timeout: config.request_timeout,
             storage: Storage::new(config.request_timeout).map_err(ClientInitError)?,
-            inspector: config.inspector.clone(),
+            slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            recorder: None,
         })
+    }
+
+    /// Shows every exchange [`Forwarder::forward`] makes to `recorder`.
+    pub fn with_recorder(mut self, recorder: impl Recorder + 'static) -> Forwarder {
+        self.recorder = Some(Arc::new(recorder));
+        self
+    }
+
+    /// A place for one more request with the local service, or `None` when
+    /// [`Forwarder::max_in_flight`] are already there. The caller holds it
+    /// for as long as the request counts.
+    pub(crate) fn try_slot(&self) -> Option<Slot> {
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
+        Some(Slot { _permit: permit })
+    }
+
+    /// The cap on requests with the local service (`--max-in-flight`).
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// Forwards `req` and returns the message to send back (a response or an
@@ -119,8 +130,11 @@ impl Forwarder {
     /// or, without one, as a head plus `body_chunk`s; every message is
     /// serialized (and the body checked against `MAX_BODY_BYTES` while it was
     /// read) before any is sent, so nothing is half-delivered.
+    ///
+    /// It does not take a [`Slot`]: the caller does, and holds it until the
+    /// answer is on its way.
     pub async fn forward(&self, mut req: HttpRequest) -> (Vec<String>, RequestLog) {
-        // A stored body first: the inspector and the local service see it.
+        // A stored body first: the recorder and the local service see it.
         let stored = match req.body_download.take() {
             None => None,
             Some(download) => match self.storage.download(&download).await {
@@ -132,22 +146,23 @@ impl Forwarder {
                 }
             },
         };
-        // Inspector hook: the request as the agent received it.
-        let capture = self
-            .inspector
+        // Recorder hook: the request as the agent received it.
+        let recording = self
+            .recorder
             .as_ref()
-            .map(|i| i.begin(&req, stored.as_deref(), None));
-        self.forward_captured(req, stored, capture).await
+            .map(|r| r.record(&req, stored.as_deref()));
+        self.forward_recorded(req, stored, recording).await
     }
 
     /// [`Forwarder::forward`] once a stored body is fetched (`stored`; else
-    /// the body is `req.body`), recording into `capture` (the inspector's
-    /// replays come in here with their own).
-    pub(crate) async fn forward_captured(
+    /// the body is `req.body`), shown to `recording` instead of the
+    /// forwarder's own recorder (the inspector's replays come in here with
+    /// their own).
+    pub(crate) async fn forward_recorded(
         &self,
         mut req: HttpRequest,
         stored: Option<Vec<u8>>,
-        capture: Option<Capture>,
+        mut recording: Option<Box<dyn Recording>>,
     ) -> (Vec<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
@@ -174,9 +189,9 @@ impl Forwarder {
             Ok((mut response, body)) => {
                 response.processing_time_ms = elapsed.as_millis() as u64;
                 let status = response.status_code;
-                // Inspector hook: the response as the local service gave it.
-                if let Some(capture) = &capture {
-                    capture.response(status, &response.headers, &body);
+                // Recorder hook: the response as the local service gave it.
+                if let Some(recording) = &mut recording {
+                    recording.response(status, &response.headers, &body);
                 }
                 match self.answer(response, body, upload.as_ref()).await {
                     Ok(messages) => (messages, RequestOutcome::Status(status)),
@@ -187,9 +202,9 @@ impl Forwarder {
         };
         log.outcome = outcome;
         log.duration = elapsed;
-        // Inspector hook: what the visitor got.
-        if let Some(capture) = capture {
-            capture.finish(&log.outcome, elapsed);
+        // Recorder hook: what the visitor got.
+        if let Some(recording) = recording {
+            recording.finish(&log.outcome, elapsed);
         }
         (messages, log)
     }
@@ -509,14 +524,6 @@ pub(crate) fn error_json(
     .to_json()
 }
 
-/// At most `max` characters of `text`, with `…` when cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 /// The local service's headers minus hop-by-hop ones; repeats kept in order.
 fn response_headers(map: &HeaderMap) -> Headers {
     let hop_by_hop = HopByHop::from_connection(
@@ -534,15 +541,6 @@ fn response_headers(map: &HeaderMap) -> Headers {
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     out
-}
-
-/// The path for the console: query values can carry secrets, so a query
-/// string shows as `?…`.
-pub fn display_path(uri: &str) -> String {
-    match uri.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => uri.to_owned(),
-    }
 }
 
 fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
@@ -665,11 +663,5 @@ mod tests {
         assert_eq!(out["set-cookie"], ["a=1", "b=2"]);
         assert_eq!(out["content-encoding"], ["gzip"]);
         assert_eq!(out.len(), 2, "{out:?}");
-    }
-
-    #[test]
-    fn console_path_hides_query_values() {
-        assert_eq!(display_path("/hook?token=secret"), "/hook?…");
-        assert_eq!(display_path("/a/b"), "/a/b");
     }
 }

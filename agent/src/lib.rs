@@ -13,27 +13,38 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
-//!   its secrets masked; target, and the rule that keeps requests under its
-//!   base path; host header mode, token, durations, limits).
-//! - [`agent`]: [`Agent::start`] and the [`AgentHandle`] that observes and
-//!   stops it.
-//! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
-//!   [`AgentError`] (plain data; the supervisor, the session and the console
-//!   all use it, so it depends on none of them).
+//! From the top down; each module uses only those below it (no cycle).
+//! - [`agent`]: [`Agent::start`] (or [`Agent::start_with_inspector`]) and
+//!   the [`AgentHandle`] that observes and stops it.
 //! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
-//!   dispatch, graceful close) and the reconnect loop.
+//!   dispatch, the `--max-in-flight` refusal, graceful close) and the
+//!   reconnect loop.
+//! - [`inspect`]: the request inspector (capture ring, local web page and
+//!   JSON API, replay through the agent's forwarder).
+//! - [`console`]: the human-readable lines the CLI prints.
+//! - [`forward`]: one request to the local service and back, and the cap on
+//!   how many are there at once (visitors' and replays alike).
+//! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
+//!   [`AgentError`] (plain data; the supervisor, the session, the console
+//!   and the inspector all use it, so it depends on none of them).
 //! - [`chunks`]: request bodies arriving in `body_chunk` messages, bounded.
 //! - [`bodies`]: bodies too large for a message, downloaded from and
 //!   uploaded to the tunnel's bucket through presigned URLs, bounded.
-//! - [`forward`]: one visitor request to the local service and back.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
-//! - [`console`]: the human-readable lines the CLI prints.
-//! - [`inspect`]: the request inspector (capture ring, local web page and
-//!   JSON API, replay).
 //! - [`token`]: minting agent tokens (`tunnel token issue`).
+//! - [`exchange`]: one request as the others see it: its log line
+//!   ([`RequestLog`], [`RequestOutcome`]) and the [`Recorder`](exchange::Recorder)
+//!   hook through which the forwarder shows every exchange to the inspector
+//!   without knowing it.
+//! - [`access`]: the access options (`--basic-auth`, `--allow-cidr`,
+//!   `--url-token`, `--verify-webhook`) turned into the policy the agent
+//!   declares.
+//! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
+//!   its secrets masked; target, and the rule that keeps requests under its
+//!   base path; host header mode, token, durations, limits).
 
+pub mod access;
 pub mod agent;
 pub mod backoff;
 pub mod bodies;
@@ -41,6 +52,7 @@ pub mod chunks;
 pub mod config;
 pub mod console;
 pub mod events;
+pub mod exchange;
 pub mod forward;
 pub mod frames;
 pub mod heartbeat;
@@ -51,5 +63,5 @@ pub mod token;
 pub use agent::{Agent, AgentHandle};
 pub use config::{BackoffConfig, Config, ConfigError, Endpoint, HostHeader, Target, Token};
 pub use events::{AgentError, ConnectionState, Event};
-pub use forward::{RequestLog, RequestOutcome};
+pub use exchange::{RequestLog, RequestOutcome};
 pub use protocol::ConnectionEstablished;

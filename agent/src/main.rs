@@ -45,6 +45,14 @@ Examples:
   # The inspector on another port, keeping the last 2000 requests
   tunnel 3000 --inspect 4050 --inspect-requests 2000
 
+  # Access control, checked at the edge before a request reaches you:
+  # a password, an address range, a secret link, webhook signatures
+  tunnel 3000 --basic-auth alice:long-random-passphrase
+  tunnel 3000 --allow-cidr 203.0.113.0/24 --allow-cidr 2001:db8::/32
+  tunnel 3000 --url-token          # prints https://…/?tunnel_token=…
+  GITHUB_WEBHOOK_SECRET=… tunnel 3000 --verify-webhook github --webhook-secret-env GITHUB_WEBHOOK_SECRET
+  tunnel 3000 --verify-webhook hmac --webhook-secret-env MY_SECRET --webhook-header X-Signature
+
   # Operators: mint a token (see `tunnel token issue --help`)
   tunnel token issue --secret-env TUNNEL_AUTH_SECRET --user alice --expires 30d
 
@@ -113,8 +121,9 @@ struct Cli {
     #[arg(long, env = "TUNNEL_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
 
-    /// Most requests forwarded to the local service at once; visitors get
-    /// 503 above it (bounds the agent's memory)
+    /// Most requests forwarded to the local service at once, the
+    /// inspector's replays included; visitors get 503 above it (bounds the
+    /// agent's memory)
     #[arg(long, env = "TUNNEL_MAX_IN_FLIGHT", default_value_t = agent::config::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, value_name = "N")]
     max_in_flight: usize,
 
@@ -134,6 +143,9 @@ struct Cli {
 
     #[command(flatten)]
     inspect: agent::inspect::InspectArgs,
+
+    #[command(flatten)]
+    access: agent::access::AccessArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +303,11 @@ async fn run(
         .unwrap_or(HostHeader::Rewrite);
     config.request_timeout = cli.timeout;
     config.max_in_flight = cli.max_in_flight;
+    let access = cli
+        .access
+        .access(|var| std::env::var(var).ok())
+        .map_err(|e| anyhow::anyhow!("invalid access options: {e}"))?;
+    config.policy = access.policy;
 
     // The request inspector (agent::inspect), before the agent so the first
     // request is captured.
@@ -300,13 +317,18 @@ async fn run(
         .await
         .context("the request inspector did not start")?;
     let mut console = Console::new(target.base(), offset);
+    if let Some(token) = access.url_token {
+        console = console.with_url_token(token);
+    }
     if let Some(running) = &inspector {
-        config.inspector = Some(running.inspector.clone());
         console = console.with_inspect_url(running.server.url());
         tracing::info!(url = %running.server.url(), "request inspector listening");
     }
     let print = cli.log_format == LogFormat::Text && !cli.quiet;
-    let mut handle = Agent::start(config);
+    let mut handle = match &inspector {
+        Some(running) => Agent::start_with_inspector(config, running.inspector.clone()),
+        None => Agent::start(config),
+    };
     let mut interrupts = 0u32;
     let mut signals = stop_signals();
     loop {
@@ -338,9 +360,10 @@ async fn run(
     }
     match handle.wait().await {
         Ok(()) => Ok(()),
-        Err(e @ (AgentError::Unauthorized { .. } | AgentError::Outdated)) => {
-            Err(anyhow::Error::new(e))
-        }
+        Err(
+            e
+            @ (AgentError::Unauthorized { .. } | AgentError::Outdated | AgentError::PolicyRefused),
+        ) => Err(anyhow::Error::new(e)),
         Err(e) => Err(anyhow::Error::new(e).context("the tunnel agent stopped")),
     }
 }
@@ -408,6 +431,14 @@ fn log_event(event: &Event) {
                 "request failed"
             ),
         },
+        Event::Rejected(r) => tracing::info!(
+            method = %r.method,
+            path = %r.path,
+            status = r.status,
+            reason = %r.reason,
+            source_ip = r.source_ip.as_deref().unwrap_or(""),
+            "request refused at the edge"
+        ),
         Event::ServerError { code, message } => {
             tracing::warn!(code = ?code, %message, "server error")
         }

@@ -12,7 +12,7 @@ use protocol::{
     is_valid_request_id,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -27,10 +27,8 @@ use crate::backoff::Backoff;
 use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
-use crate::forward::{
-    Forwarder, MAX_ERROR_MESSAGE_CHARS, RequestLog, RequestOutcome, clip, error_chain, error_json,
-    humanize,
-};
+use crate::exchange::{RequestLog, RequestOutcome, clip};
+use crate::forward::{Forwarder, MAX_ERROR_MESSAGE_CHARS, error_chain, error_json, humanize};
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
 
@@ -216,6 +214,14 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
     if let Ok(platform) = HeaderValue::from_str(&platform()) {
         headers.insert(protocol::HEADER_AGENT_PLATFORM, platform);
     }
+    if let Some(policy) = &config.policy {
+        // base64url: always a valid header value. Sensitive: it may hold a
+        // webhook secret.
+        let mut value = HeaderValue::from_str(&policy.to_header())
+            .map_err(|_| lost("the access policy cannot be sent as a header".into()))?;
+        value.set_sensitive(true);
+        headers.insert(protocol::policy::HEADER_POLICY, value);
+    }
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
         .max_frame_size(Some(4 * MAX_MESSAGE_BYTES));
@@ -236,6 +242,8 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
             } else if status == 426 {
                 // Retrying cannot help: only a newer agent can.
                 Err(End::Fatal(AgentError::Outdated))
+            } else if status == 400 && config.policy.is_some() {
+                Err(End::Fatal(AgentError::PolicyRefused))
             } else {
                 Err(lost(format!(
                     "the server answered the handshake with HTTP {status}{}",
@@ -328,7 +336,6 @@ async fn connection(
         forwarder,
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
-        slots: Arc::new(Semaphore::new(config.max_in_flight)),
         established_at: None,
         out: mpsc::channel(OUT_QUEUE_MESSAGES),
         assembler: Assembler::new(),
@@ -346,10 +353,6 @@ struct Connection<'a> {
     forwarder: &'a Arc<Forwarder>,
     tasks: JoinSet<()>,
     in_flight: HashMap<tokio::task::Id, String>,
-    /// One permit per request with the local service ([`Config::max_in_flight`]);
-    /// a task gives its permit back once its answer is queued, so a finished
-    /// task not yet reaped does not count.
-    slots: Arc<Semaphore>,
     established_at: Option<Instant>,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
     /// Request bodies arriving in chunks.
@@ -521,6 +524,16 @@ impl Connection<'_> {
             Message::HttpRequest(request) => self.spawn_request(ws, request).await?,
             Message::Ping => self.send_message(ws, &Message::Pong).await?,
             Message::Pong => {}
+            Message::Rejected(rejected) => {
+                // The server's words, clipped: events are buffered.
+                self.ctx.emit(Event::Rejected(protocol::policy::Rejected {
+                    method: clip(&rejected.method, 16),
+                    path: clip(&rejected.path, 256),
+                    reason: clip(&rejected.reason, 128),
+                    source_ip: rejected.source_ip.as_deref().map(|ip| clip(ip, 64)),
+                    status: rejected.status,
+                }));
+            }
             Message::Error(err) => {
                 // Clipped: events are buffered, and the text is the server's.
                 let message = clip(&err.message, MAX_ERROR_MESSAGE_CHARS);
@@ -621,9 +634,11 @@ impl Connection<'_> {
     }
 
     /// Forwards a complete request, or refuses it with `overloaded` when
-    /// `max_in_flight` requests are already with the local service.
+    /// `max_in_flight` requests (replays included) are already with the
+    /// local service. The task gives its slot back once its answer is
+    /// queued, so a finished task not yet reaped does not count.
     async fn spawn_request(&mut self, ws: &mut Ws, request: HttpRequest) -> Result<(), End> {
-        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+        let Some(slot) = self.forwarder.try_slot() else {
             let in_flight = self.config.max_in_flight;
             tracing::warn!(in_flight, request_id = %request.request_id, "too many requests in flight; refusing one");
             let visitor = format!(

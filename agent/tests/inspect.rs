@@ -75,9 +75,8 @@ async fn with_inspector(
     let inspector = Inspector::new(limits);
     let api = Api::start(&inspector).await;
     let for_agent = inspector.clone();
-    let s = setup(move |c| {
-        c.inspector = Some(for_agent);
-        tweak(c);
+    let s = setup_with(tweak, move |c| {
+        agent::Agent::start_with_inspector(c, for_agent)
     })
     .await;
     (s, inspector, api)
@@ -277,6 +276,83 @@ async fn replays_through_the_agent_exactly_or_edited_and_marks_the_replay() {
             .len(),
         3
     );
+}
+
+/// A replay counts against `--max-in-flight` like a visitor's request: with
+/// every slot taken it is refused (503, saying why) before anything reaches
+/// the local service, and a replay in flight takes a slot from visitors.
+#[tokio::test]
+async fn replays_count_against_the_in_flight_cap() {
+    let (mut s, _inspector, api) = with_inspector(Limits::default(), |c| c.max_in_flight = 1).await;
+    expect_response(s.conn.roundtrip(post_hook("r1", b"x")).await);
+    let id = api.ok("/api/requests").await["requests"][0]["id"]
+        .as_u64()
+        .unwrap();
+    let hits = || s.local.state.hits.load(std::sync::atomic::Ordering::SeqCst);
+
+    // A visitor's request holds the one slot: the replay is refused.
+    s.conn
+        .send(&Message::HttpRequest(request("slow", "GET", "/gate")))
+        .await;
+    within(
+        "the request to reach the service",
+        s.local.state.entered.notified(),
+    )
+    .await;
+    let before = hits();
+    let (status, err) = api.post(&format!("/api/requests/{id}/replay"), "").await;
+    assert_eq!(status, 503, "{err}");
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.contains("--max-in-flight") && message.contains("try the replay again"),
+        "{err}"
+    );
+    assert_eq!(
+        hits(),
+        before,
+        "the refused replay reached the local service"
+    );
+    let replays = api.ok("/api/requests?replay=true").await;
+    assert_eq!(
+        replays["requests"].as_array().unwrap().len(),
+        0,
+        "{replays}"
+    );
+    s.local.state.gate.add_permits(1);
+    assert_eq!(
+        expect_response(s.conn.recv_answer().await).request_id,
+        "slow"
+    );
+
+    // A replay holds the slot: a visitor's request is refused meanwhile.
+    let url = format!("{}/api/requests/{id}/replay", api.base);
+    let http = api.http.clone();
+    let replay = tokio::spawn(async move {
+        let response = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(json!({"method": "GET", "uri": "/gate", "body": ""}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        (status, body)
+    });
+    within(
+        "the replay to reach the service",
+        s.local.state.entered.notified(),
+    )
+    .await;
+    let e = expect_error(s.conn.roundtrip(request("c", "GET", "/big/1")).await);
+    assert_eq!(e.code, ErrorCode::Overloaded);
+    s.local.state.gate.add_permits(1);
+    let (status, replayed) = within("the replay", replay).await.unwrap();
+    assert_eq!(status, 201, "{replayed}");
+    assert_eq!(replayed["status"], 200, "{replayed}");
+    // Its slot is free again.
+    let r = expect_response(s.conn.roundtrip(request("d", "GET", "/big/1")).await);
+    assert_eq!(r.status_code, 200);
 }
 
 #[tokio::test]
@@ -630,9 +706,10 @@ async fn save_appends_one_private_json_line_per_finished_request() {
     let saver = agent::inspect::save::Saver::open(&path).unwrap();
     let inspector = Inspector::with_saver(Limits::default(), saver);
     let local = LocalService::start().await;
-    let mut config = config("ws://127.0.0.1:1/unused", &local.base);
-    config.inspector = Some(inspector.clone());
-    let forwarder = agent::forward::Forwarder::new(&config).unwrap();
+    let config = config("ws://127.0.0.1:1/unused", &local.base);
+    let forwarder = agent::forward::Forwarder::new(&config)
+        .unwrap()
+        .with_recorder(inspector.clone());
     forwarder.forward(post_hook("r1", b"saved body")).await;
     forwarder.forward(post_hook("r2", b"second")).await;
     // The last holder of the inspector gone, every queued line is written.
@@ -657,8 +734,8 @@ async fn save_appends_one_private_json_line_per_finished_request() {
 
 #[tokio::test]
 async fn without_an_inspector_nothing_is_captured() {
-    // The default configuration has none: the agent works as before.
-    let mut s = setup(|c| assert!(c.inspector.is_none())).await;
+    // `Agent::start` has none: the agent works as before.
+    let mut s = setup(|_| {}).await;
     expect_response(s.conn.roundtrip(post_hook("r1", b"x")).await);
 }
 

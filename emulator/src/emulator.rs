@@ -277,6 +277,20 @@ impl Emulator {
         }
     }
 
+    /// Sets `function`'s reserved concurrency to 0 (`true`: every invocation
+    /// from now on is throttled, as `PutFunctionConcurrency` with 0 does on
+    /// AWS) or back to its configured concurrency (`false`), for tests of
+    /// what a throttled deployment shows its visitors and agents.
+    pub fn set_reserved_zero(&self, function: &str, on: bool) -> Result<(), EmulatorError> {
+        if self.functions.set_reserved_zero(function, on) {
+            Ok(())
+        } else {
+            Err(EmulatorError::InvalidConfig(format!(
+                "no function named {function:?}"
+            )))
+        }
+    }
+
     /// A snapshot of every function's counters.
     pub fn counters(&self) -> Counters {
         self.functions.counters()

@@ -1,25 +1,38 @@
 //! Agent authentication on `$connect`.
 //!
-//! The connect function reads its settings at cold start
-//! ([`AuthSettings`], in [`crate::config`], from `AUTH_MODE`, `AUTH_SECRET`,
-//! `AUTH_SECRET_PARAMETER`), resolves them
-//! once into an [`Auth`] (fetching the secret from SSM if named), and checks
-//! every handshake with [`Auth::check`]. There is no default secret: without
-//! one every connection is refused until the operator sets one or turns
-//! authentication off explicitly. Tokens and the secret are never logged.
+//! The connect function reads its settings at cold start ([`AuthSettings`],
+//! in [`crate::config`], from `AUTH_MODE`, `AUTH_SECRET`,
+//! `AUTH_SECRET_PARAMETER`, `AUTH_SECRET_REFRESH_SECONDS`) into an
+//! [`AuthSource`], asks it for the current [`Auth`] at every handshake and
+//! checks the handshake with [`Auth::check`].
+//!
+//! A secret in SSM ([`SecretParameter`]) is read at cold start and again at
+//! the first handshake after each refresh interval (60 s by default, see
+//! [`crate::config::DEFAULT_SECRET_REFRESH`]): a secret set or rotated
+//! after the function started takes effect within it, without a redeploy.
+//! Every value passes [`crate::config::signing_secret`]: while the
+//! parameter is missing, unreadable, too short or still a placeholder
+//! Terraform writes, every agent is refused with 503 and the function logs
+//! why at ERROR. There is no default secret. Tokens and the secret are never
+//! logged.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use protocol::auth::{Claims, Secret, TokenError, WeakSecret};
+use protocol::auth::{Claims, Secret, TokenError};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::config::{AuthSettings, SECRET_PARAMETER_VAR, SECRET_VAR};
+use crate::config::{AuthSettings, SECRET_PARAMETER_VAR, SECRET_VAR, signing_secret};
+use crate::logging::chain;
 
-/// How the connect function authenticates, resolved once per cold start.
+/// How the connect function authenticates one handshake.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     Required(Secret),
     Disabled,
-    /// No secret: refuse everyone (503), saying why in the logs.
+    /// No usable secret: refuse everyone (503); the log says why.
     Unconfigured,
 }
 
@@ -33,78 +46,20 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// The secret could not be loaded: the function does not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthInitError {
-    #[error("could not read the SSM parameter {name:?} named by AUTH_SECRET_PARAMETER")]
-    Ssm {
-        name: String,
-        #[source]
-        source: Box<aws_sdk_ssm::Error>,
-    },
-    #[error("the SSM parameter {name:?} has no value")]
-    Empty { name: String },
-    #[error("the SSM parameter {name:?} holds a weak secret")]
-    Weak {
-        name: String,
-        #[source]
-        source: WeakSecret,
-    },
-}
-
 /// Why a handshake is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// 401: missing, malformed, forged or expired token.
     #[error("token refused: {0}")]
     Token(#[from] TokenError),
-    /// 503: the deployment has no secret and authentication is not disabled.
+    /// 503: authentication is required and there is no usable secret.
     #[error(
-        "authentication is required but no secret is configured (set AUTH_SECRET_PARAMETER or AUTH_SECRET, or AUTH_MODE=disabled)"
+        "authentication is required but there is no usable secret (AUTH_SECRET_PARAMETER missing, unreadable or still the placeholder Terraform writes: see the last \"agent-token secret\" log line; or set AUTH_SECRET, or AUTH_MODE=disabled)"
     )]
     Unconfigured,
 }
 
 impl Auth {
-    /// Resolves the settings, fetching an SSM parameter through `fetch`
-    /// (`None` when it has no value), and logs the outcome once.
-    pub async fn resolve<F, Fut>(settings: &AuthSettings, fetch: F) -> Result<Auth, AuthInitError>
-    where
-        F: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<Option<String>, AuthInitError>>,
-    {
-        let auth = match settings {
-            AuthSettings::Disabled => {
-                warn!(
-                    "authentication is OFF (AUTH_MODE=disabled): anyone who reaches the WebSocket URL can open a tunnel"
-                );
-                Auth::Disabled
-            }
-            AuthSettings::Missing => {
-                error!(
-                    "no authentication secret: set AUTH_SECRET_PARAMETER (an SSM SecureString) or AUTH_SECRET, or AUTH_MODE=disabled; every connection will be refused"
-                );
-                Auth::Unconfigured
-            }
-            AuthSettings::Secret(secret) => {
-                info!(source = SECRET_VAR, "agent tokens required (HS256)");
-                Auth::Required(secret.clone())
-            }
-            AuthSettings::Parameter(name) => {
-                let value = fetch(name.clone())
-                    .await?
-                    .ok_or_else(|| AuthInitError::Empty { name: name.clone() })?;
-                let secret = Secret::new(value).map_err(|source| AuthInitError::Weak {
-                    name: name.clone(),
-                    source,
-                })?;
-                info!(source = SECRET_PARAMETER_VAR, parameter = %name, "agent tokens required (HS256)");
-                Auth::Required(secret)
-            }
-        };
-        Ok(auth)
-    }
-
     /// Checks the handshake's token at `now`: `Ok(None)` with authentication
     /// disabled, `Ok(Some(claims))` for a valid token.
     pub fn check(
@@ -119,6 +74,229 @@ impl Auth {
                 let token = presented_token(event).ok_or(TokenError::Missing)?;
                 Ok(Some(protocol::auth::verify(secret, &token, now)?))
             }
+        }
+    }
+}
+
+/// Where the connect function's [`Auth`] comes from.
+pub enum AuthSource<S> {
+    /// `AUTH_MODE=disabled`, `AUTH_SECRET`, or nothing: settled at cold start.
+    Fixed(Auth),
+    /// `AUTH_SECRET_PARAMETER`: re-read on a refresh interval.
+    Parameter(SecretParameter<S>),
+}
+
+impl<S: ParameterStore + Sync> AuthSource<S> {
+    /// From the settings; `store` is built only for a parameter. Says once,
+    /// in the log, how agents are checked (a parameter says so at its first
+    /// read: call [`AuthSource::current`] at cold start).
+    pub fn new(settings: &AuthSettings, store: impl FnOnce() -> S) -> AuthSource<S> {
+        match settings {
+            AuthSettings::Disabled => {
+                warn!(
+                    "authentication is OFF (AUTH_MODE=disabled): anyone who reaches the WebSocket URL can open a tunnel"
+                );
+                AuthSource::Fixed(Auth::Disabled)
+            }
+            AuthSettings::Missing => {
+                error!(
+                    "no authentication secret: set AUTH_SECRET_PARAMETER (an SSM SecureString) or AUTH_SECRET, or AUTH_MODE=disabled; every connection will be refused"
+                );
+                AuthSource::Fixed(Auth::Unconfigured)
+            }
+            AuthSettings::Secret(secret) => {
+                info!(source = SECRET_VAR, "agent tokens required (HS256)");
+                AuthSource::Fixed(Auth::Required(secret.clone()))
+            }
+            AuthSettings::Parameter { name, refresh } => {
+                AuthSource::Parameter(SecretParameter::new(store(), name, *refresh))
+            }
+        }
+    }
+
+    /// How to check a handshake now.
+    pub async fn current(&self) -> Auth {
+        self.current_at(Instant::now()).await
+    }
+
+    /// How to check a handshake at `now` (a parameter read longer ago than
+    /// its refresh interval is read again).
+    pub async fn current_at(&self, now: Instant) -> Auth {
+        match self {
+            AuthSource::Fixed(auth) => auth.clone(),
+            AuthSource::Parameter(parameter) => parameter.auth_at(now).await,
+        }
+    }
+}
+
+/// Reads an SSM parameter's decrypted value: implemented by the SSM client,
+/// faked in unit tests.
+pub trait ParameterStore {
+    /// `Ok(None)` when the parameter does not exist or has no value.
+    fn read(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, SecretReadError>> + Send;
+}
+
+impl ParameterStore for aws_sdk_ssm::Client {
+    fn read(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, SecretReadError>> + Send {
+        fetch_ssm_secret(self, name)
+    }
+}
+
+/// The secret's parameter could not be read (a missing parameter is not an
+/// error: it reads as `None`).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretReadError {
+    #[error("GetParameter {name:?} failed")]
+    Ssm {
+        name: String,
+        #[source]
+        source: Box<aws_sdk_ssm::Error>,
+    },
+    #[error("GetParameter {name:?} did not answer within {timeout:?}")]
+    TimedOut { name: String, timeout: Duration },
+}
+
+/// A handshake never waits longer than this for SSM (the SDK retries
+/// inside it); the next handshake after the refresh interval tries again.
+pub const SSM_READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// GetParameter WithDecryption: the secret's value, `None` if the parameter
+/// does not exist (`ParameterNotFound`) or has no value.
+pub async fn fetch_ssm_secret(
+    client: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<Option<String>, SecretReadError> {
+    let call = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send();
+    match tokio::time::timeout(SSM_READ_TIMEOUT, call).await {
+        Err(_) => Err(SecretReadError::TimedOut {
+            name: name.to_string(),
+            timeout: SSM_READ_TIMEOUT,
+        }),
+        Ok(Ok(out)) => Ok(out.parameter.and_then(|p| p.value)),
+        Ok(Err(e))
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Ok(Err(e)) => Err(SecretReadError::Ssm {
+            name: name.to_string(),
+            source: Box::new(aws_sdk_ssm::Error::from(e)),
+        }),
+    }
+}
+
+/// The signing secret in an SSM parameter, read at most once per refresh
+/// interval, whatever the outcome (a refusal is cached too: a flood of
+/// anonymous handshakes costs one GetParameter per interval per instance).
+pub struct SecretParameter<S> {
+    store: S,
+    name: String,
+    refresh: Duration,
+    last: Mutex<Option<Reading>>,
+}
+
+#[derive(Clone)]
+struct Reading {
+    at: Instant,
+    auth: Auth,
+}
+
+impl<S> std::fmt::Debug for SecretParameter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretParameter")
+            .field("name", &self.name)
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ParameterStore + Sync> SecretParameter<S> {
+    pub fn new(store: S, name: &str, refresh: Duration) -> SecretParameter<S> {
+        SecretParameter {
+            store,
+            name: name.to_string(),
+            refresh,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The [`Auth`] at `now`: the last reading if it is younger than the
+    /// refresh interval, else a new one.
+    pub async fn auth_at(&self, now: Instant) -> Auth {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(reading) = &last
+            && now.saturating_duration_since(reading.at) < self.refresh
+        {
+            return reading.auth.clone();
+        }
+        let auth = self.read(last.map(|reading| reading.auth)).await;
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Reading {
+            at: now,
+            auth: auth.clone(),
+        });
+        auth
+    }
+
+    /// Reads the parameter and says what changed. An unreadable parameter
+    /// keeps a secret read before (SSM throttling or an outage must not lock
+    /// every agent out); anything else replaces it.
+    async fn read(&self, previous: Option<Auth>) -> Auth {
+        let parameter = self.name.as_str();
+        let refresh_secs = self.refresh.as_secs();
+        let unusable = |reason: &str| {
+            error!(
+                parameter,
+                refresh_secs,
+                reason,
+                "no usable agent-token secret: every agent is refused with 503 until the parameter holds one (read again at the first handshake after refresh_secs)"
+            );
+            Auth::Unconfigured
+        };
+        match self.store.read(parameter).await {
+            Ok(Some(value)) => match signing_secret(value) {
+                Ok(secret) => {
+                    match &previous {
+                        Some(Auth::Required(old)) if *old == secret => {}
+                        Some(Auth::Required(_)) => info!(
+                            parameter,
+                            "agent-token secret changed: tokens signed with the new one are accepted from now on"
+                        ),
+                        _ => info!(
+                            source = SECRET_PARAMETER_VAR,
+                            parameter, refresh_secs, "agent tokens required (HS256)"
+                        ),
+                    }
+                    Auth::Required(secret)
+                }
+                Err(e) => unusable(&e.to_string()),
+            },
+            Ok(None) => unusable("the parameter does not exist or has no value"),
+            Err(e) => match previous {
+                Some(Auth::Required(secret)) => {
+                    warn!(
+                        parameter,
+                        error = %chain(&e),
+                        "could not re-read the agent-token secret; keeping the one read before"
+                    );
+                    Auth::Required(secret)
+                }
+                _ => unusable(&chain(&e)),
+            },
         }
     }
 }
@@ -148,35 +326,20 @@ pub fn presented_token(event: &ApiGatewayWebsocketProxyRequest) -> Option<String
     from_header.or_else(from_query).map(str::to_string)
 }
 
-/// GetParameter WithDecryption: the secret's value (`None` if it has none).
-pub async fn fetch_ssm_secret(
-    client: &aws_sdk_ssm::Client,
-    name: String,
-) -> Result<Option<String>, AuthInitError> {
-    let out = client
-        .get_parameter()
-        .name(&name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| AuthInitError::Ssm {
-            name: name.clone(),
-            source: Box::new(aws_sdk_ssm::Error::from(e)),
-        })?;
-    Ok(out.parameter.and_then(|p| p.value))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use rstest::rstest;
 
     use super::*;
-    use crate::testing::ws_event;
+    use crate::testing::{capture_logs, ws_event};
 
     const NOW: i64 = 1_764_000_000;
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+    const OTHER: &str = "another-secret-of-32-bytes-or-more!!";
+    const REFRESH: Duration = Duration::from_secs(60);
 
     fn secret() -> Secret {
         Secret::new(SECRET).unwrap()
@@ -192,63 +355,219 @@ mod tests {
         assert!(!shown.contains(SECRET), "{shown}");
     }
 
-    async fn no_fetch(_: String) -> Result<Option<String>, AuthInitError> {
-        panic!("no SSM call expected")
+    /// A parameter in memory: its value (or a read failure) and the reads.
+    #[derive(Default)]
+    struct Parameter {
+        value: Mutex<Option<Result<String, ()>>>,
+        reads: AtomicUsize,
+    }
+
+    impl Parameter {
+        fn holding(value: &str) -> Parameter {
+            let parameter = Parameter::default();
+            parameter.set(Some(Ok(value.to_string())));
+            parameter
+        }
+
+        fn set(&self, value: Option<Result<String, ()>>) {
+            *self.value.lock().unwrap() = value;
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+    }
+
+    impl ParameterStore for &Parameter {
+        async fn read(&self, name: &str) -> Result<Option<String>, SecretReadError> {
+            assert_eq!(name, "/tunnel/auth-secret");
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            match self.value.lock().unwrap().clone() {
+                None => Ok(None),
+                Some(Ok(value)) => Ok(Some(value)),
+                Some(Err(())) => Err(SecretReadError::TimedOut {
+                    name: name.to_string(),
+                    timeout: SSM_READ_TIMEOUT,
+                }),
+            }
+        }
+    }
+
+    fn source(parameter: &Parameter) -> AuthSource<&Parameter> {
+        let settings = AuthSettings::Parameter {
+            name: "/tunnel/auth-secret".into(),
+            refresh: REFRESH,
+        };
+        AuthSource::new(&settings, || parameter)
+    }
+
+    fn unused() -> &'static Parameter {
+        panic!("no SSM client expected")
     }
 
     #[tokio::test]
-    async fn resolves_without_ssm_unless_named() {
-        assert_eq!(
-            Auth::resolve(&AuthSettings::Disabled, no_fetch)
-                .await
-                .unwrap(),
-            Auth::Disabled
-        );
-        assert_eq!(
-            Auth::resolve(&AuthSettings::Missing, no_fetch)
-                .await
-                .unwrap(),
-            Auth::Unconfigured
-        );
-        let fetched = Auth::resolve(&AuthSettings::Parameter("/p".into()), |name| async move {
-            assert_eq!(name, "/p");
-            Ok(Some(format!("{SECRET}\n")))
-        })
-        .await
-        .unwrap();
-        assert_eq!(fetched, Auth::Required(secret()));
-        let weak = Auth::resolve(&AuthSettings::Parameter("/p".into()), |_| async {
-            Ok(Some("short".to_string()))
-        })
-        .await
-        .unwrap_err();
-        assert!(matches!(weak, AuthInitError::Weak { .. }), "{weak}");
-        let empty = Auth::resolve(&AuthSettings::Parameter("/p".into()), |_| async {
-            Ok(None)
-        })
-        .await
-        .unwrap_err();
-        assert!(matches!(empty, AuthInitError::Empty { .. }), "{empty}");
+    async fn fixed_settings_need_no_parameter() {
+        let now = Instant::now();
+        for (settings, expected) in [
+            (AuthSettings::Disabled, Auth::Disabled),
+            (AuthSettings::Missing, Auth::Unconfigured),
+            (AuthSettings::Secret(secret()), Auth::Required(secret())),
+        ] {
+            let source = AuthSource::new(&settings, unused);
+            assert_eq!(source.current_at(now).await, expected);
+        }
     }
 
     #[tokio::test]
-    async fn each_mode_says_at_init_how_agents_are_checked() {
-        use crate::testing::capture_logs;
+    async fn each_fixed_mode_says_at_init_how_agents_are_checked() {
         // Off is a warning an operator sees at every cold start.
-        let (_, logs) = capture_logs(Auth::resolve(&AuthSettings::Disabled, no_fetch)).await;
+        let (_, logs) =
+            capture_logs(async { AuthSource::new(&AuthSettings::Disabled, unused) }).await;
         assert!(
             logs.contains("WARN") && logs.contains("authentication is OFF (AUTH_MODE=disabled)"),
             "{logs}"
         );
-        let (_, logs) = capture_logs(Auth::resolve(&AuthSettings::Missing, no_fetch)).await;
+        let (_, logs) =
+            capture_logs(async { AuthSource::new(&AuthSettings::Missing, unused) }).await;
         assert!(
             logs.contains("ERROR") && logs.contains("every connection will be refused"),
             "{logs}"
         );
         let (_, logs) =
-            capture_logs(Auth::resolve(&AuthSettings::Secret(secret()), no_fetch)).await;
+            capture_logs(async { AuthSource::new(&AuthSettings::Secret(secret()), unused) }).await;
         assert!(logs.contains("agent tokens required"), "{logs}");
         assert!(!logs.contains(SECRET) && !logs.contains("OFF"), "{logs}");
+    }
+
+    /// What an unusable parameter gives, and says: 503 for everyone, an
+    /// ERROR naming the parameter and the reason, never the value.
+    #[rstest]
+    #[case::missing(None, "does not exist or has no value")]
+    #[case::placeholder(Some(Ok("UNSET: see terraform/README.md")), "placeholder")]
+    #[case::legacy_placeholder(
+        Some(Ok("placeholder: set me with aws ssm put-parameter --overwrite")),
+        "placeholder"
+    )]
+    #[case::short(Some(Ok("0123456789")), "at least 32")]
+    #[case::unreadable(Some(Err(())), "did not answer")]
+    #[tokio::test]
+    async fn an_unusable_parameter_refuses_everyone(
+        #[case] value: Option<Result<&str, ()>>,
+        #[case] reason: &str,
+    ) {
+        let parameter = Parameter::default();
+        parameter.set(value.map(|v| v.map(str::to_string)));
+        let source = source(&parameter);
+        let (auth, logs) = capture_logs(source.current_at(Instant::now())).await;
+        assert_eq!(auth, Auth::Unconfigured);
+        assert!(
+            logs.contains("ERROR")
+                && logs.contains("no usable agent-token secret")
+                && logs.contains("/tunnel/auth-secret")
+                && logs.contains(reason),
+            "{logs}"
+        );
+        if let Some(Ok(value)) = value {
+            assert!(!logs.contains(value), "{logs}");
+        }
+        let event = ws_event("connect.json");
+        assert_eq!(auth.check(&event, NOW), Err(Refused::Unconfigured));
+    }
+
+    #[tokio::test]
+    async fn a_real_secret_is_read_once_per_refresh_interval() {
+        let parameter = Parameter::holding(&format!("{SECRET}\n"));
+        let source = source(&parameter);
+        let start = Instant::now();
+        let (auth, logs) = capture_logs(source.current_at(start)).await;
+        assert_eq!(auth, Auth::Required(secret()));
+        assert!(logs.contains("agent tokens required"), "{logs}");
+        assert!(!logs.contains(SECRET), "{logs}");
+        // A burst of handshakes within the interval: no further read.
+        for ms in [0, 1, 30_000, 59_999] {
+            let at = start + Duration::from_millis(ms);
+            assert_eq!(source.current_at(at).await, Auth::Required(secret()));
+        }
+        assert_eq!(parameter.reads(), 1);
+        source.current_at(start + REFRESH).await;
+        assert_eq!(parameter.reads(), 2);
+    }
+
+    /// The secret set after the cold start takes effect at the first
+    /// handshake one refresh interval after the refusal was read, and a
+    /// rotation likewise; a refusal is cached as long as a secret.
+    #[tokio::test]
+    async fn a_secret_set_or_rotated_while_warm_takes_effect_within_the_interval() {
+        let parameter = Parameter::holding("UNSET: see terraform/README.md");
+        let source = source(&parameter);
+        let start = Instant::now();
+        assert_eq!(source.current_at(start).await, Auth::Unconfigured);
+
+        parameter.set(Some(Ok(SECRET.into())));
+        let almost = start + REFRESH - Duration::from_millis(1);
+        assert_eq!(source.current_at(almost).await, Auth::Unconfigured);
+        assert_eq!(parameter.reads(), 1, "a refusal is cached too");
+        let set_at = start + REFRESH;
+        assert_eq!(source.current_at(set_at).await, Auth::Required(secret()));
+
+        parameter.set(Some(Ok(OTHER.into())));
+        assert_eq!(
+            source.current_at(set_at + REFRESH / 2).await,
+            Auth::Required(secret())
+        );
+        let (auth, logs) = capture_logs(source.current_at(set_at + REFRESH)).await;
+        assert_eq!(auth, Auth::Required(Secret::new(OTHER).unwrap()));
+        assert!(logs.contains("agent-token secret changed"), "{logs}");
+        assert!(!logs.contains(OTHER) && !logs.contains(SECRET), "{logs}");
+    }
+
+    /// A zero interval reads the parameter at every handshake: a rotation
+    /// takes effect at the very next one, no clock needed.
+    #[tokio::test]
+    async fn a_zero_interval_reads_at_every_handshake() {
+        let parameter = Parameter::holding(SECRET);
+        let settings = AuthSettings::Parameter {
+            name: "/tunnel/auth-secret".into(),
+            refresh: Duration::ZERO,
+        };
+        let source = AuthSource::new(&settings, || &parameter);
+        let now = Instant::now();
+        assert_eq!(source.current_at(now).await, Auth::Required(secret()));
+        parameter.set(Some(Ok(OTHER.into())));
+        assert_eq!(
+            source.current_at(now).await,
+            Auth::Required(Secret::new(OTHER).unwrap())
+        );
+        assert_eq!(parameter.reads(), 2);
+    }
+
+    /// SSM failing after a good read keeps the secret (an outage must not
+    /// lock agents out); a placeholder written over it does not.
+    #[tokio::test]
+    async fn an_unreadable_parameter_keeps_the_last_secret_but_a_placeholder_does_not() {
+        let parameter = Parameter::holding(SECRET);
+        let source = source(&parameter);
+        let start = Instant::now();
+        assert_eq!(source.current_at(start).await, Auth::Required(secret()));
+        parameter.set(Some(Err(())));
+        let (auth, logs) = capture_logs(source.current_at(start + REFRESH)).await;
+        assert_eq!(auth, Auth::Required(secret()));
+        assert!(
+            logs.contains("WARN") && logs.contains("keeping the one read before"),
+            "{logs}"
+        );
+        parameter.set(Some(Ok(
+            "placeholder: set me with aws ssm put-parameter".into()
+        )));
+        assert_eq!(
+            source.current_at(start + 2 * REFRESH).await,
+            Auth::Unconfigured
+        );
+        parameter.set(None);
+        assert_eq!(
+            source.current_at(start + 3 * REFRESH).await,
+            Auth::Unconfigured
+        );
     }
 
     fn token(claims: &Claims) -> String {

@@ -3,19 +3,40 @@
 //!
 //! ```text
 //! free ──claim (random, or reserved by the agent's token)──▶ live
+//! live ──offer (at `ready`: a fresh resume token, the successor)──▶ live
+//! live or released ──resume (the current token or its successor)──▶ live
 //! live ──release ($disconnect, forwarding's 410, a failed $connect)──▶ released
-//! released ──resume (the current resume token) or claim (the reserving user)──▶ live
+//! released ──claim (the reserving user, without a token)──▶ live
 //! released ──ttl passes (RESUME_WINDOW)──▶ free
 //! ```
 //!
-//! A live claim has `ttl` = the connection's TTL and the hash of a fresh
-//! resume token; releasing sets `releasedAt` and `ttl` = now +
-//! [`RESUME_WINDOW`]; resuming is conditioned on the stored hash and
-//! replaces it (a token works once). Every transition is one conditional
-//! write ([`ConnectionStore`]), so two connections never hold one subdomain.
+//! A live claim has `ttl` = the connection's TTL; releasing sets
+//! `releasedAt` and `ttl` = now + [`RESUME_WINDOW`]. Every transition is one
+//! conditional write ([`ConnectionStore`]), so two connections never hold one
+//! subdomain.
+//!
+//! # Resume tokens: never void the one the agent holds
+//!
+//! A token reaches the agent only in `connection_established`, after `ready`,
+//! on a connection that may die first; so the claim keeps two hashes (never
+//! a token: only its SHA-256 is stored anywhere):
+//!
+//! - **current**: the token the holder presented to take the claim, so known
+//!   to be in its hands (none for a claim taken without one);
+//! - **successor**: a fresh token offered at `ready` ([`offer`], generated
+//!   there and handed straight to the agent), which it may not have received.
+//!
+//! Either resumes the claim; resuming makes the presented one current and
+//! voids the other (the agent presents the newest token it received, so the
+//! other is one it never got or has replaced). So the agent's token stays
+//! valid until it proves it holds the successor, whatever point its
+//! connection dies at; at most two tokens are valid at once, both given to
+//! the holder's latest connections; a guessed token (256 random bits) or one
+//! older than the current never matches.
 
 use protocol::auth::{generate_resume_token, resume_token_hash, resume_token_subdomain};
 use protocol::limits::RESUME_WINDOW;
+use protocol::policy::AccessPolicy;
 use tracing::{info, warn};
 
 use crate::store::{Claim, ConnectionStore, StoreError, Written};
@@ -39,14 +60,14 @@ pub struct Claimant<'a> {
     pub now: i64,
     /// The claim's TTL while live (the connection's).
     pub ttl: i64,
+    /// The access policy the agent declared, stored on the claim.
+    pub policy: Option<&'a AccessPolicy>,
 }
 
-/// A subdomain now held by the claimant, and the resume token whose hash
-/// the claim holds (for the agent, at `ready`).
+/// A subdomain now held by the claimant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Granted {
     pub subdomain: String,
-    pub resume_token: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,20 +100,21 @@ impl Claimant<'_> {
         self.random(store, generate).await
     }
 
-    /// The claim this connection writes for `subdomain`, carrying the hash
-    /// of a fresh resume token.
-    fn new_claim(&self, subdomain: &str) -> (Claim, String) {
-        let token = generate_resume_token(subdomain);
-        let claim = Claim {
+    /// The live claim this connection holds `subdomain` with, with the hash
+    /// of the resume token it presented, if any. No token is made here: the
+    /// agent would get it only at `ready` (see [`offer`]).
+    fn claim_of(&self, subdomain: &str, presented_hash: Option<String>) -> Claim {
+        Claim {
             subdomain: subdomain.to_string(),
             owner_connection_id: self.connection_id.to_string(),
             created_at: self.now,
             ttl: self.ttl,
-            resume_token_hash: Some(resume_token_hash(&token)),
+            resume_token_hash: presented_hash,
+            next_resume_token_hash: None,
             owner_user: self.user.map(str::to_string),
             released_at: None,
-        };
-        (claim, token)
+            policy: self.policy.cloned(),
+        }
     }
 
     async fn resume<C: ConnectionStore + Sync>(
@@ -108,16 +130,12 @@ impl Claimant<'_> {
         if self.reserved.is_some_and(|r| r != subdomain) {
             return Ok(None);
         }
-        let (claim, resume_token) = self.new_claim(subdomain);
-        match store
-            .resume_claim(&claim, &resume_token_hash(presented), self.now)
-            .await?
-        {
+        let claim = self.claim_of(subdomain, Some(resume_token_hash(presented)));
+        match store.resume_claim(&claim, self.now).await? {
             Written::Yes => {
                 info!(%subdomain, "resumed the subdomain");
                 Ok(Some(Granted {
                     subdomain: subdomain.to_string(),
-                    resume_token,
                 }))
             }
             Written::ConditionFailed => {
@@ -132,11 +150,10 @@ impl Claimant<'_> {
         store: &C,
         subdomain: &str,
     ) -> Result<Granted, ClaimError> {
-        let (claim, resume_token) = self.new_claim(subdomain);
+        let claim = self.claim_of(subdomain, None);
         match store.claim_reserved(&claim, self.now).await? {
             Written::Yes => Ok(Granted {
                 subdomain: subdomain.to_string(),
-                resume_token,
             }),
             Written::ConditionFailed => Err(ClaimError::SubdomainTaken {
                 subdomain: subdomain.to_string(),
@@ -151,12 +168,11 @@ impl Claimant<'_> {
     ) -> Result<Granted, ClaimError> {
         for attempt in 1..=MAX_CLAIM_ATTEMPTS {
             let candidate = generate();
-            let (claim, resume_token) = self.new_claim(&candidate);
+            let claim = self.claim_of(&candidate, None);
             match store.claim_subdomain(&claim, self.now).await? {
                 Written::Yes => {
                     return Ok(Granted {
                         subdomain: candidate,
-                        resume_token,
                     });
                 }
                 Written::ConditionFailed => {
@@ -165,6 +181,27 @@ impl Claimant<'_> {
             }
         }
         Err(ClaimError::NoFreeSubdomain)
+    }
+}
+
+/// Offers `owner`, at `ready`, a fresh resume token for `subdomain`: its
+/// hash becomes the claim's successor, and the token itself goes to the
+/// agent in `connection_established` and is kept nowhere. The token the
+/// agent holds stays valid meanwhile: if this one never arrives, the old one
+/// still resumes. `None` when `owner` no longer holds the claim (released and
+/// taken, or resumed by a newer connection): it has nothing to resume.
+pub async fn offer<C: ConnectionStore + Sync>(
+    store: &C,
+    subdomain: &str,
+    owner: &str,
+) -> Result<Option<String>, StoreError> {
+    let token = generate_resume_token(subdomain);
+    match store
+        .offer_resume_token(subdomain, owner, &resume_token_hash(&token))
+        .await?
+    {
+        Written::Yes => Ok(Some(token)),
+        Written::ConditionFailed => Ok(None),
     }
 }
 
@@ -182,4 +219,198 @@ pub async fn release<C: ConnectionStore + Sync>(
 ) -> Result<Written, StoreError> {
     let until = now + RESUME_WINDOW.as_secs() as i64;
     store.release_claim(subdomain, owner, now, until).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The transitions as connect (claim), response (offer at `ready`) and
+    //! disconnect (release) drive them, on the fake; the store conditions
+    //! themselves are the contract suite's (`crate::contract`).
+
+    use super::*;
+    use crate::fake::Fake;
+
+    const NOW: i64 = 1_764_000_000;
+    const TTL: i64 = NOW + 7500;
+
+    /// An agent's connection asking for a subdomain.
+    fn claimant<'a>(
+        connection_id: &'a str,
+        user: Option<&'a str>,
+        reserved: Option<&'a str>,
+        resume_token: Option<&'a str>,
+    ) -> Claimant<'a> {
+        Claimant {
+            connection_id,
+            user,
+            reserved,
+            resume_token,
+            now: NOW,
+            ttl: TTL,
+            policy: None,
+        }
+    }
+
+    /// The subdomain `who` gets; a fresh one is `fresh<n>`.
+    async fn claim(fake: &Fake, who: Claimant<'_>) -> String {
+        static FRESH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let generate = || {
+            format!(
+                "fresh{}",
+                FRESH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        };
+        who.claim(fake, &generate).await.expect("claimed").subdomain
+    }
+
+    fn is_fresh(subdomain: &str) -> bool {
+        subdomain.starts_with("fresh")
+    }
+
+    /// What `$disconnect` does when a connection dies.
+    async fn dies(fake: &Fake, subdomain: &str, connection_id: &str) {
+        assert_eq!(
+            release(fake, subdomain, connection_id, NOW).await.unwrap(),
+            Written::Yes
+        );
+    }
+
+    /// A first connection: a random subdomain, then `ready` hands the agent
+    /// its first resume token.
+    async fn first_connection(fake: &Fake, user: Option<&str>) -> (String, String) {
+        let subdomain = Claimant {
+            user,
+            ..claimant("C1", None, None, None)
+        }
+        .claim(fake, &|| "abc123def456".to_string())
+        .await
+        .unwrap()
+        .subdomain;
+        let token = offer(fake, &subdomain, "C1")
+            .await
+            .unwrap()
+            .expect("offered");
+        assert_eq!(resume_token_subdomain(&token), Some(subdomain.as_str()));
+        (subdomain, token)
+    }
+
+    #[tokio::test]
+    async fn the_holder_keeps_its_url_across_a_connection_that_died_before_ready() {
+        let fake = Fake::default();
+        let (subdomain, t1) = first_connection(&fake, None).await;
+        dies(&fake, &subdomain, "C1").await;
+        // C2 resumes with t1 and dies before sending `ready`: no successor
+        // was ever offered, t1 stays the token to present.
+        assert_eq!(
+            claim(&fake, claimant("C2", None, None, Some(&t1))).await,
+            subdomain
+        );
+        dies(&fake, &subdomain, "C2").await;
+        assert_eq!(
+            claim(&fake, claimant("C3", None, None, Some(&t1))).await,
+            subdomain
+        );
+        let held = fake.claim(&subdomain).unwrap();
+        assert_eq!(
+            (held.owner_connection_id.as_str(), held.released_at),
+            ("C3", None)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_holder_keeps_its_url_when_its_successor_token_is_lost() {
+        let fake = Fake::default();
+        let (subdomain, t1) = first_connection(&fake, None).await;
+        assert_eq!(
+            claim(&fake, claimant("C2", None, None, Some(&t1))).await,
+            subdomain
+        );
+        // `ready` on C2 offers t2, but `connection_established` never
+        // arrives: the agent still holds t1.
+        let t2 = offer(&fake, &subdomain, "C2").await.unwrap().unwrap();
+        dies(&fake, &subdomain, "C2").await;
+        assert_eq!(
+            claim(&fake, claimant("C3", None, None, Some(&t1))).await,
+            subdomain
+        );
+        // Presenting t1 voided the lost t2.
+        assert!(is_fresh(
+            &claim(&fake, claimant("C4", None, None, Some(&t2))).await
+        ));
+        assert_eq!(fake.claim(&subdomain).unwrap().owner_connection_id, "C3");
+
+        // Once the agent presents the successor it did get, the one before
+        // is void.
+        let t3 = offer(&fake, &subdomain, "C3").await.unwrap().unwrap();
+        assert_eq!(
+            claim(&fake, claimant("C5", None, None, Some(&t3))).await,
+            subdomain
+        );
+        assert!(is_fresh(
+            &claim(&fake, claimant("C6", None, None, Some(&t1))).await
+        ));
+        assert_eq!(fake.claim(&subdomain).unwrap().owner_connection_id, "C5");
+    }
+
+    #[tokio::test]
+    async fn a_stranger_cannot_take_the_name() {
+        let fake = Fake::default();
+        let (subdomain, t1) = first_connection(&fake, Some("alice")).await;
+        dies(&fake, &subdomain, "C1").await;
+        let guessed = generate_resume_token(&subdomain);
+        let malformed = format!("{subdomain}.short");
+        for presented in [guessed.as_str(), malformed.as_str(), subdomain.as_str()] {
+            let got = claim(
+                &fake,
+                claimant("S1", Some("mallory"), None, Some(presented)),
+            )
+            .await;
+            assert!(is_fresh(&got), "{presented}");
+        }
+        // The right token in another user's hands.
+        assert!(is_fresh(
+            &claim(&fake, claimant("S2", Some("mallory"), None, Some(&t1))).await
+        ));
+        // A token of the holder's that its successor replaced.
+        assert_eq!(
+            claim(&fake, claimant("C2", Some("alice"), None, Some(&t1))).await,
+            subdomain
+        );
+        let t2 = offer(&fake, &subdomain, "C2").await.unwrap().unwrap();
+        assert_eq!(
+            claim(&fake, claimant("C3", Some("alice"), None, Some(&t2))).await,
+            subdomain
+        );
+        assert!(
+            is_fresh(&claim(&fake, claimant("S3", Some("alice"), None, Some(&t1))).await),
+            "stale: older than the current token"
+        );
+        // And a connection that lost the claim is offered nothing.
+        assert_eq!(offer(&fake, &subdomain, "C2").await.unwrap(), None);
+        assert_eq!(fake.claim(&subdomain).unwrap().owner_connection_id, "C3");
+    }
+
+    #[tokio::test]
+    async fn reserved_subdomain_users_keep_their_url_the_same_way() {
+        let fake = Fake::default();
+        let alice = |conn, token| claimant(conn, Some("alice"), Some("alice-app"), token);
+        assert_eq!(claim(&fake, alice("C1", None)).await, "alice-app");
+        let t1 = offer(&fake, "alice-app", "C1").await.unwrap().unwrap();
+        // Reconnects: the resume token is tried first and succeeds, live
+        // (before C1's `$disconnect`) or released; a connection dying before
+        // `ready` voids nothing.
+        assert_eq!(claim(&fake, alice("C2", Some(&t1))).await, "alice-app");
+        dies(&fake, "alice-app", "C2").await;
+        assert_eq!(claim(&fake, alice("C3", Some(&t1))).await, "alice-app");
+        // Another user's grant of the same name is refused while it is held.
+        let bob = claimant("B1", Some("bob"), Some("alice-app"), None);
+        assert!(matches!(
+            bob.claim(&fake, &|| unreachable!()).await,
+            Err(ClaimError::SubdomainTaken { .. })
+        ));
+        // A restarted agent (no resume token) takes its released name back.
+        dies(&fake, "alice-app", "C3").await;
+        assert_eq!(claim(&fake, alice("C4", None)).await, "alice-app");
+        assert_eq!(fake.claim("alice-app").unwrap().owner_connection_id, "C4");
+    }
 }

@@ -150,12 +150,102 @@ impl PublicUrlTemplate {
     }
 }
 
+/// `ROUTING`: how forwarding finds a request's tunnel.
+pub const ROUTING_VAR: &str = "ROUTING";
+
+/// How a visitor's request names its tunnel (`ROUTING`). The two never mix:
+/// a deployment serves tunnels one way only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// `host`: `https://<sub>.<DOMAIN_NAME>/…`, the Host alone (a wildcard
+    /// custom domain). Every tunnel is its own browser origin.
+    Host,
+    /// `path`: `https://<host>/<sub>/…`, the first path segment alone (the
+    /// bare `execute-api` URL). Every tunnel shares ONE browser origin: a
+    /// tunnel's page can read another's responses and cookies, so this is
+    /// for a single user or mutually trusting ones.
+    Path,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Host => "host",
+            Routing::Path => "path",
+        }
+    }
+}
+
+impl std::str::FromStr for Routing {
+    type Err = ConfigError;
+
+    fn from_str(raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim() {
+            "host" => Ok(Routing::Host),
+            "path" => Ok(Routing::Path),
+            other => Err(invalid(ROUTING_VAR, "must be host or path", other)),
+        }
+    }
+}
+
 /// `AUTH_MODE`: `required` (default) or `disabled`.
 pub const MODE_VAR: &str = "AUTH_MODE";
 /// `AUTH_SECRET`: the HS256 secret itself (local runs; at least 32 bytes).
 pub const SECRET_VAR: &str = "AUTH_SECRET";
 /// `AUTH_SECRET_PARAMETER`: the name of an SSM SecureString holding it.
 pub const SECRET_PARAMETER_VAR: &str = "AUTH_SECRET_PARAMETER";
+/// `AUTH_SECRET_REFRESH_SECONDS`: how long a read of the parameter is used
+/// before the next handshake reads it again (`0`: every handshake reads it,
+/// one GetParameter each: for tests and very quiet deployments).
+pub const SECRET_REFRESH_VAR: &str = "AUTH_SECRET_REFRESH_SECONDS";
+
+/// How long connect uses what it read from the secret's parameter: a secret
+/// set or rotated in SSM takes effect within this, without a redeploy.
+///
+/// Why 60 s: GetParameter shares Parameter Store's default throughput of 40
+/// transactions per second per account and region with every other caller
+/// (AWS Systems Manager quotas, "Parameter Store max throughput"); one read
+/// per warm connect instance per minute stays far below it even with
+/// hundreds of instances, while an operator who has just set the secret
+/// waits at most a minute. Every outcome is kept that long, a refusal too:
+/// a flood of anonymous handshakes can never turn into a flood of SSM calls.
+pub const DEFAULT_SECRET_REFRESH: Duration = Duration::from_secs(60);
+/// The longest `AUTH_SECRET_REFRESH_SECONDS` accepted (an hour).
+pub const MAX_SECRET_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Every value Terraform writes into the secret's parameter starts with one
+/// of these (any case, after surrounding whitespace): `UNSET:` today,
+/// `placeholder:` in deployments made before it (their parameter keeps that
+/// value until set: Terraform ignores later changes to it). `:` is in no
+/// base64 or hex alphabet, so no generated secret starts with them.
+pub const PLACEHOLDER_MARKERS: &[&str] = &["unset:", "placeholder:"];
+
+/// Why a value cannot sign agent tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnusableSecret {
+    #[error(
+        "it is still the placeholder Terraform writes, not a secret (set one with `aws ssm put-parameter --overwrite --type SecureString --value \"$(openssl rand -base64 48)\"`)"
+    )]
+    Placeholder,
+    #[error(transparent)]
+    Weak(#[from] WeakSecret),
+}
+
+/// The one check every would-be signing secret passes, whatever its source
+/// (`AUTH_SECRET`, the SSM parameter): not a placeholder Terraform writes
+/// ([`PLACEHOLDER_MARKERS`]) and at least 32 bytes (`Secret::new`).
+/// `terraform/checks` feeds it the value the HCL writes.
+pub fn signing_secret(value: impl AsRef<[u8]>) -> Result<Secret, UnusableSecret> {
+    let trimmed = value.as_ref().trim_ascii();
+    let placeholder = PLACEHOLDER_MARKERS.iter().any(|marker| {
+        trimmed.len() >= marker.len()
+            && trimmed[..marker.len()].eq_ignore_ascii_case(marker.as_bytes())
+    });
+    if placeholder {
+        return Err(UnusableSecret::Placeholder);
+    }
+    Ok(Secret::new(trimmed)?)
+}
 
 /// What the environment says (nothing fetched yet).
 #[derive(Clone, PartialEq, Eq)]
@@ -164,8 +254,9 @@ pub enum AuthSettings {
     Disabled,
     /// `AUTH_SECRET`.
     Secret(Secret),
-    /// `AUTH_SECRET_PARAMETER`: fetched with GetParameter WithDecryption.
-    Parameter(String),
+    /// `AUTH_SECRET_PARAMETER`: read with GetParameter WithDecryption, again
+    /// at the first handshake `refresh` after the last read.
+    Parameter { name: String, refresh: Duration },
     /// Required but no secret configured: every connection is refused.
     Missing,
 }
@@ -175,20 +266,35 @@ impl std::fmt::Debug for AuthSettings {
         match self {
             AuthSettings::Disabled => f.write_str("Disabled"),
             AuthSettings::Secret(_) => f.write_str("Secret(***)"),
-            AuthSettings::Parameter(name) => write!(f, "Parameter({name:?})"),
+            AuthSettings::Parameter { name, refresh } => {
+                write!(f, "Parameter({name:?}, refresh {refresh:?})")
+            }
             AuthSettings::Missing => f.write_str("Missing"),
         }
     }
 }
 
 impl AuthSettings {
-    /// Reads the three variables (always all three: the manifest test checks
+    /// Reads the four variables (always all four: the manifest test checks
     /// what each function looks up).
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
         let mode = get(MODE_VAR);
         let secret = get(SECRET_VAR);
         let parameter = get(SECRET_PARAMETER_VAR).map(|p| p.trim().to_string());
+        let refresh = match get(SECRET_REFRESH_VAR) {
+            None => DEFAULT_SECRET_REFRESH,
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(secs) if secs <= MAX_SECRET_REFRESH.as_secs() => Duration::from_secs(secs),
+                _ => {
+                    return Err(invalid(
+                        SECRET_REFRESH_VAR,
+                        "must be a whole number of seconds in 0..=3600",
+                        raw.trim(),
+                    ));
+                }
+            },
+        };
         let disabled = match mode.as_deref().map(str::trim) {
             None | Some("required") => false,
             Some("disabled") => true,
@@ -209,15 +315,22 @@ impl AuthSettings {
                 problem: "and AUTH_SECRET_PARAMETER are both set; set only one",
                 value: "<hidden>".into(),
             }),
-            (Some(secret), None) => Secret::new(secret.as_bytes())
+            (Some(secret), None) => signing_secret(secret.as_bytes())
                 .map(AuthSettings::Secret)
-                .map_err(|WeakSecret { len }| ConfigError::Invalid {
-                    var: SECRET_VAR,
-                    problem: "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
-                    // Its length only: the value is a secret.
-                    value: format!("<hidden, {len} bytes>"),
+                .map_err(|e| match e {
+                    UnusableSecret::Weak(WeakSecret { len }) => ConfigError::Invalid {
+                        var: SECRET_VAR,
+                        problem: "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
+                        // Its length only: the value is a secret.
+                        value: format!("<hidden, {len} bytes>"),
+                    },
+                    UnusableSecret::Placeholder => ConfigError::Invalid {
+                        var: SECRET_VAR,
+                        problem: "is a placeholder Terraform writes, not a secret",
+                        value: "<hidden>".into(),
+                    },
                 }),
-            (None, Some(name)) => Ok(AuthSettings::Parameter(name)),
+            (None, Some(name)) => Ok(AuthSettings::Parameter { name, refresh }),
             (None, None) => Ok(AuthSettings::Missing),
         }
     }
@@ -229,7 +342,8 @@ pub struct ConnectConfig {
     pub connections_table: String,
     pub domain_name: String,
     pub public_url: PublicUrlTemplate,
-    /// `AUTH_MODE`, `AUTH_SECRET`, `AUTH_SECRET_PARAMETER`.
+    /// `AUTH_MODE`, `AUTH_SECRET`, `AUTH_SECRET_PARAMETER`,
+    /// `AUTH_SECRET_REFRESH_SECONDS`.
     pub auth: AuthSettings,
 }
 
@@ -274,6 +388,8 @@ pub struct ForwardingConfig {
     pub connections_table: String,
     pub pending_table: String,
     pub domain_name: String,
+    /// `ROUTING`: Host or path, never both.
+    pub routing: Routing,
     pub websocket_api_endpoint: String,
     pub request_timeout: Duration,
     /// `POLL_INTERVAL_MS`: a fixed delay between polls of the pending item;
@@ -303,6 +419,7 @@ impl ForwardingConfig {
         let connections_table = required(&lookup, "CONNECTIONS_TABLE_NAME")?;
         let pending_table = required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?;
         let domain_name = domain_name(&lookup)?;
+        let routing = required(&lookup, ROUTING_VAR)?.parse()?;
         let websocket_api_endpoint = websocket_api_endpoint(&lookup)?;
         let bodies_bucket = bucket_name(&lookup, crate::manifest::BODIES.env)?;
         let request_timeout = match optional(&lookup, TIMEOUT_VAR) {
@@ -341,6 +458,7 @@ impl ForwardingConfig {
             connections_table,
             pending_table,
             domain_name,
+            routing,
             websocket_api_endpoint,
             request_timeout,
             poll_interval,
@@ -412,6 +530,7 @@ mod tests {
             ("CONNECTIONS_TABLE_NAME", "connections".to_string()),
             ("PENDING_REQUESTS_TABLE_NAME", "pending".to_string()),
             ("DOMAIN_NAME", "tunnel.example.com".to_string()),
+            ("ROUTING", "host".to_string()),
             (
                 "WEBSOCKET_API_ENDPOINT",
                 "https://abc.execute-api.eu-west-1.amazonaws.com/prod".to_string(),
@@ -532,6 +651,9 @@ mod tests {
     #[case("BODIES_BUCKET_NAME", "Tunnel-Bodies")]
     #[case("BODIES_BUCKET_NAME", "ab")]
     #[case("BODIES_BUCKET_NAME", "-tunnel-bodies")]
+    #[case("ROUTING", "both")]
+    #[case("ROUTING", "Host")]
+    #[case("ROUTING", "subdomain")]
     fn forwarding_rejects_invalid_values(#[case] var: &'static str, #[case] value: &str) {
         let mut env = full_env();
         env.insert(var, value.to_string());
@@ -555,6 +677,17 @@ mod tests {
             "WEBSOCKET_API_ENDPOINT must be an http(s) URL including the stage, e.g. \
              https://{api-id}.execute-api.{region}.amazonaws.com/{stage}, got \"wss://x.example.com/prod\""
         );
+    }
+
+    #[rstest]
+    #[case("host", Routing::Host)]
+    #[case(" path ", Routing::Path)]
+    fn routing(#[case] value: &str, #[case] expected: Routing) {
+        let mut env = full_env();
+        env.insert("ROUTING", value.to_string());
+        let cfg = ForwardingConfig::from_lookup(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(cfg.routing, expected);
+        assert_eq!(cfg.routing.as_str(), value.trim());
     }
 
     #[rstest]
@@ -666,6 +799,13 @@ mod tests {
         Secret::new(SECRET).unwrap()
     }
 
+    fn parameter(name: &str, refresh_secs: u64) -> AuthSettings {
+        AuthSettings::Parameter {
+            name: name.into(),
+            refresh: Duration::from_secs(refresh_secs),
+        }
+    }
+
     fn settings(vars: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
         let env: HashMap<&str, &str> = vars.iter().copied().collect();
         AuthSettings::from_lookup(&|n| env.get(n).map(|v| v.to_string()))
@@ -677,9 +817,16 @@ mod tests {
     #[case(&[("AUTH_MODE", "disabled")], Ok(AuthSettings::Disabled))]
     #[case(&[("AUTH_MODE", "disabled"), ("AUTH_SECRET", "short")], Ok(AuthSettings::Disabled))]
     #[case(&[("AUTH_SECRET", SECRET)], Ok(AuthSettings::Secret(secret())))]
-    #[case(&[("AUTH_SECRET_PARAMETER", " /tunnel/secret ")], Ok(AuthSettings::Parameter("/tunnel/secret".into())))]
+    #[case(&[("AUTH_SECRET_PARAMETER", " /tunnel/secret ")], Ok(parameter("/tunnel/secret", 60)))]
+    #[case(&[("AUTH_SECRET_PARAMETER", "/p"), ("AUTH_SECRET_REFRESH_SECONDS", " 1 ")], Ok(parameter("/p", 1)))]
+    #[case(&[("AUTH_SECRET_PARAMETER", "/p"), ("AUTH_SECRET_REFRESH_SECONDS", "3600")], Ok(parameter("/p", 3600)))]
+    #[case(&[("AUTH_SECRET_PARAMETER", "/p"), ("AUTH_SECRET_REFRESH_SECONDS", "0")], Ok(parameter("/p", 0)))]
+    #[case(&[("AUTH_SECRET_PARAMETER", "/p"), ("AUTH_SECRET_REFRESH_SECONDS", "-1")], Err("AUTH_SECRET_REFRESH_SECONDS"))]
+    #[case(&[("AUTH_SECRET_PARAMETER", "/p"), ("AUTH_SECRET_REFRESH_SECONDS", "3601")], Err("AUTH_SECRET_REFRESH_SECONDS"))]
+    #[case(&[("AUTH_SECRET_PARAMETER", "/p"), ("AUTH_SECRET_REFRESH_SECONDS", "60s")], Err("AUTH_SECRET_REFRESH_SECONDS"))]
     #[case(&[("AUTH_MODE", "off")], Err("AUTH_MODE"))]
     #[case(&[("AUTH_SECRET", "short")], Err("AUTH_SECRET"))]
+    #[case(&[("AUTH_SECRET", "UNSET: but long enough to pass the length check")], Err("AUTH_SECRET"))]
     #[case(&[("AUTH_SECRET", SECRET), ("AUTH_SECRET_PARAMETER", "/p")], Err("AUTH_SECRET"))]
     fn reads_settings(#[case] vars: &[(&str, &str)], #[case] expected: Result<AuthSettings, &str>) {
         match (settings(vars), expected) {
@@ -687,11 +834,55 @@ mod tests {
             (Err(ConfigError::Invalid { var, value, .. }), Err(want)) => {
                 assert_eq!(var, want);
                 assert!(
-                    !value.contains("short") && !value.contains(SECRET),
+                    !value.contains("short") && !value.contains(SECRET) && !value.contains("UNSET"),
                     "{value}"
                 );
             }
             (got, want) => panic!("{got:?} vs {want:?}"),
+        }
+    }
+
+    /// No placeholder Terraform writes, in any spelling, can become a
+    /// signing secret; anything else of 32 bytes or more can.
+    #[rstest]
+    #[case::current("UNSET: see terraform/README.md", Err(UnusableSecret::Placeholder))]
+    #[case::legacy(
+        "placeholder: set me with aws ssm put-parameter --overwrite",
+        Err(UnusableSecret::Placeholder)
+    )]
+    #[case::any_case_and_whitespace(
+        "  \tUnSeT: a long enough value, 32 bytes and more\n",
+        Err(UnusableSecret::Placeholder)
+    )]
+    #[case::legacy_upper(
+        "PLACEHOLDER: 0123456789abcdef0123456789abcdef",
+        Err(UnusableSecret::Placeholder)
+    )]
+    #[case::short("0123456789", Err(UnusableSecret::Weak(WeakSecret { len: 10 })))]
+    #[case::marker_alone("unset:", Err(UnusableSecret::Placeholder))]
+    #[case::real(SECRET, Ok(()))]
+    #[case::marker_inside("0123456789abcdef0123456789abcdef unset:", Ok(()))]
+    #[case::no_colon("unset0123456789abcdef0123456789abcdef", Ok(()))]
+    fn signing_secrets(#[case] value: &str, #[case] expected: Result<(), UnusableSecret>) {
+        assert_eq!(signing_secret(value).map(drop), expected);
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a marker, in whatever case, the value is refused.
+        #[test]
+        fn a_marked_value_never_signs(
+            marker in proptest::sample::select(PLACEHOLDER_MARKERS),
+            upper in proptest::collection::vec(proptest::bool::ANY, 12),
+            lead in "[ \t\n]{0,3}",
+            rest in ".{0,80}",
+        ) {
+            let marker: String = marker
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let value = format!("{lead}{marker}{rest}");
+            proptest::prop_assert_eq!(signing_secret(&value).map(drop), Err(UnusableSecret::Placeholder));
         }
     }
 }

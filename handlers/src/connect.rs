@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::HeaderMap;
 use protocol::auth::Claims;
 use protocol::limits::{CONNECTION_TTL, TTL_SLACK};
+use protocol::policy::{AccessPolicy, HEADER_POLICY, PolicyError};
 use protocol::{HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION, HEADER_RESUME_TOKEN};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -26,19 +27,23 @@ pub enum ConnectError {
     #[error(transparent)]
     Refused(#[from] Refused),
     #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
     Claim(#[from] ClaimError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ConnectError {
-    /// The handshake's status: 401/503 for authentication, 403 for a held
-    /// reserved subdomain, 500 for everything else.
+    /// The handshake's status: 401/503 for authentication, 400 for an
+    /// invalid access policy, 403 for a held reserved subdomain, 500 for
+    /// everything else.
     pub fn response(&self) -> WebsocketResponse {
         match self {
             ConnectError::Refused(Refused::Token(_)) => WebsocketResponse::UNAUTHORIZED,
             ConnectError::Refused(Refused::Unconfigured) => WebsocketResponse::SERVICE_UNAVAILABLE,
             ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => WebsocketResponse::FORBIDDEN,
+            ConnectError::Policy(_) => WebsocketResponse::BAD_REQUEST,
             _ => WebsocketResponse::INTERNAL_ERROR,
         }
     }
@@ -77,6 +82,7 @@ pub async fn handle<C: ConnectionStore + Sync>(
                         error!(status = response.status_code, error = %e, "connection refused")
                     }
                     ConnectError::Refused(_)
+                    | ConnectError::Policy(_)
                     | ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => {
                         warn!(status = response.status_code, error = %e, "connection refused")
                     }
@@ -102,6 +108,18 @@ fn agent_header(headers: &HeaderMap, name: &str) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
+/// The access policy the agent declares ([`HEADER_POLICY`]); none without
+/// the header or with an empty policy. Invalid is refused with 400 before
+/// anything is written (never "no policy": the agent asked for protection).
+fn declared_policy(headers: &HeaderMap) -> Result<Option<AccessPolicy>, PolicyError> {
+    let Some(value) = headers.get(HEADER_POLICY) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| PolicyError::Malformed)?;
+    let policy = AccessPolicy::from_header(value)?;
+    Ok((!policy.is_empty()).then_some(policy))
+}
+
 pub(crate) async fn connect<C: ConnectionStore + Sync>(
     config: &ConnectConfig,
     auth: &Auth,
@@ -115,6 +133,7 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
     let now = crate::now_secs();
     let token: Option<Claims> = auth.check(event, now)?;
     let ttl = now + (CONNECTION_TTL + TTL_SLACK).as_secs() as i64;
+    let policy = declared_policy(&event.headers)?;
     let claimant = Claimant {
         connection_id: &connection_id,
         user: token.as_ref().map(|c| c.sub.as_str()),
@@ -126,11 +145,9 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
             .map(str::trim),
         now,
         ttl,
+        policy: policy.as_ref(),
     };
-    let Granted {
-        subdomain,
-        resume_token,
-    } = claimant.claim(store, generate).await?;
+    let Granted { subdomain } = claimant.claim(store, generate).await?;
 
     let connection = Connection {
         connection_id: connection_id.clone(),
@@ -141,7 +158,6 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
         agent_version: agent_header(&event.headers, HEADER_AGENT_VERSION),
         agent_platform: agent_header(&event.headers, HEADER_AGENT_PLATFORM),
         source_ip: event.request_context.identity.source_ip.clone(),
-        resume_token: Some(resume_token),
     };
     if let Err(e) = store.put_connection(&connection).await {
         // A resumed subdomain stays resumable for the window; a failure here
@@ -338,9 +354,7 @@ mod tests {
     // --- authentication, reserved subdomains, resuming ---
 
     use crate::testing::capture_logs;
-    use protocol::auth::{
-        Secret, generate_resume_token, mint, resume_token_hash, resume_token_subdomain,
-    };
+    use protocol::auth::{Secret, generate_resume_token, mint, resume_token_hash};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
@@ -378,8 +392,10 @@ mod tests {
             created_at: 0,
             ttl: crate::now_secs() + 7500,
             resume_token_hash: Some(resume_token_hash(&token)),
+            next_resume_token_hash: None,
             owner_user: user.map(str::to_string),
             released_at: None,
+            policy: None,
         });
         token
     }
@@ -437,7 +453,7 @@ mod tests {
         ))
         .await;
         assert_eq!(response, WebsocketResponse::SERVICE_UNAVAILABLE);
-        assert!(logs.contains("no secret is configured"), "{logs}");
+        assert!(logs.contains("there is no usable secret"), "{logs}");
         assert!(fake.actions().is_empty());
     }
 
@@ -457,14 +473,11 @@ mod tests {
         let conn = fake.connection(CONN).unwrap();
         let claim = fake.claim(&conn.public_subdomain).unwrap();
         assert_eq!(claim.owner_user.as_deref(), Some("alice"));
-        // The connection carries the resume token the claim holds the hash of.
-        let resume = conn.resume_token.unwrap();
+        // No resume token yet: the first is made and offered at `ready`.
         assert_eq!(
-            resume_token_subdomain(&resume),
-            Some(conn.public_subdomain.as_str())
+            (claim.resume_token_hash, claim.next_resume_token_hash),
+            (None, None)
         );
-        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&resume)));
-        assert!(!logs.contains(&resume), "{logs}");
         fake.assert_within(&manifest::CONNECT);
     }
 
@@ -553,7 +566,9 @@ mod tests {
     #[case::live_before_its_disconnect(false)]
     #[case::released(true)]
     #[tokio::test]
-    async fn the_resume_token_brings_the_subdomain_back_and_is_rotated(#[case] released: bool) {
+    async fn the_resume_token_brings_the_subdomain_back_and_is_not_rotated_here(
+        #[case] released: bool,
+    ) {
         let fake = Fake::default();
         let old = live_claim(&fake, "abc123def456", "Old000000000AA=", None);
         if released {
@@ -573,23 +588,24 @@ mod tests {
         assert_eq!(claim.owner_connection_id, CONN);
         assert_eq!(claim.released_at, None);
         assert_eq!(claim.ttl, conn.ttl);
-        let new = conn.resume_token.unwrap();
-        assert_ne!(new, old);
-        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&new)));
+        // The agent gets its next token only at `ready`: until it presents
+        // that one, the token it holds stays the claim's.
+        assert_eq!(claim.resume_token_hash, Some(resume_token_hash(&old)));
+        assert_eq!(claim.next_resume_token_hash, None);
         fake.assert_within(&manifest::CONNECT);
 
-        // The old token worked once: presented again it gets a new name.
+        // This connection dies before `ready`: the same token works again.
         let mut again = event(None, Some(&old));
         again.request_context.connection_id = Some("Third0000000AA=".into());
         let third = connect(&connect_config(), &Auth::Disabled, &fake, &again, &|| {
-            "fresh".into()
+            unreachable!("resumed again")
         })
         .await
         .unwrap();
-        assert_eq!(third.public_subdomain, "fresh");
+        assert_eq!(third.public_subdomain, "abc123def456");
         assert_eq!(
             fake.claim("abc123def456").unwrap().owner_connection_id,
-            CONN
+            "Third0000000AA="
         );
     }
 
@@ -669,5 +685,50 @@ mod tests {
             fake.claim("abc123def456").unwrap().owner_connection_id,
             "Old000000000AA="
         );
+    }
+
+    #[tokio::test]
+    async fn the_declared_policy_is_stored_with_the_claim_in_the_same_write() {
+        use protocol::policy::{AccessPolicy, HEADER_POLICY};
+        let fake = Fake::default();
+        let policy = AccessPolicy {
+            allow_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            ..AccessPolicy::default()
+        };
+        let mut event = ws_event("connect.json");
+        event
+            .headers
+            .insert(HEADER_POLICY, policy.to_header().parse().unwrap());
+        let conn = connect(&connect_config(), &Auth::Disabled, &fake, &event, &|| {
+            "fresh".to_string()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            fake.claim(&conn.public_subdomain).unwrap().policy,
+            Some(policy)
+        );
+        fake.assert_within(&manifest::CONNECT);
+        assert_eq!(
+            fake.count("PutItem"),
+            2,
+            "the claim and the connection only"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::not_base64("%%%")]
+    #[case::invalid_cidr("eyJhbGxvd19jaWRycyI6WyIxMC4wLjAuMC80MCJdfQ")]
+    #[tokio::test]
+    async fn an_invalid_policy_is_refused_with_400_before_any_write(#[case] value: &str) {
+        let fake = Fake::default();
+        let mut event = ws_event("connect.json");
+        event
+            .headers
+            .insert(protocol::policy::HEADER_POLICY, value.parse().unwrap());
+        let response = handle(&connect_config(), &Auth::Disabled, &fake, event).await;
+        assert_eq!(response, WebsocketResponse::BAD_REQUEST);
+        assert!(fake.claims().is_empty());
+        assert_eq!(fake.count("PutItem"), 0);
     }
 }

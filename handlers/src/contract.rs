@@ -14,35 +14,41 @@
 //!
 //! What the cases state:
 //! - claims: conditional claim (free or expired only), held while released,
-//!   owner-only release, resume only with the current token's hash inside
-//!   the window (once; the hash rotates), reserved subdomains only for their
-//!   user, no condition ever creates a claim;
+//!   owner-only offer and release, resume only with the current token's or
+//!   the offered successor's hash inside the window (the presented one
+//!   becomes current, the other is voided), reserved subdomains only for
+//!   their user, no condition ever creates a claim, the access policy
+//!   stored with the claim, replaced on resume and removed at release;
 //! - connections: round trip, idempotent delete, claim keys are no
 //!   connections;
 //! - pending requests: complete exactly once and only by the connection the
 //!   request was posted to, never create an item, found by connection;
 //! - chunks: stored per connection (never overwritten by another), counted
 //!   only for the owning connection, completion exactly once with the
-//!   announced count, the response function's limits before any write.
+//!   announced count, the response function's limits and ownership check
+//!   before any chunk write, nothing counted beyond the head's count.
 //!
 //! Every read follows the write it checks at once: the reads the handlers
 //! use are strongly consistent (a fresh tunnel must never 404).
 
 use protocol::chunk::{BodyChunk, ChunkedBody};
 use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_REQUEST_ID_LEN};
+use protocol::policy::{self, AccessPolicy, Webhook, WebhookProvider};
 use protocol::{Headers, HttpResponse};
 
 use crate::response::chunks;
 use crate::store::{
     ChunkStore, Claim, Connection, ConnectionStore, Part, PendingRequest, PendingState,
-    PendingStore, Progress, StoreError, Written, claim_key,
+    PendingStore, Progress, Receiving, StoreError, Written, claim_key,
 };
 
 /// The name of every case, in the order both implementations run them.
-pub const CASES: [&str; 12] = [
+pub const CASES: [&str; 15] = [
     "claims_and_resume_follow_their_conditions",
+    "resume_tokens_stay_valid_until_their_successor_is_presented",
     "resuming_respects_the_user",
     "reserved_subdomains_go_back_only_to_their_user",
+    "the_policy_lives_with_the_claim_until_release",
     "missing_claims_are_never_created",
     "connections_round_trip_and_delete_idempotently",
     "pending_requests_complete_once_and_are_indexed_by_connection",
@@ -52,6 +58,7 @@ pub const CASES: [&str; 12] = [
     "completion_needs_the_announced_count",
     "a_request_collecting_parts_can_still_be_failed",
     "chunks_and_heads_beyond_the_limits_are_refused",
+    "chunks_are_checked_before_they_are_written",
 ];
 
 const NOW: i64 = 1_764_000_000;
@@ -59,15 +66,28 @@ const CONN: &str = "L0SM9cOFvHcCIhw=";
 const OTHER: &str = "Other0000000AA=";
 const REQ: &str = "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a";
 
+/// A live claim of `owner` as `$connect` writes it for a new subdomain: no
+/// resume token yet (the first is offered at `ready`).
 fn claim(owner: &str, ttl: i64) -> Claim {
     Claim {
         subdomain: "abc".into(),
         owner_connection_id: owner.into(),
         created_at: NOW,
         ttl,
-        resume_token_hash: Some(format!("hash-{owner}")),
+        resume_token_hash: None,
+        next_resume_token_hash: None,
         owner_user: None,
         released_at: None,
+        policy: None,
+    }
+}
+
+/// What `$connect` asks for when `owner` presents the token hashed as
+/// `presented`; also the claim a successful resume leaves.
+fn resuming(owner: &str, presented: &str) -> Claim {
+    Claim {
+        resume_token_hash: Some(presented.into()),
+        ..claim(owner, NOW + 7500)
     }
 }
 
@@ -100,7 +120,7 @@ fn response(request_id: &str, status: u16) -> HttpResponse {
 pub async fn claims_and_resume_follow_their_conditions<C: ConnectionStore + Sync>(
     conns: &C,
 ) -> Result<(), StoreError> {
-    // Claims: conditional put, expiry takeover, owner-only release.
+    // Claims: conditional put, expiry takeover, owner-only offer and release.
     assert_eq!(
         conns.claim_subdomain(&claim("A=", NOW + 100), NOW).await?,
         Written::Yes
@@ -117,6 +137,22 @@ pub async fn claims_and_resume_follow_their_conditions<C: ConnectionStore + Sync
         "an expired claim is taken over"
     );
     assert_eq!(conns.get_claim("abc").await?, Some(claim("B=", NOW + 500)));
+    assert_eq!(
+        conns.offer_resume_token("abc", "A=", "hash-A1").await?,
+        Written::ConditionFailed,
+        "only the holder is offered a resume token"
+    );
+    assert_eq!(
+        conns.offer_resume_token("abc", "B=", "hash-B1").await?,
+        Written::Yes
+    );
+    assert_eq!(
+        conns.get_claim("abc").await?,
+        Some(Claim {
+            next_resume_token_hash: Some("hash-B1".into()),
+            ..claim("B=", NOW + 500)
+        })
+    );
     assert_eq!(
         conns
             .release_claim("abc", "A=", NOW + 200, NOW + 800)
@@ -146,32 +182,117 @@ pub async fn claims_and_resume_follow_their_conditions<C: ConnectionStore + Sync
         "a released claim is held for its resume window"
     );
 
-    // Resume: only with the stored hash, within the window; the hash rotates.
-    let mut resumed = claim("D=", NOW + 7500);
-    resumed.resume_token_hash = Some("hash-D=".into());
+    // Resume: only with a hash the claim holds, within the window.
     assert_eq!(
         conns
-            .resume_claim(&resumed, "hash-wrong", NOW + 300)
+            .resume_claim(&resuming("D=", "hash-wrong"), NOW + 300)
             .await?,
         Written::ConditionFailed
     );
     assert_eq!(
-        conns.resume_claim(&resumed, "hash-B=", NOW + 801).await?,
+        conns
+            .resume_claim(&resuming("D=", "hash-B1"), NOW + 801)
+            .await?,
         Written::ConditionFailed,
         "the window is over"
     );
     assert_eq!(
-        conns.resume_claim(&resumed, "hash-B=", NOW + 300).await?,
+        conns
+            .resume_claim(&resuming("D=", "hash-B1"), NOW + 300)
+            .await?,
         Written::Yes
     );
-    assert_eq!(conns.get_claim("abc").await?, Some(resumed));
+    assert_eq!(
+        conns.get_claim("abc").await?,
+        Some(resuming("D=", "hash-B1")),
+        "live again, the presented token current, no successor"
+    );
+    Ok(())
+}
+
+/// The scheme of `crate::claims`: the token the agent holds stays valid
+/// until it presents the successor it was offered; presenting one voids the
+/// other; a replaced offer, a token older than the current one and a claim
+/// without any token never match.
+pub async fn resume_tokens_stay_valid_until_their_successor_is_presented<
+    C: ConnectionStore + Sync,
+>(
+    conns: &C,
+) -> Result<(), StoreError> {
+    assert_eq!(
+        conns.claim_subdomain(&claim("A=", NOW + 7500), NOW).await?,
+        Written::Yes
+    );
+    assert_eq!(
+        conns.resume_claim(&claim("X=", NOW + 7500), NOW).await?,
+        Written::ConditionFailed,
+        "no token presented: nothing matches, not even a claim without one"
+    );
+    assert_eq!(
+        conns.offer_resume_token("abc", "A=", "t1").await?,
+        Written::Yes
+    );
+    assert_eq!(
+        conns.resume_claim(&resuming("B=", "t1"), NOW).await?,
+        Written::Yes,
+        "the offered successor"
+    );
+    assert_eq!(conns.get_claim("abc").await?, Some(resuming("B=", "t1")));
+
+    // A second offer replaces the first; the current token stays.
+    for next in ["t2", "t3"] {
+        assert_eq!(
+            conns.offer_resume_token("abc", "B=", next).await?,
+            Written::Yes
+        );
+    }
+    assert_eq!(
+        conns.get_claim("abc").await?,
+        Some(Claim {
+            next_resume_token_hash: Some("t3".into()),
+            ..resuming("B=", "t1")
+        })
+    );
     assert_eq!(
         conns
-            .resume_claim(&claim("E=", NOW + 7500), "hash-B=", NOW + 300)
+            .release_claim("abc", "B=", NOW + 10, NOW + 610)
             .await?,
-        Written::ConditionFailed,
-        "a resume token works once"
+        Written::Yes
     );
+    assert_eq!(
+        conns.resume_claim(&resuming("C=", "t2"), NOW + 20).await?,
+        Written::ConditionFailed,
+        "a replaced offer"
+    );
+    // t3 never reached the agent (its connection died first): the token it
+    // holds still brings the subdomain back, and voids the lost offer.
+    assert_eq!(
+        conns.resume_claim(&resuming("C=", "t1"), NOW + 20).await?,
+        Written::Yes,
+        "the current token, live or released"
+    );
+    assert_eq!(conns.get_claim("abc").await?, Some(resuming("C=", "t1")));
+    assert_eq!(
+        conns.resume_claim(&resuming("D=", "t3"), NOW + 20).await?,
+        Written::ConditionFailed,
+        "an offer voided by presenting the current token"
+    );
+
+    // Presenting the successor voids the token before it.
+    assert_eq!(
+        conns.offer_resume_token("abc", "C=", "t4").await?,
+        Written::Yes
+    );
+    assert_eq!(
+        conns.resume_claim(&resuming("D=", "t4"), NOW + 30).await?,
+        Written::Yes
+    );
+    assert_eq!(
+        conns.resume_claim(&resuming("E=", "t1"), NOW + 30).await?,
+        Written::ConditionFailed,
+        "older than the current token"
+    );
+    assert_eq!(conns.get_claim("abc").await?, Some(resuming("D=", "t4")));
     Ok(())
 }
 
@@ -181,53 +302,60 @@ pub async fn claims_and_resume_follow_their_conditions<C: ConnectionStore + Sync
 pub async fn resuming_respects_the_user<C: ConnectionStore + Sync>(
     conns: &C,
 ) -> Result<(), StoreError> {
-    let with_user = |owner: &str, user: Option<&str>| Claim {
+    let as_user = |claim: Claim, user: Option<&str>| Claim {
         owner_user: user.map(str::to_string),
-        ..claim(owner, NOW + 7500)
+        ..claim
     };
     assert_eq!(
         conns
-            .claim_subdomain(&with_user("A=", Some("bob")), NOW)
+            .claim_subdomain(&as_user(claim("A=", NOW + 7500), Some("bob")), NOW)
             .await?,
         Written::Yes
     );
     assert_eq!(
+        conns.offer_resume_token("abc", "A=", "hash-A").await?,
+        Written::Yes
+    );
+    assert_eq!(
         conns
-            .resume_claim(&with_user("B=", Some("alice")), "hash-A=", NOW)
+            .resume_claim(&as_user(resuming("B=", "hash-A"), Some("alice")), NOW)
             .await?,
         Written::ConditionFailed,
         "another user's resume token"
     );
     assert_eq!(
-        conns.get_claim("abc").await?,
-        Some(with_user("A=", Some("bob")))
+        conns.get_claim("abc").await?.map(|c| c.owner_connection_id),
+        Some("A=".into())
     );
     assert_eq!(
         conns
-            .resume_claim(&with_user("B=", Some("bob")), "hash-A=", NOW)
+            .resume_claim(&as_user(resuming("B=", "hash-A"), Some("bob")), NOW)
             .await?,
         Written::Yes,
         "the same user, live claim"
     );
     assert_eq!(
         conns.get_claim("abc").await?,
-        Some(with_user("B=", Some("bob")))
+        Some(as_user(resuming("B=", "hash-A"), Some("bob")))
     );
     assert_eq!(
         conns
-            .resume_claim(&with_user("C=", None), "hash-B=", NOW)
+            .resume_claim(&as_user(resuming("C=", "hash-A"), None), NOW)
             .await?,
         Written::Yes,
         "without a user"
     );
-    assert_eq!(conns.get_claim("abc").await?, Some(with_user("C=", None)));
+    assert_eq!(
+        conns.get_claim("abc").await?,
+        Some(resuming("C=", "hash-A"))
+    );
     assert_eq!(
         conns.release_claim("abc", "C=", NOW, NOW + 600).await?,
         Written::Yes
     );
     assert_eq!(
         conns
-            .resume_claim(&with_user("D=", Some("alice")), "hash-C=", NOW + 1)
+            .resume_claim(&as_user(resuming("D=", "hash-A"), Some("alice")), NOW + 1)
             .await?,
         Written::Yes,
         "a claim without a user, released"
@@ -286,8 +414,63 @@ pub async fn reserved_subdomains_go_back_only_to_their_user<C: ConnectionStore +
     Ok(())
 }
 
-/// Release and resume are conditional updates: on a subdomain nobody
+/// Release, resume and offer are conditional updates: on a subdomain nobody
 /// claimed they fail and leave no item behind (no upsert).
+/// The access policy is written with the claim (no write of its own), read
+/// back whole, replaced (or removed) by a resume, and removed at release: a
+/// webhook secret lives no longer than its connection.
+pub async fn the_policy_lives_with_the_claim_until_release<C: ConnectionStore + Sync>(
+    conns: &C,
+) -> Result<(), StoreError> {
+    let policy = |secret: &str| AccessPolicy {
+        basic_auth: vec![policy::hash_credential("ann", "pw")],
+        allow_cidrs: vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
+        url_token_hash: Some(policy::url_token_hash("token")),
+        webhook: Some(Webhook {
+            provider: WebhookProvider::Github,
+            secret: secret.into(),
+            header: None,
+        }),
+    };
+    let first = Claim {
+        policy: Some(policy("one")),
+        resume_token_hash: Some("hash-1".into()),
+        ..claim("A=", NOW + 7500)
+    };
+    assert_eq!(conns.claim_subdomain(&first, NOW).await?, Written::Yes);
+    assert_eq!(conns.get_claim("abc").await?, Some(first.clone()));
+
+    // Resumed (before any release) with another policy: replaced.
+    let second = Claim {
+        policy: Some(policy("two")),
+        resume_token_hash: Some("hash-1".into()),
+        ..claim("B=", NOW + 7500)
+    };
+    assert_eq!(conns.resume_claim(&second, NOW).await?, Written::Yes);
+    assert_eq!(conns.get_claim("abc").await?, Some(second));
+
+    // Released: gone with the connection.
+    assert_eq!(
+        conns.release_claim("abc", "B=", NOW + 1, NOW + 800).await?,
+        Written::Yes
+    );
+    let released = conns.get_claim("abc").await?.expect("held");
+    assert_eq!(released.policy, None, "the policy outlived its connection");
+
+    // Resumed without a policy (the agent declares none now): none.
+    let third = Claim {
+        resume_token_hash: Some("hash-1".into()),
+        ..claim("C=", NOW + 7500)
+    };
+    assert_eq!(conns.resume_claim(&third, NOW + 2).await?, Written::Yes);
+    let resumed = conns.get_claim("abc").await?.expect("held");
+    assert_eq!(resumed.policy, None);
+    Ok(())
+}
+
 pub async fn missing_claims_are_never_created<C: ConnectionStore + Sync>(
     conns: &C,
 ) -> Result<(), StoreError> {
@@ -302,15 +485,22 @@ pub async fn missing_claims_are_never_created<C: ConnectionStore + Sync>(
         "release created a claim"
     );
     assert_eq!(
-        conns
-            .resume_claim(&claim("A=", NOW + 7500), "hash-A=", NOW)
-            .await?,
+        conns.resume_claim(&resuming("A=", "hash-A"), NOW).await?,
         Written::ConditionFailed
     );
     assert_eq!(
         conns.get_claim("abc").await?,
         None,
         "resume created a claim"
+    );
+    assert_eq!(
+        conns.offer_resume_token("abc", "A=", "hash-A").await?,
+        Written::ConditionFailed
+    );
+    assert_eq!(
+        conns.get_claim("abc").await?,
+        None,
+        "an offer created a claim"
     );
     Ok(())
 }
@@ -327,7 +517,6 @@ pub async fn connections_round_trip_and_delete_idempotently<C: ConnectionStore +
         agent_version: Some("0.3.1".into()),
         agent_platform: None,
         source_ip: Some("203.0.113.7".into()),
-        resume_token: Some("abc.token".into()),
     };
     assert_eq!(conns.get_connection(CONN).await?, None);
     conns.put_connection(&connection).await?;
@@ -795,6 +984,74 @@ pub async fn chunks_and_heads_beyond_the_limits_are_refused<P: PendingStore + Ch
     };
     assert_eq!(failed.status_code, 502);
     assert_eq!(failed.body_chunks, None);
+    Ok(())
+}
+
+/// The response function reads the head item before it writes a chunk:
+/// nothing is written for a request that is unknown, another connection's
+/// or finished, or beyond the count the head declared; and the store itself
+/// never counts a chunk beyond that count.
+pub async fn chunks_are_checked_before_they_are_written<P: PendingStore + ChunkStore + Sync>(
+    store: &P,
+) -> Result<(), StoreError> {
+    let bytes = noise(BODY_CHUNK_BYTES + 1);
+    let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
+    let head = Head::of(&bytes);
+    let chunk = |request_id: &str, index: u32| BodyChunk {
+        request_id: request_id.into(),
+        index,
+        data: protocol::encode_body(pieces[index as usize % 2]),
+    };
+    assert_eq!(store.receiving(REQ, CONN).await?, None, "unknown request");
+    chunks::on_chunk(store, CONN, chunk(REQ, 0)).await?;
+    assert!(
+        store.get_chunks(REQ, CONN, 2).await?.is_empty(),
+        "a chunk for an unknown request was written"
+    );
+
+    store.put_pending(&pending_request(REQ, CONN)).await?;
+    assert_eq!(
+        store.receiving(REQ, CONN).await?,
+        Some(Receiving { count: None })
+    );
+    assert_eq!(store.receiving(REQ, OTHER).await?, None);
+    chunks::on_chunk(store, OTHER, chunk(REQ, 1)).await?;
+    assert!(
+        store.get_chunks(REQ, OTHER, 2).await?.is_empty(),
+        "another connection's chunk was written"
+    );
+
+    assert_eq!(
+        store.add_part(REQ, CONN, head.part()).await?,
+        progress(1, Some(2))
+    );
+    assert_eq!(
+        store.receiving(REQ, CONN).await?,
+        Some(Receiving { count: Some(2) })
+    );
+    chunks::on_chunk(store, CONN, chunk(REQ, 2)).await?;
+    assert!(
+        store.get_chunks(REQ, CONN, 3).await?.is_empty(),
+        "a chunk beyond the head's count was written"
+    );
+    assert_eq!(
+        store.add_part(REQ, CONN, Part::Chunk(2)).await?,
+        None,
+        "the store does not count a chunk beyond the head's count"
+    );
+
+    // The owner's chunks within the count go through and complete it.
+    chunks::on_chunk(store, CONN, chunk(REQ, 0)).await?;
+    chunks::on_chunk(store, CONN, chunk(REQ, 1)).await?;
+    assert_eq!(
+        store.get_pending(REQ).await?,
+        Some(PendingState::Completed(head.response))
+    );
+    assert_eq!(
+        store.receiving(REQ, CONN).await?,
+        None,
+        "a completed request takes no more chunks"
+    );
     Ok(())
 }
 

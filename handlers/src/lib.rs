@@ -12,7 +12,10 @@
 //!   [`forwarding::error`].
 //!
 //! What they share:
-//! - [`claims`]: the subdomain claim state machine (claim, resume, release).
+//! - [`access`]: the checks of a tunnel's access policy (source address,
+//!   URL token, basic-auth, webhook signatures), run by forwarding.
+//! - [`claims`]: the subdomain claim state machine (claim, offer the next
+//!   resume token, resume, release; only token hashes are stored).
 //! - [`pages`]: every text the tunnel itself shows a visitor.
 //! - [`poll`]: forwarding's polling schedule (adaptive or fixed).
 //! - [`websocket`]: what the WebSocket routes' functions take and return.
@@ -27,19 +30,22 @@
 //!   unit tests of the logic.
 //! - `contract` (feature `contract`): the store contract suite, run on the
 //!   fake here and on DynamoDB in `integration-tests`.
+//! - `untrusted_input` (tests only): property tests of the response and
+//!   forwarding entry points with random and hostile input.
 //!
 //! Deployment and start-up:
 //! - [`manifest`]: tables, environment variables and IAM actions per function
 //!   (the contract with Terraform and the integration harness).
 //! - [`config`]: each function's configuration, read once per cold start
 //!   (the authentication settings included).
-//! - [`auth`]: agent tokens on `$connect` (the secret, fetched from SSM once;
-//!   the check of each handshake).
+//! - [`auth`]: agent tokens on `$connect` (the secret, read from SSM and
+//!   re-read on a refresh interval; the check of each handshake).
 //! - [`path`]: the decoded path the HTTP API gives, re-encoded into a URI
 //!   path (what the local service receives).
 //! - [`runtime`]: what the four thin binaries in `src/bin/` share (init, SDK
 //!   configuration); [`logging`]: `tracing` setup.
 
+pub mod access;
 pub mod auth;
 pub mod claims;
 pub mod config;
@@ -63,6 +69,8 @@ pub mod websocket;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod untrusted_input;
 
 /// Current time, epoch seconds.
 pub(crate) fn now_secs() -> i64 {

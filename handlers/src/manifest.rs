@@ -120,13 +120,21 @@ pub struct Function {
     /// its signer's permissions, so this is also what the URLs it hands out
     /// may do.
     pub s3: &'static [S3Action],
-    /// Whether it calls PostToConnection (`execute-api:ManageConnections`).
-    pub posts_to_connections: bool,
+    /// The `@connections` calls it makes, by the HTTP method its IAM
+    /// resource names (`execute-api:ManageConnections` on
+    /// `{api}/{stage}/{METHOD}/@connections/*`): [`POST_TO_CONNECTION`],
+    /// [`GET_CONNECTION`].
+    pub manage_connections: &'static [&'static str],
     /// Whether it reads the auth secret from the SSM parameter named by
     /// `AUTH_SECRET_PARAMETER` (`ssm:GetParameter` on that parameter, and
     /// `kms:Decrypt` through SSM for a SecureString).
     pub reads_auth_secret: bool,
 }
+
+/// PostToConnection, as its IAM resource names it.
+pub const POST_TO_CONNECTION: &str = "POST";
+/// GetConnection, as its IAM resource names it.
+pub const GET_CONNECTION: &str = "GET";
 
 /// Read by every function.
 pub const COMMON_OPTIONAL_ENV: &[&str] = &["LOG_FORMAT", "RUST_LOG"];
@@ -140,6 +148,7 @@ pub const CONNECT: Function = Function {
         "AUTH_MODE",
         "AUTH_SECRET",
         "AUTH_SECRET_PARAMETER",
+        "AUTH_SECRET_REFRESH_SECONDS",
     ],
     // PutItem: new claims and the connection; UpdateItem: resume a claim,
     // release it when the connection cannot be stored.
@@ -148,7 +157,7 @@ pub const CONNECT: Function = Function {
         on("connections", "UpdateItem"),
     ],
     s3: &[],
-    posts_to_connections: false,
+    manage_connections: &[],
     reads_auth_secret: true,
 };
 
@@ -169,7 +178,7 @@ pub const DISCONNECT: Function = Function {
         on("pending", "UpdateItem"),
     ],
     s3: &[],
-    posts_to_connections: false,
+    manage_connections: &[],
     reads_auth_secret: false,
 };
 
@@ -180,6 +189,8 @@ pub const FORWARDING: Function = Function {
         "CONNECTIONS_TABLE_NAME",
         "PENDING_REQUESTS_TABLE_NAME",
         "DOMAIN_NAME",
+        // `host` or `path` (`crate::config::Routing`).
+        "ROUTING",
         "WEBSOCKET_API_ENDPOINT",
         "BODIES_BUCKET_NAME",
     ],
@@ -202,7 +213,8 @@ pub const FORWARDING: Function = Function {
         objects("bodies", "GetObject"),
         objects("bodies", "DeleteObject"),
     ],
-    posts_to_connections: true,
+    // GET: is a silent agent's connection still open (forwarding's wait)?
+    manage_connections: &[POST_TO_CONNECTION, GET_CONNECTION],
     reads_auth_secret: false,
 };
 
@@ -217,12 +229,16 @@ pub const RESPONSE: Function = Function {
     optional_env: &[],
     dynamodb: &[
         on("connections", "GetItem"),
+        // Offer the successor resume token at `ready` (`crate::claims::offer`).
+        on("connections", "UpdateItem"),
         on("pending", "UpdateItem"),
-        // Response chunk items (`crate::store::chunks`).
+        // Response chunk items (`crate::store::chunks`); GetItem: the
+        // ownership check before a chunk is written.
         on("pending", "PutItem"),
+        on("pending", "GetItem"),
     ],
     s3: &[],
-    posts_to_connections: true,
+    manage_connections: &[POST_TO_CONNECTION],
     reads_auth_secret: false,
 };
 

@@ -30,6 +30,19 @@ pub fn no_tunnel_connected(subdomain: &str) -> String {
 /// What a visitor sees while the subdomain's agent is between connections.
 pub const AGENT_RECONNECTING: &str = "The tunnel's agent is reconnecting; try again in a moment.";
 
+/// A visitor the tunnel's access policy refused (`access::Denied`).
+pub fn access_denied(denied: &crate::access::Denied) -> &'static str {
+    use crate::access::Denied;
+    match denied {
+        Denied::SourceNotAllowed => "Your address is not allowed to reach this tunnel.",
+        Denied::NoUrlToken => {
+            "This tunnel needs its access token: use the full link its owner shared."
+        }
+        Denied::Credentials => "This tunnel needs a user name and password.",
+        Denied::Signature(_) => "The webhook signature is missing or invalid.",
+    }
+}
+
 pub const BODY_UNDECODABLE: &str = "The request body could not be decoded.";
 
 /// A request body over [`MAX_BODY_BYTES`].
@@ -55,6 +68,12 @@ pub const LOOKUP_FAILED: &str = "The tunnel could not look up its connection.";
 pub const CANNOT_ACCEPT: &str = "The tunnel could not accept the request.";
 pub const AGENT_GONE: &str = "The tunnel's agent is no longer connected.";
 pub const CANNOT_REACH_AGENT: &str = "The tunnel could not reach its agent.";
+/// A connection so young it may still be inside `$connect` refused the post.
+pub const AGENT_CONNECTING: &str = "The tunnel's agent is still connecting; try again in a moment.";
+/// `@connections` answered 403: the deployment lacks a permission (the
+/// details go to the operator's log and alarm, not to visitors).
+pub const NOT_ALLOWED_TO_REACH_AGENT: &str =
+    "The tunnel is misconfigured and cannot reach its agent; its operator has to fix it.";
 
 // --- forwarding: waiting for the answer ---
 

@@ -52,6 +52,7 @@ pub fn forwarding_config() -> ForwardingConfig {
         connections_table: "connections".into(),
         pending_table: "pending".into(),
         domain_name: "tunnel.example.com".into(),
+        routing: crate::config::Routing::Host,
         websocket_api_endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
         request_timeout: Duration::from_secs(25),
         poll_interval: None,
@@ -59,24 +60,31 @@ pub fn forwarding_config() -> ForwardingConfig {
     }
 }
 
+/// An in-memory log destination (a `MakeWriter` through its clones).
+#[derive(Clone, Default)]
+pub struct LogBuffer(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 /// Runs `f` with every `tracing` event of this thread captured as text (the
 /// tests run on a current-thread runtime, so the whole future is covered).
 pub async fn capture_logs<F: std::future::Future>(f: F) -> (F::Output, String) {
-    use std::sync::Arc;
-
-    #[derive(Clone)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let buf = Buf(Arc::new(Mutex::new(Vec::new())));
+    let buf = LogBuffer::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -86,6 +94,5 @@ pub async fn capture_logs<F: std::future::Future>(f: F) -> (F::Output, String) {
     let guard = tracing::subscriber::set_default(subscriber);
     let out = f.await;
     drop(guard);
-    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
-    (out, text)
+    (out, buf.text())
 }

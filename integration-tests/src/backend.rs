@@ -277,6 +277,24 @@ pub fn client_for(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// An SSM client on the same backend (moto and LocalStack serve SSM from the
+/// same endpoint as DynamoDB), for the agent-token secret's parameter.
+pub fn ssm_client_for(endpoint: &str) -> aws_sdk_ssm::Client {
+    let config = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+        .region(aws_sdk_ssm::config::Region::new(REGION))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "itest",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
+}
+
 fn stop_at_exit(guard: Guard) {
     if matches!(guard, Guard::External) {
         return;

@@ -19,6 +19,7 @@ use std::{
 use emulator::{
     Emulator, FunctionConfig, HttpConfig, LogLine, LogSink, LogStream, OverConcurrency,
 };
+use handlers::config::Routing;
 use handlers::manifest::{self, COMMON_OPTIONAL_ENV, FUNCTIONS, Function};
 
 use crate::{
@@ -31,7 +32,8 @@ use crate::{
     tunnel::Tunnel,
 };
 
-/// Public domain for subdomain routing (`Host: <sub>.tunnel.localhost`).
+/// Public domain for host routing (`<sub>.tunnel.localhost`: browsers and
+/// curl resolve every `*.localhost` to the loopback address).
 pub const DEFAULT_DOMAIN: &str = "tunnel.localhost";
 /// Path routing on the emulator's HTTP API: `http://127.0.0.1:PORT/<sub>/…`.
 /// `${HTTP_URL}` is filled in by the emulator, `{subdomain}` by connect.
@@ -77,10 +79,16 @@ impl Logs {
 /// What the stack runs. [`StackConfig::default`] is what `just dev` uses.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
-    /// `DOMAIN_NAME`: Host `<sub>.<domain>` selects the tunnel `<sub>`.
+    /// `DOMAIN_NAME`: with host routing, Host `<sub>.<domain>` selects the
+    /// tunnel `<sub>`.
     pub domain: String,
-    /// `PUBLIC_URL_TEMPLATE`, with the emulator's placeholders.
-    pub public_url_template: String,
+    /// `ROUTING` of forwarding: path (the default: tunnel URLs work with
+    /// plain curl on 127.0.0.1, as on the bare execute-api URL) or host
+    /// (`http://<sub>.<domain>:PORT`, as with a custom domain).
+    pub routing: Routing,
+    /// `PUBLIC_URL_TEMPLATE`, with the emulator's placeholders; `None`
+    /// follows the routing (see [`StackConfig::public_url_template`]).
+    pub public_url_template: Option<String>,
     pub stage: String,
     /// `REQUEST_TIMEOUT_MS` of forwarding; `None` = the handler's default (25 s).
     pub request_timeout: Option<Duration>,
@@ -111,13 +119,22 @@ pub struct StackConfig {
     /// `AUTH_SECRET` (and [`Stack::agent_config`] mints a token with it for
     /// every agent), `None` sets `AUTH_MODE=disabled`.
     pub auth_secret: Option<protocol::auth::Secret>,
+    /// `AUTH_SECRET_PARAMETER` instead of `AUTH_SECRET`, as Terraform sets
+    /// it: connect reads the secret from this SSM parameter on the backend
+    /// (moto and LocalStack serve SSM too; the test writes it).
+    /// `auth_secret` still mints the agents' tokens.
+    pub auth_secret_parameter: Option<String>,
+    /// `AUTH_SECRET_REFRESH_SECONDS` (whole seconds); `None` = connect's
+    /// default (60 s).
+    pub auth_secret_refresh: Option<Duration>,
 }
 
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
             domain: DEFAULT_DOMAIN.into(),
-            public_url_template: DEFAULT_PUBLIC_URL_TEMPLATE.into(),
+            routing: Routing::Path,
+            public_url_template: None,
             stage: DEFAULT_STAGE.into(),
             request_timeout: None,
             poll_interval: None,
@@ -132,6 +149,8 @@ impl Default for StackConfig {
             // Off unless asked for (the benchmarks measure the data path);
             // the tests and the local stack turn it on with a fresh secret.
             auth_secret: None,
+            auth_secret_parameter: None,
+            auth_secret_refresh: None,
         }
     }
 }
@@ -155,6 +174,22 @@ impl StackConfig {
         Some(protocol::auth::mint(secret, &claims))
     }
 
+    /// `PUBLIC_URL_TEMPLATE`: the one given, else `${HTTP_URL}/{subdomain}`
+    /// for path routing, `http://{subdomain}.<domain>:<port>` for host
+    /// routing (the stack binds its HTTP port before it starts the
+    /// functions, so the port is known).
+    pub fn public_url_template(&self) -> String {
+        match (&self.public_url_template, self.routing) {
+            (Some(template), _) => template.clone(),
+            (None, Routing::Path) => DEFAULT_PUBLIC_URL_TEMPLATE.into(),
+            (None, Routing::Host) => format!(
+                "http://{{subdomain}}.{}:{}",
+                self.domain,
+                self.http_listen.port()
+            ),
+        }
+    }
+
     /// The environment of one function: exactly the variables the manifest
     /// says it reads (what Terraform sets), plus the local AWS wiring
     /// (endpoints of the DynamoDB and, for a function with S3 actions, S3
@@ -171,7 +206,8 @@ impl StackConfig {
             .map(|(env, name)| (env, name.to_string()))
             .collect();
         known.insert("DOMAIN_NAME", self.domain.clone());
-        known.insert("PUBLIC_URL_TEMPLATE", self.public_url_template.clone());
+        known.insert("ROUTING", self.routing.as_str().into());
+        known.insert("PUBLIC_URL_TEMPLATE", self.public_url_template());
         known.insert(WEBSOCKET_API_ENDPOINT, "${MANAGEMENT_ENDPOINT}".into());
         if let Some(timeout) = self.request_timeout {
             known.insert("REQUEST_TIMEOUT_MS", timeout.as_millis().to_string());
@@ -179,16 +215,22 @@ impl StackConfig {
         if let Some(interval) = self.poll_interval {
             known.insert("POLL_INTERVAL_MS", interval.as_millis().to_string());
         }
-        match &self.auth_secret {
-            Some(secret) => {
+        match (&self.auth_secret_parameter, &self.auth_secret) {
+            (Some(parameter), _) => {
+                known.insert("AUTH_SECRET_PARAMETER", parameter.clone());
+            }
+            (None, Some(secret)) => {
                 known.insert(
                     "AUTH_SECRET",
                     String::from_utf8_lossy(secret.expose()).into_owned(),
                 );
             }
-            None => {
+            (None, None) => {
                 known.insert("AUTH_MODE", "disabled".into());
             }
+        }
+        if let Some(refresh) = self.auth_secret_refresh {
+            known.insert("AUTH_SECRET_REFRESH_SECONDS", refresh.as_secs().to_string());
         }
         known.insert("LOG_FORMAT", "text".into());
         known.insert("RUST_LOG", self.rust_log.clone());
@@ -209,6 +251,13 @@ impl StackConfig {
             env.insert(
                 "AWS_ENDPOINT_URL_S3".into(),
                 resources.s3_endpoint.to_string(),
+            );
+        }
+        if function.reads_auth_secret && self.auth_secret_parameter.is_some() {
+            // The backend serves SSM too.
+            env.insert(
+                "AWS_ENDPOINT_URL_SSM".into(),
+                resources.dynamodb_endpoint.to_string(),
             );
         }
         env.insert("AWS_REGION".into(), backend::REGION.into());
@@ -270,6 +319,7 @@ impl Stack {
             dynamodb_observer: None,
             s3_observer: None,
             connections_observer: None,
+            function_overrides: Vec::new(),
         }
     }
 
@@ -314,16 +364,22 @@ impl Stack {
         &self.config.domain
     }
 
+    /// `ROUTING`.
+    pub fn routing(&self) -> Routing {
+        self.config.routing
+    }
+
     pub fn config(&self) -> &StackConfig {
         &self.config
     }
 
-    /// The `Host` header that routes to `subdomain`.
+    /// The `Host` header that routes to `subdomain` (host routing).
     pub fn host_for(&self, subdomain: &str) -> String {
         format!("{subdomain}.{}", self.config.domain)
     }
 
-    /// Path-routing URL of a tunnel: `http://127.0.0.1:PORT/<sub>`.
+    /// Path-routing URL of a tunnel: `http://127.0.0.1:PORT/<sub>` (path
+    /// routing).
     pub fn path_url(&self, subdomain: &str) -> String {
         format!("{}/{subdomain}", self.http_url())
     }
@@ -431,9 +487,27 @@ pub struct StackBuilder {
     dynamodb_observer: Option<Arc<dyn Observer>>,
     s3_observer: Option<Arc<dyn Observer>>,
     connections_observer: Option<Arc<dyn Observer>>,
+    function_overrides: Vec<(&'static str, FunctionOverride)>,
 }
 
+/// A change to one function's emulator configuration, applied after the
+/// harness set it up as Terraform would (see [`StackBuilder::configure_function`]).
+pub type FunctionOverride = Box<dyn Fn(&mut FunctionConfig) + Send + Sync>;
+
 impl StackBuilder {
+    /// Changes one function's configuration from what Terraform would give
+    /// it, for a test of what a misconfigured or overloaded deployment does
+    /// (e.g. `manage_connections = false`: its IAM role lacks the grant;
+    /// `concurrency = 0`: reserved concurrency 0, every invocation throttled).
+    pub fn configure_function(
+        mut self,
+        name: &'static str,
+        change: impl Fn(&mut FunctionConfig) + Send + Sync + 'static,
+    ) -> Self {
+        self.function_overrides.push((name, Box::new(change)));
+        self
+    }
+
     /// Runs on `backend` and stops it with the stack (`local-stack`).
     pub fn owning(mut self, backend: DynamoDb) -> Self {
         self.owned_backend = Some(backend);
@@ -466,12 +540,30 @@ impl StackBuilder {
     /// running them with the environment Terraform sets.
     pub async fn start(self) -> Result<Stack, HarnessError> {
         let StackBuilder {
-            config,
+            mut config,
             owned_backend,
             dynamodb_observer,
             s3_observer,
             connections_observer,
+            function_overrides,
         } = self;
+        // Host routing's public URLs carry the HTTP port: bind it first.
+        let mut http_listener = None;
+        if config.routing == Routing::Host
+            && config.public_url_template.is_none()
+            && config.http_listen.port() == 0
+        {
+            let listener = std::net::TcpListener::bind(config.http_listen)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(HarnessError::io(format!(
+                    "binding the HTTP API on {}",
+                    config.http_listen
+                )))?;
+            config.http_listen = listener
+                .local_addr()
+                .map_err(HarnessError::io("the HTTP API's address"))?;
+            http_listener = Some(listener);
+        }
         let dynamodb_endpoint = match &owned_backend {
             Some(backend) => backend.endpoint().to_string(),
             None => DynamoDb::shared().await?.endpoint().to_string(),
@@ -551,9 +643,15 @@ impl StackBuilder {
                 None => (config.concurrency, config.over_concurrency),
             };
             // Its IAM role, as Terraform writes it from the manifest.
-            function_config.manage_connections = function.posts_to_connections;
+            function_config.manage_connections = !function.manage_connections.is_empty();
             if let Some(memory) = config.memory_mb.get(function.name) {
                 function_config.memory_mb = *memory;
+            }
+            for (_, change) in function_overrides
+                .iter()
+                .filter(|(n, _)| *n == function.name)
+            {
+                change(&mut function_config);
             }
             emulator_config.functions.push(function_config);
         }
@@ -586,6 +684,9 @@ impl StackBuilder {
         let mut emulator = Emulator::builder(emulator_config).log_sink(sink);
         if let Some(listener) = websocket_listener {
             emulator = emulator.websocket_listener(listener);
+        }
+        if let Some(listener) = http_listener {
+            emulator = emulator.http_listener(listener);
         }
         let emulator = emulator
             .start()
@@ -669,10 +770,12 @@ mod tests {
                 "LOG_FORMAT",
                 "PENDING_REQUESTS_TABLE_NAME",
                 "REQUEST_TIMEOUT_MS",
+                "ROUTING",
                 "RUST_LOG",
                 "WEBSOCKET_API_ENDPOINT",
             ]
         );
+        assert_eq!(env["ROUTING"], "path");
         assert_eq!(env["REQUEST_TIMEOUT_MS"], "2000");
         assert_eq!(env["WEBSOCKET_API_ENDPOINT"], "${MANAGEMENT_ENDPOINT}");
         assert_eq!(env["CONNECTIONS_TABLE_NAME"], "p-connections");
@@ -729,5 +832,49 @@ mod tests {
         }
         let adaptive = env_of(&StackConfig::default(), &manifest::FORWARDING);
         assert!(!adaptive.contains_key("POLL_INTERVAL_MS"));
+    }
+
+    /// Host routing's public URL is `<sub>.<domain>` on the HTTP port; path
+    /// routing's the emulator's URL and the subdomain; a template given wins.
+    #[test]
+    fn the_public_url_follows_the_routing() {
+        let host = StackConfig {
+            routing: Routing::Host,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            ..StackConfig::default()
+        };
+        let env = env_of(&host, &manifest::CONNECT);
+        assert_eq!(
+            env["PUBLIC_URL_TEMPLATE"],
+            "http://{subdomain}.tunnel.localhost:7070"
+        );
+        let forwarding = env_of(&host, &manifest::FORWARDING);
+        assert_eq!(forwarding["ROUTING"], "host");
+        let given = StackConfig {
+            public_url_template: Some("https://{subdomain}.example.com".into()),
+            ..host
+        };
+        assert_eq!(
+            given.public_url_template(),
+            "https://{subdomain}.example.com"
+        );
+    }
+
+    /// A secret in SSM: connect gets the parameter's name (never the secret)
+    /// and the backend as its SSM endpoint; no other function does.
+    #[test]
+    fn a_secret_parameter_reaches_connect_only() {
+        let config = StackConfig {
+            auth_secret_parameter: Some("/itest/secret".into()),
+            auth_secret_refresh: Some(Duration::from_secs(1)),
+            ..StackConfig::for_tests()
+        };
+        let connect = env_of(&config, &manifest::CONNECT);
+        assert_eq!(connect["AUTH_SECRET_PARAMETER"], "/itest/secret");
+        assert_eq!(connect["AUTH_SECRET_REFRESH_SECONDS"], "1");
+        assert_eq!(connect["AWS_ENDPOINT_URL_SSM"], "http://db");
+        assert!(!connect.contains_key("AUTH_SECRET") && !connect.contains_key("AUTH_MODE"));
+        let response = env_of(&config, &manifest::RESPONSE);
+        assert!(!response.contains_key("AWS_ENDPOINT_URL_SSM"));
     }
 }

@@ -51,7 +51,18 @@ impl std::fmt::Debug for Tunnel {
 impl Tunnel {
     /// Starts the agent and waits (at most [`ESTABLISH_TIMEOUT`]) for its URL.
     pub async fn start(config: agent::Config) -> Result<Tunnel, HarnessError> {
-        let mut handle = Agent::start(config);
+        Self::established(Agent::start(config)).await
+    }
+
+    /// [`Tunnel::start`], with every exchange captured into `inspector`.
+    pub async fn start_with_inspector(
+        config: agent::Config,
+        inspector: agent::inspect::Inspector,
+    ) -> Result<Tunnel, HarnessError> {
+        Self::established(Agent::start_with_inspector(config, inspector)).await
+    }
+
+    async fn established(mut handle: AgentHandle) -> Result<Tunnel, HarnessError> {
         let established = tokio::time::timeout(ESTABLISH_TIMEOUT, handle.established())
             .await
             .map_err(|_| {

@@ -67,8 +67,10 @@ macro_rules! on_dynamodb {
 
 on_dynamodb! {
     connections: claims_and_resume_follow_their_conditions,
+    connections: resume_tokens_stay_valid_until_their_successor_is_presented,
     connections: resuming_respects_the_user,
     connections: reserved_subdomains_go_back_only_to_their_user,
+    connections: the_policy_lives_with_the_claim_until_release,
     connections: missing_claims_are_never_created,
     connections: connections_round_trip_and_delete_idempotently,
     pending: pending_requests_complete_once_and_are_indexed_by_connection,
@@ -78,4 +80,5 @@ on_dynamodb! {
     pending: completion_needs_the_announced_count,
     pending: a_request_collecting_parts_can_still_be_failed,
     pending: chunks_and_heads_beyond_the_limits_are_refused,
+    pending: chunks_are_checked_before_they_are_written,
 }

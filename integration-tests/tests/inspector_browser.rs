@@ -209,9 +209,8 @@ async fn inspector_in_a_real_browser() -> anyhow::Result<()> {
     let service = LocalService::start("shop").await?;
     let inspector = Inspector::new(Limits::default());
     let server = inspector.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
-    let mut config = env.agent_config(&service.port())?;
-    config.inspector = Some(inspector.clone());
-    let tunnel = Tunnel::start(config).await?;
+    let config = env.agent_config(&service.port())?;
+    let tunnel = Tunnel::start_with_inspector(config, inspector.clone()).await?;
 
     let driver = Chromedriver::start(&chromedriver).await?;
     let profile = tempfile::tempdir()?;

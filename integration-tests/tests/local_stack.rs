@@ -1,6 +1,7 @@
 //! The `local-stack` binary (`just dev`) as a user runs it: it comes up,
 //! prints the endpoints and the agent command, serves a tunnel with
-//! `--expose`, and stops cleanly on Ctrl-C.
+//! `--expose` (by path, or by host with `--routing host`), and stops cleanly
+//! on Ctrl-C.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -141,14 +142,13 @@ async fn local_stack_exposes_a_service_and_stops_on_ctrl_c() -> anyhow::Result<(
         .await?;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-service"], "dev");
+    // Path routing only: a Host naming the tunnel is not another way in.
     let response = client
         .get(format!("{base}/via-host"))
         .header("host", format!("{subdomain}.tunnel.localhost"))
         .send()
         .await?;
-    assert_eq!(response.status(), 200);
-    let echo: serde_json::Value = response.json().await?;
-    assert_eq!(echo["uri"], "/via-host");
+    assert_eq!(response.status(), 404);
 
     // Ctrl-C: a clean stop, and nothing listens any more.
     // SAFETY: kill(2) on the pid of a child we own and have not reaped.
@@ -173,6 +173,69 @@ async fn local_stack_exposes_a_service_and_stops_on_ctrl_c() -> anyhow::Result<(
         std::net::TcpStream::connect(address).is_err(),
         "{address} still listens"
     );
+    Ok(())
+}
+
+/// `--routing host`: the agent's URL is `http://<sub>.tunnel.localhost:PORT`
+/// and it works as printed (resolved to the loopback address, as browsers
+/// and curl do for `*.localhost`); the path is no way in.
+#[tokio::test]
+async fn local_stack_routes_by_host_with_routing_host() -> anyhow::Result<()> {
+    let binaries = handler_binaries_async().await?;
+    let handlers_dir = binaries
+        .path("connect")
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let service = LocalService::start("dev-host").await?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .args(["--routing", "host", "--http-port", "0", "--ws-port", "0"])
+        .args(["--function-logs", "discard", "--no-inspect"])
+        .args(["--expose", &service.port()])
+        .env("ITEST_HANDLERS_DIR", &handlers_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let rx = lines(&mut child);
+    let _child = Running(child);
+    let mut seen = Vec::new();
+    let base = wait_for(&rx, &mut seen, |l| {
+        l.trim()
+            .strip_prefix("Public base URL")
+            .map(|s| s.trim().to_string())
+    });
+    let public_url = wait_for(&rx, &mut seen, |l| {
+        let url = l.trim().strip_prefix("curl ")?;
+        (url.contains(".tunnel.localhost:") && !url.contains('<'))
+            .then(|| url.trim_end_matches('/').to_string())
+    });
+    let host = public_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split(':').next())
+        .expect("http://<sub>.tunnel.localhost:PORT")
+        .to_string();
+    let subdomain = host.strip_suffix(".tunnel.localhost").expect("a subdomain");
+    assert!(protocol::is_valid_subdomain(subdomain), "{public_url}");
+    let address: std::net::SocketAddr = base.trim_start_matches("http://").parse()?;
+    assert!(
+        public_url.ends_with(&format!(":{}", address.port())),
+        "{public_url} vs {base}"
+    );
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .resolve(&host, address)
+        .build()?;
+    let response = client.get(format!("{public_url}/via-host")).send().await?;
+    assert_eq!(response.status(), 200);
+    let echo: serde_json::Value = response.json().await?;
+    assert_eq!(echo["uri"], "/via-host");
+    let response = client
+        .get(format!("{base}/{subdomain}/via-path"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 404);
     Ok(())
 }
 

@@ -14,6 +14,8 @@
 //!   and [`chunk::to_messages`], the one rule for putting a body on the wire.
 //! - [`headers`]: the hop-by-hop rule, which headers never cross the tunnel.
 //! - [`auth`]: agent tokens (JWT HS256: mint, verify) and resume tokens.
+//! - [`policy`]: the access policy an agent declares for its tunnel, and
+//!   the `rejected` notice of a request it refused.
 //!
 //! # Compatibility
 //! Unknown fields are ignored and optional fields default, so a newer peer can
@@ -28,6 +30,7 @@ pub mod headers;
 pub mod ids;
 pub mod limits;
 mod message;
+pub mod policy;
 
 pub use body::{decode_body, encode_body};
 pub use chunk::{BodyChunk, CarriesBody, ChunkedBody};

@@ -33,6 +33,10 @@ pub enum Message {
     Pong,
     /// Something went wrong, for one request (`request_id`) or the connection.
     Error(ErrorMessage),
+    /// Server → agent: a visitor's request was refused by the tunnel's
+    /// access policy (see [`crate::policy`]). Informational; an older agent
+    /// parses it as [`Message::Unknown`].
+    Rejected(crate::policy::Rejected),
     /// A `type` this version does not know: log it and carry on.
     #[serde(other, skip_serializing)]
     Unknown,
@@ -290,6 +294,7 @@ impl Message {
             Message::Ping => "ping",
             Message::Pong => "pong",
             Message::Error(_) => "error",
+            Message::Rejected(_) => "rejected",
             Message::Unknown => "unknown",
         }
     }

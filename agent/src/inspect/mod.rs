@@ -8,9 +8,9 @@
 //! use agent::inspect::{Bind, Inspector, Limits, bind};
 //! let inspector = Inspector::new(Limits::default());
 //! let server = inspector.serve(bind(&Bind::Default).await?);
-//! let mut config = agent::Config::new("wss://tunnel.example.com/prod", "3000")?;
-//! config.inspector = Some(inspector.clone()); // the forwarder captures into it
-//! let handle = agent::Agent::start(config);
+//! let config = agent::Config::new("wss://tunnel.example.com/prod", "3000")?;
+//! // Every exchange is captured into it; replays go through this agent.
+//! let handle = agent::Agent::start_with_inspector(config, inspector.clone());
 //! println!("Inspect  {}", server.url());
 //! # Ok(()) }
 //! ```
@@ -20,6 +20,9 @@
 //! for it.
 //!
 //! # Layout
+//! - this module: [`Inspector`] (the shared store, the agent's
+//!   [`Recorder`](crate::exchange::Recorder), replays through the agent's
+//!   forwarder) and [`Capture`], one exchange being recorded.
 //! - [`capture`]: the bounded ring of exchanges ([`Limits`], truncation).
 //! - [`view`]: the JSON shapes of the API, filters, curl and HAR.
 //! - [`replay`]: building a replayed request from a capture and edits.
@@ -44,7 +47,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Target;
 use crate::events::ConnectionState;
-use crate::forward::{Forwarder, RequestOutcome};
+use crate::exchange::{Recorder, Recording, RequestOutcome};
+use crate::forward::Forwarder;
 
 pub use capture::{Body, Exchange, Limits, Ring, State};
 pub use cli::InspectArgs;
@@ -57,7 +61,8 @@ pub use view::{Detail, Filter, Status, Summary};
 const CHANGES_BUFFER: usize = 1024;
 
 /// The capture store and what the page needs around it. Cheap to clone
-/// (one shared store); give a clone to [`crate::Config::inspector`].
+/// (one shared store); give a clone to
+/// [`Agent::start_with_inspector`](crate::Agent::start_with_inspector).
 #[derive(Clone)]
 pub struct Inspector {
     inner: Arc<Inner>,
@@ -246,7 +251,8 @@ impl Inspector {
     }
 
     /// Called by the agent when it starts: replays go through `forwarder`
-    /// (the one real requests use), and the page follows `state`.
+    /// (the one real requests use, within the same in-flight cap), and the
+    /// page follows `state`.
     pub(crate) fn attach(
         &self,
         forwarder: &Arc<Forwarder>,
@@ -284,23 +290,29 @@ impl Inspector {
     /// Re-sends exchange `id` to the local service through the agent's
     /// forwarder, as captured or with `edits`; the replay is captured as a
     /// new exchange marked `replay_of: id`. Returns its summary once the
-    /// local service answered (or the request failed).
+    /// local service answered (or the request failed). Refused with
+    /// [`ReplayError::Busy`] when `--max-in-flight` requests are already
+    /// with the local service: a replay counts like a visitor's request.
     pub async fn replay(&self, id: u64, edits: Edits) -> Result<Summary, ReplayError> {
         let original = self.exchange(id).ok_or(ReplayError::NotFound(id))?;
         let request = replay::build(&original, edits)?;
         let forwarder = lock(&self.inner.forwarder)
             .upgrade()
             .ok_or(ReplayError::AgentStopped)?;
-        let capture = self.begin(&request, None, Some(id));
+        let slot = forwarder.try_slot().ok_or(ReplayError::Busy {
+            max_in_flight: forwarder.max_in_flight(),
+        })?;
+        let capture = Box::new(self.begin(&request, None, Some(id)));
         let new_id = capture.id();
         let started_at = SystemTime::now();
         // A task of its own: a page that goes away mid-replay does not
         // cancel it.
         let replay = tokio::spawn(async move {
-            forwarder
-                .forward_captured(request, None, Some(capture))
-                .await
-                .1
+            let (_, log) = forwarder
+                .forward_recorded(request, None, Some(capture))
+                .await;
+            drop(slot);
+            log
         });
         let log = replay.await.map_err(|_| ReplayError::Crashed)?;
         Ok(self
@@ -311,7 +323,7 @@ impl Inspector {
     }
 }
 
-/// One exchange being captured. Dropped without [`Capture::finish`] (the
+/// One exchange being captured. Dropped without [`Recording::finish`] (the
 /// request task was aborted), it is recorded as cancelled.
 pub struct Capture {
     inspector: Inspector,
@@ -326,15 +338,34 @@ impl std::fmt::Debug for Capture {
     }
 }
 
+/// Visitors' requests, as the agent's forwarder sees them.
+impl Recorder for Inspector {
+    fn record(&self, request: &HttpRequest, stored: Option<&[u8]>) -> Box<dyn Recording> {
+        Box::new(self.begin(request, stored, None))
+    }
+}
+
 impl Capture {
     /// The exchange's id in the inspector.
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    /// The local service's response, as it gave it (minus hop-by-hop
-    /// headers, which never cross the tunnel).
-    pub fn response(&self, status: u16, headers: &Headers, body: &[u8]) {
+    fn end(&mut self, failure: Option<capture::Failure>, duration: Duration) {
+        self.finished = true;
+        let inspector = &self.inspector;
+        let mut ring = inspector.ring();
+        if ring.finish(self.id, failure, duration) {
+            inspector.publish(&ring, self.id, Vec::new());
+            if let (Some(saver), Some(exchange)) = (&inspector.inner.saver, ring.get(self.id)) {
+                saver.save(exchange);
+            }
+        }
+    }
+}
+
+impl Recording for Capture {
+    fn response(&mut self, status: u16, headers: &Headers, body: &[u8]) {
         let inspector = &self.inspector;
         let mut ring = inspector.ring();
         let body = Body::capture(body, ring.limits().per_body());
@@ -350,8 +381,7 @@ impl Capture {
         }
     }
 
-    /// The end: what the visitor got, and how long the local service took.
-    pub fn finish(mut self, outcome: &RequestOutcome, duration: Duration) {
+    fn finish(mut self: Box<Self>, outcome: &RequestOutcome, duration: Duration) {
         let failure = match outcome {
             RequestOutcome::Status(_) => None,
             RequestOutcome::Failed { code, message } => Some(capture::Failure {
@@ -360,18 +390,6 @@ impl Capture {
             }),
         };
         self.end(failure, duration);
-    }
-
-    fn end(&mut self, failure: Option<capture::Failure>, duration: Duration) {
-        self.finished = true;
-        let inspector = &self.inspector;
-        let mut ring = inspector.ring();
-        if ring.finish(self.id, failure, duration) {
-            inspector.publish(&ring, self.id, Vec::new());
-            if let (Some(saver), Some(exchange)) = (&inspector.inner.saver, ring.get(self.id)) {
-                saver.save(exchange);
-            }
-        }
     }
 }
 

@@ -38,6 +38,10 @@ pub enum ReplayError {
     Invalid(String),
     #[error("the agent is not running, so there is nothing to replay through")]
     AgentStopped,
+    #[error(
+        "the agent is already forwarding {max_in_flight} requests to the local service (the limit, --max-in-flight); try the replay again in a moment"
+    )]
+    Busy { max_in_flight: usize },
     #[error("the replay failed inside the agent")]
     Crashed,
 }

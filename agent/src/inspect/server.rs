@@ -318,7 +318,9 @@ impl ApiError {
                 ReplayError::NotFound(_) => StatusCode::NOT_FOUND,
                 ReplayError::Truncated { .. } => StatusCode::CONFLICT,
                 ReplayError::Invalid(_) => StatusCode::BAD_REQUEST,
-                ReplayError::AgentStopped => StatusCode::SERVICE_UNAVAILABLE,
+                ReplayError::AgentStopped | ReplayError::Busy { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 ReplayError::Crashed => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

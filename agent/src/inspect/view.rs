@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::capture::{Body, Exchange, Limits, State};
 use crate::events::ConnectionState;
-use crate::forward::{RequestLog, RequestOutcome};
+use crate::exchange::{RequestLog, RequestOutcome};
 
 /// One line of the list.
 #[derive(Debug, Clone, PartialEq, Serialize)]

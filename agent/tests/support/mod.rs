@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -358,11 +359,19 @@ pub struct Setup {
 }
 
 pub async fn setup(tweak: impl FnOnce(&mut Config)) -> Setup {
+    setup_with(tweak, Agent::start).await
+}
+
+/// [`setup`], the agent started by `start` (e.g. with an inspector).
+pub async fn setup_with(
+    tweak: impl FnOnce(&mut Config),
+    start: impl FnOnce(Config) -> AgentHandle,
+) -> Setup {
     let server = TunnelServer::bind().await;
     let local = LocalService::start().await;
     let mut c = config(&server.endpoint, &local.base);
     tweak(&mut c);
-    let mut agent = Agent::start(c);
+    let mut agent = start(c);
     let mut conn = server.accept().await;
     conn.establish("abc123").await;
     within("established", agent.established()).await.unwrap();
@@ -384,6 +393,8 @@ pub const GZIP_HELLO: &[u8] = &[
 ];
 
 pub struct LocalState {
+    /// Every request that reached the service, whatever its path.
+    pub hits: AtomicUsize,
     /// `/gate`: signalled when a request arrives; answers once a permit is
     /// available.
     pub entered: Notify,
@@ -410,6 +421,7 @@ impl LocalService {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(LocalState {
+            hits: AtomicUsize::new(0),
             entered: Notify::new(),
             gate: Semaphore::new(0),
             barrier: Mutex::new(None),
@@ -450,6 +462,7 @@ async fn handle(
     axum::extract::State(state): axum::extract::State<Arc<LocalState>>,
     req: axum::extract::Request,
 ) -> http::Response<Body> {
+    state.hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     let raw_uri = req.uri().to_string();
     let method = req.method().to_string();

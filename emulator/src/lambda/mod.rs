@@ -238,6 +238,8 @@ pub(crate) struct FunctionPool {
     live: LiveGroups,
     log_tasks: Tasks,
     closed: AtomicBool,
+    /// Reserved concurrency set to 0 at run time: every invocation throttled.
+    reserved_zero: AtomicBool,
 }
 
 impl FunctionPool {
@@ -251,6 +253,7 @@ impl FunctionPool {
             live: LiveGroups::default(),
             log_tasks: Tasks::default(),
             closed: AtomicBool::new(false),
+            reserved_zero: AtomicBool::new(false),
         }
     }
 
@@ -259,6 +262,10 @@ impl FunctionPool {
         // `TooManyRequestsException`, "Lambda function scaling", Lambda
         // developer guide); a throttle is not an invocation (CloudWatch counts
         // it under Throttles), so it is counted apart.
+        if self.reserved_zero.load(Ordering::Relaxed) {
+            self.spec.counters.throttle();
+            return Err(InvokeError::Throttled(0));
+        }
         let permit = match self.spec.over_concurrency {
             OverConcurrency::Throttle => match self.permits.try_acquire() {
                 Ok(permit) => permit,
@@ -378,6 +385,17 @@ impl Functions {
             .disconnect_delivery
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = delivery;
+        true
+    }
+
+    /// Throttles every invocation of `function` from now on (`true`), as
+    /// reserved concurrency 0 does on AWS, or lifts that (`false`); `false`
+    /// when there is no such function.
+    pub fn set_reserved_zero(&self, function: &str, on: bool) -> bool {
+        let Some(pool) = self.0.get(function) else {
+            return false;
+        };
+        pool.reserved_zero.store(on, Ordering::Relaxed);
         true
     }
 

@@ -12,7 +12,7 @@
 //! On top, for tests: every call is recorded as the manifest's
 //! [`DynamoDbAction`] (checked against a function's IAM with
 //! [`Fake::assert_within`]); any call can be made to fail ([`Fail`]); posts
-//! answer as scripted ([`Post`]); and a scripted agent ([`Agent`]) answers a
+//! answer as scripted ([`Post`]), GetConnection too ([`Probe`]); and a scripted agent ([`Agent`]) answers a
 //! posted request after a given number of polls.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use protocol::{HttpRequest, HttpResponse, Message};
 
 use crate::manifest::{DynamoDbAction, Function};
-use crate::notifier::{Notifier, PostError};
+use crate::notifier::{Notifier, PostError, Presence, ProbeError};
 use crate::store::{Claim, Connection, PendingRequest, StoreError, parse_response_data};
 
 mod store;
@@ -32,6 +32,8 @@ pub enum Fail {
     Claim,
     GetClaim,
     ReleaseClaim,
+    /// Offering a successor resume token (at `ready`).
+    OfferToken,
     PutConnection,
     GetConnection,
     DeleteConnection,
@@ -49,6 +51,16 @@ pub enum Post {
     Ok,
     Gone,
     TooLarge,
+    Forbidden,
+    Other,
+}
+
+/// What a scripted GetConnection answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Connected,
+    Gone,
+    Forbidden,
     Other,
 }
 
@@ -111,6 +123,9 @@ struct State {
     actions: Vec<DynamoDbAction>,
     posts: Vec<(String, String)>,
     post_script: VecDeque<Post>,
+    /// Connection ids GetConnection was asked about, in order.
+    probes: Vec<String>,
+    probe_script: VecDeque<Probe>,
     failures: HashSet<Fail>,
     agent: Option<Agent>,
     /// The body the fake agent's chunked answers carry (any request id).
@@ -160,6 +175,11 @@ impl Fake {
         self.with(|s| s.post_script.extend(posts.iter().copied()));
     }
 
+    /// GetConnection answers these in order, then `Connected`.
+    pub fn script_probes(&self, probes: &[Probe]) {
+        self.with(|s| s.probe_script.extend(probes.iter().copied()));
+    }
+
     pub fn set_agent(&self, agent: Agent) {
         self.with(|s| s.agent = Some(agent));
     }
@@ -202,7 +222,6 @@ impl Fake {
                     agent_version: None,
                     agent_platform: None,
                     source_ip: None,
-                    resume_token: Some(format!("{subdomain}.resume")),
                 },
             )
         });
@@ -297,6 +316,11 @@ impl Fake {
         })
     }
 
+    /// The connection ids GetConnection was asked about, in order.
+    pub fn probes(&self) -> Vec<String> {
+        self.with(|s| s.probes.clone())
+    }
+
     /// Every recorded call is one `function` may make (its IAM policy).
     pub fn assert_within(&self, function: &Function) {
         for action in self.actions() {
@@ -306,10 +330,18 @@ impl Fake {
                 function.name
             );
         }
-        if !function.posts_to_connections {
+        let may = |method| function.manage_connections.contains(&method);
+        if !may(crate::manifest::POST_TO_CONNECTION) {
             assert!(
                 self.with(|s| s.posts.is_empty()),
-                "{} posted to a connection",
+                "{} posted to a connection, which its manifest entry does not allow",
+                function.name
+            );
+        }
+        if !may(crate::manifest::GET_CONNECTION) {
+            assert!(
+                self.with(|s| s.probes.is_empty()),
+                "{} called GetConnection, which its manifest entry does not allow",
                 function.name
             );
         }
@@ -324,6 +356,7 @@ impl Notifier for Fake {
                 Post::Ok => {}
                 Post::Gone => return Err(PostError::Gone),
                 Post::TooLarge => return Err(PostError::PayloadTooLarge),
+                Post::Forbidden => return Err(PostError::Forbidden("forbidden".into())),
                 Post::Other => return Err(PostError::Other("boom".into())),
             }
             if let (Ok(Message::HttpRequest(req)), Some(agent)) =
@@ -334,6 +367,18 @@ impl Notifier for Fake {
                 row.answer_at = Some(answer);
             }
             Ok(())
+        })
+    }
+
+    async fn presence(&self, connection_id: &str) -> Result<Presence, ProbeError> {
+        self.with(|s| {
+            s.probes.push(connection_id.to_string());
+            match s.probe_script.pop_front().unwrap_or(Probe::Connected) {
+                Probe::Connected => Ok(Presence::Connected),
+                Probe::Gone => Ok(Presence::Gone),
+                Probe::Forbidden => Err(ProbeError::Forbidden("forbidden".into())),
+                Probe::Other => Err(ProbeError::Other("boom".into())),
+            }
         })
     }
 }
@@ -361,8 +406,10 @@ mod contract {
 
     on_the_fake! {
         claims_and_resume_follow_their_conditions,
+        resume_tokens_stay_valid_until_their_successor_is_presented,
         resuming_respects_the_user,
         reserved_subdomains_go_back_only_to_their_user,
+        the_policy_lives_with_the_claim_until_release,
         missing_claims_are_never_created,
         connections_round_trip_and_delete_idempotently,
         pending_requests_complete_once_and_are_indexed_by_connection,
@@ -372,5 +419,6 @@ mod contract {
         completion_needs_the_announced_count,
         a_request_collecting_parts_can_still_be_failed,
         chunks_and_heads_beyond_the_limits_are_refused,
+        chunks_are_checked_before_they_are_written,
     }
 }

@@ -9,7 +9,7 @@ use super::{Fail, Fake, PendingRow, on};
 use crate::manifest::{DynamoDbAction, PENDING_BY_CONNECTION};
 use crate::store::{
     ChunkStore, Claim, Connection, ConnectionStore, HEAD_PART, Part, PendingRequest, PendingState,
-    PendingStore, Progress, StoreError, Written, chunk_key, response_data,
+    PendingStore, Progress, Receiving, StoreError, Written, chunk_key, response_data,
 };
 
 /// `Written` from whether the condition held.
@@ -56,18 +56,18 @@ impl ConnectionStore for Fake {
         }))
     }
 
-    async fn resume_claim(
-        &self,
-        claim: &Claim,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<Written, StoreError> {
+    async fn resume_claim(&self, claim: &Claim, now: i64) -> Result<Written, StoreError> {
         self.record(on("connections", "UpdateItem"), Fail::Claim)?;
+        let Some(presented) = claim.resume_token_hash.as_deref() else {
+            return Ok(Written::ConditionFailed);
+        };
         Ok(self.with(|s| {
-            // resumeTokenHash = :hash AND #ttl >= :now [AND (attribute_not_exists(ownerUser)
-            // OR ownerUser = :user)]; a missing claim fails the comparison.
+            // (resumeTokenHash = :hash OR nextResumeTokenHash = :hash) AND #ttl >= :now
+            // [AND (attribute_not_exists(ownerUser) OR ownerUser = :user)];
+            // a missing claim fails the comparison.
             let Some(existing) = s.claims.get_mut(&claim.subdomain).filter(|c| {
-                c.resume_token_hash.as_deref() == Some(token_hash)
+                (c.resume_token_hash.as_deref() == Some(presented)
+                    || c.next_resume_token_hash.as_deref() == Some(presented))
                     && c.ttl >= now
                     && (claim.owner_user.is_none()
                         || c.owner_user.is_none()
@@ -78,12 +78,31 @@ impl ConnectionStore for Fake {
             existing.owner_connection_id = claim.owner_connection_id.clone();
             existing.created_at = claim.created_at;
             existing.ttl = claim.ttl;
-            existing.resume_token_hash = Some(claim.resume_token_hash.clone().unwrap_or_default());
+            existing.resume_token_hash = Some(presented.to_string());
+            existing.next_resume_token_hash = None;
             existing.released_at = None;
+            existing.policy = claim.policy.clone();
             if claim.owner_user.is_none() {
                 existing.owner_user = None;
             }
             Written::Yes
+        }))
+    }
+
+    async fn offer_resume_token(
+        &self,
+        subdomain: &str,
+        owner: &str,
+        next_hash: &str,
+    ) -> Result<Written, StoreError> {
+        self.record(on("connections", "UpdateItem"), Fail::OfferToken)?;
+        // ownerConnectionId = :me
+        Ok(self.with(|s| match s.claims.get_mut(subdomain) {
+            Some(c) if c.owner_connection_id == owner => {
+                c.next_resume_token_hash = Some(next_hash.to_string());
+                Written::Yes
+            }
+            _ => Written::ConditionFailed,
         }))
     }
 
@@ -100,6 +119,7 @@ impl ConnectionStore for Fake {
             Some(c) if c.owner_connection_id == owner => {
                 c.released_at = Some(now);
                 c.ttl = until;
+                c.policy = None;
                 Written::Yes
             }
             _ => Written::ConditionFailed,
@@ -210,6 +230,21 @@ impl PendingStore for Fake {
 }
 
 impl ChunkStore for Fake {
+    async fn receiving(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+    ) -> Result<Option<Receiving>, StoreError> {
+        tokio::task::yield_now().await;
+        self.record(on("pending", "GetItem"), Fail::GetPending)?;
+        Ok(self.with(|s| {
+            let row = s.pending.get(request_id)?;
+            (!row.completed && row.request.connection_id == connection_id).then_some(Receiving {
+                count: row.chunk_count,
+            })
+        }))
+    }
+
     async fn put_chunk(
         &self,
         request_id: &str,
@@ -244,11 +279,16 @@ impl ChunkStore for Fake {
         tokio::task::yield_now().await;
         self.record(on("pending", "UpdateItem"), Fail::Complete)?;
         // attribute_exists(requestId) AND connectionId = :conn AND #status = :pending
+        // [chunk: AND (attribute_not_exists(chunkCount) OR chunkCount > :index)]
         Ok(self.with(|s| {
-            let row = s
-                .pending
-                .get_mut(request_id)
-                .filter(|r| !r.completed && r.request.connection_id == connection_id)?;
+            let row = s.pending.get_mut(request_id).filter(|r| {
+                !r.completed
+                    && r.request.connection_id == connection_id
+                    && match part {
+                        Part::Chunk(i) => r.chunk_count.is_none_or(|n| i < n),
+                        Part::Head { .. } => true,
+                    }
+            })?;
             match part {
                 Part::Head { json, count } => {
                     row.received_parts.insert(HEAD_PART);

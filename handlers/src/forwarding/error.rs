@@ -38,12 +38,20 @@ pub enum ForwardError {
     NoTunnel { subdomain: String },
     #[error("the claim is released, held for the agent's resume")]
     Reconnecting,
+    #[error("refused by the tunnel's access policy: {0}")]
+    Denied(#[from] crate::access::Denied),
 
     // --- handing it to the agent ---
     #[error("could not save the pending request")]
     Save(#[source] StoreError),
     #[error("PostToConnection answered 410")]
     AgentGone,
+    #[error(
+        "PostToConnection answered 410 for a connection young enough to be inside $connect, after every retry"
+    )]
+    StillConnecting,
+    #[error("@connections refused the post (403)")]
+    Forbidden(#[source] PostError),
     #[error("a message of {message_bytes} bytes in all was refused")]
     MessageTooLarge { message_bytes: usize },
     #[error("could not post the request to the agent")]
@@ -52,6 +60,8 @@ pub enum ForwardError {
     // --- the answer ---
     #[error("no answer within {timeout_ms} ms")]
     TimedOut { timeout_ms: u64 },
+    #[error("the silent agent's connection is gone (GetConnection answered 410)")]
+    AgentVanished,
     #[error("the pending request vanished while waiting")]
     Lost,
     #[error("the chunked response head is invalid")]
@@ -128,6 +138,12 @@ impl ForwardError {
                     Level::INFO,
                     "agent reconnecting",
                 ),
+                Denied(d) => (
+                    d.status(),
+                    pages::access_denied(d).into(),
+                    Level::INFO,
+                    "refused by the access policy",
+                ),
                 Save(_) => (
                     502,
                     pages::CANNOT_ACCEPT.into(),
@@ -139,6 +155,18 @@ impl ForwardError {
                     pages::AGENT_GONE.into(),
                     Level::WARN,
                     "agent connection is gone; removed it",
+                ),
+                StillConnecting => (
+                    502,
+                    pages::AGENT_CONNECTING.into(),
+                    Level::INFO,
+                    "agent connection still connecting; nothing removed",
+                ),
+                Forbidden(_) => (
+                    502,
+                    pages::NOT_ALLOWED_TO_REACH_AGENT.into(),
+                    Level::ERROR,
+                    "@connections refused the post (403)",
                 ),
                 MessageTooLarge { .. } => (
                     413,
@@ -157,6 +185,12 @@ impl ForwardError {
                     pages::AGENT_TIMED_OUT.into(),
                     Level::INFO,
                     "agent did not answer in time",
+                ),
+                AgentVanished => (
+                    502,
+                    pages::AGENT_GONE.into(),
+                    Level::WARN,
+                    "agent connection vanished while the request waited; removed it",
                 ),
                 Lost => (
                     502,
@@ -197,10 +231,22 @@ impl ForwardError {
         }
     }
 
+    /// The agent's connection turned out to be dead (its items are stale):
+    /// release its claim and delete its item.
+    pub fn connection_ended(&self) -> bool {
+        matches!(self, ForwardError::AgentGone | ForwardError::AgentVanished)
+    }
+
     /// The visitor's answer.
     pub fn response(&self) -> HttpApiResponse {
         let Outcome { status, page, .. } = self.outcome();
-        HttpApiResponse::text(status, page)
+        let mut response = HttpApiResponse::text(status, page);
+        if let ForwardError::Denied(d) = self
+            && let Some((name, value)) = d.headers()
+        {
+            response.headers.insert(name.into(), value.into());
+        }
+        response
     }
 
     /// One log event at the table's level (never a body or a token: the

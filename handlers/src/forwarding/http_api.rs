@@ -16,6 +16,7 @@ use protocol::headers::HopByHop;
 use protocol::{Headers, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::cookies::CookieScope;
 use crate::pages::PLAIN_TEXT;
 
 /// A payload format 2.0 response.
@@ -124,8 +125,12 @@ pub fn request_body(event: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, MapError
     }
 }
 
-/// The agent's response as the HTTP API returns it.
-pub fn to_api_response(response: &HttpResponse) -> Result<HttpApiResponse, MapError> {
+/// The agent's response as the HTTP API returns it, its cookies confined to
+/// the tunnel (`cookies`, from routing: see [`CookieScope`]).
+pub fn to_api_response(
+    response: &HttpResponse,
+    cookies: &CookieScope,
+) -> Result<HttpApiResponse, MapError> {
     if !(100..=599).contains(&response.status_code) {
         return Err(MapError::Status(response.status_code));
     }
@@ -137,6 +142,7 @@ pub fn to_api_response(response: &HttpResponse) -> Result<HttpApiResponse, MapEr
             .flat_map(|(_, values)| values.iter().map(String::as_str)),
     );
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let scope = cookies;
     let mut cookies = Vec::new();
     for (name, values) in &response.headers {
         let name = name.to_ascii_lowercase();
@@ -144,7 +150,7 @@ pub fn to_api_response(response: &HttpResponse) -> Result<HttpApiResponse, MapEr
             continue;
         }
         if name == "set-cookie" {
-            cookies.extend(values.iter().cloned());
+            cookies.extend(values.iter().filter_map(|value| scope.apply(value)));
             continue;
         }
         if values.is_empty() {
@@ -236,7 +242,10 @@ pub(crate) mod tests {
     fn passes_status_through(#[case] status: u16) {
         let mut r = agent_response("r");
         r.status_code = status;
-        assert_eq!(to_api_response(&r).unwrap().status_code, status);
+        assert_eq!(
+            to_api_response(&r, &CookieScope::Host).unwrap().status_code,
+            status
+        );
     }
 
     #[rstest]
@@ -246,7 +255,9 @@ pub(crate) mod tests {
     fn rejects_impossible_status(#[case] status: u16) {
         let mut r = agent_response("r");
         r.status_code = status;
-        assert!(matches!(to_api_response(&r), Err(MapError::Status(s)) if s == status));
+        assert!(
+            matches!(to_api_response(&r, &CookieScope::Host), Err(MapError::Status(s)) if s == status)
+        );
     }
 
     /// The exact JSON the HTTP API receives.
@@ -255,7 +266,7 @@ pub(crate) mod tests {
         let mut r = agent_response("r");
         r.headers.insert("X-Mixed".into(), vec!["1".into()]);
         r.headers.insert("x-mixed".into(), vec!["2".into()]);
-        let json = serde_json::to_value(to_api_response(&r).unwrap()).unwrap();
+        let json = serde_json::to_value(to_api_response(&r, &CookieScope::Host).unwrap()).unwrap();
         assert_eq!(
             json,
             json!({
@@ -272,12 +283,36 @@ pub(crate) mod tests {
         );
     }
 
+    /// Each `Set-Cookie` goes through the request's cookie scope: its
+    /// `Domain` removed, its `Path` under the tunnel's prefix with path
+    /// routing, a value browsers would ignore dropped.
+    #[test]
+    fn cookies_are_confined_to_the_tunnel() {
+        let mut r = agent_response("r");
+        r.headers.insert(
+            "Set-Cookie".into(),
+            vec![
+                "a=1; Domain=.tunnel.example.com; Path=/".into(),
+                "b=2\u{0}; Path=/".into(),
+                "c=3; HttpOnly".into(),
+            ],
+        );
+        r.headers.remove("set-cookie");
+        let host = to_api_response(&r, &CookieScope::Host).unwrap();
+        assert_eq!(host.cookies, ["a=1; Path=/", "c=3; HttpOnly"]);
+        let path = to_api_response(&r, &CookieScope::path("/abc123", "/app/page")).unwrap();
+        assert_eq!(
+            path.cookies,
+            ["a=1; Path=/abc123", "c=3; HttpOnly; Path=/abc123/app"]
+        );
+    }
+
     #[test]
     fn empty_body_has_no_body() {
         let mut r = agent_response("r");
         r.body = String::new();
         r.headers.clear();
-        let json = serde_json::to_value(to_api_response(&r).unwrap()).unwrap();
+        let json = serde_json::to_value(to_api_response(&r, &CookieScope::Host).unwrap()).unwrap();
         assert_eq!(json, json!({"statusCode": 201, "isBase64Encoded": false}));
     }
 
@@ -286,7 +321,7 @@ pub(crate) mod tests {
         let mut r = agent_response("r");
         r.body = "not base64!".into();
         assert!(matches!(
-            to_api_response(&r),
+            to_api_response(&r, &CookieScope::Host),
             Err(MapError::ResponseBody(_))
         ));
     }

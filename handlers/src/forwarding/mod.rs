@@ -6,37 +6,41 @@
 //! table, in [`error`]):
 //!
 //! 1. route: which tunnel, which local URI ([`routing`]);
-//! 2. the request as the agent gets it, split into messages that each fit a
-//!    WebSocket message ([`http_api`], `protocol::chunk`), refused with 413
-//!    before anything is stored or posted;
+//! 2. the request as the agent gets it ([`http_api`]), a body over the
+//!    ceiling refused with 413;
 //! 3. look up the tunnel's connection (a strongly consistent read of its
-//!    claim);
-//! 4. save the pending request, post the messages, wait for the answer
-//!    ([`wait`]), and delete the pending item whatever happened;
-//! 5. read a chunked body back ([`chunks`]) and map the answer for the HTTP
+//!    claim), and check the access policy stored on it ([`crate::access`]):
+//!    a refused request gets its 401/403 here, before any write or post;
+//! 4. split the request into messages that each fit a WebSocket message
+//!    (`protocol::chunk`), refused with 413 before anything is stored or
+//!    posted;
+//! 5. save the pending request, post the messages ([`post`]: a young
+//!    connection's 410 is retried, never torn down), wait for the answer
+//!    ([`wait`]: a silent agent's connection is checked with GetConnection),
+//!    delete the pending item whatever happened, and clean up after a
+//!    connection found dead;
+//! 6. read a chunked body back ([`chunks`]) and map the answer for the HTTP
 //!    API ([`http_api`]).
-//!
-//! Seams for what comes next: an access policy the agent declares is
-//! checked between steps 3 and 4 (before any write); a young connection's
-//! 410 is retried in [`post`] instead of torn down.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use protocol::ProtocolError;
 use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
+use protocol::{HttpRequest, ProtocolError};
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
-use crate::claims;
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
-use crate::notifier::{Notifier, PostError};
-use crate::store::{ChunkStore, ConnectionStore, PendingRequest, PendingStore};
+use crate::notifier::Notifier;
+use crate::store::{ChunkStore, Claim, ConnectionStore, PendingRequest, PendingStore};
+use crate::{access, claims};
 
 mod chunks;
+pub mod cookies;
 pub mod error;
 pub mod http_api;
+pub mod post;
 pub mod routing;
-mod wait;
+pub mod wait;
 
 pub use error::ForwardError;
 pub use http_api::HttpApiResponse;
@@ -112,28 +116,33 @@ where
     N: Notifier + Sync,
 {
     let span = tracing::Span::current();
-    let target = routing::target(event, &config.domain_name)?;
+    let target = routing::target(event, &config.domain_name, config.routing)?;
     span.record("subdomain", target.subdomain.as_str());
-    let messages = messages(event, ids.request, target.uri)?;
-    let connection_id = connection_of(connections, &target.subdomain).await?;
-    span.record("connection_id", connection_id.as_str());
+    let (mut request, body) = request(event, ids.request, target.uri)?;
+    let claim = live_claim(connections, &target.subdomain).await?;
+    let connection_id = claim.owner_connection_id.as_str();
+    span.record("connection_id", connection_id);
+    let visitor = access::Visitor::of(event, &target.subdomain, &body);
+    let policy = claim.policy.as_ref();
+    let admitted = access::check(notifier, connection_id, policy, &visitor, event).await?;
+    admitted.apply(&mut request);
+    let messages = messages(request, &body)?;
 
     pending
-        .put_pending(&pending_item(config, ids, &connection_id))
+        .put_pending(&pending_item(config, ids, connection_id))
         .await
         .map_err(ForwardError::Save)?;
-    let posted = post(
-        connections,
-        notifier,
-        &connection_id,
-        &target.subdomain,
-        messages,
-    )
-    .await;
-    let answer = match posted {
+    // One deadline for posting (a young connection's retries) and waiting.
+    let deadline = Instant::now() + config.request_timeout;
+    let answer = match post::messages(notifier, &claim, &messages, deadline).await {
         Ok(()) => {
-            let schedule = config.poll_schedule();
-            wait::answer(pending, ids.request, config.request_timeout, schedule).await
+            let waiting = wait::Waiting {
+                request_id: ids.request,
+                connection_id,
+                timeout: config.request_timeout,
+                deadline,
+            };
+            wait::answer(pending, notifier, waiting, config.poll_schedule()).await
         }
         Err(e) => Err(e),
     };
@@ -142,25 +151,35 @@ where
     // answer fails its `attribute_exists` condition instead of completing a
     // request nobody waits for. TTL remains the backstop for a crashed run.
     forget(pending, ids.request).await;
+    if answer.as_ref().is_err_and(ForwardError::connection_ended) {
+        remove_stale_connection(connections, connection_id, &target.subdomain).await;
+    }
 
-    let response = chunks::with_body(pending, &connection_id, answer?).await?;
-    http_api::to_api_response(&response).map_err(ForwardError::InvalidResponse)
+    let response = chunks::with_body(pending, connection_id, answer?).await?;
+    http_api::to_api_response(&response, &target.cookies)
+        .map(|r| admitted.finish(r))
+        .map_err(ForwardError::InvalidResponse)
 }
 
-/// The request as messages to post, in order: one, or the head and its body
-/// chunks. Checked before anything is stored or posted: nothing is
-/// half-delivered.
-fn messages(
+/// The request as the agent gets it, and its body (within the ceiling).
+fn request(
     event: &ApiGatewayV2httpRequest,
     request_id: &str,
     uri: String,
-) -> Result<Vec<String>, ForwardError> {
+) -> Result<(HttpRequest, Vec<u8>), ForwardError> {
     let (request, body) =
         http_api::to_request(event, request_id, uri).map_err(ForwardError::BodyUndecodable)?;
     if body.len() > MAX_BODY_BYTES {
         return Err(ForwardError::BodyTooLarge { len: body.len() });
     }
-    protocol::chunk::to_messages(request, &body).map_err(|e| match e {
+    Ok((request, body))
+}
+
+/// The request as messages to post, in order: one, or the head and its body
+/// chunks. Checked before anything is stored or posted: nothing is
+/// half-delivered.
+fn messages(request: HttpRequest, body: &[u8]) -> Result<Vec<String>, ForwardError> {
+    protocol::chunk::to_messages(request, body).map_err(|e| match e {
         ProtocolError::TooLarge { size } => ForwardError::HeadTooLarge {
             size,
             body_bytes: body.len(),
@@ -169,12 +188,12 @@ fn messages(
     })
 }
 
-/// The connection that holds the subdomain's live claim (a strongly
+/// The subdomain's live claim: its connection and access policy (a strongly
 /// consistent read: a brand-new tunnel never 404s).
-async fn connection_of<C: ConnectionStore + Sync>(
+async fn live_claim<C: ConnectionStore + Sync>(
     connections: &C,
     subdomain: &str,
-) -> Result<String, ForwardError> {
+) -> Result<Claim, ForwardError> {
     let claim = connections
         .get_claim(subdomain)
         .await
@@ -187,7 +206,7 @@ async fn connection_of<C: ConnectionStore + Sync>(
         // Its connection ended; the subdomain is held for the agent's resume.
         return Err(ForwardError::Reconnecting);
     }
-    Ok(claim.owner_connection_id)
+    Ok(claim)
 }
 
 fn pending_item(config: &ForwardingConfig, ids: Ids<'_>, connection_id: &str) -> PendingRequest {
@@ -201,40 +220,11 @@ fn pending_item(config: &ForwardingConfig, ids: Ids<'_>, connection_id: &str) ->
     }
 }
 
-/// Posts the messages in order: the head first, so the agent knows the
-/// body's size before its chunks (it copes with any order anyway). On 410
-/// the connection is dead although its items are still there (its
-/// `$disconnect` never ran or is still running): its claim is released (the
-/// agent may be reconnecting with its resume token) and its item deleted.
-async fn post<C, N>(
-    connections: &C,
-    notifier: &N,
-    connection_id: &str,
-    subdomain: &str,
-    messages: Vec<String>,
-) -> Result<(), ForwardError>
-where
-    C: ConnectionStore + Sync,
-    N: Notifier + Sync,
-{
-    let message_bytes: usize = messages.iter().map(String::len).sum();
-    for json in &messages {
-        match notifier.post(connection_id, json).await {
-            Ok(()) => {}
-            Err(PostError::Gone) => {
-                remove_stale_connection(connections, connection_id, subdomain).await;
-                return Err(ForwardError::AgentGone);
-            }
-            Err(PostError::PayloadTooLarge) => {
-                return Err(ForwardError::MessageTooLarge { message_bytes });
-            }
-            Err(e) => return Err(ForwardError::Post(e)),
-        }
-    }
-    debug!(message_bytes, "request posted");
-    Ok(())
-}
-
+/// The connection is dead although its items are still there (its
+/// `$disconnect` never ran, or has not yet): its claim is released, not
+/// deleted (the agent may be reconnecting with its resume token, or its user
+/// with the reserved name), and only if this connection still holds it; its
+/// item is deleted.
 async fn remove_stale_connection<C: ConnectionStore + Sync>(
     connections: &C,
     connection_id: &str,
@@ -261,11 +251,14 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-    use crate::fake::{Fail, Fake, Post};
+    use crate::fake::{Fail, Fake, Post, Probe};
     use crate::forwarding::http_api::tests::agent_response;
     use crate::forwarding::http_api::to_api_response;
     use crate::manifest;
-    use crate::pages::{AGENT_RECONNECTING, PLAIN_TEXT, body_too_large};
+    use crate::pages::{
+        AGENT_CONNECTING, AGENT_GONE, AGENT_RECONNECTING, NOT_ALLOWED_TO_REACH_AGENT, PLAIN_TEXT,
+        body_too_large,
+    };
     use crate::testing::{forwarding_config, http_event};
     use protocol::{ChunkedBody, HttpRequest, Message};
 
@@ -334,7 +327,11 @@ mod tests {
 
         assert_eq!(
             response,
-            to_api_response(&agent_response(&req.request_id)).unwrap()
+            to_api_response(
+                &agent_response(&req.request_id),
+                &cookies::CookieScope::Host
+            )
+            .unwrap()
         );
         // The pending item was deleted once answered.
         assert_eq!(fake.pending_count(), 0);
@@ -360,9 +357,21 @@ mod tests {
     async fn path_routing_strips_the_tunnel_name() {
         let fake = tunnel();
         answering(&fake, 1);
-        let response = run(&fake, http_event("forwarding-path-routing.json")).await;
+        let config = ForwardingConfig {
+            routing: crate::config::Routing::Path,
+            ..forwarding_config()
+        };
+        let response = run_with(&config, &fake, http_event("forwarding-path-routing.json")).await;
         assert_eq!(response.status_code, 201);
         assert_eq!(posted_request(&fake).uri, "/webhooks/github?x=1&x=2");
+        // The agent's `Path=/` cookie stays under the tunnel's prefix.
+        assert_eq!(
+            response.cookies,
+            [
+                "a=1; Path=/abc123def456",
+                "b=2; HttpOnly; Path=/abc123def456/webhooks"
+            ]
+        );
     }
 
     #[tokio::test]
@@ -386,7 +395,16 @@ mod tests {
         "/",
         "No tunnel here: \"a_b\" is not a valid tunnel name."
     )]
-    #[case::missing_host(None, "/", "No tunnel here: no tunnel name in the request.")]
+    #[case::missing_host(
+        None,
+        "/",
+        "No tunnel here: tunnels are served at <name>.tunnel.example.com."
+    )]
+    #[case::bare_domain(
+        Some("tunnel.example.com"),
+        "/abc123def456/",
+        "No tunnel here: tunnels are served at <name>.tunnel.example.com."
+    )]
     #[tokio::test]
     async fn unroutable_requests_are_404(
         #[case] host: Option<&str>,
@@ -610,6 +628,174 @@ mod tests {
             "{claim:?}"
         );
         assert_eq!(fake.pending_count(), 0);
+    }
+
+    /// The tunnel's claim was written `age` seconds ago.
+    fn claimed_ago(fake: &Fake, age: i64) {
+        let mut claim = fake.claim(SUB).unwrap();
+        claim.created_at = crate::now_secs() - age;
+        fake.put_claim(claim);
+    }
+
+    /// The connection and its live claim are untouched.
+    fn assert_intact(fake: &Fake) {
+        assert!(
+            fake.connection(CONN).is_some(),
+            "the connection was removed"
+        );
+        let claim = fake.claim(SUB).unwrap();
+        assert_eq!(claim.owner_connection_id, CONN);
+        assert!(claim.released_at.is_none(), "released: {claim:?}");
+    }
+
+    /// Issue 14.2: a connection that may still be inside `$connect` answers
+    /// 410 for a moment; the post is retried and the request goes through.
+    #[tokio::test(start_paused = true)]
+    async fn a_young_connections_410_is_retried_not_torn_down() {
+        let fake = tunnel();
+        claimed_ago(&fake, 2);
+        answering(&fake, 1);
+        fake.script_posts(&[Post::Gone, Post::Gone]);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 201);
+        assert_eq!(fake.posts().len(), 3, "two 410s, then the post");
+        assert_intact(&fake);
+        assert!(fake.probes().is_empty());
+    }
+
+    /// A young connection that keeps answering 410: a 502 within the
+    /// retries' bound, and nothing removed (its `$disconnect`, a later
+    /// visitor once it is old, or the agent's resume cleans up).
+    #[tokio::test(start_paused = true)]
+    async fn a_young_connection_still_gone_after_the_retries_is_a_502_removing_nothing() {
+        let fake = tunnel();
+        claimed_ago(&fake, post::YOUNG.as_secs() as i64 - 2);
+        fake.script_posts(&[Post::Gone; 10]);
+        let start = Instant::now();
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(text(&response), format!("{AGENT_CONNECTING}\n"));
+        let retries: Duration = post::YOUNG_RETRY_DELAYS.iter().sum();
+        assert_eq!(start.elapsed(), retries);
+        assert!(retries <= Duration::from_millis(1600), "{retries:?}");
+        assert_eq!(fake.posts().len(), post::YOUNG_RETRY_DELAYS.len() + 1);
+        assert_intact(&fake);
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    /// Old enough to be past `$connect`: one 410 means gone (no retry).
+    #[tokio::test(start_paused = true)]
+    async fn an_old_connections_410_is_not_retried() {
+        let fake = tunnel();
+        claimed_ago(&fake, post::YOUNG.as_secs() as i64 + 1);
+        fake.script_posts(&[Post::Gone, Post::Ok]);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(text(&response), format!("{AGENT_GONE}\n"));
+        assert_eq!(fake.posts().len(), 1);
+        assert!(fake.connection(CONN).is_none());
+        assert!(fake.claim(SUB).unwrap().released_at.is_some());
+    }
+
+    /// A young connection that accepted the head and then answers 410 has
+    /// ended: not retried, cleaned up.
+    #[tokio::test(start_paused = true)]
+    async fn a_410_after_an_accepted_message_is_gone_even_when_young() {
+        let fake = tunnel();
+        claimed_ago(&fake, 0);
+        fake.script_posts(&[Post::Ok, Post::Gone]);
+        let mut event = http_event("forwarding-post-base64.json");
+        event.body = Some(protocol::encode_body(&bytes(300_000)));
+        let response = run(&fake, event).await;
+        assert_eq!(text(&response), format!("{AGENT_GONE}\n"));
+        assert_eq!(fake.posts().len(), 2);
+        assert!(fake.connection(CONN).is_none());
+    }
+
+    /// Issue 13.4: a 403 is a deployment error: a 502 the visitor sees,
+    /// logged at ERROR once by forwarding (the notifier adds the alarm
+    /// line), and the connection left alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_403_on_the_post_is_a_visible_502_and_an_error() {
+        let fake = tunnel();
+        fake.script_posts(&[Post::Forbidden]);
+        let (response, logs) =
+            crate::testing::capture_logs(run(&fake, http_event("forwarding-get.json"))).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(text(&response), format!("{NOT_ALLOWED_TO_REACH_AGENT}\n"));
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains("(403)")).collect();
+        assert_eq!(lines.len(), 1, "{logs}");
+        assert!(lines[0].contains("ERROR"), "{logs}");
+        assert_eq!(fake.posts().len(), 1, "a 403 is not retried");
+        assert_intact(&fake);
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    /// Issue 13.3: the agent took the request and vanished without a
+    /// `$disconnect`; after [`wait::PROBE_AFTER`] of silence GetConnection
+    /// says 410: a 502 within 2 s, the claim released for the owner, the
+    /// connection item deleted.
+    #[tokio::test(start_paused = true)]
+    async fn a_vanished_agent_is_a_502_within_2s_and_its_claim_is_released() {
+        let fake = tunnel();
+        fake.script_probes(&[Probe::Gone]);
+        let start = Instant::now();
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        let waited = start.elapsed();
+        assert_eq!(response.status_code, 502);
+        assert_eq!(text(&response), format!("{AGENT_GONE}\n"));
+        assert!(
+            wait::PROBE_AFTER <= waited && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        assert_eq!(fake.probes(), [CONN]);
+        assert!(fake.connection(CONN).is_none());
+        let claim = fake.claim(SUB).unwrap();
+        assert!(
+            claim.released_at.is_some() && claim.ttl > crate::now_secs(),
+            "{claim:?}"
+        );
+        assert_eq!(fake.pending_count(), 0);
+    }
+
+    /// A silent agent still connected is asked about once a second, and
+    /// the visitor gets the usual 504; a fast answer costs no call at all.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connected_agent_is_probed_once_a_second() {
+        let fake = tunnel();
+        let mut config = forwarding_config();
+        config.request_timeout = Duration::from_millis(3500);
+        let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 504);
+        assert_eq!(fake.probes().len(), 3, "{:?}", fake.probes());
+        assert_intact(&fake);
+
+        let fake = tunnel();
+        answering(&fake, 5);
+        assert_eq!(
+            run(&fake, http_event("forwarding-get.json"))
+                .await
+                .status_code,
+            201
+        );
+        assert!(fake.probes().is_empty());
+    }
+
+    /// GetConnection failing does not fail the request: a 403 (alarmed by
+    /// the notifier) stops the probing, another error is asked again later.
+    #[rstest]
+    #[case(Probe::Forbidden, 1)]
+    #[case(Probe::Other, 3)]
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_get_connection_keeps_waiting(#[case] probe: Probe, #[case] probes: usize) {
+        let fake = tunnel();
+        fake.script_probes(&[probe]);
+        let mut config = forwarding_config();
+        config.request_timeout = Duration::from_millis(3500);
+        let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 504);
+        assert_eq!(fake.probes().len(), probes);
+        assert_intact(&fake);
     }
 
     #[tokio::test]

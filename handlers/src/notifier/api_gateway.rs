@@ -1,10 +1,14 @@
-//! [`Notifier`] on the API Gateway Management API (`@connections`).
+//! [`Notifier`] on the API Gateway Management API (`@connections`):
+//! PostToConnection and GetConnection, their errors classified by
+//! `x-amzn-ErrorType`; a 403 is logged as an alarm here, for every caller.
 
 use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::operation::get_connection::GetConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
-use super::{Notifier, PostError};
+use super::{Notifier, PostError, Presence, ProbeError, log_forbidden};
+use crate::logging::chain;
 
 /// Posts to connections of one WebSocket API stage.
 #[derive(Debug, Clone)]
@@ -39,17 +43,43 @@ impl Notifier for ApiGatewayNotifier {
             .data(Blob::new(data.as_bytes()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(PostToConnectionError::GoneException(_)) => Err(PostError::Gone),
-                Some(PostToConnectionError::PayloadTooLargeException(_)) => {
-                    Err(PostError::PayloadTooLarge)
-                }
-                _ => Err(PostError::Other(Box::new(
-                    aws_sdk_apigatewaymanagement::Error::from(e),
-                ))),
-            },
+        let Err(e) = result else { return Ok(()) };
+        match e.as_service_error() {
+            Some(PostToConnectionError::GoneException(_)) => Err(PostError::Gone),
+            Some(PostToConnectionError::PayloadTooLargeException(_)) => {
+                Err(PostError::PayloadTooLarge)
+            }
+            Some(PostToConnectionError::ForbiddenException(_)) => {
+                let e = aws_sdk_apigatewaymanagement::Error::from(e);
+                log_forbidden("PostToConnection", connection_id, &chain(&e));
+                Err(PostError::Forbidden(Box::new(e)))
+            }
+            _ => Err(PostError::Other(Box::new(
+                aws_sdk_apigatewaymanagement::Error::from(e),
+            ))),
+        }
+    }
+
+    async fn presence(&self, connection_id: &str) -> Result<Presence, ProbeError> {
+        let result = self
+            .client
+            .get_connection()
+            .connection_id(connection_id)
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(Presence::Connected);
+        };
+        match e.as_service_error() {
+            Some(GetConnectionError::GoneException(_)) => Ok(Presence::Gone),
+            Some(GetConnectionError::ForbiddenException(_)) => {
+                let e = aws_sdk_apigatewaymanagement::Error::from(e);
+                log_forbidden("GetConnection", connection_id, &chain(&e));
+                Err(ProbeError::Forbidden(Box::new(e)))
+            }
+            _ => Err(ProbeError::Other(Box::new(
+                aws_sdk_apigatewaymanagement::Error::from(e),
+            ))),
         }
     }
 }

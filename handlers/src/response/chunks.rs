@@ -48,9 +48,7 @@ pub async fn on_chunk<P: ChunkStore + Sync>(
         );
         return Ok(());
     }
-    // Before the head is known only the ceiling applies; the head then
-    // bounds the count (completion needs exactly count + 1 parts, and
-    // forwarding reads only 0..count).
+    // The ceiling first (no store call for an impossible chunk)…
     let data = match chunk.decode(None) {
         Ok(data) => data,
         Err(e) => {
@@ -58,6 +56,30 @@ pub async fn on_chunk<P: ChunkStore + Sync>(
             return Ok(());
         }
     };
+    // …then whether the request takes chunks from this connection at all,
+    // and, once its head declared a count, this index: one read (1 unit)
+    // before a write of up to 96 units (see `ChunkStore::receiving`). Not
+    // watertight (the request may finish between the two calls; that chunk
+    // item is left to TTL), but a made-up or another tunnel's request id
+    // now costs a read, not a 97 KB write.
+    match store.receiving(&chunk.request_id, connection_id).await? {
+        Some(receiving) if receiving.admits(chunk.index) => {}
+        Some(receiving) => {
+            warn!(
+                index = chunk.index,
+                count = ?receiving.count,
+                "body chunk dropped: beyond the count its head declared"
+            );
+            return Ok(());
+        }
+        None => {
+            warn!(
+                index = chunk.index,
+                "body chunk dropped: the request is unknown, already completed or timed out, or was sent to another connection"
+            );
+            return Ok(());
+        }
+    }
     let ttl = crate::now_secs() + (MAX_REQUEST_TIMEOUT + TTL_SLACK).as_secs() as i64;
     match store
         .put_chunk(&chunk.request_id, connection_id, chunk.index, &data, ttl)
@@ -235,36 +257,55 @@ mod tests {
         }
     }
 
+    fn chunk(request_id: &str, index: u32, data: &[u8]) -> Message {
+        Message::BodyChunk(BodyChunk {
+            request_id: request_id.into(),
+            index,
+            data: encode_body(data),
+        })
+    }
+
     #[tokio::test]
-    async fn a_forged_chunk_from_another_connection_is_dropped() {
+    async fn a_forged_chunk_is_dropped_before_any_write() {
         let fake = Fake::default();
         fake.insert_pending(REQ, CONN);
         let bytes = body(2 * BODY_CHUNK_BYTES);
         let (head, chunks) = parts(&bytes);
-        send(&fake, CONN, &chunks[0]).await;
-        // Same index, other bytes, other connection: cannot overwrite.
-        let forged = Message::BodyChunk(BodyChunk {
-            request_id: REQ.into(),
-            index: 0,
-            data: encode_body(b"forged"),
-        });
-        send(&fake, OTHER, &forged).await;
-        assert_eq!(fake.chunk_item(REQ, 0).unwrap().0, CONN);
-        // A new index from the other connection: its item is written (the
-        // key is free) but it never counts towards completion.
-        let forged1 = Message::BodyChunk(BodyChunk {
-            request_id: REQ.into(),
-            index: 1,
-            data: encode_body(b"forged"),
-        });
-        send(&fake, OTHER, &forged1).await;
+        // Another connection that learnt the request id, and made-up ids:
+        // a read each (the ownership check), never the 97 KB write.
+        let forged = body(BODY_CHUNK_BYTES);
+        for (request_id, index) in [
+            (REQ, 0),
+            (REQ, 1),
+            ("00000000-0000-4000-8000-000000000000", 0),
+        ] {
+            send(&fake, OTHER, &chunk(request_id, index, &forged)).await;
+        }
         send(&fake, OTHER, &head).await;
-        assert!(fake.pending(REQ).unwrap().completed.is_none());
-        // The owner's own chunk 1 is refused too (the slot is taken): the
-        // request cannot complete with forged bytes, it times out instead.
+        assert_eq!(fake.count("PutItem"), 0, "a forged chunk was written");
+        assert_eq!(fake.chunk_items(), 0);
+        // So a forger cannot take a slot from the owner either: its
+        // response completes, byte for byte.
         send(&fake, CONN, &head).await;
-        send(&fake, CONN, &chunks[1]).await;
-        assert!(fake.pending(REQ).unwrap().completed.is_none());
+        for c in &chunks {
+            send(&fake, CONN, c).await;
+        }
+        assert_eq!(stored_body(&fake, 2).await, bytes);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_beyond_the_heads_count_is_dropped_before_any_write() {
+        let fake = Fake::default();
+        fake.insert_pending(REQ, CONN);
+        let bytes = body(BODY_CHUNK_BYTES + 1);
+        let (head, chunks) = parts(&bytes);
+        send(&fake, CONN, &head).await;
+        send(&fake, CONN, &chunk(REQ, 2, b"beyond")).await;
+        assert_eq!(fake.count("PutItem"), 0, "chunk 2 of 2 was written");
+        for c in &chunks {
+            send(&fake, CONN, c).await;
+        }
+        assert_eq!(stored_body(&fake, 2).await, bytes);
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! WebSocket `$default`: messages from agents.
 //!
-//! - `ready` → post `connection_established` with the tunnel's URL.
+//! - `ready` → offer the agent a fresh resume token (its hash becomes the
+//!   claim's successor, see [`crate::claims`]) and post
+//!   `connection_established` with the tunnel's URL and that token.
 //! - `http_response` → complete the pending request, if it is still pending
 //!   and was posted to this very connection.
 //! - `error` with a `request_id` → complete that request with a short
@@ -18,6 +20,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use protocol::{ConnectionEstablished, ErrorMessage, HttpResponse, Message, ProtocolError};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::claims;
 use crate::config::ResponseConfig;
 use crate::logging::chain;
 use crate::notifier::{Notifier, PostError};
@@ -161,6 +164,7 @@ where
         other @ (Message::Pong
         | Message::ConnectionEstablished(_)
         | Message::HttpRequest(_)
+        | Message::Rejected(_)
         | Message::Unknown) => {
             warn!(kind = other.kind(), "unexpected message type dropped");
             Ok(())
@@ -205,11 +209,22 @@ where
         warn!("ready from a connection that is not registered");
         return Ok(());
     };
+    // Made here, where it is handed over, so it is never stored; the
+    // agent's previous token stays valid until it presents this one.
+    let Some(resume_token) =
+        claims::offer(connections, &connection.public_subdomain, connection_id).await?
+    else {
+        // Superseded (the agent resumed on a newer connection, or the claim
+        // expired and was taken): this connection holds no URL to announce. The agent's wait for
+        // `connection_established` times out and it reconnects.
+        warn!(subdomain = %connection.public_subdomain, "ready from a connection that no longer holds its subdomain");
+        return Ok(());
+    };
     let message = Message::ConnectionEstablished(ConnectionEstablished {
         connection_id: connection_id.to_string(),
         subdomain: connection.public_subdomain.clone(),
         public_url: connection.public_url.clone(),
-        resume_token: connection.resume_token.clone(),
+        resume_token: Some(resume_token),
     })
     .to_json()
     .expect("connection_established is small");
@@ -272,26 +287,82 @@ mod tests {
         String::from_utf8(protocol::decode_body(&r.body).unwrap()).unwrap()
     }
 
+    /// The one `connection_established` posted, with its resume token.
+    fn established(fake: &Fake) -> (ConnectionEstablished, String) {
+        let posts = fake.posts();
+        let [(to, Message::ConnectionEstablished(established))] = posts.as_slice() else {
+            panic!("expected one connection_established, got {posts:?}");
+        };
+        assert_eq!(to, CONN);
+        let token = established.resume_token.clone().expect("a resume token");
+        (established.clone(), token)
+    }
+
     #[tokio::test]
-    async fn ready_posts_connection_established() {
+    async fn ready_posts_connection_established_with_a_fresh_resume_token() {
         let fake = Fake::default();
         fake.insert_connection(CONN, "abc123def456");
+        let mut claim = fake.claim("abc123def456").unwrap();
+        claim.resume_token_hash = Some("hash-of-the-token-the-agent-holds".into());
+        fake.put_claim(claim);
         assert_eq!(
             run(&fake, ws_event("response-ready.json")).await,
             WebsocketResponse::OK
         );
+        let (established, token) = established(&fake);
         assert_eq!(
-            fake.posts(),
-            vec![(
-                CONN.to_string(),
-                Message::ConnectionEstablished(ConnectionEstablished {
-                    connection_id: CONN.into(),
-                    subdomain: "abc123def456".into(),
-                    public_url: "https://abc123def456.tunnel.example.com".into(),
-                    resume_token: Some("abc123def456.resume".into()),
-                })
-            )]
+            established,
+            ConnectionEstablished {
+                connection_id: CONN.into(),
+                subdomain: "abc123def456".into(),
+                public_url: "https://abc123def456.tunnel.example.com".into(),
+                resume_token: Some(token.clone()),
+            }
         );
+        assert_eq!(
+            protocol::auth::resume_token_subdomain(&token),
+            Some("abc123def456")
+        );
+        // Offered as the successor, by hash only; the agent's current token
+        // stays valid until it presents this one.
+        let claim = fake.claim("abc123def456").unwrap();
+        assert_eq!(
+            claim.next_resume_token_hash,
+            Some(protocol::auth::resume_token_hash(&token))
+        );
+        assert_eq!(
+            claim.resume_token_hash.as_deref(),
+            Some("hash-of-the-token-the-agent-holds")
+        );
+    }
+
+    #[tokio::test]
+    async fn ready_from_a_connection_that_no_longer_holds_its_subdomain_posts_nothing() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        // The agent resumed on a newer connection meanwhile.
+        fake.insert_claim("abc123def456", "Newer0000000AA=", i64::MAX);
+        assert_eq!(
+            run(&fake, ws_event("response-ready.json")).await,
+            WebsocketResponse::OK
+        );
+        assert!(fake.posts().is_empty(), "{:?}", fake.posts());
+        assert_eq!(
+            fake.claim("abc123def456").unwrap().next_resume_token_hash,
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn ready_fails_when_the_token_cannot_be_offered() {
+        let fake = Fake::default();
+        fake.insert_connection(CONN, "abc123def456");
+        fake.fail(Fail::OfferToken);
+        assert_eq!(
+            run(&fake, ws_event("response-ready.json")).await,
+            WebsocketResponse::INTERNAL_ERROR
+        );
+        assert!(fake.posts().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -306,6 +377,17 @@ mod tests {
         );
         assert_eq!(fake.posts().len(), 3);
         assert_eq!(start.elapsed(), Duration::from_millis(200));
+        // One token, offered once, whatever the retries: every post carried it.
+        assert_eq!(fake.count("UpdateItem"), 1);
+        let tokens: std::collections::BTreeSet<_> = fake
+            .posts()
+            .into_iter()
+            .map(|(_, m)| match m {
+                Message::ConnectionEstablished(e) => e.resume_token,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(tokens.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,11 +11,17 @@
 //!   limit. The owner is not stored as `connectionId` so chunk items stay out
 //!   of the `connectionId-index` (a GSI write per chunk would cost extra and
 //!   `$disconnect` would walk them as if they were requests).
+//! - Before a chunk item is written, the head item is read (strongly
+//!   consistent, [`ChunkStore::receiving`]): a chunk for a request that is
+//!   unknown, finished or another connection's, or beyond the count its head
+//!   declared, is dropped before the big write. See [`ChunkStore::receiving`]
+//!   for what each costs.
 //! - The head item (forwarding's pending item) collects progress:
 //!   `receivedParts` (NS) gets the chunk's index, or [`HEAD_PART`] for the
 //!   head, with `ADD` under `connectionId = :conn AND #status = :pending`; the
-//!   head also sets `responseData` (the head's JSON) and `chunkCount`. `ADD`
-//!   to a set is idempotent, so a duplicate changes nothing.
+//!   head also sets `responseData` (the head's JSON) and `chunkCount`; a
+//!   chunk is added only below `chunkCount` once that is known. `ADD` to a
+//!   set is idempotent, so a duplicate changes nothing.
 //! - Whoever's `ADD` returns a complete set (head present, `chunkCount + 1`
 //!   parts) flips `status` to `completed` under
 //!   `#status = :pending AND size(receivedParts) = :parts`: exactly one
@@ -61,6 +67,21 @@ impl Progress {
     }
 }
 
+/// A request that may take chunks from a connection (pending, posted to
+/// it), as its head item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receiving {
+    /// `chunkCount`, once the head has arrived: chunks `0..count` only.
+    pub count: Option<u32>,
+}
+
+impl Receiving {
+    /// Whether chunk `index` can belong to the response.
+    pub fn admits(&self, index: u32) -> bool {
+        self.count.is_none_or(|count| index < count)
+    }
+}
+
 /// One part of a chunked response.
 #[derive(Debug, Clone, Copy)]
 pub enum Part<'a> {
@@ -74,6 +95,25 @@ pub enum Part<'a> {
 
 /// The pending requests table, for chunked bodies.
 pub trait ChunkStore {
+    /// GetItem (strongly consistent: the item was written just before the
+    /// request was posted) the head item: `Some` if the request exists, is
+    /// pending and was posted to `connection_id`.
+    ///
+    /// What it saves, in DynamoDB's units ("DynamoDB read and write
+    /// operations", Amazon DynamoDB Developer Guide: a strongly consistent
+    /// read costs one read unit per 4 KB of the item, a write one write unit
+    /// per 1 KB, and a write whose condition fails still consumes the units
+    /// of the larger of the old and new item): the head item is a few hundred
+    /// bytes plus the head's JSON, so this read costs 1 read unit (more only
+    /// if the agent sent kilobytes of headers), while the chunk write it
+    /// guards costs up to 96 write units (97,536 bytes), forged or not, and a
+    /// write unit costs five times a read unit on demand.
+    fn receiving(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+    ) -> impl Future<Output = Result<Option<Receiving>, StoreError>> + Send;
+
     /// PutItem chunk `index` unless another connection already wrote that key.
     fn put_chunk(
         &self,
@@ -86,7 +126,8 @@ pub trait ChunkStore {
 
     /// UpdateItem the head item: ADD the part to `receivedParts` (and, for the
     /// head, SET `responseData` and `chunkCount`) if the request exists, is
-    /// pending and was posted to `connection_id`. Returns the new progress,
+    /// pending and was posted to `connection_id`, and, for a chunk, its index
+    /// is below `chunkCount` once that is set. Returns the new progress,
     /// `None` when the condition failed.
     fn add_part(
         &self,

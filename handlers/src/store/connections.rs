@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use protocol::policy::AccessPolicy;
+
 use super::outcome::{StoreError, Written};
 
 /// Prefix of subdomain claim items in the connections table: `#` never occurs
@@ -28,30 +30,39 @@ pub struct Connection {
     pub agent_version: Option<String>,
     pub agent_platform: Option<String>,
     pub source_ip: Option<String>,
-    /// The current resume token, kept here only so the response function can
-    /// hand it to the agent at `ready`; the claim holds its hash, which is
-    /// all that outlives the connection.
-    pub resume_token: Option<String>,
 }
 
 /// A subdomain claim item.
 ///
 /// Live: `ttl` = the connection's TTL. Released (its connection ended):
 /// `released_at` set and `ttl` = end of the resume window; until then only
-/// the holder of the resume token (or, for a reserved subdomain, its user)
+/// the holder of a resume token (or, for a reserved subdomain, its user)
 /// may take it, and forwarding answers 502 "reconnecting".
+///
+/// Two resume token hashes (`protocol::auth::resume_token_hash`; the tokens
+/// themselves are stored nowhere), either of which resumes the claim (see
+/// [`crate::claims`]): the one the holder is known to have, and the
+/// successor offered to it at `ready`, which it may not have received.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
     pub subdomain: String,
     pub owner_connection_id: String,
     pub created_at: i64,
     pub ttl: i64,
-    /// SHA-256 of the current resume token (`protocol::auth::resume_token_hash`).
+    /// The token the holder presented to take the claim (`resumeTokenHash`):
+    /// proven to be in its hands.
     pub resume_token_hash: Option<String>,
+    /// The successor offered at `ready` (`nextResumeTokenHash`), not yet
+    /// presented back.
+    pub next_resume_token_hash: Option<String>,
     /// The token's `sub` (none with authentication disabled).
     pub owner_user: Option<String>,
     /// When the owner's connection ended (epoch seconds).
     pub released_at: Option<i64>,
+    /// The access policy the owner's agent declared (attribute
+    /// `accessPolicy`, JSON): written with the claim, replaced on resume,
+    /// removed at release (it may hold a webhook secret).
+    pub policy: Option<AccessPolicy>,
 }
 
 /// The connections table: connection items and subdomain claims. Every read
@@ -81,21 +92,31 @@ pub trait ConnectionStore {
         now: i64,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
-    /// UpdateItem the claim of `claim.subdomain` over to `claim`'s owner,
-    /// creation time, TTL and resume token hash (clearing `released_at`) if
-    /// its stored resume token hash is `token_hash`, it has not expired
-    /// (`ttl >= now`), and, with a user, it has no user or the same one.
-    /// Never creates a claim.
+    /// UpdateItem the claim of `claim.subdomain` to `claim`: its owner,
+    /// creation time, TTL, user and policy, its `resume_token_hash` (the presented
+    /// token's) as the current hash, no successor and not released; if the
+    /// stored claim's current *or* successor hash is `claim.resume_token_hash`,
+    /// it has not expired (`ttl >= now`), and, with a user, it has no user or
+    /// the same one. Never creates a claim.
     fn resume_claim(
         &self,
         claim: &Claim,
-        token_hash: &str,
         now: i64,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
+    /// UpdateItem the claim of `subdomain`, if `owner` holds it, to offer
+    /// `next_hash` as the successor of its resume token (replacing any
+    /// earlier offer; the current hash stays valid). Never creates a claim.
+    fn offer_resume_token(
+        &self,
+        subdomain: &str,
+        owner: &str,
+        next_hash: &str,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
     /// UpdateItem the claim of `subdomain`, if `owner` still holds it, to
-    /// released at `now`, held for resuming until `until`. Never creates a
-    /// claim.
+    /// released at `now`, held for resuming until `until`, without its
+    /// policy. Never creates a claim.
     fn release_claim(
         &self,
         subdomain: &str,

@@ -24,7 +24,7 @@ pub mod dynamo;
 pub mod outcome;
 pub mod pending;
 
-pub use chunks::{ChunkStore, HEAD_PART, Part, Progress, chunk_key};
+pub use chunks::{ChunkStore, HEAD_PART, Part, Progress, Receiving, chunk_key};
 pub use connections::{CLAIM_PREFIX, Claim, Connection, ConnectionStore, claim_key};
 pub use outcome::{BackendError, StoreError, Written};
 pub use pending::{PendingRequest, PendingState, PendingStore, parse_response_data, response_data};

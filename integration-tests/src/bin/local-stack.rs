@@ -12,6 +12,7 @@ use std::{
 use agent::{Agent, Event, console::Console};
 use anyhow::Context as _;
 use clap::Parser;
+use handlers::config::Routing;
 use itest::{BackendChoice, DynamoDb, Logs, Stack, StackConfig, stack::DEFAULT_DOMAIN};
 
 const ABOUT: &str = "The whole serverless tunnel on localhost: DynamoDB, the API Gateway emulator and the four real Lambda handlers.";
@@ -26,13 +27,16 @@ with the environment Terraform gives them.
 
 It prints the WebSocket endpoint agents connect to, the public base URL
 visitors use, and the agent command to run. Tunnels are reachable by path
-(http://127.0.0.1:HTTP_PORT/<subdomain>/...) and by Host header
-(Host: <subdomain>.tunnel.localhost). Ctrl-C stops everything.";
+(http://127.0.0.1:HTTP_PORT/<subdomain>/..., the default, as on the bare
+execute-api URL) or, with --routing host, by host
+(http://<subdomain>.tunnel.localhost:HTTP_PORT/..., as with a custom domain:
+every tunnel its own browser origin). Ctrl-C stops everything.";
 
 const EXAMPLES: &str = "\
 Examples:
   just dev                        # the stack; run an agent yourself
   just dev --expose 3000          # the stack and an agent for 127.0.0.1:3000
+  just dev --routing host --expose 3000       # tunnels at http://<subdomain>.tunnel.localhost:7070
   just dev --http-port 0 --ws-port 0          # ephemeral ports
   just dev --dynamodb http://127.0.0.1:4566   # LocalStack from docker-compose";
 
@@ -62,7 +66,13 @@ struct Cli {
     )]
     dynamodb: String,
 
-    /// Public domain for subdomain routing (Host: <subdomain>.<DOMAIN>)
+    /// How visitors name a tunnel (forwarding's ROUTING): path
+    /// (http://127.0.0.1:PORT/<subdomain>/) or host
+    /// (http://<subdomain>.<DOMAIN>:PORT/)
+    #[arg(long, default_value = "path", value_name = "path|host", value_parser = parse_routing)]
+    routing: Routing,
+
+    /// Public domain for host routing (<subdomain>.<DOMAIN>)
     #[arg(long, default_value = DEFAULT_DOMAIN, value_name = "DOMAIN")]
     domain: String,
 
@@ -113,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let config = StackConfig {
         domain: cli.domain.clone(),
+        routing: cli.routing,
         request_timeout: cli.request_timeout_ms.map(Duration::from_millis),
         websocket_listen: SocketAddr::from(([127, 0, 0, 1], cli.ws_port)),
         http_listen: SocketAddr::from(([127, 0, 0, 1], cli.http_port)),
@@ -154,10 +165,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn print_banner(stack: &Stack) {
     let http = stack.http_url();
     let ws = stack.websocket_url();
-    let domain = stack.domain();
     let tables = stack.tables();
     // Minted with this run's secret (local only; it dies with the stack).
     let token = stack.config().mint_token("local", None).unwrap_or_default();
+    let try_it = match stack.routing() {
+        Routing::Path => format!(
+            "It prints its public URL, {http}/<subdomain>. Then:
+  curl {http}/<subdomain>/                      # path routing: every tunnel on one origin"
+        ),
+        Routing::Host => format!(
+            "It prints its public URL, {url}. Then:
+  curl {url}/        # host routing: every tunnel its own origin
+  curl -H 'Host: {host}' {http}/   # where *.localhost does not resolve",
+            url = stack
+                .config()
+                .public_url_template()
+                .replace("{subdomain}", "<subdomain>"),
+            host = stack.host_for("<subdomain>"),
+        ),
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -171,9 +197,7 @@ serverless-tunnel local stack is up
 Expose a local service (here port 3000) with the agent:
   cargo run -p tunnel-agent -- 3000 --endpoint {ws} --token {token}
 
-It prints its public URL, {http}/<subdomain>. Then:
-  curl {http}/<subdomain>/                              # path routing
-  curl -H 'Host: <subdomain>.{domain}' {http}/   # subdomain routing
+{try_it}
 
 Ctrl-C stops everything.",
         stack.dynamodb_endpoint(),
@@ -181,6 +205,13 @@ Ctrl-C stops everything.",
         tables.pending(),
         stack.buckets().bodies(),
     );
+}
+
+/// `--routing`: `path` or `host`.
+fn parse_routing(value: &str) -> Result<Routing, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?}: expected path or host"))
 }
 
 /// Runs an agent for `target` until Ctrl-C, printing its console lines.
@@ -207,10 +238,12 @@ async fn expose(
         .await
         .context("the request inspector did not start")?;
     if let Some(running) = &inspector {
-        config.inspector = Some(running.inspector.clone());
         console = console.with_inspect_url(running.server.url());
     }
-    let mut handle = Agent::start(config);
+    let mut handle = match &inspector {
+        Some(running) => Agent::start_with_inspector(config, running.inspector.clone()),
+        None => Agent::start(config),
+    };
     let mut printed_examples = false;
     let mut ctrl_c = std::pin::pin!(wait_for_ctrl_c());
     loop {
@@ -224,12 +257,15 @@ async fn expose(
                     && !printed_examples
                 {
                     printed_examples = true;
-                    println!(
-                        "\nTry it:\n  curl {}/\n  curl -H 'Host: {}' {}/\n",
-                        established.public_url,
-                        stack.host_for(&established.subdomain),
-                        stack.http_url(),
-                    );
+                    let mut examples = format!("\nTry it:\n  curl {}/\n", established.public_url);
+                    if stack.routing() == Routing::Host {
+                        examples.push_str(&format!(
+                            "  curl -H 'Host: {}' {}/\n",
+                            stack.host_for(&established.subdomain),
+                            stack.http_url(),
+                        ));
+                    }
+                    println!("{examples}");
                 }
                 if event == Event::Stopped {
                     break;

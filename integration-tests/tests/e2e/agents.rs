@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use itest::{LocalService, StackConfig, TestEnv};
 use protocol::{HttpResponse, Message};
 
-use crate::support::{PATIENCE, RawAgent, header_values, visitor};
+use crate::support::{PATIENCE, RawAgent, header_values, the_pending_request_of, visitor};
 
 #[tokio::test]
 async fn concurrent_requests_over_three_agents_each_get_their_own_answer() -> anyhow::Result<()> {
@@ -90,22 +90,7 @@ async fn a_response_from_another_connection_is_rejected() -> anyhow::Result<()> 
         .expect("the request reached the service");
 
     // The request id, as an attacker who guessed or sniffed it would know it.
-    let pending = stack
-        .dynamodb()
-        .query()
-        .table_name(stack.tables().pending())
-        .index_name(handlers::manifest::PENDING_BY_CONNECTION.name)
-        .key_condition_expression("connectionId = :c")
-        .expression_attribute_values(":c", AttributeValue::S(tunnel.connection_id().into()))
-        .send()
-        .await?;
-    let [item] = pending.items() else {
-        panic!("expected one pending request, found {:?}", pending.items());
-    };
-    let request_id = item["requestId"]
-        .as_s()
-        .expect("requestId is a string")
-        .clone();
+    let request_id = the_pending_request_of(stack, tunnel.connection_id()).await?;
 
     forger
         .send(&Message::HttpResponse(HttpResponse {

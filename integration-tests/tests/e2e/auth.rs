@@ -3,11 +3,12 @@
 //! with the local stack's secret.
 
 use agent::Event;
+use aws_sdk_dynamodb::types::AttributeValue;
 use itest::{LocalService, Stack, TestEnv, Tunnel};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-use crate::support::{PATIENCE, header_values, visitor};
+use crate::support::{PATIENCE, RawAgent, header_values, visitor};
 
 /// The handshake's HTTP status with these extra headers (101 = accepted).
 async fn handshake_status(stack: &Stack, headers: &[(&str, String)]) -> anyhow::Result<u16> {
@@ -197,4 +198,74 @@ async fn a_resume_token_cannot_take_a_subdomain_held_by_another_live_connection(
         .await?;
     assert_eq!(header_values(&response, "x-service"), ["holder"]);
     Ok(())
+}
+
+/// A reconnect whose connection dies before `ready` (so before the agent
+/// could receive a successor token) voids nothing: the token the agent holds
+/// still brings its URL back. And the tables hold only hashes of resume
+/// tokens: no item, read raw, contains a token or its secret part.
+#[tokio::test]
+async fn a_reconnect_that_dies_before_ready_keeps_the_url_and_only_hashes_are_stored()
+-> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let Some(stack) = env.local_or_skip("reading the connections table") else {
+        return Ok(());
+    };
+    let first = RawAgent::connect(&env).await?;
+    let subdomain = first.established.subdomain.clone();
+    let t1 = first
+        .established
+        .resume_token
+        .clone()
+        .expect("a resume token");
+    first.close().await?;
+
+    // `$connect` runs for the token, then the connection dies before `ready`.
+    RawAgent::handshake(&env, Some(&t1)).await?.close().await?;
+
+    let third = RawAgent::connect_resuming(&env, Some(&t1)).await?;
+    assert_eq!(third.established.subdomain, subdomain, "the URL was lost");
+    let t3 = third
+        .established
+        .resume_token
+        .clone()
+        .expect("a resume token");
+    assert_ne!(t3, t1);
+
+    let claim = raw_items(stack, stack.tables().connections())
+        .await?
+        .into_iter()
+        .find(|item| {
+            item.get("connectionId") == Some(&AttributeValue::S(format!("sub#{subdomain}")))
+        })
+        .expect("the claim item");
+    let hash = |token: &str| AttributeValue::S(protocol::auth::resume_token_hash(token));
+    assert_eq!(claim.get("resumeTokenHash"), Some(&hash(&t1)));
+    assert_eq!(claim.get("nextResumeTokenHash"), Some(&hash(&t3)));
+    for table in [stack.tables().connections(), stack.tables().pending()] {
+        for item in raw_items(stack, table).await? {
+            let raw = format!("{item:?}");
+            for token in [&t1, &t3] {
+                let secret = token.rsplit('.').next().unwrap();
+                assert!(
+                    !raw.contains(secret),
+                    "a resume token is stored in {table}: {item:?}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every item of `table`, as DynamoDB returns it (one page: a test's tables are small).
+async fn raw_items(
+    stack: &itest::Stack,
+    table: &str,
+) -> anyhow::Result<Vec<std::collections::HashMap<String, AttributeValue>>> {
+    let out = stack.dynamodb().scan().table_name(table).send().await?;
+    anyhow::ensure!(
+        out.last_evaluated_key.is_none(),
+        "{table} has more than a page"
+    );
+    Ok(out.items.unwrap_or_default())
 }

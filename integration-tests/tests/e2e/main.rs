@@ -9,6 +9,7 @@
 
 mod support;
 
+mod access;
 mod agents;
 mod auth;
 mod failures;
@@ -16,3 +17,4 @@ mod forwarding;
 mod large_bodies;
 mod overload;
 mod paths;
+mod soak;

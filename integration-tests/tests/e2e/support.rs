@@ -34,6 +34,33 @@ pub fn header_values(response: &reqwest::Response, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The id of the one request pending on `connection_id` (through the
+/// table's `connectionId` index), as an attacker who sniffed it would know it.
+pub async fn the_pending_request_of(
+    stack: &itest::Stack,
+    connection_id: &str,
+) -> anyhow::Result<String> {
+    let pending = stack
+        .dynamodb()
+        .query()
+        .table_name(stack.tables().pending())
+        .index_name(handlers::manifest::PENDING_BY_CONNECTION.name)
+        .key_condition_expression("connectionId = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S(connection_id.into()),
+        )
+        .send()
+        .await?;
+    let [item] = pending.items() else {
+        bail!("expected one pending request, found {:?}", pending.items());
+    };
+    Ok(item["requestId"]
+        .as_s()
+        .map_err(|_| anyhow::anyhow!("requestId is not a string"))?
+        .clone())
+}
+
 /// A hand-driven agent speaking the wire protocol over tokio-tungstenite,
 /// for what the real agent would never send.
 pub struct RawAgent {
@@ -44,16 +71,38 @@ pub struct RawAgent {
 impl RawAgent {
     /// Connects, sends `ready` and waits for `connection_established`.
     pub async fn connect(env: &TestEnv) -> anyhow::Result<RawAgent> {
+        Self::connect_resuming(env, None).await
+    }
+
+    /// [`RawAgent::connect`], presenting `resume` as the resume token.
+    pub async fn connect_resuming(env: &TestEnv, resume: Option<&str>) -> anyhow::Result<RawAgent> {
+        let mut raw = Self::handshake(env, resume).await?;
+        raw.send(&Message::Ready(Ready {})).await?;
+        match raw.next_message().await? {
+            Message::ConnectionEstablished(established) => raw.established = established,
+            other => bail!("expected connection_established, got {}", other.kind()),
+        }
+        Ok(raw)
+    }
+
+    /// The handshake alone (presenting `resume`, if any): `$connect` has
+    /// run, no `ready` is sent, so `established` is empty.
+    pub async fn handshake(env: &TestEnv, resume: Option<&str>) -> anyhow::Result<RawAgent> {
         let mut request = env.websocket_url().into_client_request()?;
         if let Some(token) = env.token() {
             request
                 .headers_mut()
                 .insert("authorization", format!("Bearer {token}").parse()?);
         }
+        if let Some(resume) = resume {
+            request
+                .headers_mut()
+                .insert(protocol::HEADER_RESUME_TOKEN, resume.parse()?);
+        }
         let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
             .await
             .context("WebSocket handshake timed out")??;
-        let mut raw = RawAgent {
+        Ok(RawAgent {
             ws,
             established: ConnectionEstablished {
                 connection_id: String::new(),
@@ -61,13 +110,13 @@ impl RawAgent {
                 public_url: String::new(),
                 resume_token: None,
             },
-        };
-        raw.send(&Message::Ready(Ready {})).await?;
-        match raw.next_message().await? {
-            Message::ConnectionEstablished(established) => raw.established = established,
-            other => bail!("expected connection_established, got {}", other.kind()),
-        }
-        Ok(raw)
+        })
+    }
+
+    /// Closes the connection (API Gateway then runs `$disconnect`).
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.ws.close(None).await?;
+        Ok(())
     }
 
     pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {

@@ -267,6 +267,13 @@ impl Evaluator {
         })
     }
 
+    /// Any expression of the module (a resource's attribute, a
+    /// precondition), with its variables, locals and module outputs.
+    pub fn evaluate(&self, expr: &Expression) -> Result<Value, String> {
+        expr.evaluate(&self.context())
+            .map_err(|err| format!("{}: {expr} does not evaluate: {err}", self.module.dir))
+    }
+
     /// The value of a variable (given, default, or the `var.X` placeholder).
     pub fn var(&self, name: &str) -> Option<&Value> {
         self.vars.get(name)

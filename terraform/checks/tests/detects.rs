@@ -5,6 +5,7 @@ use terraform_checks::{Tree, checks};
 
 const TUNNEL: &str = "modules/tunnel/main.tf";
 const BODIES: &str = "modules/bodies/main.tf";
+const FUNCTION: &str = "modules/function/main.tf";
 
 /// Applies `from` → `to` in `path`, runs `check`, and asserts that one of the
 /// problems contains every `expected` fragment.
@@ -64,8 +65,8 @@ fn the_auth_secret_itself_in_terraform() {
 fn an_extra_dynamodb_action() {
     detects(
         TUNNEL,
-        r#"{ table = "connections", index = null, actions = ["GetItem"] },"#,
-        r#"{ table = "connections", index = null, actions = ["GetItem", "Scan"] },"#,
+        r#"{ table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },"#,
+        r#"{ table = "connections", index = null, actions = ["GetItem", "UpdateItem", "Scan"] },"#,
         checks::function_iam,
         &[
             "function response may call dynamodb:Scan",
@@ -98,10 +99,27 @@ fn a_query_on_the_table_instead_of_the_index() {
 fn manage_connections_where_the_code_never_posts() {
     detects(
         TUNNEL,
-        "connect    = false",
-        "connect    = true",
+        "connect    = []",
+        "connect    = [\"POST\"]",
         checks::function_iam,
-        &["function connect may call execute-api:ManageConnections"],
+        &[
+            "function connect may call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",
+        ],
+    );
+}
+
+/// Without GET, forwarding's GetConnection gets 403 deployed and a vanished
+/// agent's visitors wait for the timeout.
+#[test]
+fn get_connection_not_granted_to_forwarding() {
+    detects(
+        TUNNEL,
+        "forwarding = [\"POST\", \"GET\"]",
+        "forwarding = [\"POST\"]",
+        checks::function_iam,
+        &[
+            "forwarding cannot call execute-api:ManageConnections on module.websocket_api.execution_arn/live/GET/@connections/*",
+        ],
     );
 }
 
@@ -109,8 +127,8 @@ fn manage_connections_where_the_code_never_posts() {
 fn manage_connections_on_the_wrong_stage() {
     detects(
         TUNNEL,
-        "${var.websocket_stage_name}/POST/@connections/*",
-        "*/POST/@connections/*",
+        "/${var.websocket_stage_name}\"",
+        "/*\"",
         checks::function_iam,
         &[
             "forwarding cannot call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",
@@ -567,5 +585,29 @@ fn a_bucket_policy_without_tls_or_signer_restriction() {
         r#"actions   = ["s3:PutObject"]"#,
         checks::buckets,
         &["must deny s3:GetObject and s3:PutObject on the objects"],
+    );
+}
+
+/// A 403 from @connections must raise the alarm: the filter pattern must
+/// select the field and value the code logs.
+#[test]
+fn a_metric_filter_pattern_on_another_field() {
+    detects(
+        FUNCTION,
+        "{ $.alarm = ",
+        "{ $.alert = ",
+        checks::log_alarms,
+        &["does not select the lines the code logs"],
+    );
+}
+
+#[test]
+fn a_function_calling_connections_without_its_log_alarm() {
+    detects(
+        TUNNEL,
+        "response   = [local.forbidden_alarm]",
+        "response   = []",
+        checks::log_alarms,
+        &["function response calls @connections but its log_alarms lack"],
     );
 }

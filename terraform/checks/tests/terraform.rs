@@ -73,6 +73,11 @@ fn envs_call_the_composition_with_everything_it_needs() {
 }
 
 #[test]
+fn a_403_from_connections_raises_a_log_alarm() {
+    assert_passes("log_alarms", checks::log_alarms);
+}
+
+#[test]
 fn the_list_of_checks_is_complete() {
     // A check added to checks::all() without a test above still runs here.
     let tree = Tree::workspace();

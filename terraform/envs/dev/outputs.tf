@@ -8,6 +8,11 @@ output "management_endpoint" {
   value       = module.tunnel.management_endpoint
 }
 
+output "routing" {
+  description = "host (tunnels at https://<subdomain>.DOMAIN) or path (tunnels at <public_base_url>/<subdomain>)."
+  value       = module.tunnel.routing
+}
+
 output "public_base_url" {
   description = "Where tunnels are served (https://<subdomain>.DOMAIN, or <this>/<subdomain> without a custom domain)."
   value       = module.tunnel.public_base_url

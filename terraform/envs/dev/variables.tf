@@ -10,8 +10,14 @@ variable "name" {
 
 variable "domain_name" {
   type        = string
-  description = "Custom domain (tunnels at https://<subdomain>.DOMAIN); null for path routing on the execute-api URL."
+  description = "Custom domain (tunnels at https://<subdomain>.DOMAIN) for routing = \"host\"; null for routing = \"path\"."
   default     = null
+}
+
+variable "routing" {
+  type        = string
+  description = "host (needs domain_name; one browser origin per tunnel) or path (no domain; every tunnel on ONE origin, single user only). See terraform/README.md, Routing."
+  default     = "host"
 }
 
 variable "route53_zone_id" {
@@ -46,8 +52,8 @@ variable "alarm_sns_topic_arn" {
 
 variable "reserved_concurrency" {
   type        = map(number)
-  description = "Reserved concurrency per function key; functions not listed are unreserved."
-  default     = {}
+  description = "Reserved concurrency per function key; functions not listed are unreserved, {} reserves none; null = the tunnel module's defaults (forwarding capped at 50; response 25, connect 5, disconnect 5 reserved)."
+  default     = null
 }
 
 variable "tracing_mode" {

@@ -5,6 +5,7 @@ module "tunnel" {
   # cargo lambda build --release --arm64 --output-format zip (just lambda)
   lambda_artifacts_dir = "${path.root}/../../../target/lambda"
 
+  routing              = var.routing
   domain_name          = var.domain_name
   route53_zone_id      = var.route53_zone_id
   log_level            = var.log_level

@@ -1,5 +1,6 @@
 # CloudWatch alarms for the tunnel: per function errors, throttles and p99
-# duration near the timeout; 5xx answers of the HTTP API. Missing data (an
+# duration near the timeout; 5xx answers of the HTTP API; the log alarms the
+# functions' metric filters count (modules/function, log_alarms). Missing data (an
 # idle tunnel) is not breaching. Actions go to an optional SNS topic.
 #
 # Cost: each alarm is billed per month (about $0.10 standard resolution),
@@ -80,6 +81,27 @@ resource "aws_cloudwatch_metric_alarm" "http_5xx" {
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.http_5xx_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+  tags                = var.tags
+}
+
+# A log line with an `alarm` field is a deployment error no retry fixes, e.g.
+# manage_connections_forbidden: @connections answered 403, the function's
+# role lacks execute-api:ManageConnections (visitors get a 502).
+resource "aws_cloudwatch_metric_alarm" "log" {
+  for_each = toset(var.log_alarms)
+
+  alarm_name          = "${var.name_prefix}-${each.value}"
+  alarm_description   = "A function logged alarm=${each.value} (see handlers/README.md, \"Alarms in the logs\")."
+  namespace           = var.metric_namespace
+  metric_name         = each.value
+  statistic           = "Sum"
+  period              = var.period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.actions
   ok_actions          = local.actions

@@ -11,6 +11,18 @@ variable "functions" {
   description = "The functions to watch, by key (connect, disconnect, forwarding, response): name and timeout."
 }
 
+variable "log_alarms" {
+  type        = list(string)
+  description = "The `alarm` values the functions' log metric filters count (metric name = value); one alarm each, firing on the first occurrence."
+  default     = []
+}
+
+variable "metric_namespace" {
+  type        = string
+  description = "CloudWatch namespace of the log_alarms metrics (as given to the function module)."
+  default     = "ServerlessTunnel"
+}
+
 variable "http_api_id" {
   type        = string
   description = "ID of the public HTTP API."

@@ -1,35 +1,36 @@
-# Optional custom domain (modules/tunnel instantiates it only when a domain
-# name is given): https://<subdomain>.DOMAIN reaches the HTTP API, and the
-# forwarding function routes by Host. Without it, tunnels use path routing on
-# the execute-api URL (https://{api-id}.execute-api.{region}.amazonaws.com/<subdomain>/...).
+# Optional custom domain (modules/tunnel instantiates it only with host
+# routing, which needs one): https://<subdomain>.DOMAIN reaches the HTTP API
+# and the forwarding function routes by Host alone, so every tunnel is its
+# own browser origin. Without it, tunnels use path routing on the
+# execute-api URL (https://{api-id}.execute-api.{region}.amazonaws.com/<subdomain>/...),
+# one origin shared by all (single user only).
 #
-# One certificate covers DOMAIN and *.DOMAIN; both names are API Gateway
-# custom domains mapped to the HTTP API's $default stage, with Route 53 alias
-# records (A and AAAA) in the given hosted zone.
+# Only *.DOMAIN is served: one certificate, one API Gateway custom domain
+# mapped to the HTTP API's $default stage, Route 53 alias records (A and
+# AAAA). The apex is deliberately not mapped: https://DOMAIN/<sub>/ would put
+# every tunnel back on one origin.
 
 locals {
   wildcard = "*.${var.domain_name}"
-  # The apex and the wildcard; each gets a custom domain, a mapping and records.
+  # The names served; each gets a custom domain, a mapping and records.
   names = {
-    apex     = var.domain_name
     wildcard = local.wildcard
   }
 }
 
 resource "aws_acm_certificate" "this" {
   #checkov:skip=CKV2_AWS_71:The wildcard is the product: every tunnel is https://<random-subdomain>.DOMAIN, unknown in advance.
-  domain_name               = var.domain_name
-  subject_alternative_names = [local.wildcard]
-  validation_method         = "DNS"
-  tags                      = var.tags
+  domain_name       = local.wildcard
+  validation_method = "DNS"
+  tags              = var.tags
 
   lifecycle {
     create_before_destroy = true
   }
 }
 
-# DOMAIN and *.DOMAIN share one validation record; allow_overwrite lets the
-# second entry converge on the first instead of failing.
+# allow_overwrite: a validation record left by an earlier certificate for
+# the same name is taken over instead of failing.
 resource "aws_route53_record" "validation" {
   for_each = {
     for option in aws_acm_certificate.this.domain_validation_options : option.domain_name => {

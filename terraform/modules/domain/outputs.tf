@@ -1,5 +1,5 @@
 output "domain_name" {
-  description = "The public domain (apex)."
+  description = "The public domain tunnels are subdomains of (the apex itself serves nothing)."
   value       = var.domain_name
 }
 
@@ -9,6 +9,6 @@ output "public_url_template" {
 }
 
 output "certificate_arn" {
-  description = "ARN of the validated ACM certificate for DOMAIN and *.DOMAIN."
+  description = "ARN of the validated ACM certificate for *.DOMAIN."
   value       = aws_acm_certificate_validation.this.certificate_arn
 }

@@ -1,6 +1,6 @@
 variable "domain_name" {
   type        = string
-  description = "Public domain of the tunnels, e.g. \"tunnel.example.com\": tunnels are https://<subdomain>.tunnel.example.com."
+  description = "Public domain of the tunnels, e.g. \"tunnel.example.com\": tunnels are https://<subdomain>.tunnel.example.com (the apex is not mapped)."
   nullable    = false
 }
 

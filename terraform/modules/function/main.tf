@@ -22,6 +22,25 @@ resource "aws_cloudwatch_log_group" "this" {
   tags              = var.tags
 }
 
+# One metric per `alarm` value the code logs (a JSON field at the top level
+# of a log line, e.g. alarm="manage_connections_forbidden" for a 403 from
+# @connections: handlers::notifier): each matching line adds 1. Metric
+# filters are free; the alarms watching them are in modules/alarms.
+resource "aws_cloudwatch_log_metric_filter" "alarm" {
+  for_each = toset(var.log_alarms)
+
+  name           = "${var.name}-${each.value}"
+  log_group_name = aws_cloudwatch_log_group.this.name
+  pattern        = "{ $.alarm = \"${each.value}\" }"
+
+  metric_transformation {
+    name      = each.value
+    namespace = var.metric_namespace
+    value     = "1"
+    unit      = "Count"
+  }
+}
+
 data "aws_iam_policy_document" "assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -100,7 +119,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:Reaches only public AWS endpoints (DynamoDB, API Gateway); a VPC would need NAT or endpoints, which cost money while idle.
   #checkov:skip=CKV_AWS_173:The environment holds only table names and endpoints, no secrets; the default Lambda encryption at rest applies.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile and a signed S3 artifact; the zip is built locally by cargo lambda and deployed from the operator's machine.
-  #checkov:skip=CKV_AWS_115:Reserved concurrency is a variable (reserved_concurrency); reserving by default would fail on new accounts with the 10-execution quota.
+  #checkov:skip=CKV_AWS_115:Reserved concurrency is a variable (reserved_concurrency): the tunnel module reserves for every function by default, and an account with a small concurrency quota must be able to set none.
   function_name    = var.name
   description      = var.description
   role             = aws_iam_role.this.arn

@@ -86,3 +86,15 @@ variable "tags" {
   description = "Tags applied to the function, its role and its log group."
   default     = {}
 }
+
+variable "log_alarms" {
+  type        = list(string)
+  description = "Values of the `alarm` field of this function's JSON log lines to count as metrics (one log metric filter each; the metric is named after the value)."
+  default     = []
+}
+
+variable "metric_namespace" {
+  type        = string
+  description = "CloudWatch namespace of the log_alarms metrics."
+  default     = "ServerlessTunnel"
+}

@@ -11,8 +11,9 @@ resource "aws_apigatewayv2_api" "this" {
   name          = var.name
   description   = "Serverless tunnel: public traffic to the agents"
   protocol_type = "HTTP"
-  # Keeps https://{api-id}.execute-api... usable for path routing; set to
-  # true to force traffic through the custom domain.
+  # Path routing serves tunnels on https://{api-id}.execute-api...; host
+  # routing turns it off (modules/tunnel), so the custom domain's
+  # one-origin-per-tunnel is the only way in.
   disable_execute_api_endpoint = var.disable_execute_api_endpoint
   tags                         = var.tags
 }

@@ -25,7 +25,7 @@ variable "throttling_rate_limit" {
 
 variable "disable_execute_api_endpoint" {
   type        = bool
-  description = "Disable the default execute-api endpoint (only with a custom domain; path routing needs it)."
+  description = "Disable the default execute-api endpoint: true with host routing (a custom domain, one origin per tunnel), false with path routing (which is served on it)."
   default     = false
 }
 

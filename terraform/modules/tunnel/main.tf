@@ -6,7 +6,7 @@
 # mirror is handlers::manifest; terraform/checks evaluates the locals below
 # and the module arguments and compares them with the manifest:
 #   - local.function_environment: the variables each function reads;
-#   - local.dynamodb_grants, local.s3_grants and local.posts_to_connections:
+#   - local.dynamodb_grants, local.s3_grants and local.manage_connections:
 #     its IAM (and module.bodies' object_role_arns, who may sign URLs);
 #   - local.websocket_routes and local.http_route_function: its routes.
 #
@@ -18,8 +18,11 @@
 locals {
   tags = merge({ Project = "serverless-tunnel", Tunnel = var.name }, var.tags)
 
-  # Without a custom domain, tunnels are reached by path on the HTTP API's
-  # execute-api host: https://{api-id}.execute-api.{region}.amazonaws.com/{subdomain}/...
+  # Host routing (var.routing = "host") needs the custom domain and serves
+  # tunnels there only: https://{subdomain}.DOMAIN, one browser origin each.
+  # Path routing ("path", no domain) serves them by path on the HTTP API's
+  # execute-api host, one origin for all: https://{api-id}.execute-api.{region}.amazonaws.com/{subdomain}/...
+  # The "routing" output refuses any other combination at plan time.
   custom_domain       = var.domain_name != null
   public_domain       = local.custom_domain ? var.domain_name : module.http_api.host
   public_url_template = local.custom_domain ? "https://{subdomain}.${var.domain_name}" : "${module.http_api.endpoint}/{subdomain}"
@@ -75,6 +78,7 @@ locals {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
       PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
       DOMAIN_NAME                 = local.public_domain
+      ROUTING                     = var.routing
       WEBSOCKET_API_ENDPOINT      = module.websocket_api.management_endpoint
       REQUEST_TIMEOUT_MS          = tostring(var.request_timeout_ms)
       BODIES_BUCKET_NAME          = module.bodies.bucket_name
@@ -102,13 +106,15 @@ locals {
     forwarding = [
       # UpdateItem: release a stale connection's claim (410) for the resume window.
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
-      # BatchGetItem: the chunk items of a chunked response (handlers/src/chunks.rs).
+      # BatchGetItem: the chunk items of a chunked response (handlers/src/store/chunks.rs).
       { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
     ]
     response = [
-      { table = "connections", index = null, actions = ["GetItem"] },
-      # PutItem: one item per response body chunk (handlers/src/chunks.rs).
-      { table = "pending", index = null, actions = ["UpdateItem", "PutItem"] },
+      # UpdateItem: offer the agent its next resume token at `ready` (hash only).
+      { table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },
+      # PutItem: one item per response body chunk (handlers/src/store/chunks.rs);
+      # GetItem: the chunk's request is checked before that write.
+      { table = "pending", index = null, actions = ["UpdateItem", "PutItem", "GetItem"] },
     ]
   }
 
@@ -131,13 +137,29 @@ locals {
     bodies = module.bodies.bucket_arn
   }
 
-  # Which functions call PostToConnection (execute-api:ManageConnections).
-  posts_to_connections = {
-    connect    = false
-    disconnect = false
-    forwarding = true
-    response   = true
+  # The @connections calls of each function, by the HTTP method the IAM
+  # resource names (execute-api:ManageConnections on
+  # {api}/{stage}/{METHOD}/@connections/*): POST is PostToConnection, GET is
+  # GetConnection (forwarding asks whether a silent agent is still connected).
+  manage_connections = {
+    connect    = []
+    disconnect = []
+    forwarding = ["POST", "GET"]
+    response   = ["POST"]
   }
+
+  # The `alarm` values each function's JSON log lines may carry, each counted
+  # by a metric filter on its log group and watched by modules/alarms:
+  # manage_connections_forbidden (handlers::notifier::FORBIDDEN_ALARM) is a
+  # 403 from @connections, for every function that calls it.
+  log_alarms = {
+    connect    = []
+    disconnect = []
+    forwarding = [local.forbidden_alarm]
+    response   = [local.forbidden_alarm]
+  }
+  forbidden_alarm  = "manage_connections_forbidden"
+  metric_namespace = "ServerlessTunnel/${var.name}"
 
   # Which functions read the auth secret (ssm:GetParameter on its parameter;
   # the AWS managed aws/ssm key needs no kms:Decrypt grant).
@@ -153,10 +175,11 @@ locals {
     pending     = module.tables.pending_table_arn
   }
 
-  # POST on the @connections of this API's stage only (no GET, no DELETE).
-  post_to_connections_arn = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}/POST/@connections/*"
+  # The @connections of this API's stage only; the method is appended per
+  # function (no DELETE for anyone).
+  stage_execution_arn = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
 
-  # The IAM statements of each function, built from the two maps above.
+  # The IAM statements of each function, built from the maps above.
   policy_statements = {
     for name, grants in local.dynamodb_grants : name => concat(
       [
@@ -173,13 +196,13 @@ locals {
           resources = ["${local.bucket_arns[grant.bucket]}/*"]
         }
       ],
-      local.posts_to_connections[name] ? [
-        {
-          sid       = "PostToConnections"
+      [
+        for method in local.manage_connections[name] : {
+          sid       = "ManageConnections${method}"
           actions   = ["execute-api:ManageConnections"]
-          resources = [local.post_to_connections_arn]
+          resources = ["${local.stage_execution_arn}/${method}/@connections/*"]
         }
-      ] : [],
+      ],
       local.reads_auth_secret[name] ? [
         {
           sid       = "ReadAuthSecret"
@@ -240,6 +263,8 @@ module "function" {
   environment          = local.function_environment[each.key]
   policy_statements    = local.policy_statements[each.key]
   reserved_concurrency = lookup(var.reserved_concurrency, each.key, null)
+  log_alarms           = local.log_alarms[each.key]
+  metric_namespace     = local.metric_namespace
   tracing_mode         = var.tracing_mode
   log_retention_days   = var.log_retention_days
   permissions_boundary = var.permissions_boundary
@@ -274,8 +299,11 @@ module "http_api" {
   }
   throttling_burst_limit = var.http_throttling_burst_limit
   throttling_rate_limit  = var.http_throttling_rate_limit
-  log_retention_days     = var.log_retention_days
-  tags                   = local.tags
+  # With host routing the custom domain is the only way in: on the
+  # execute-api host, every tunnel would share one origin again.
+  disable_execute_api_endpoint = var.routing == "host"
+  log_retention_days           = var.log_retention_days
+  tags                         = local.tags
 }
 
 module "domain" {
@@ -300,9 +328,11 @@ module "alarms" {
       timeout_seconds = function.timeout
     }
   }
-  http_api_id    = module.http_api.api_id
-  http_api_stage = module.http_api.stage_name
-  sns_topic_arn  = var.alarm_sns_topic_arn
+  log_alarms       = [local.forbidden_alarm]
+  metric_namespace = local.metric_namespace
+  http_api_id      = module.http_api.api_id
+  http_api_stage   = module.http_api.stage_name
+  sns_topic_arn    = var.alarm_sns_topic_arn
   tags           = local.tags
 }
 

@@ -13,8 +13,21 @@ output "http_api_endpoint" {
   value       = module.http_api.endpoint
 }
 
+output "routing" {
+  description = "How tunnels are reached: host (https://<subdomain>.DOMAIN) or path (<http api endpoint>/<subdomain>)."
+  value       = var.routing
+
+  # Host routing needs the wildcard domain; path routing serves on the
+  # execute-api URL only (a custom domain would map its apex, putting every
+  # tunnel on one origin under the operator's own domain).
+  precondition {
+    condition     = (var.routing == "host") == (var.domain_name != null)
+    error_message = "routing = \"host\" needs domain_name (and route53_zone_id); routing = \"path\" takes no domain_name. Path routing puts every tunnel on ONE browser origin: choose it explicitly, for a single user (see terraform/README.md, Routing)."
+  }
+}
+
 output "public_base_url" {
-  description = "Where tunnels are served: https://<subdomain>.DOMAIN with a custom domain, else <http api endpoint>/<subdomain>."
+  description = "Path routing: where tunnels are served, <http api endpoint>/<subdomain>. Host routing: https://DOMAIN, whose subdomains are the tunnels (the apex itself serves nothing)."
   value       = local.custom_domain ? "https://${var.domain_name}" : module.http_api.endpoint
 }
 

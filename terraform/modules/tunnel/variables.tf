@@ -15,8 +15,19 @@ variable "lambda_artifacts_dir" {
 
 variable "domain_name" {
   type        = string
-  description = "Custom domain of the tunnels (https://<subdomain>.DOMAIN); null for path routing on the HTTP API's execute-api URL."
+  description = "Custom domain of the tunnels (https://<subdomain>.DOMAIN; the apex serves nothing): required with routing = \"host\", null with routing = \"path\"."
   default     = null
+}
+
+variable "routing" {
+  type        = string
+  description = "How visitors' requests name their tunnel (the forwarding function's ROUTING): \"host\" (default) serves https://<subdomain>.DOMAIN only, one browser origin per tunnel, and needs domain_name; \"path\" serves https://<execute-api host>/<subdomain>/ without a domain, ONE origin shared by every tunnel (a tunnel's page can read another's responses and cookies): for a single user or mutually trusting ones."
+  default     = "host"
+
+  validation {
+    condition     = contains(["host", "path"], var.routing)
+    error_message = "routing must be \"host\" (with domain_name) or \"path\" (without)."
+  }
 }
 
 variable "route53_zone_id" {
@@ -112,8 +123,15 @@ variable "log_retention_days" {
 
 variable "reserved_concurrency" {
   type        = map(number)
-  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved."
-  default     = {}
+  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved, {} reserves none. A reservation is both a cap and a guarantee: by default forwarding (which waits up to 25 s per visitor request on a slow tunnel) is capped at 50, and connect, response and disconnect keep their own capacity however busy forwarding is. Reservations (85 by default) must leave the account 100 unreserved executions: accounts with a lower concurrency quota set {} or ask for a quota increase."
+  default = {
+    forwarding = 50
+    response   = 25
+    connect    = 5
+    disconnect = 5
+  }
+  # null (what the environments pass by default) means these defaults.
+  nullable = false
 }
 
 variable "tracing_mode" {

@@ -8,16 +8,46 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use super::{
-    DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, conditional, n, s, sdk_error,
-    written,
+    DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, conditional, get_opt_n, get_opt_s,
+    n, s, sdk_error, written,
 };
-use crate::store::{ChunkStore, HEAD_PART, Part, Progress, StoreError, Written, chunk_key};
+use crate::store::{
+    ChunkStore, HEAD_PART, Part, Progress, Receiving, StoreError, Written, chunk_key,
+};
 
 /// BatchGetItem may leave keys unprocessed under throttling: retried this
 /// many times with a short growing pause before giving up.
 const BATCH_ATTEMPTS: u32 = 6;
 
 impl ChunkStore for DynamoPendingStore {
+    async fn receiving(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+    ) -> Result<Option<Receiving>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("requestId", s(request_id))
+            .consistent_read(true)
+            // Billed by the whole item's size all the same; this only keeps
+            // the head's JSON off the wire.
+            .projection_expression("connectionId, #status, chunkCount")
+            .expression_attribute_names("#status", "status")
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let open = get_opt_s(&item, "connectionId").as_deref() == Some(connection_id)
+            && get_opt_s(&item, "status").as_deref() == Some(STATUS_PENDING);
+        Ok(open.then(|| Receiving {
+            count: get_opt_n(&item, "chunkCount").and_then(|c| u32::try_from(c).ok()),
+        }))
+    }
+
     async fn put_chunk(
         &self,
         request_id: &str,
@@ -49,20 +79,20 @@ impl ChunkStore for DynamoPendingStore {
         connection_id: &str,
         part: Part<'_>,
     ) -> Result<Option<Progress>, StoreError> {
+        const OWNED: &str =
+            "attribute_exists(requestId) AND connectionId = :conn AND #status = :pending";
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("requestId", s(request_id))
-            .condition_expression(
-                "attribute_exists(requestId) AND connectionId = :conn AND #status = :pending",
-            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":conn", s(connection_id))
             .expression_attribute_values(":pending", s(STATUS_PENDING))
             .return_values(ReturnValue::AllNew);
         update = match part {
             Part::Head { json, count } => update
+                .condition_expression(OWNED)
                 .update_expression(
                     "ADD receivedParts :part SET responseData = :data, chunkCount = :count",
                 )
@@ -72,9 +102,14 @@ impl ChunkStore for DynamoPendingStore {
                 )
                 .expression_attribute_values(":data", s(json))
                 .expression_attribute_values(":count", n(i64::from(count))),
+            // Once the head has declared the count, nothing beyond it counts.
             Part::Chunk(index) => update
                 .update_expression("ADD receivedParts :part")
-                .expression_attribute_values(":part", AttributeValue::Ns(vec![index.to_string()])),
+                .condition_expression(format!(
+                    "{OWNED} AND (attribute_not_exists(chunkCount) OR chunkCount > :index)"
+                ))
+                .expression_attribute_values(":part", AttributeValue::Ns(vec![index.to_string()]))
+                .expression_attribute_values(":index", n(i64::from(index))),
         };
         let Some(out) = conditional("DynamoDB UpdateItem", update.send().await)? else {
             return Ok(None);

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use super::{
     DynamoConnectionStore, Item, get_n, get_opt_n, get_opt_s, get_s, n, s, sdk_error, written,
 };
+use protocol::policy::AccessPolicy;
+
 use crate::store::{
     CLAIM_PREFIX, Claim, Connection, ConnectionStore, StoreError, Written, claim_key,
 };
@@ -23,10 +25,33 @@ fn claim_item(claim: &Claim) -> Item {
     if let Some(hash) = &claim.resume_token_hash {
         item.insert("resumeTokenHash".to_string(), s(hash));
     }
+    if let Some(hash) = &claim.next_resume_token_hash {
+        item.insert("nextResumeTokenHash".to_string(), s(hash));
+    }
     if let Some(user) = &claim.owner_user {
         item.insert("ownerUser".to_string(), s(user));
     }
+    if let Some(policy) = &claim.policy {
+        item.insert("accessPolicy".to_string(), s(policy_json(policy)));
+    }
     item
+}
+
+fn policy_json(policy: &AccessPolicy) -> String {
+    serde_json::to_string(policy).expect("a policy serializes")
+}
+
+/// The stored policy; unreadable is an error, never "no policy": a tunnel
+/// whose policy cannot be read must not be served open.
+fn get_policy(item: &Item, key: &str) -> Result<Option<AccessPolicy>, StoreError> {
+    get_opt_s(item, "accessPolicy")
+        .map(|json| {
+            serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
+                key: key.to_string(),
+                problem: format!("accessPolicy is not a policy: {e}"),
+            })
+        })
+        .transpose()
 }
 
 impl DynamoConnectionStore {
@@ -86,12 +111,11 @@ impl ConnectionStore for DynamoConnectionStore {
         written("DynamoDB PutItem", result)
     }
 
-    async fn resume_claim(
-        &self,
-        claim: &Claim,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<Written, StoreError> {
+    async fn resume_claim(&self, claim: &Claim, now: i64) -> Result<Written, StoreError> {
+        let Some(presented) = &claim.resume_token_hash else {
+            // No token, nothing to match: a resume without one never holds.
+            return Ok(Written::ConditionFailed);
+        };
         let mut update = self
             .client
             .update_item()
@@ -101,29 +125,58 @@ impl ConnectionStore for DynamoConnectionStore {
             .expression_attribute_values(":me", s(&claim.owner_connection_id))
             .expression_attribute_values(":created", n(claim.created_at))
             .expression_attribute_values(":ttl", n(claim.ttl))
-            .expression_attribute_values(":hash", s(token_hash))
+            .expression_attribute_values(":hash", s(presented))
             .expression_attribute_values(":now", n(now));
-        // The new token's hash replaces the presented one: a token works once.
-        let set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
-                   resumeTokenHash = :newhash";
-        update = update.expression_attribute_values(
-            ":newhash",
-            s(claim.resume_token_hash.as_deref().unwrap_or_default()),
-        );
+        // The presented token becomes the current one and the other slot is
+        // voided (crate::claims: the agent presents the newest it received).
+        let mut set = "SET ownerConnectionId = :me, createdAt = :created, #ttl = :ttl, \
+                       resumeTokenHash = :hash"
+            .to_string();
+        let mut remove = "REMOVE releasedAt, nextResumeTokenHash".to_string();
+        // The resuming agent re-declares its policy: the new one, or none.
+        match &claim.policy {
+            Some(policy) => {
+                set.push_str(", accessPolicy = :policy");
+                update = update.expression_attribute_values(":policy", s(policy_json(policy)));
+            }
+            None => remove.push_str(", accessPolicy"),
+        }
         // A stored hash exists only on an existing claim: no upsert.
-        let condition = "resumeTokenHash = :hash AND #ttl >= :now";
+        let condition = "(resumeTokenHash = :hash OR nextResumeTokenHash = :hash) AND #ttl >= :now";
         update = match &claim.owner_user {
             Some(user) => update
-                .update_expression(format!("{set} REMOVE releasedAt"))
+                .update_expression(format!("{set} {remove}"))
                 .condition_expression(format!(
                     "{condition} AND (attribute_not_exists(ownerUser) OR ownerUser = :user)"
                 ))
                 .expression_attribute_values(":user", s(user)),
             None => update
-                .update_expression(format!("{set} REMOVE releasedAt, ownerUser"))
+                .update_expression(format!("{set} {remove}, ownerUser"))
                 .condition_expression(condition),
         };
         written("DynamoDB UpdateItem", update.send().await)
+    }
+
+    async fn offer_resume_token(
+        &self,
+        subdomain: &str,
+        owner: &str,
+        next_hash: &str,
+    ) -> Result<Written, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("connectionId", s(claim_key(subdomain)))
+            .update_expression("SET nextResumeTokenHash = :next")
+            // Only the holder's own claim (a missing one fails the
+            // comparison: no upsert).
+            .condition_expression("ownerConnectionId = :me")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":next", s(next_hash))
+            .send()
+            .await;
+        written("DynamoDB UpdateItem", result)
     }
 
     async fn get_claim(&self, subdomain: &str) -> Result<Option<Claim>, StoreError> {
@@ -137,8 +190,10 @@ impl ConnectionStore for DynamoConnectionStore {
             created_at: get_n(&item, &key, "createdAt")?,
             ttl: get_n(&item, &key, "ttl")?,
             resume_token_hash: get_opt_s(&item, "resumeTokenHash"),
+            next_resume_token_hash: get_opt_s(&item, "nextResumeTokenHash"),
             owner_user: get_opt_s(&item, "ownerUser"),
             released_at: get_opt_n(&item, "releasedAt"),
+            policy: get_policy(&item, &key)?,
         }))
     }
 
@@ -154,7 +209,9 @@ impl ConnectionStore for DynamoConnectionStore {
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(claim_key(subdomain)))
-            .update_expression("SET releasedAt = :now, #ttl = :until")
+            // The policy may hold a webhook secret: it lives only as long as
+            // the connection (a resuming agent declares it again).
+            .update_expression("SET releasedAt = :now, #ttl = :until REMOVE accessPolicy")
             // Only our own claim: a late `$disconnect` must not touch a claim
             // that moved to the agent's new connection (and a missing claim
             // fails the comparison: no upsert).
@@ -180,7 +237,6 @@ impl ConnectionStore for DynamoConnectionStore {
             ("agentVersion", &c.agent_version),
             ("agentPlatform", &c.agent_platform),
             ("sourceIp", &c.source_ip),
-            ("resumeToken", &c.resume_token),
         ] {
             if let Some(v) = value {
                 item.insert(name.to_string(), s(v));
@@ -213,7 +269,6 @@ impl ConnectionStore for DynamoConnectionStore {
             agent_version: get_opt_s(&item, "agentVersion"),
             agent_platform: get_opt_s(&item, "agentPlatform"),
             source_ip: get_opt_s(&item, "sourceIp"),
-            resume_token: get_opt_s(&item, "resumeToken"),
         }))
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use handlers::config::Routing;
 use handlers::manifest::{self, BUCKETS, Function, TABLES};
 use hcl::Value;
 use protocol::limits::MAX_REQUEST_TIMEOUT;
@@ -186,6 +187,9 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
         ("WEBSOCKET_API_ENDPOINT", _) => "module.websocket_api.management_endpoint".to_owned(),
         ("DOMAIN_NAME", Scenario::ExecuteApi) => "module.http_api.host".to_owned(),
         ("DOMAIN_NAME", Scenario::CustomDomain) => EXAMPLE_DOMAIN.to_owned(),
+        // A custom domain is host routing; without one, path routing.
+        ("ROUTING", Scenario::CustomDomain) => Routing::Host.as_str().to_owned(),
+        ("ROUTING", Scenario::ExecuteApi) => Routing::Path.as_str().to_owned(),
         ("PUBLIC_URL_TEMPLATE", Scenario::ExecuteApi) => {
             "module.http_api.endpoint/{subdomain}".to_owned()
         }
@@ -204,6 +208,13 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
                 .then(|| "expected required or disabled".to_owned());
         }
         ("AUTH_SECRET_PARAMETER", _) => AUTH_SECRET_PARAMETER_NAME.to_owned(),
+        ("AUTH_SECRET_REFRESH_SECONDS", _) => {
+            let max = handlers::config::MAX_SECRET_REFRESH.as_secs();
+            return match value.parse::<u64>() {
+                Ok(secs) if secs <= max => None,
+                _ => Some(format!("expected a number of seconds in 0..={max}")),
+            };
+        }
         // The secret would be in the state and every plan.
         ("AUTH_SECRET", _) => {
             return Some(
@@ -269,7 +280,7 @@ fn granted(eval: &Evaluator, function: &Function) -> Result<BTreeSet<Grant>, Str
 }
 
 /// What the manifest says a function may do, as (action, resource) pairs.
-fn expected_grants(function: &Function, post_to_connections_arn: &str) -> Vec<Grant> {
+fn expected_grants(function: &Function, stage_execution_arn: &str) -> Vec<Grant> {
     let mut grants: Vec<Grant> = function
         .dynamodb
         .iter()
@@ -292,10 +303,10 @@ fn expected_grants(function: &Function, post_to_connections_arn: &str) -> Vec<Gr
             .unwrap_or_else(|| format!("<unknown bucket {}>", access.bucket));
         (format!("s3:{}", access.action), format!("{bucket}/*"))
     }));
-    if function.posts_to_connections {
+    for method in function.manage_connections {
         grants.push((
             "execute-api:ManageConnections".to_owned(),
-            post_to_connections_arn.to_owned(),
+            format!("{stage_execution_arn}/{method}/@connections/*"),
         ));
     }
     if function.reads_auth_secret {
@@ -307,9 +318,9 @@ fn expected_grants(function: &Function, post_to_connections_arn: &str) -> Vec<Gr
     grants
 }
 
-/// The resource `execute-api:ManageConnections` must be scoped to:
-/// POST on the @connections of the WebSocket API's stage.
-fn post_to_connections_arn(eval: &Evaluator) -> Result<String, String> {
+/// The WebSocket API's stage, which `execute-api:ManageConnections` must be
+/// scoped to (followed by `/{METHOD}/@connections/*`).
+fn stage_execution_arn(eval: &Evaluator) -> Result<String, String> {
     let stage = eval
         .module_argument("websocket_api", None, "stage_name")?
         .ok_or_else(|| format!("{COMPOSITION}: module websocket_api gets no stage_name"))?;
@@ -317,20 +328,18 @@ fn post_to_connections_arn(eval: &Evaluator) -> Result<String, String> {
         .as_str()
         .ok_or_else(|| format!("{COMPOSITION}: websocket stage_name is not a string: {stage}"))?
         .to_owned();
-    Ok(format!(
-        "module.websocket_api.execution_arn/{stage}/POST/@connections/*"
-    ))
+    Ok(format!("module.websocket_api.execution_arn/{stage}"))
 }
 
 /// Each function's policy allows exactly the DynamoDB actions of its
 /// manifest entry, each on the right table or index ARN, its S3 actions on
 /// the objects of the right bucket, plus
-/// `execute-api:ManageConnections` on POST @connections of the stage if and
-/// only if it posts to connections; nothing else.
+/// `execute-api:ManageConnections` on `{stage}/{METHOD}/@connections/*` for
+/// exactly the methods of its `manage_connections`; nothing else.
 pub fn function_iam(tree: &Tree) -> Vec<String> {
     let mut problems = Vec::new();
     let eval = try_or_report!(problems, composition(tree, Scenario::ExecuteApi));
-    let manage_arn = try_or_report!(problems, post_to_connections_arn(&eval));
+    let manage_arn = try_or_report!(problems, stage_execution_arn(&eval));
     for function in manifest::FUNCTIONS {
         let granted = match granted(&eval, function) {
             Ok(granted) => granted,
@@ -343,7 +352,7 @@ pub fn function_iam(tree: &Tree) -> Vec<String> {
             expected_grants(function, &manage_arn).into_iter().collect();
         for (action, resource) in expected.difference(&granted) {
             problems.push(format!(
-                "{COMPOSITION}: function {} cannot call {action} on {resource}, which its code needs (handlers::manifest); add it to local.dynamodb_grants / local.s3_grants / local.posts_to_connections / local.reads_auth_secret",
+                "{COMPOSITION}: function {} cannot call {action} on {resource}, which its code needs (handlers::manifest); add it to local.dynamodb_grants / local.s3_grants / local.manage_connections / local.reads_auth_secret",
                 function.name
             ));
         }

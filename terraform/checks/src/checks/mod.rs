@@ -20,8 +20,14 @@
 //! - [`tables`]: the tables against the manifest.
 //! - [`buckets`]: the buckets against the manifest, and private as promised.
 //! - [`routes`]: routes → functions against the manifest.
+//! - [`alarms`]: the log alarm of a 403 from `@connections` (metric filter
+//!   and alarm) against the field and value the code logs.
 //! - [`timeouts`]: forwarding's timeout against the protocol's wait and the
 //!   HTTP API's limit.
+//! - [`auth_secret`]: no value Terraform writes into the secret's parameter
+//!   can sign a token (the handlers' own check says so).
+//! - [`routing`]: one origin per tunnel with host routing (no execute-api
+//!   endpoint, no apex), and routing and domain that agree.
 
 use std::collections::BTreeMap;
 
@@ -44,17 +50,23 @@ macro_rules! try_or_report {
     };
 }
 
+mod alarms;
+mod auth_secret;
 mod buckets;
 mod files;
 mod functions;
 mod routes;
+mod routing;
 mod tables;
 mod timeouts;
 
+pub use alarms::log_alarms;
+pub use auth_secret::auth_secret_placeholder;
 pub use buckets::buckets;
 pub use files::{MODULE_FILES, envs, files_parse, module_layout, variables_documented};
 pub use functions::{function_environment, function_iam, function_instances, function_module};
 pub use routes::routes;
+pub use routing::routing;
 pub use tables::tables;
 pub use timeouts::{HTTP_INTEGRATION_TIMEOUT_MS, forwarding_timeout};
 
@@ -68,7 +80,8 @@ pub const HTTP_MODULE: &str = "modules/http_api";
 /// The domain used to evaluate the composition with a custom domain.
 pub const EXAMPLE_DOMAIN: &str = "tunnel.example.com";
 
-/// The two ways to deploy: path routing on execute-api, or a custom domain.
+/// The two ways to deploy: path routing on execute-api, or host routing on
+/// a custom domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     ExecuteApi,
@@ -80,8 +93,9 @@ impl Scenario {
 
     fn overrides(self) -> Vec<(&'static str, Value)> {
         match self {
-            Scenario::ExecuteApi => Vec::new(),
+            Scenario::ExecuteApi => vec![("routing", Value::from("path"))],
             Scenario::CustomDomain => vec![
+                ("routing", Value::from("host")),
                 ("domain_name", Value::from(EXAMPLE_DOMAIN)),
                 ("route53_zone_id", Value::from("Z0123456789ABCDEFGHIJ")),
             ],
@@ -162,5 +176,8 @@ pub fn all() -> Vec<(&'static str, Check)> {
         ("routes", routes),
         ("forwarding_timeout", forwarding_timeout),
         ("envs", envs),
+        ("auth_secret_placeholder", auth_secret_placeholder),
+        ("routing", routing),
+        ("log_alarms", log_alarms),
     ]
 }

@@ -114,7 +114,7 @@ pub fn forwarding_timeout(tree: &Tree) -> Vec<String> {
 
 /// The values an env passes to module "tunnel" for these variables
 /// (evaluated with its terraform.tfvars and its variables' defaults).
-fn env_overrides(
+pub(super) fn env_overrides(
     tree: &Tree,
     env: &str,
     names: &[&'static str],

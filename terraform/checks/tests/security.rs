@@ -1,0 +1,298 @@
+//! The agent-token secret's placeholder and the browser origins of tunnels:
+//! the real tree passes, and each check catches the mistake it claims to.
+
+use handlers::config::{UnusableSecret, signing_secret};
+use terraform_checks::tree::{attribute, label, literal_str, nested};
+use terraform_checks::{Tree, checks};
+
+const SECRET_MODULE: &str = "modules/auth_secret/main.tf";
+const TUNNEL: &str = "modules/tunnel/main.tf";
+const TUNNEL_OUTPUTS: &str = "modules/tunnel/outputs.tf";
+const DOMAIN: &str = "modules/domain/main.tf";
+
+#[track_caller]
+fn assert_passes(name: &str, check: checks::Check) {
+    let problems = check(&Tree::workspace());
+    assert!(
+        problems.is_empty(),
+        "check {name} found problems in terraform/:\n  - {}",
+        problems.join("\n  - ")
+    );
+}
+
+#[track_caller]
+fn detects(path: &str, from: &str, to: &str, check: checks::Check, expected: &[&str]) {
+    let tree = Tree::workspace().with_replaced(path, from, to);
+    let problems = check(&tree);
+    assert!(
+        problems
+            .iter()
+            .any(|problem| expected.iter().all(|fragment| problem.contains(fragment))),
+        "expected a problem mentioning {expected:?}, got:\n  - {}",
+        problems.join("\n  - ")
+    );
+}
+
+/// The value the HCL writes into the secret's parameter, given to the
+/// function the connect function checks every secret with: refused, as a
+/// placeholder (not merely as too short).
+#[test]
+fn the_placeholder_terraform_writes_cannot_sign_a_token() {
+    let tree = Tree::workspace();
+    let body = tree.parse(SECRET_MODULE).unwrap();
+    let parameter = nested(&body, "resource")
+        .find(|r| label(r, 0) == "aws_ssm_parameter" && label(r, 1) == "this")
+        .expect("aws_ssm_parameter.this");
+    let value = attribute(parameter.body(), "value")
+        .and_then(literal_str)
+        .expect("a literal value");
+    assert_eq!(
+        signing_secret(value).map(drop),
+        Err(UnusableSecret::Placeholder)
+    );
+    assert_passes("auth_secret_placeholder", checks::auth_secret_placeholder);
+}
+
+#[test]
+fn a_placeholder_that_could_sign_is_caught() {
+    // Long enough and unmarked: exactly the mistake this guards against.
+    detects(
+        SECRET_MODULE,
+        "\"UNSET: see terraform/README.md\"",
+        "\"placeholder-set-me-with-aws-ssm-put-parameter-overwrite\"",
+        checks::auth_secret_placeholder,
+        &[
+            "aws_ssm_parameter.this value",
+            "passes the connect function's secret check",
+        ],
+    );
+    detects(
+        SECRET_MODULE,
+        "\"UNSET: see terraform/README.md\"",
+        "var.initial_value",
+        checks::auth_secret_placeholder,
+        &["is not a literal string"],
+    );
+    detects(
+        SECRET_MODULE,
+        "ignore_changes = [value]",
+        "ignore_changes = [tags]",
+        checks::auth_secret_placeholder,
+        &["needs lifecycle { ignore_changes = [value] }"],
+    );
+}
+
+#[test]
+fn routing_gives_each_tunnel_its_own_origin() {
+    assert_passes("routing", checks::routing);
+}
+
+#[test]
+fn the_execute_api_endpoint_left_on_with_host_routing() {
+    detects(
+        TUNNEL,
+        "disable_execute_api_endpoint = var.routing == \"host\"",
+        "disable_execute_api_endpoint = false",
+        checks::routing,
+        &[
+            "disable_execute_api_endpoint = Some(Bool(false)) with host routing",
+            "one origin",
+        ],
+    );
+}
+
+#[test]
+fn the_apex_mapped() {
+    detects(
+        DOMAIN,
+        "    wildcard = local.wildcard\n",
+        "    apex     = var.domain_name\n    wildcard = local.wildcard\n",
+        checks::routing,
+        &["aws_apigatewayv2_domain_name.this for_each includes the apex"],
+    );
+    detects(
+        DOMAIN,
+        "domain_name       = local.wildcard",
+        "domain_name       = var.domain_name",
+        checks::routing,
+        &["aws_acm_certificate.this domain_name includes the apex"],
+    );
+}
+
+#[test]
+fn host_routing_without_a_domain_allowed() {
+    detects(
+        TUNNEL_OUTPUTS,
+        "condition     = (var.routing == \"host\") == (var.domain_name != null)",
+        "condition     = var.routing == \"host\" || var.domain_name == null",
+        checks::routing,
+        &["the routing precondition accepts routing = \"host\" with domain_name = null"],
+    );
+}
+
+#[test]
+fn an_env_that_would_not_plan() {
+    detects(
+        "envs/dev/terraform.tfvars",
+        "\nrouting = \"path\"\n",
+        "\n",
+        checks::routing,
+        &[
+            "envs/dev: routing and domain_name",
+            "fail the composition's routing precondition",
+        ],
+    );
+}
+
+#[test]
+fn forwarding_without_its_routing() {
+    detects(
+        TUNNEL,
+        "      ROUTING                     = var.routing\n",
+        "",
+        checks::function_environment,
+        &["function forwarding needs ROUTING"],
+    );
+    detects(
+        TUNNEL,
+        "      ROUTING                     = var.routing\n",
+        "      ROUTING                     = \"path\"\n",
+        checks::function_environment,
+        &["ROUTING = \"path\": expected host (with a custom domain)"],
+    );
+}
+
+/// The deploy gate (`scripts/auth-secret-set.sh`, run by deploy.yml before
+/// anything that accepts connections is created) against a fake `aws`:
+/// its verdict is `signing_secret`'s on every value, the HCL's placeholder
+/// included, and a missing parameter fails it.
+#[test]
+fn the_deploy_gate_agrees_with_the_connect_function() {
+    let tree = Tree::workspace();
+    let body = tree.parse(SECRET_MODULE).unwrap();
+    let placeholder = nested(&body, "resource")
+        .find(|r| label(r, 0) == "aws_ssm_parameter")
+        .and_then(|r| attribute(r.body(), "value"))
+        .and_then(literal_str)
+        .expect("a literal value")
+        .to_string();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/auth-secret-set.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let aws = dir.path().join("aws");
+    // `aws ssm get-parameter ... --output text`: the value and a newline,
+    // or ParameterNotFound when there is no value file.
+    std::fs::write(
+        &aws,
+        "#!/bin/sh\nif [ -f \"$FAKE_SSM_VALUE\" ]; then cat \"$FAKE_SSM_VALUE\"; echo; exit 0; fi\n\
+         echo 'An error occurred (ParameterNotFound) when calling the GetParameter operation: Parameter /t/auth-secret not found.' >&2\nexit 254\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let value_file = dir.path().join("value");
+    let gate = |value: Option<&str>| {
+        match value {
+            Some(value) => std::fs::write(&value_file, value).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&value_file);
+            }
+        }
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("/t/auth-secret")
+            .env("PATH", &path)
+            .env("FAKE_SSM_VALUE", &value_file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(value) = value.filter(|v| v.trim().len() >= 8) {
+            assert!(
+                !stdout.contains(value.trim()),
+                "the value printed: {stdout}"
+            );
+        }
+        (out.status.code(), stdout)
+    };
+
+    let (code, out) = gate(None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("does not exist") && out.contains("put-parameter"),
+        "{out}"
+    );
+
+    let secret = "q7Zc1f0mXnP2vV8wLr4tYb6sKd9hJe3gUa5iOo0pQx=";
+    let mut values = vec![
+        placeholder.clone(),
+        placeholder.to_uppercase(),
+        format!("  {placeholder}\n"),
+        "placeholder: set me with aws ssm put-parameter --overwrite".to_string(),
+        "PlaceHolder: 0123456789abcdef0123456789abcdef".to_string(),
+        "0123456789".to_string(),
+        "0123456789abcdef0123456789abcde".to_string(),
+        "0123456789abcdef0123456789abcdef".to_string(),
+        format!(" {secret}\t"),
+        format!("{secret} unset:"),
+    ];
+    for marker in handlers::config::PLACEHOLDER_MARKERS {
+        values.push(format!("{marker}0123456789abcdef0123456789abcdef"));
+    }
+    for value in &values {
+        let (code, out) = gate(Some(value));
+        let usable = signing_secret(value.as_str()).is_ok();
+        assert_eq!(code == Some(0), usable, "{value:?}: {out}");
+        assert_eq!(code, Some(if usable { 0 } else { 1 }), "{value:?}: {out}");
+        if matches!(
+            signing_secret(value.as_str()),
+            Err(UnusableSecret::Placeholder)
+        ) {
+            assert!(out.contains("placeholder"), "{out}");
+        }
+    }
+}
+
+/// deploy.yml, in each environment: the secret's parameter alone, then the
+/// gate, then the full apply; no other apply before the gate.
+#[test]
+fn deploy_applies_nothing_that_accepts_connections_before_the_gate() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.github/workflows/deploy.yml");
+    let workflow = std::fs::read_to_string(path).unwrap();
+    for env in ["dev", "prod"] {
+        let applies: Vec<(usize, &str)> = workflow
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.contains(&format!("terraform/envs/{env} apply")))
+            .collect();
+        let gate = workflow
+            .lines()
+            .position(|line| {
+                line.contains("scripts/auth-secret-set.sh")
+                    && line.contains(&format!(
+                        "terraform/envs/{env} output -raw auth_secret_parameter"
+                    ))
+            })
+            .unwrap_or_else(|| panic!("{env}: no gate"));
+        let (before, after): (Vec<_>, Vec<_>) = applies.iter().partition(|(i, _)| *i < gate);
+        assert!(
+            !before.is_empty() && !after.is_empty(),
+            "{env}: {applies:?}"
+        );
+        for (_, line) in &before {
+            assert!(
+                line.trim_end()
+                    .ends_with("-target=module.tunnel.module.auth_secret"),
+                "{env}: applied before the gate: {line}"
+            );
+        }
+    }
+}
