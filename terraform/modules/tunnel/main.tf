@@ -333,7 +333,7 @@ module "alarms" {
   http_api_id      = module.http_api.api_id
   http_api_stage   = module.http_api.stage_name
   sns_topic_arn    = var.alarm_sns_topic_arn
-  tags           = local.tags
+  tags             = local.tags
 }
 
 # The forwarding function must outlive its wait for the agent, and the HTTP
