@@ -99,8 +99,8 @@ fn a_query_on_the_table_instead_of_the_index() {
 fn manage_connections_where_the_code_never_posts() {
     detects(
         TUNNEL,
-        "connect    = []",
-        "connect    = [\"POST\"]",
+        "manage_connections = {\n    connect    = []",
+        "manage_connections = {\n    connect    = [\"POST\"]",
         checks::function_iam,
         &[
             "function connect may call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",
