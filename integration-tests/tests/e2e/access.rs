@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use agent::Event;
 use base64::Engine as _;
+use handlers::config::Routing;
 use hmac::{KeyInit as _, Mac as _};
-use itest::{LocalService, Stack, TestEnv, Tunnel};
+use itest::{LocalService, Stack, StackConfig, TestEnv, Tunnel};
 use protocol::policy::{self, AccessPolicy, Webhook, WebhookProvider};
 use tokio::sync::broadcast;
 
@@ -73,7 +74,7 @@ async fn basic_auth_admits_only_the_right_credentials_on_both_routings() -> anyh
         basic_auth: vec![policy::hash_credential("ann", "correct horse battery")],
         ..AccessPolicy::default()
     };
-    let (tunnel, mut events) = protected(&env, &service, policy).await?;
+    let (tunnel, mut events) = protected(&env, &service, policy.clone()).await?;
     let client = visitor();
     let url = format!("{}/private", tunnel.public_url());
 
@@ -107,9 +108,21 @@ async fn basic_auth_admits_only_the_right_credentials_on_both_routings() -> anyh
         "the consumed Authorization header reached the service"
     );
 
-    // Host routing reads the same policy.
-    if let Some(stack) = env.local_or_skip("host routing on the local emulator") {
-        let host = stack.host_for(tunnel.subdomain());
+    // Host routing reads the same policy: a stack of its own, since ROUTING
+    // is either host or path.
+    if env
+        .local_or_skip("host routing on the local emulator")
+        .is_some()
+    {
+        let stack = Stack::start(StackConfig {
+            routing: Routing::Host,
+            ..StackConfig::for_tests()
+        })
+        .await?;
+        let mut config = stack.agent_config(&service.port())?;
+        config.policy = Some(policy.clone());
+        let by_host = Tunnel::start(config).await?;
+        let host = stack.host_for(by_host.subdomain());
         let refused = client
             .get(format!("{}/by-host", stack.http_url()))
             .header("host", &host)
@@ -124,6 +137,8 @@ async fn basic_auth_admits_only_the_right_credentials_on_both_routings() -> anyh
             .await?;
         assert_eq!(admitted.status(), 200);
         first_seen_is(&service, "/by-host?ok").await?;
+        by_host.shutdown().await?;
+        stack.shutdown().await;
     }
     tunnel.shutdown().await?;
     env.shutdown().await;
