@@ -139,6 +139,12 @@ impl Console {
             Event::ServerError { message, .. } => {
                 Some(format!("{time}  The tunnel server reported: {message}"))
             }
+            Event::Renewed { dropped: 0 } => Some(format!(
+                "{time}  Renewed the connection; no request was dropped"
+            )),
+            Event::Renewed { dropped } => Some(format!(
+                "{time}  Renewed the connection; {dropped} request(s) in flight on the old one were dropped"
+            )),
             Event::ShuttingDown { in_flight: 0 } => Some("Shutting down…".into()),
             Event::ShuttingDown { in_flight } => Some(format!(
                 "Shutting down: waiting for {in_flight} request(s) in flight… (Ctrl-C again to quit now)"
@@ -265,6 +271,19 @@ mod tests {
         assert_eq!(
             c.render_at(&again, at()).unwrap(),
             "21:30:01  Reconnecting in 2.1 s…"
+        );
+    }
+
+    #[test]
+    fn renewal_lines() {
+        let mut c = Console::new("t", UtcOffset::UTC);
+        assert_eq!(
+            c.render_at(&Event::Renewed { dropped: 0 }, at()).unwrap(),
+            "21:30:01  Renewed the connection; no request was dropped"
+        );
+        assert_eq!(
+            c.render_at(&Event::Renewed { dropped: 2 }, at()).unwrap(),
+            "21:30:01  Renewed the connection; 2 request(s) in flight on the old one were dropped"
         );
     }
 

@@ -30,6 +30,10 @@ pub enum Event {
         code: protocol::ErrorCode,
         message: String,
     },
+    /// The connection neared its age limit and handed the tunnel over to a
+    /// new one on the same URL; `dropped` requests were lost on the old one
+    /// (0 unless it died before finishing them).
+    Renewed { dropped: usize },
     /// The server refused a visitor's request by the tunnel's access policy
     /// (it never reached the agent).
     Rejected(protocol::policy::Rejected),

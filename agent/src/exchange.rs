@@ -72,6 +72,11 @@ pub trait Recorder: Send + Sync {
     /// `stored` is its body when it came from the bodies bucket rather than
     /// inline.
     fn record(&self, request: &HttpRequest, stored: Option<&[u8]>) -> Box<dyn Recording>;
+
+    /// The server refused a visitor's request by the tunnel's access policy
+    /// (`rejected`, already clipped): it never reached the agent, so there
+    /// is no exchange, only this notice.
+    fn refused(&self, _rejected: &protocol::policy::Rejected) {}
 }
 
 /// One exchange being recorded. Dropped without [`Recording::finish`], the

@@ -110,6 +110,13 @@ impl Forwarder {
         self
     }
 
+    /// Shows a request the server refused at the edge to the recorder.
+    pub(crate) fn refused(&self, rejected: &protocol::policy::Rejected) {
+        if let Some(recorder) = &self.recorder {
+            recorder.refused(rejected);
+        }
+    }
+
     /// A place for one more request with the local service, or `None` when
     /// [`Forwarder::max_in_flight`] are already there. The caller holds it
     /// for as long as the request counts.

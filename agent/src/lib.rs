@@ -35,8 +35,8 @@
 //! - [`token`]: minting agent tokens (`tunnel token issue`).
 //! - [`exchange`]: one request as the others see it: its log line
 //!   ([`RequestLog`], [`RequestOutcome`]) and the [`Recorder`](exchange::Recorder)
-//!   hook through which the forwarder shows every exchange to the inspector
-//!   without knowing it.
+//!   hook through which the forwarder shows every exchange (and every
+//!   request refused at the edge) to the inspector without knowing it.
 //! - [`access`]: the access options (`--basic-auth`, `--allow-cidr`,
 //!   `--url-token`, `--verify-webhook`) turned into the policy the agent
 //!   declares.

@@ -442,6 +442,7 @@ fn log_event(event: &Event) {
         Event::ServerError { code, message } => {
             tracing::warn!(code = ?code, %message, "server error")
         }
+        Event::Renewed { dropped } => tracing::info!(dropped, "renewed the connection"),
         Event::ShuttingDown { in_flight } => tracing::info!(in_flight, "shutting down"),
         Event::Stopped => tracing::info!("stopped"),
     }

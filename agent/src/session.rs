@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::HeaderValue;
 use protocol::limits::MAX_MESSAGE_BYTES;
@@ -38,6 +39,23 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// 128 KB (8 MB); a task with more waits for room.
 const OUT_QUEUE_MESSAGES: usize = 64;
 
+/// How long a server that does not say (no `max_age_secs`) keeps a
+/// connection: API Gateway's maximum connection duration, 2 hours
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html>).
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// How long a connection that handed its tunnel over keeps listening after
+/// its successor is established, for requests forwarding had already chosen
+/// it for (read the claim before the move, posting now): milliseconds in
+/// practice.
+const RETIRE_GRACE: Duration = Duration::from_secs(2);
+
+/// When to open a successor: `margin` before the server's age limit, where
+/// `margin` = min(5 min, a quarter of the age).
+fn renew_after(max_age: Duration) -> Duration {
+    max_age - (max_age / 4).min(Duration::from_secs(5 * 60))
+}
+
 /// What the supervisor shares with each connection.
 pub(crate) struct Ctx {
     pub events: broadcast::Sender<Event>,
@@ -69,6 +87,9 @@ enum End {
     Fatal(AgentError),
     /// Retry after a delay. `up_for` is how long it was established.
     Lost { reason: String, up_for: Duration },
+    /// Handed its tunnel over to a successor and closed (or died after
+    /// that): the successor carries on.
+    Retired,
 }
 
 /// Connects, serves and reconnects with backoff until shutdown or a fatal
@@ -94,7 +115,7 @@ pub(crate) async fn supervise(
         ctx.emit(Event::Connecting {
             attempt: backoff.attempt(),
         });
-        let end = connection(config, &forwarder, ctx, resume.as_deref()).await;
+        let end = chain(config, &forwarder, ctx, resume.as_deref()).await;
         if let ConnectionState::Connected(established) = &*ctx.state.borrow() {
             connected_once = true;
             forbidden_since = None;
@@ -123,6 +144,7 @@ pub(crate) async fn supervise(
                 return Err(err);
             }
             End::Lost { reason, up_for } => (reason, up_for),
+            End::Retired => ("the connection was handed over".to_owned(), Duration::ZERO),
         };
         backoff.connection_ended(up_for);
         let attempt = backoff.attempt();
@@ -140,6 +162,56 @@ pub(crate) async fn supervise(
             () = ctx.shutdown_signal() => return Ok(()),
         }
         let _ = ctx.state.send(ConnectionState::Connecting);
+    }
+}
+
+/// One connection and the successors it hands the tunnel over to before its
+/// age limit (make-before-break): each asks for its successor on `renew`,
+/// keeps serving until the successor is established, finishes what it has,
+/// then retires. Ends when the last of them ends unplanned; the end of a
+/// retired connection is not the chain's.
+async fn chain(
+    config: &Config,
+    forwarder: &Arc<Forwarder>,
+    ctx: &Ctx,
+    resume: Option<&str>,
+) -> End {
+    let (renew_tx, mut renew_rx) = mpsc::unbounded_channel::<()>();
+    let mut live = FuturesUnordered::new();
+    live.push(connection(
+        config,
+        forwarder,
+        ctx,
+        resume.map(str::to_owned),
+        renew_tx.clone(),
+        false,
+    ));
+    let mut last: Option<End> = None;
+    loop {
+        tokio::select! {
+            Some(()) = renew_rx.recv() => {
+                let token = match &*ctx.state.borrow() {
+                    ConnectionState::Connected(e) => e.resume_token.clone(),
+                    _ => None,
+                };
+                if token.is_none() {
+                    tracing::info!("no resume token to hand the tunnel over with; it reconnects when the connection ends");
+                    continue;
+                }
+                tracing::info!("opening a successor connection before the age limit");
+                live.push(connection(config, forwarder, ctx, token, renew_tx.clone(), true));
+            }
+            ended = live.next() => match ended {
+                Some(End::Retired) => {}
+                Some(end) => last = Some(end),
+                None => {
+                    return last.unwrap_or(End::Lost {
+                        reason: "the connection ended".into(),
+                        up_for: Duration::ZERO,
+                    });
+                }
+            },
+        }
     }
 }
 
@@ -315,15 +387,18 @@ async fn send_json(sink: &mut Ws, json: String) -> Result<(), tungstenite::Error
     sink.flush().await
 }
 
-/// One connection, from handshake to its end.
+/// One connection, from handshake to its end. A `successor` takes over the
+/// tunnel of the connection that asked for it on `renew`.
 async fn connection(
     config: &Config,
     forwarder: &Arc<Forwarder>,
     ctx: &Ctx,
-    resume: Option<&str>,
+    resume: Option<String>,
+    renew: mpsc::UnboundedSender<()>,
+    successor: bool,
 ) -> End {
     let ws = tokio::select! {
-        ws = connect(config, resume) => ws,
+        ws = connect(config, resume.as_deref()) => ws,
         () = ctx.shutdown_signal() => return End::Shutdown,
     };
     let mut ws = match ws {
@@ -336,15 +411,35 @@ async fn connection(
         forwarder,
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
+        connected_at: Instant::now(),
         established_at: None,
+        established: None,
+        successor,
+        renew,
+        retired: false,
         out: mpsc::channel(OUT_QUEUE_MESSAGES),
         assembler: Assembler::new(),
     };
     let end = conn.serve(&mut ws).await;
     // Nothing outlives the connection: responses could not be delivered on
     // another one anyway.
+    let dropped = conn.tasks.len() + conn.out.1.len();
     conn.tasks.abort_all();
-    end
+    if !conn.retired {
+        return end;
+    }
+    let dropped = match end {
+        End::Retired => 0,
+        // Asked to stop while finishing: the shutdown reports it.
+        End::Shutdown => return End::Retired,
+        End::Fatal(_) | End::Lost { .. } => dropped,
+    };
+    tracing::info!(
+        dropped,
+        "handed the tunnel over to the successor connection"
+    );
+    ctx.emit(Event::Renewed { dropped });
+    End::Retired
 }
 
 struct Connection<'a> {
@@ -353,7 +448,17 @@ struct Connection<'a> {
     forwarder: &'a Arc<Forwarder>,
     tasks: JoinSet<()>,
     in_flight: HashMap<tokio::task::Id, String>,
+    /// When the handshake completed: the server's age limit counts from here.
+    connected_at: Instant,
     established_at: Option<Instant>,
+    /// This connection's `connection_established`.
+    established: Option<ConnectionEstablished>,
+    /// Opened to take over from a connection nearing its age limit.
+    successor: bool,
+    /// Asks the chain for a successor.
+    renew: mpsc::UnboundedSender<()>,
+    /// A successor holds the tunnel now: finish what is here, then close.
+    retired: bool,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
     /// Request bodies arriving in chunks.
     assembler: Assembler,
@@ -382,8 +487,37 @@ impl Connection<'_> {
         tokio::pin!(establish_deadline);
         let mut shutdown = self.ctx.shutdown.clone();
         let mut draining: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        // Set once established: when to ask for a successor.
+        let mut renew_at: Option<Instant> = None;
+        // Once retired: until when requests already on their way may arrive.
+        let mut retire_grace: Option<Instant> = None;
+        let mut state = self.ctx.state.subscribe();
 
         loop {
+            if self.retired
+                && retire_grace.is_none()
+                && draining.is_none()
+                && self.tasks.is_empty()
+                && self.assembler.next_deadline().is_none()
+            {
+                while let Ok(json) = self.out.1.try_recv() {
+                    if let Err(e) = send_json(ws, json).await {
+                        return self
+                            .lost(format!("could not send a response: {}", error_chain(&e)));
+                    }
+                }
+                self.close(ws, "handed over to a new connection").await;
+                return End::Retired;
+            }
+            if renew_at.is_none()
+                && !self.retired
+                && let Some(established) = &self.established
+            {
+                let max_age = established
+                    .max_age_secs
+                    .map_or(DEFAULT_MAX_AGE, Duration::from_secs);
+                renew_at = Some(self.connected_at + renew_after(max_age));
+            }
             if draining.is_some() && self.tasks.is_empty() {
                 // Every task has finished; their responses may still be queued.
                 while let Ok(json) = self.out.1.try_recv() {
@@ -392,7 +526,7 @@ impl Connection<'_> {
                             .lost(format!("could not send a response: {}", error_chain(&e)));
                     }
                 }
-                return self.close(ws).await;
+                return self.close(ws, "agent shutting down").await;
             }
             let assembly_deadline = self.assembler.next_deadline();
             tokio::select! {
@@ -412,7 +546,23 @@ impl Connection<'_> {
                 }
                 () = sleep_until_some_sleep(draining.as_mut()), if draining.is_some() => {
                     self.fail_in_flight(ws).await;
-                    return self.close(ws).await;
+                    return self.close(ws, "agent shutting down").await;
+                }
+                () = sleep_until_some(renew_at), if renew_at.is_some() && !self.retired && draining.is_none() => {
+                    // Once: if the successor fails, this connection serves
+                    // until the server ends it, then the agent reconnects.
+                    renew_at = Some(Instant::now() + DEFAULT_MAX_AGE);
+                    let _ = self.renew.send(());
+                }
+                () = sleep_until_some(retire_grace), if retire_grace.is_some() => {
+                    retire_grace = None;
+                }
+                Ok(()) = state.changed(), if !self.retired && self.established.is_some() => {
+                    if self.superseded(&state.borrow_and_update()) {
+                        tracing::info!(in_flight = self.tasks.len(), "the successor connection holds the tunnel; finishing what is here");
+                        self.retired = true;
+                        retire_grace = Some(Instant::now() + RETIRE_GRACE);
+                    }
                 }
                 frame = ws.next() => {
                     heartbeat.heard(Instant::now());
@@ -503,7 +653,7 @@ impl Connection<'_> {
             return Ok(());
         }
         match message {
-            Message::ConnectionEstablished(established) => self.on_established(established),
+            Message::ConnectionEstablished(established) => self.on_established(established)?,
             Message::HttpRequest(request) if draining => {
                 self.send_error(
                     ws,
@@ -525,14 +675,17 @@ impl Connection<'_> {
             Message::Ping => self.send_message(ws, &Message::Pong).await?,
             Message::Pong => {}
             Message::Rejected(rejected) => {
-                // The server's words, clipped: events are buffered.
-                self.ctx.emit(Event::Rejected(protocol::policy::Rejected {
+                // The server's words, clipped: events are buffered, and the
+                // inspector keeps them.
+                let rejected = protocol::policy::Rejected {
                     method: clip(&rejected.method, 16),
                     path: clip(&rejected.path, 256),
                     reason: clip(&rejected.reason, 128),
                     source_ip: rejected.source_ip.as_deref().map(|ip| clip(ip, 64)),
                     status: rejected.status,
-                }));
+                };
+                self.forwarder.refused(&rejected);
+                self.ctx.emit(Event::Rejected(rejected));
             }
             Message::Error(err) => {
                 // Clipped: events are buffered, and the text is the server's.
@@ -559,25 +712,40 @@ impl Connection<'_> {
         Ok(())
     }
 
-    fn on_established(&mut self, established: ConnectionEstablished) {
+    fn on_established(&mut self, established: ConnectionEstablished) -> Result<(), End> {
         if !plausible(&established) {
             tracing::warn!("ignoring a connection_established with implausibly long fields");
-            return;
+            return Ok(());
+        }
+        if self.successor && self.established.is_none() {
+            let same_url = matches!(&*self.ctx.state.borrow(), ConnectionState::Connected(e) if e.public_url == established.public_url);
+            if !same_url {
+                // The resume token was not accepted: the tunnel stays on the
+                // old connection rather than move to another URL.
+                return Err(self.lost("the successor connection did not get the tunnel's URL"));
+            }
         }
         tracing::info!(
             public_url = %established.public_url,
             subdomain = %established.subdomain,
             connection_id = %established.connection_id,
+            successor = self.successor,
             "tunnel established"
         );
         if self.established_at.is_none() {
             self.established_at = Some(Instant::now());
         }
+        let first = self.established.is_none();
+        self.established = Some(established.clone());
+        // Tells the connection this one succeeds to retire.
         let _ = self
             .ctx
             .state
             .send(ConnectionState::Connected(established.clone()));
-        self.ctx.emit(Event::Connected(established));
+        if !(self.successor && first) {
+            self.ctx.emit(Event::Connected(established));
+        }
+        Ok(())
     }
 
     /// The outcome of feeding the assembler: a complete request is
@@ -713,11 +881,22 @@ impl Connection<'_> {
         }
     }
 
+    /// Whether `state` is another connection of this agent established on
+    /// this connection's URL: its successor, which holds the tunnel now.
+    fn superseded(&self, state: &ConnectionState) -> bool {
+        match (state, &self.established) {
+            (ConnectionState::Connected(now), Some(mine)) => {
+                now.connection_id != mine.connection_id && now.public_url == mine.public_url
+            }
+            _ => false,
+        }
+    }
+
     /// Sends a close frame and waits briefly for the server's answer.
-    async fn close(&mut self, ws: &mut Ws) -> End {
+    async fn close(&mut self, ws: &mut Ws, reason: &'static str) -> End {
         let frame = CloseFrame {
             code: CloseCode::Normal,
-            reason: "agent shutting down".into(),
+            reason: reason.into(),
         };
         if ws.close(Some(frame)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -731,5 +910,20 @@ impl Connection<'_> {
             .await;
         }
         End::Shutdown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_successor_is_opened_a_margin_before_the_age_limit() {
+        let secs = |s| Duration::from_secs(s);
+        // API Gateway's 2 hours: 5 minutes before.
+        assert_eq!(renew_after(secs(7200)), secs(6900));
+        // Short limits (the tests' emulator): a quarter before.
+        assert_eq!(renew_after(secs(20)), secs(15));
+        assert_eq!(renew_after(secs(1)), Duration::from_millis(750));
     }
 }

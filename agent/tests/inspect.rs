@@ -555,6 +555,86 @@ async fn live_events_start_with_a_snapshot_then_follow_every_change() {
 }
 
 #[tokio::test]
+async fn requests_refused_at_the_edge_are_listed_live_without_bodies_and_not_replayable() {
+    let (mut s, _inspector, api) = with_inspector(Limits::default(), |_| {}).await;
+    let mut events = within(
+        "the event stream",
+        api.http.get(format!("{}/api/events", api.base)).send(),
+    )
+    .await
+    .unwrap();
+    let mut buffer = String::new();
+    read_events(&mut events, &mut buffer, |name, _| name == "snapshot").await;
+
+    // The server's notice, as forwarding posts it when the policy refuses.
+    s.conn
+        .send(&Message::Rejected(protocol::policy::Rejected {
+            method: "POST".into(),
+            path: "/admin/users".into(),
+            reason: "no valid basic-auth credentials".into(),
+            source_ip: Some("203.0.113.7".into()),
+            status: 401,
+        }))
+        .await;
+    let seen = read_events(&mut events, &mut buffer, |name, _| name == "request").await;
+    let live = &seen.last().unwrap().1;
+    assert_eq!(live["state"], "refused", "{live}");
+    assert_eq!(live["refused"]["at"], "edge");
+
+    // The console saw it too: the same notice, one path.
+    wait_event(&mut s.agent, |e| matches!(e, agent::Event::Rejected(_))).await;
+
+    let list = api.ok("/api/requests?status=refused").await;
+    let item = &list["requests"][0];
+    assert_eq!(list["requests"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(item, live);
+    assert_eq!(item["method"], "POST");
+    assert_eq!(item["uri"], "/admin/users");
+    assert_eq!(item["status"], 401);
+    assert_eq!(item["refused"]["reason"], "no valid basic-auth credentials");
+    assert_eq!(item["refused"]["source_ip"], "203.0.113.7");
+    assert_eq!(item["request_size"], 0);
+    assert_eq!(item["response_size"], Value::Null);
+    assert_eq!(item["duration_ms"], Value::Null);
+    assert!(
+        item["started_at"].as_str().unwrap().ends_with('Z'),
+        "{item}"
+    );
+
+    let id = item["id"].as_u64().unwrap();
+    let detail = api.ok(&format!("/api/requests/{id}")).await;
+    assert_eq!(detail["request"]["headers"], json!([]));
+    assert_eq!(detail["request"]["body"]["size"], 0);
+    assert_eq!(detail["request"]["body"]["base64"], "");
+    assert_eq!(detail["response"], Value::Null);
+    assert_eq!(detail["failure"], Value::Null);
+
+    // The local service never saw it: nothing to replay, as is or edited.
+    for edits in ["", r#"{"body":"x"}"#] {
+        let (status, err) = api.post(&format!("/api/requests/{id}/replay"), edits).await;
+        assert_eq!(status, 409, "{err}");
+        assert!(
+            err["error"]
+                .as_str()
+                .unwrap()
+                .contains("refused at the edge"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        api.ok("/api/requests").await["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.local.state.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
 async fn curl_har_and_body_downloads() {
     let (mut s, _inspector, api) = with_inspector(Limits::default(), |_| {}).await;
     expect_response(s.conn.roundtrip(post_hook("r1", br#"{"it's":1}"#)).await);
@@ -700,7 +780,7 @@ async fn the_page_is_embedded_and_other_sites_are_refused() {
 }
 
 #[tokio::test]
-async fn save_appends_one_private_json_line_per_finished_request() {
+async fn save_appends_one_private_json_line_per_finished_request_not_refused_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("captures.jsonl");
     let saver = agent::inspect::save::Saver::open(&path).unwrap();
@@ -711,6 +791,15 @@ async fn save_appends_one_private_json_line_per_finished_request() {
         .unwrap()
         .with_recorder(inspector.clone());
     forwarder.forward(post_hook("r1", b"saved body")).await;
+    // Refused at the edge: listed, but not an exchange to save.
+    inspector.refused(&protocol::policy::Rejected {
+        method: "GET".into(),
+        path: "/admin".into(),
+        reason: "source IP not allowed".into(),
+        source_ip: None,
+        status: 403,
+    });
+    assert_eq!(inspector.summaries(&Default::default()).len(), 2);
     forwarder.forward(post_hook("r2", b"second")).await;
     // The last holder of the inspector gone, every queued line is written.
     drop((forwarder, config, inspector));

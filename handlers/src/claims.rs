@@ -390,6 +390,93 @@ mod tests {
         assert_eq!(fake.claim(&subdomain).unwrap().owner_connection_id, "C3");
     }
 
+    /// The planned handover (make-before-break): the agent opens a successor
+    /// while the holder is still live and up.
+    #[tokio::test]
+    async fn a_live_holder_hands_over_to_its_successor_and_its_disconnect_is_a_no_op() {
+        let fake = Fake::default();
+        let (subdomain, t1) = first_connection(&fake, None).await;
+        // C1 is live (no `$disconnect` yet): C2 presents the current token
+        // and takes the claim at its `$connect`.
+        assert_eq!(
+            claim(&fake, claimant("C2", None, None, Some(&t1))).await,
+            subdomain
+        );
+        let held = fake.claim(&subdomain).unwrap();
+        assert_eq!(
+            (held.owner_connection_id.as_str(), held.released_at),
+            ("C2", None)
+        );
+        // The old connection's `$disconnect` (or forwarding's 410 on it)
+        // comes after the move: it leaves the successor's claim alone.
+        assert_eq!(
+            release(&fake, &subdomain, "C1", NOW).await.unwrap(),
+            Written::ConditionFailed
+        );
+        let held = fake.claim(&subdomain).unwrap();
+        assert_eq!(
+            (
+                held.owner_connection_id.as_str(),
+                held.released_at,
+                held.ttl
+            ),
+            ("C2", None, TTL)
+        );
+        // And the old connection is offered no token any more.
+        assert_eq!(offer(&fake, &subdomain, "C1").await.unwrap(), None);
+        assert!(offer(&fake, &subdomain, "C2").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_stranger_with_a_guessed_token_cannot_take_a_live_claim() {
+        let fake = Fake::default();
+        let (subdomain, _t1) = first_connection(&fake, Some("alice")).await;
+        let guessed = generate_resume_token(&subdomain);
+        let got = claim(&fake, claimant("S1", Some("mallory"), None, Some(&guessed))).await;
+        assert!(is_fresh(&got));
+        let held = fake.claim(&subdomain).unwrap();
+        assert_eq!(
+            (held.owner_connection_id.as_str(), held.released_at),
+            ("C1", None)
+        );
+    }
+
+    /// Two successors racing with the same token (a retried handshake):
+    /// the later one wins; the earlier one holds nothing, is offered
+    /// nothing and its end releases nothing.
+    #[tokio::test]
+    async fn a_stale_successor_loses_cleanly() {
+        let fake = Fake::default();
+        let (subdomain, t1) = first_connection(&fake, None).await;
+        assert_eq!(
+            claim(&fake, claimant("C2", None, None, Some(&t1))).await,
+            subdomain
+        );
+        assert_eq!(
+            claim(&fake, claimant("C3", None, None, Some(&t1))).await,
+            subdomain
+        );
+        assert_eq!(offer(&fake, &subdomain, "C2").await.unwrap(), None);
+        let t3 = offer(&fake, &subdomain, "C3").await.unwrap().unwrap();
+        for stale in ["C1", "C2"] {
+            assert_eq!(
+                release(&fake, &subdomain, stale, NOW).await.unwrap(),
+                Written::ConditionFailed,
+                "{stale}"
+            );
+        }
+        assert_eq!(fake.claim(&subdomain).unwrap().owner_connection_id, "C3");
+        // Once C3's successor token is presented, a third copy of t1 loses.
+        assert_eq!(
+            claim(&fake, claimant("C4", None, None, Some(&t3))).await,
+            subdomain
+        );
+        assert!(is_fresh(
+            &claim(&fake, claimant("C5", None, None, Some(&t1))).await
+        ));
+        assert_eq!(fake.claim(&subdomain).unwrap().owner_connection_id, "C4");
+    }
+
     #[tokio::test]
     async fn reserved_subdomain_users_keep_their_url_the_same_way() {
         let fake = Fake::default();

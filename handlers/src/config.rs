@@ -473,14 +473,40 @@ pub struct ResponseConfig {
     pub connections_table: String,
     pub pending_table: String,
     pub websocket_api_endpoint: String,
+    /// `CONNECTION_MAX_AGE_SECONDS`: how long API Gateway keeps a WebSocket
+    /// connection (2 h), told to the agent in `connection_established` so it
+    /// hands over to a successor before then. Only the local stack and the
+    /// tests, whose emulator ends connections sooner, set it.
+    pub connection_max_age: Duration,
 }
 
 impl ResponseConfig {
+    /// API Gateway's maximum WebSocket connection duration
+    /// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html>).
+    pub const DEFAULT_CONNECTION_MAX_AGE: Duration = Duration::from_secs(7200);
+
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        const MAX_AGE_VAR: &str = "CONNECTION_MAX_AGE_SECONDS";
+        let connection_max_age = match optional(&lookup, MAX_AGE_VAR) {
+            None => Self::DEFAULT_CONNECTION_MAX_AGE,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs) if (1..=Self::DEFAULT_CONNECTION_MAX_AGE.as_secs()).contains(&secs) => {
+                    Duration::from_secs(secs)
+                }
+                _ => {
+                    return Err(invalid(
+                        MAX_AGE_VAR,
+                        "must be a whole number of seconds in 1..=7200",
+                        &raw,
+                    ));
+                }
+            },
+        };
         Ok(Self {
             connections_table: required(&lookup, "CONNECTIONS_TABLE_NAME")?,
             pending_table: required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?,
             websocket_api_endpoint: websocket_api_endpoint(&lookup)?,
+            connection_max_age,
         })
     }
 }
@@ -665,6 +691,34 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with(var), "{text}");
         assert!(text.contains(value.trim()), "{text}");
+    }
+
+    #[rstest]
+    #[case(None, Some(7200))]
+    #[case(Some("20"), Some(20))]
+    #[case(Some(" 7200 "), Some(7200))]
+    #[case(Some("0"), None)]
+    #[case(Some("7201"), None)]
+    #[case(Some("2h"), None)]
+    fn connection_max_age(#[case] value: Option<&str>, #[case] expected: Option<u64>) {
+        let mut env = full_env();
+        if let Some(v) = value {
+            env.insert("CONNECTION_MAX_AGE_SECONDS", v.to_string());
+        }
+        let got = ResponseConfig::from_lookup(|n| env.get(n).cloned());
+        match expected {
+            Some(secs) => assert_eq!(got.unwrap().connection_max_age.as_secs(), secs),
+            None => assert!(
+                matches!(
+                    got,
+                    Err(ConfigError::Invalid {
+                        var: "CONNECTION_MAX_AGE_SECONDS",
+                        ..
+                    })
+                ),
+                "{value:?}"
+            ),
+        }
     }
 
     #[test]

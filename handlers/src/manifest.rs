@@ -226,7 +226,7 @@ pub const RESPONSE: Function = Function {
         "PENDING_REQUESTS_TABLE_NAME",
         "WEBSOCKET_API_ENDPOINT",
     ],
-    optional_env: &[],
+    optional_env: &["CONNECTION_MAX_AGE_SECONDS"],
     dynamodb: &[
         on("connections", "GetItem"),
         // Offer the successor resume token at `ready` (`crate::claims::offer`).

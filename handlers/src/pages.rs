@@ -30,18 +30,13 @@ pub fn no_tunnel_connected(subdomain: &str) -> String {
 /// What a visitor sees while the subdomain's agent is between connections.
 pub const AGENT_RECONNECTING: &str = "The tunnel's agent is reconnecting; try again in a moment.";
 
-/// A visitor the tunnel's access policy refused (`access::Denied`).
-pub fn access_denied(denied: &crate::access::Denied) -> &'static str {
-    use crate::access::Denied;
-    match denied {
-        Denied::SourceNotAllowed => "Your address is not allowed to reach this tunnel.",
-        Denied::NoUrlToken => {
-            "This tunnel needs its access token: use the full link its owner shared."
-        }
-        Denied::Credentials => "This tunnel needs a user name and password.",
-        Denied::Signature(_) => "The webhook signature is missing or invalid.",
-    }
-}
+/// Visitors the tunnel's access policy refused (`access::Denied`; the
+/// mapping is in `forwarding::error`).
+pub const SOURCE_NOT_ALLOWED: &str = "Your address is not allowed to reach this tunnel.";
+pub const URL_TOKEN_NEEDED: &str =
+    "This tunnel needs its access token: use the full link its owner shared.";
+pub const CREDENTIALS_NEEDED: &str = "This tunnel needs a user name and password.";
+pub const BAD_SIGNATURE: &str = "The webhook signature is missing or invalid.";
 
 pub const BODY_UNDECODABLE: &str = "The request body could not be decoded.";
 

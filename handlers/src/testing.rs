@@ -44,6 +44,7 @@ pub fn response_config() -> ResponseConfig {
         connections_table: "connections".into(),
         pending_table: "pending".into(),
         websocket_api_endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
+        connection_max_age: ResponseConfig::DEFAULT_CONNECTION_MAX_AGE,
     }
 }
 

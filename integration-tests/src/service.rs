@@ -6,7 +6,7 @@
 //! | `/hold…` | never answers (until the client goes away); reports arrival |
 //! | `/gate…` | answers like the echo once [`LocalService::open_gates`] is called; reports arrival |
 //! | `/gzip` | 200 `content-encoding: gzip` with fixed gzip bytes (never decompressed) |
-//! | `/sleep/{ms}` | answers 200 after `ms` milliseconds |
+//! | `/sleep/{ms}` | answers 200 after `ms` milliseconds, body `slept {ms} ms: {path and query}` |
 //! | `/redirect` | 302 `Location: /elsewhere?x=1` |
 //! | `/cookies` | 200 with three `Set-Cookie` and a repeated `x-multi` |
 //! | `/binary` | 200 `application/octet-stream`, the request body back (or 0..=255) |
@@ -198,7 +198,7 @@ async fn answer(state: State, request: Request) -> Response<Body> {
     } else if let Some(ms) = path.strip_prefix("/sleep/") {
         let ms = ms.parse().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        Response::new(Body::from(format!("slept {ms} ms")))
+        Response::new(Body::from(format!("slept {ms} ms: {uri}")))
     } else if path == "/redirect" {
         let mut response = Response::new(Body::from("moved"));
         *response.status_mut() = StatusCode::FOUND;

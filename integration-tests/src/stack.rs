@@ -94,6 +94,10 @@ pub struct StackConfig {
     pub request_timeout: Option<Duration>,
     /// `POLL_INTERVAL_MS` of forwarding; `None` = its adaptive schedule.
     pub poll_interval: Option<Duration>,
+    /// How long the emulator keeps a WebSocket connection (whole seconds),
+    /// told to agents through the response function's
+    /// `CONNECTION_MAX_AGE_SECONDS`; `None` = API Gateway's 2 hours.
+    pub max_connection_age: Option<Duration>,
     /// WebSocket API + `@connections` listener (port 0 = ephemeral).
     pub websocket_listen: SocketAddr,
     /// HTTP API listener (port 0 = ephemeral).
@@ -138,6 +142,7 @@ impl Default for StackConfig {
             stage: DEFAULT_STAGE.into(),
             request_timeout: None,
             poll_interval: None,
+            max_connection_age: None,
             websocket_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             concurrency: crate::concurrency::UNRESERVED,
@@ -214,6 +219,9 @@ impl StackConfig {
         }
         if let Some(interval) = self.poll_interval {
             known.insert("POLL_INTERVAL_MS", interval.as_millis().to_string());
+        }
+        if let Some(age) = self.max_connection_age {
+            known.insert("CONNECTION_MAX_AGE_SECONDS", age.as_secs().to_string());
         }
         match (&self.auth_secret_parameter, &self.auth_secret) {
             (Some(parameter), _) => {
@@ -617,6 +625,9 @@ impl StackBuilder {
         emulator_config.listen.websocket = config.websocket_listen;
         emulator_config.listen.http = config.http_listen;
         emulator_config.region = Some(backend::REGION.into());
+        if let Some(age) = config.max_connection_age {
+            emulator_config.limits.max_connection_age_secs = age.as_secs();
+        }
         let reserved = crate::concurrency::terraform_reserved(&crate::paths::workspace_root())
             .map_err(|e| HarnessError::Emulator(e.into()))?;
         for function in FUNCTIONS {
@@ -832,6 +843,28 @@ mod tests {
         }
         let adaptive = env_of(&StackConfig::default(), &manifest::FORWARDING);
         assert!(!adaptive.contains_key("POLL_INTERVAL_MS"));
+    }
+
+    /// The emulator's age limit is what the response function tells agents
+    /// (`max_age_secs`), so they hand over before the emulator ends them.
+    #[test]
+    fn the_connection_age_reaches_the_response_function_only() {
+        let config = StackConfig {
+            max_connection_age: Some(Duration::from_secs(20)),
+            ..StackConfig::default()
+        };
+        for function in FUNCTIONS {
+            let env = env_of(&config, function);
+            let expected = (function.name == manifest::RESPONSE.name).then_some("20");
+            assert_eq!(
+                env.get("CONNECTION_MAX_AGE_SECONDS").map(String::as_str),
+                expected,
+                "{}",
+                function.name
+            );
+        }
+        let default = env_of(&StackConfig::default(), &manifest::RESPONSE);
+        assert!(!default.contains_key("CONNECTION_MAX_AGE_SECONDS"));
     }
 
     /// Host routing's public URL is `<sub>.<domain>` on the HTTP port; path

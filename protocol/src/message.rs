@@ -57,6 +57,12 @@ pub struct ConnectionEstablished {
     /// never log it. Absent from servers that do not support resuming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_token: Option<String>,
+    /// How long the server lets this connection live (API Gateway: 2 h),
+    /// counted from the handshake. The agent opens a successor before then
+    /// and hands the tunnel over without dropping a request. Absent from
+    /// older servers: the agent assumes API Gateway's 2 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
 }
 
 // By hand: the resume token is a secret and `Debug` output ends up in logs.
@@ -67,6 +73,7 @@ impl std::fmt::Debug for ConnectionEstablished {
             .field("subdomain", &self.subdomain)
             .field("public_url", &self.public_url)
             .field("resume_token", &self.resume_token.as_ref().map(|_| "***"))
+            .field("max_age_secs", &self.max_age_secs)
             .finish()
     }
 }
@@ -348,6 +355,7 @@ mod tests {
             subdomain: "abc123def456".into(),
             public_url: "https://abc123def456.tunnel.example.com".into(),
             resume_token: None,
+            max_age_secs: None,
         }),
         json!({
             "type": "connection_established",
@@ -362,13 +370,15 @@ mod tests {
             subdomain: "abc123def456".into(),
             public_url: "https://abc123def456.tunnel.example.com".into(),
             resume_token: Some("abc123def456.r".into()),
+            max_age_secs: Some(7200),
         }),
         json!({
             "type": "connection_established",
             "connection_id": "L0SM9cOFvHcCIhw=",
             "subdomain": "abc123def456",
             "public_url": "https://abc123def456.tunnel.example.com",
-            "resume_token": "abc123def456.r"
+            "resume_token": "abc123def456.r",
+            "max_age_secs": 7200
         })
     )]
     #[case(

@@ -75,14 +75,22 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Ready(Ready {})),
         Just(Message::Ping),
         Just(Message::Pong),
-        (text(), text(), text(), option::of(text())).prop_map(|(c, s, u, r)| {
-            Message::ConnectionEstablished(ConnectionEstablished {
-                connection_id: c,
-                subdomain: s,
-                public_url: u,
-                resume_token: r,
-            })
-        }),
+        (
+            text(),
+            text(),
+            text(),
+            option::of(text()),
+            option::of(any::<u64>())
+        )
+            .prop_map(|(c, s, u, r, m)| {
+                Message::ConnectionEstablished(ConnectionEstablished {
+                    connection_id: c,
+                    subdomain: s,
+                    public_url: u,
+                    resume_token: r,
+                    max_age_secs: m,
+                })
+            }),
         (
             text(),
             text(),

@@ -118,6 +118,19 @@ pub struct Failure {
     pub message: String,
 }
 
+/// A request the tunnel server refused by the tunnel's access policy: it
+/// never reached the agent, so nothing of it is kept but what the server's
+/// `rejected` notice says (no headers, no body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Which check refused it, in a few words.
+    pub reason: String,
+    /// The visitor's IP, as API Gateway reported it.
+    pub source_ip: Option<String>,
+    /// The status the visitor got.
+    pub status: u16,
+}
+
 /// Where an exchange is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,6 +141,9 @@ pub enum State {
     Answered,
     /// The visitor got an error (see [`Exchange::failure`]).
     Failed,
+    /// Refused at the edge by the access policy (see [`Exchange::refused`]);
+    /// the local service never saw it.
+    Refused,
 }
 
 /// One request and what came of it.
@@ -146,12 +162,18 @@ pub struct Exchange {
     pub request: CapturedRequest,
     pub response: Option<CapturedResponse>,
     pub failure: Option<Failure>,
+    /// Set when the server refused the request at the edge: then
+    /// `request` holds only its method and path, and there is no response.
+    pub refused: Option<Refusal>,
     /// How long the local service took; `None` while in flight.
     pub duration: Option<Duration>,
 }
 
 impl Exchange {
     pub fn state(&self) -> State {
+        if self.refused.is_some() {
+            return State::Refused;
+        }
         match (&self.duration, &self.failure) {
             (None, _) => State::InFlight,
             (Some(_), None) => State::Answered,
@@ -161,6 +183,9 @@ impl Exchange {
 
     /// The status the visitor got (an error's status when it failed).
     pub fn status(&self) -> Option<u16> {
+        if let Some(refused) = &self.refused {
+            return Some(refused.status);
+        }
         match (&self.failure, &self.response) {
             (Some(f), _) => Some(f.code.http_status()),
             (None, Some(r)) => Some(r.status),
@@ -233,9 +258,35 @@ impl Ring {
             request,
             response: None,
             failure: None,
+            refused: None,
             duration: None,
         });
         (id, self.evict(id))
+    }
+
+    /// Records a request refused at the edge: `method` and `path` only (no
+    /// headers, no body), finished at once. Returns its id and the ids
+    /// dropped to make room.
+    pub fn insert_refused(
+        &mut self,
+        method: String,
+        path: String,
+        refusal: Refusal,
+        received_at: SystemTime,
+    ) -> (u64, Vec<u64>) {
+        let request = CapturedRequest {
+            method,
+            uri: path,
+            headers: Headers::new(),
+            body: Body::default(),
+        };
+        let (id, dropped) = self.insert(String::new(), None, 0, request, received_at);
+        if let Some(index) = self.index(id) {
+            let entry = &mut self.entries[index];
+            entry.refused = Some(refusal);
+            entry.duration = Some(Duration::ZERO);
+        }
+        (id, dropped)
     }
 
     /// Records the local service's response. Returns the ids dropped to make
@@ -449,6 +500,34 @@ mod tests {
         assert_eq!(ring.set_response(a, response(b"late")), None);
         assert!(!ring.finish(a, None, Duration::ZERO));
         assert_eq!(ring.body_bytes(), 1);
+    }
+
+    #[test]
+    fn a_refused_request_is_finished_at_once_with_nothing_captured() {
+        let mut ring = ring(2, 1000, 100);
+        insert(&mut ring, b"abc");
+        let refusal = Refusal {
+            reason: "no valid basic-auth credentials".into(),
+            source_ip: Some("203.0.113.7".into()),
+            status: 401,
+        };
+        let (id, dropped) = ring.insert_refused(
+            "GET".into(),
+            "/admin".into(),
+            refusal.clone(),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert!(dropped.is_empty());
+        let e = ring.get(id).unwrap();
+        assert_eq!(e.state(), State::Refused);
+        assert_eq!(e.status(), Some(401));
+        assert_eq!(e.refused.as_ref(), Some(&refusal));
+        assert!(e.request.headers.is_empty() && e.request.body.size == 0);
+        assert!(e.response.is_none() && e.failure.is_none());
+        // It counts against the request bound like any other exchange.
+        let (_, dropped) = insert(&mut ring, b"");
+        assert_eq!(dropped, [1]);
+        assert_eq!(ring.body_bytes(), 0);
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Requests the tunnel server refused at the edge (the access policy) are
+//! listed too, from its `rejected` notice: method, path, status, reason and
+//! source IP only, not replayable ([`Inspector::refused`]).
+//!
 //! Nothing captured leaves memory: no log line carries a body or a header
 //! value, and nothing is written to disk unless `--inspect-save FILE` asks
 //! for it.
@@ -23,7 +27,8 @@
 //! - this module: [`Inspector`] (the shared store, the agent's
 //!   [`Recorder`](crate::exchange::Recorder), replays through the agent's
 //!   forwarder) and [`Capture`], one exchange being recorded.
-//! - [`capture`]: the bounded ring of exchanges ([`Limits`], truncation).
+//! - [`capture`]: the bounded ring of exchanges ([`Limits`], truncation),
+//!   refused requests among them ([`Refusal`]).
 //! - [`view`]: the JSON shapes of the API, filters, curl and HAR.
 //! - [`replay`]: building a replayed request from a capture and edits.
 //! - [`server`]: binding (4040, else the next free port), the loopback and
@@ -50,7 +55,7 @@ use crate::events::ConnectionState;
 use crate::exchange::{Recorder, Recording, RequestOutcome};
 use crate::forward::Forwarder;
 
-pub use capture::{Body, Exchange, Limits, Ring, State};
+pub use capture::{Body, Exchange, Limits, Refusal, Ring, State};
 pub use cli::InspectArgs;
 pub use replay::{Edits, ReplayError};
 pub use server::{Bind, BindError, InspectServer, bind};
@@ -184,6 +189,25 @@ impl Inspector {
             started,
             finished: false,
         }
+    }
+
+    /// Lists a request the server refused at the edge (method, path, the
+    /// server's reason, the visitor's IP and status; there is no header or
+    /// body to keep). Not replayable, and not saved with `--inspect-save`:
+    /// the local service never saw it.
+    pub fn refused(&self, rejected: &protocol::policy::Rejected) {
+        let mut ring = self.ring();
+        let (id, dropped) = ring.insert_refused(
+            rejected.method.clone(),
+            rejected.path.clone(),
+            capture::Refusal {
+                reason: rejected.reason.clone(),
+                source_ip: rejected.source_ip.clone(),
+                status: rejected.status,
+            },
+            SystemTime::now(),
+        );
+        self.publish(&ring, id, dropped);
     }
 
     /// Sends the exchange's new summary (and what was dropped) to the page.
@@ -342,6 +366,10 @@ impl std::fmt::Debug for Capture {
 impl Recorder for Inspector {
     fn record(&self, request: &HttpRequest, stored: Option<&[u8]>) -> Box<dyn Recording> {
         Box::new(self.begin(request, stored, None))
+    }
+
+    fn refused(&self, rejected: &protocol::policy::Rejected) {
+        Inspector::refused(self, rejected);
     }
 }
 

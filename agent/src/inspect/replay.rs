@@ -44,10 +44,17 @@ pub enum ReplayError {
     Busy { max_in_flight: usize },
     #[error("the replay failed inside the agent")]
     Crashed,
+    #[error(
+        "request {0} was refused at the edge by the tunnel's access policy: the local service never saw it, and nothing of it was captured to replay"
+    )]
+    Refused(u64),
 }
 
 /// The request to send for `original` with `edits` applied.
 pub fn build(original: &Exchange, edits: Edits) -> Result<HttpRequest, ReplayError> {
+    if original.refused.is_some() {
+        return Err(ReplayError::Refused(original.id));
+    }
     let invalid = |s: String| ReplayError::Invalid(s);
     let method = match edits.method {
         Some(m) => {
@@ -149,8 +156,26 @@ mod tests {
             },
             response: None,
             failure: None,
+            refused: None,
             duration: None,
         }
+    }
+
+    #[test]
+    fn a_refused_request_cannot_be_replayed_even_edited() {
+        let mut o = original(Body::default());
+        o.refused = Some(crate::inspect::capture::Refusal {
+            reason: "no valid basic-auth credentials".into(),
+            source_ip: None,
+            status: 401,
+        });
+        let edits = Edits {
+            method: Some("GET".into()),
+            ..Edits::default()
+        };
+        let err = build(&o, edits).unwrap_err();
+        assert!(matches!(err, ReplayError::Refused(3)), "{err}");
+        assert!(err.to_string().contains("refused at the edge"), "{err}");
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Replay(e) => match e {
                 ReplayError::NotFound(_) => StatusCode::NOT_FOUND,
-                ReplayError::Truncated { .. } => StatusCode::CONFLICT,
+                ReplayError::Truncated { .. } | ReplayError::Refused(_) => StatusCode::CONFLICT,
                 ReplayError::Invalid(_) => StatusCode::BAD_REQUEST,
                 ReplayError::AgentStopped | ReplayError::Busy { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE

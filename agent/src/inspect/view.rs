@@ -37,6 +37,22 @@ pub struct Summary {
     pub error: Option<String>,
     /// Whether a body was cut in the capture.
     pub truncated: bool,
+    /// Set when the request was refused at the edge by the access policy
+    /// (`state` is `refused`): it never reached the agent, so there are no
+    /// headers, body, response or duration, and it cannot be replayed.
+    pub refused: Option<RefusedView>,
+}
+
+/// Why the tunnel server refused a request, as its notice said.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefusedView {
+    /// Always `edge`: the tunnel server refused it before it reached the
+    /// agent.
+    pub at: &'static str,
+    /// Which check refused it, in a few words.
+    pub reason: String,
+    /// The visitor's IP, as API Gateway reported it.
+    pub source_ip: Option<String>,
 }
 
 impl Summary {
@@ -50,7 +66,8 @@ impl Summary {
             uri: e.request.uri.clone(),
             state: e.state(),
             status: e.status(),
-            duration_ms: e.duration.map(millis),
+            // A refused request never had a local service to wait for.
+            duration_ms: e.duration.filter(|_| e.refused.is_none()).map(millis),
             request_size: e.request.body.size,
             response_size: e.response.as_ref().map(|r| r.body.size),
             request_content_type: header(&e.request.headers, "content-type").map(str::to_owned),
@@ -62,6 +79,11 @@ impl Summary {
             error: e.failure.as_ref().map(|f| f.message.clone()),
             truncated: e.request.body.truncated()
                 || e.response.as_ref().is_some_and(|r| r.body.truncated()),
+            refused: e.refused.as_ref().map(|r| RefusedView {
+                at: "edge",
+                reason: r.reason.clone(),
+                source_ip: r.source_ip.clone(),
+            }),
         }
     }
 
@@ -92,6 +114,7 @@ impl Summary {
             response_content_type: None,
             error,
             truncated: false,
+            refused: None,
         }
     }
 }
@@ -257,7 +280,8 @@ pub struct Filter {
     /// Exact method, any case.
     pub method: Option<String>,
     /// `2xx`…`5xx`, an exact code (`404`), `error` (the agent answered with
-    /// an error page) or `pending` (in flight).
+    /// an error page), `pending` (in flight) or `refused` (refused at the
+    /// edge by the access policy).
     pub status: Option<String>,
     /// Only replays (`true`) or only visitors' requests (`false`).
     pub replay: Option<bool>,
@@ -282,6 +306,7 @@ impl Filter {
             let ok = match status.to_ascii_lowercase().as_str() {
                 "error" => e.state() == State::Failed,
                 "pending" => e.state() == State::InFlight,
+                "refused" => e.state() == State::Refused,
                 class if class.len() == 3 && class.ends_with("xx") => {
                     let digit = class.as_bytes()[0];
                     code.is_some_and(|c| (c / 100) as u8 + b'0' == digit)
@@ -295,7 +320,11 @@ impl Filter {
         if let Some(q) = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let q = q.to_lowercase();
             let status = e.status().map(|s| s.to_string()).unwrap_or_default();
-            let error = e.failure.as_ref().map_or("", |f| f.message.as_str());
+            let error = match (&e.failure, &e.refused) {
+                (Some(f), _) => f.message.as_str(),
+                (None, Some(r)) => r.reason.as_str(),
+                (None, None) => "",
+            };
             let hay = [
                 e.request.method.as_str(),
                 e.request.uri.as_str(),
@@ -407,6 +436,8 @@ fn shell_bytes(bytes: &[u8]) -> String {
 /// Every kept exchange as a HAR 1.2 log (oldest first), for browsers'
 /// developer tools and other HAR viewers. URLs start with `base`. Bodies
 /// are base64 (`encoding: base64`); a truncated one has `_truncated: true`.
+/// Requests refused at the edge are left out: they have no request or
+/// response to show.
 pub fn har(exchanges: &[Exchange], base: &str) -> serde_json::Value {
     use serde_json::json;
     let base = base.trim_end_matches('/');
@@ -418,6 +449,7 @@ pub fn har(exchanges: &[Exchange], base: &str) -> serde_json::Value {
     };
     let entries: Vec<serde_json::Value> = exchanges
         .iter()
+        .filter(|e| e.refused.is_none())
         .map(|e| {
             let url = format!("{base}{}", e.request.uri);
             let query: Vec<serde_json::Value> = e
@@ -573,6 +605,7 @@ mod tests {
             },
             response: None,
             failure: None,
+            refused: None,
             duration: None,
         }
     }
@@ -739,5 +772,49 @@ mod tests {
         assert_eq!(first["time"], 5.0);
         // In flight: no response yet.
         assert_eq!(entries[1]["response"]["status"], 0);
+    }
+
+    fn refused() -> Exchange {
+        let mut e = exchange("GET", "/admin", b"");
+        e.request.headers = Headers::new();
+        e.refused = Some(super::super::capture::Refusal {
+            reason: "source IP not allowed".into(),
+            source_ip: Some("198.51.100.9".into()),
+            status: 403,
+        });
+        e.duration = Some(Duration::ZERO);
+        e
+    }
+
+    #[test]
+    fn a_refused_request_is_marked_and_filtered_by_its_reason() {
+        let e = refused();
+        let s = Summary::of(&e);
+        assert_eq!(s.state, State::Refused);
+        assert_eq!(s.status, Some(403));
+        assert_eq!(s.duration_ms, None);
+        let r = s.refused.unwrap();
+        assert_eq!((r.at, r.reason.as_str()), ("edge", "source IP not allowed"));
+        assert_eq!(r.source_ip.as_deref(), Some("198.51.100.9"));
+        let status = |status: &str| Filter {
+            status: Some(status.into()),
+            ..Filter::default()
+        };
+        assert!(status("refused").matches(&e));
+        assert!(status("4xx").matches(&e));
+        assert!(!status("refused").matches(&exchange("GET", "/", b"")));
+        let q = Filter {
+            q: Some("IP NOT".into()),
+            ..Filter::default()
+        };
+        assert!(q.matches(&e));
+    }
+
+    #[test]
+    fn har_leaves_refused_requests_out() {
+        let har = har(&[refused(), exchange("GET", "/", b"")], "https://x.example");
+        let entries = har["log"]["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0]["request"]["url"], "https://x.example/");
     }
 }

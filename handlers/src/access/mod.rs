@@ -27,7 +27,6 @@ use protocol::{HttpRequest, Message};
 use subtle::ConstantTimeEq as _;
 use tracing::debug;
 
-use crate::forwarding::HttpApiResponse;
 use crate::logging::chain;
 use crate::notifier::Notifier;
 use crate::pages;
@@ -35,7 +34,7 @@ use crate::pages;
 pub mod webhook;
 
 /// Why a visitor was refused; the status and page are in [`Denied::status`]
-/// and `pages::access_denied`.
+/// and `forwarding::error` (its page).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     #[error("source address not in the allow list")]
@@ -240,12 +239,9 @@ impl Admitted {
         }
     }
 
-    /// Adds the URL token's cookie to the visitor's answer.
-    pub fn finish(self, mut response: HttpApiResponse) -> HttpApiResponse {
-        if let Some(cookie) = self.set_cookie {
-            response.cookies.push(cookie);
-        }
-        response
+    /// The URL token's cookie for the visitor's answer, if any.
+    pub fn into_set_cookie(self) -> Option<String> {
+        self.set_cookie
     }
 }
 

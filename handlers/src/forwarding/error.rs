@@ -140,7 +140,7 @@ impl ForwardError {
                 ),
                 Denied(d) => (
                     d.status(),
-                    pages::access_denied(d).into(),
+                    denied_page(d).into(),
                     Level::INFO,
                     "refused by the access policy",
                 ),
@@ -261,5 +261,16 @@ impl ForwardError {
         } else {
             info!(%error, "{message}");
         }
+    }
+}
+
+/// The page of a visitor the access policy refused.
+fn denied_page(denied: &crate::access::Denied) -> &'static str {
+    use crate::access::Denied;
+    match denied {
+        Denied::SourceNotAllowed => pages::SOURCE_NOT_ALLOWED,
+        Denied::NoUrlToken => pages::URL_TOKEN_NEEDED,
+        Denied::Credentials => pages::CREDENTIALS_NEEDED,
+        Denied::Signature(_) => pages::BAD_SIGNATURE,
     }
 }

@@ -157,7 +157,10 @@ where
 
     let response = chunks::with_body(pending, connection_id, answer?).await?;
     http_api::to_api_response(&response, &target.cookies)
-        .map(|r| admitted.finish(r))
+        .map(|mut r| {
+            r.cookies.extend(admitted.into_set_cookie());
+            r
+        })
         .map_err(ForwardError::InvalidResponse)
 }
 

@@ -52,7 +52,7 @@ pub enum ResponseError {
 
 /// Handles one agent message. Returns 200 unless something internal failed.
 pub async fn handle<C, P, N>(
-    _config: &ResponseConfig,
+    config: &ResponseConfig,
     connections: &C,
     pending: &P,
     notifier: &N,
@@ -86,7 +86,7 @@ where
                 return WebsocketResponse::OK;
             }
         };
-        match dispatch(connections, pending, notifier, &connection_id, message).await {
+        match dispatch(config, connections, pending, notifier, &connection_id, message).await {
             Ok(()) => WebsocketResponse::OK,
             Err(e) => {
                 error!(error = %chain(&e), "message handling failed");
@@ -99,6 +99,7 @@ where
 }
 
 async fn dispatch<C, P, N>(
+    config: &ResponseConfig,
     connections: &C,
     pending: &P,
     notifier: &N,
@@ -111,7 +112,7 @@ where
     N: Notifier + Sync,
 {
     match message {
-        Message::Ready(_) => ready(connections, notifier, connection_id).await,
+        Message::Ready(_) => ready(config, connections, notifier, connection_id).await,
         Message::HttpResponse(response) => {
             tracing::Span::current().record("request_id", response.request_id.as_str());
             if let Some(head) = response.body_chunks {
@@ -197,6 +198,7 @@ async fn complete<P: PendingStore + Sync>(
 }
 
 async fn ready<C, N>(
+    config: &ResponseConfig,
     connections: &C,
     notifier: &N,
     connection_id: &str,
@@ -225,6 +227,7 @@ where
         subdomain: connection.public_subdomain.clone(),
         public_url: connection.public_url.clone(),
         resume_token: Some(resume_token),
+        max_age_secs: Some(config.connection_max_age.as_secs()),
     })
     .to_json()
     .expect("connection_established is small");
@@ -317,6 +320,7 @@ mod tests {
                 subdomain: "abc123def456".into(),
                 public_url: "https://abc123def456.tunnel.example.com".into(),
                 resume_token: Some(token.clone()),
+                max_age_secs: Some(7200),
             }
         );
         assert_eq!(

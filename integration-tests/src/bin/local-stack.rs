@@ -80,6 +80,11 @@ struct Cli {
     #[arg(long, value_name = "MS")]
     request_timeout_ms: Option<u64>,
 
+    /// End WebSocket connections after this many seconds (API Gateway: 7200),
+    /// e.g. 60 to watch the agent hand its tunnel over to a new connection
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=7200))]
+    max_connection_age_secs: Option<u64>,
+
     /// The Lambda functions' log output: stderr or discard
     #[arg(long, default_value = "stderr", value_name = "stderr|discard")]
     function_logs: String,
@@ -125,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         domain: cli.domain.clone(),
         routing: cli.routing,
         request_timeout: cli.request_timeout_ms.map(Duration::from_millis),
+        max_connection_age: cli.max_connection_age_secs.map(Duration::from_secs),
         websocket_listen: SocketAddr::from(([127, 0, 0, 1], cli.ws_port)),
         http_listen: SocketAddr::from(([127, 0, 0, 1], cli.http_port)),
         logs,

@@ -1,12 +1,14 @@
 //! Who may reach a tunnel (issue 18): the access policy the agent declares
 //! is checked by the forwarding function at the edge. Refused visitors get
-//! 401/403, the agent's user sees a `rejected` notice, and the local
-//! service never sees the request (each test's last request is an admitted
-//! one, and it is the first the service records).
+//! 401/403, the agent's user sees a `rejected` notice (a console line and an
+//! inspector entry), and the local service never sees the request (each
+//! test's last request is an admitted one, and it is the first the service
+//! records).
 
 use std::time::Duration;
 
 use agent::Event;
+use agent::inspect::{Filter, Inspector, Limits};
 use base64::Engine as _;
 use handlers::config::Routing;
 use hmac::{KeyInit as _, Mac as _};
@@ -108,8 +110,8 @@ async fn basic_auth_admits_only_the_right_credentials_on_both_routings() -> anyh
         "the consumed Authorization header reached the service"
     );
 
-    // Host routing reads the same policy: a stack of its own, since ROUTING
-    // is either host or path.
+    // Host routing (a stack of its own: a stack routes one way) reads the
+    // same policy from the claim.
     if env
         .local_or_skip("host routing on the local emulator")
         .is_some()
@@ -119,8 +121,12 @@ async fn basic_auth_admits_only_the_right_credentials_on_both_routings() -> anyh
             ..StackConfig::for_tests()
         })
         .await?;
+        let service = LocalService::start("basic-host").await?;
         let mut config = stack.agent_config(&service.port())?;
-        config.policy = Some(policy.clone());
+        config.policy = Some(AccessPolicy {
+            basic_auth: vec![policy::hash_credential("ann", "correct horse battery")],
+            ..AccessPolicy::default()
+        });
         let by_host = Tunnel::start(config).await?;
         let host = stack.host_for(by_host.subdomain());
         let refused = client
@@ -161,7 +167,12 @@ async fn allow_cidr_refuses_other_source_addresses() -> anyhow::Result<()> {
         ],
         ..AccessPolicy::default()
     };
-    let (tunnel, mut events) = protected(&env, &service, policy).await?;
+    // With the request inspector: a refusal is listed there too.
+    let inspector = Inspector::new(Limits::default());
+    let mut config = env.agent_config(&service.port())?;
+    config.policy = Some(policy);
+    let tunnel = Tunnel::start_with_inspector(config, inspector.clone()).await?;
+    let mut events = tunnel.handle.subscribe();
     let elsewhere = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .timeout(PATIENCE)
@@ -173,6 +184,25 @@ async fn allow_cidr_refuses_other_source_addresses() -> anyhow::Result<()> {
     assert_eq!(refused.status(), 403);
     let rejected = next_rejected(&mut events).await?;
     assert_eq!(rejected.source_ip.as_deref(), Some("127.0.0.2"));
+    // The inspector heard it before the console did: listed, marked
+    // refused at the edge, with nothing captured.
+    let refused = Filter {
+        status: Some("refused".into()),
+        ..Filter::default()
+    };
+    let listed = inspector.summaries(&refused);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].uri.ends_with("/from-elsewhere"), "{listed:?}");
+    assert_eq!(listed[0].status, Some(403));
+    let why = listed[0].refused.as_ref().expect("marked refused");
+    assert_eq!(why.source_ip.as_deref(), Some("127.0.0.2"));
+    let kept = inspector.exchange(listed[0].id).expect("kept");
+    assert!(kept.request.headers.is_empty() && kept.request.body.size == 0);
+    let replay = inspector.replay(listed[0].id, Default::default()).await;
+    assert!(
+        matches!(replay, Err(agent::inspect::ReplayError::Refused(_))),
+        "{replay:?}"
+    );
 
     let here = visitor()
         .get(format!("{}/from-here", tunnel.public_url()))

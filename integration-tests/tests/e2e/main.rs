@@ -14,6 +14,7 @@ mod agents;
 mod auth;
 mod failures;
 mod forwarding;
+mod handover;
 mod large_bodies;
 mod overload;
 mod paths;

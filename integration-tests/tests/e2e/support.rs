@@ -109,6 +109,7 @@ impl RawAgent {
                 subdomain: String::new(),
                 public_url: String::new(),
                 resume_token: None,
+                max_age_secs: None,
             },
         })
     }

@@ -80,6 +80,7 @@
   function statusClass(s) {
     if (s.state === 'in_flight') return 's-pending';
     if (s.state === 'failed') return 's-failed';
+    if (s.state === 'refused') return 's-refused';
     return s.status ? `s${String(s.status)[0]}` : '';
   }
 
@@ -190,12 +191,14 @@
       if (s.replay_of == null) return false;
     } else if (f.status === 'error') {
       if (s.state !== 'failed') return false;
+    } else if (f.status === 'refused') {
+      if (s.state !== 'refused') return false;
     } else if (f.status) {
       if (s.status == null || String(s.status)[0] !== f.status[0]) return false;
     }
     const q = f.q.trim().toLowerCase();
     if (q) {
-      const hay = [s.method, s.uri, s.status == null ? '' : String(s.status), s.request_id, s.error || ''];
+      const hay = [s.method, s.uri, s.status == null ? '' : String(s.status), s.request_id, s.error || '', s.refused ? s.refused.reason : ''];
       if (!hay.some((h) => h.toLowerCase().includes(q))) return false;
     }
     return true;
@@ -230,13 +233,14 @@
       class: classes.join(' '),
       role: 'option',
       'aria-selected': String(s.id === state.selected),
-      title: s.error || `${s.method} ${s.uri}`,
+      title: s.error || (s.refused ? `Refused at the edge: ${s.refused.reason}` : `${s.method} ${s.uri}`),
       data: { id: String(s.id), method: s.method, path: s.uri, state: s.state, status },
     },
     el('span', { class: 'time', text: fmtTime(s.started_at) }),
     el('span', {}, el('span', { class: `method m-${s.method}`, text: s.method })),
     el('span', { class: 'path' },
       s.replay_of != null ? el('span', { class: 'badge replay', title: `Replay of #${s.replay_of}`, text: '↻ replay' }) : null,
+      s.refused ? el('span', { class: 'badge refused', title: `Refused at the edge by the access policy: ${s.refused.reason}`, text: 'refused at the edge' }) : null,
       pathNode(s.uri),
       s.truncated ? el('span', { class: 'badge cut', title: 'A body was cut in the capture', text: 'cut' }) : null),
     el('span', { class: `status ${statusClass(s)}`, text: status }),
@@ -324,9 +328,12 @@
       return;
     }
     const s = d;
+    const refused = s.refused;
     const statusText = s.state === 'in_flight'
       ? 'waiting'
-      : s.failure
+      : refused
+        ? `${s.status} refused at the edge`
+        : s.failure
         ? `${s.failure.status} ${s.failure.code.replaceAll('_', ' ')}`
         : `${s.response.status} ${s.response.reason}`.trim();
 
@@ -340,10 +347,12 @@
         ? el('a', { href: '#', class: 'badge replay', id: 'replay-of', onclick: (e) => { e.preventDefault(); select(s.replay_of); }, text: `↻ replay of #${s.replay_of}` })
         : null);
 
+    // A refused request never reached the agent: nothing to replay.
+    const noReplay = refused ? { disabled: '', title: 'Refused at the edge: the local service never saw it, and nothing of it was captured to replay' } : {};
     const actions = el('div', { class: 'actions' },
-      el('button', { type: 'button', class: 'btn primary', id: 'replay', title: 'Send this request to the local service again, exactly as captured (r)', onclick: () => replay(s.id) },
+      el('button', { type: 'button', class: 'btn primary', id: 'replay', title: 'Send this request to the local service again, exactly as captured (r)', onclick: () => replay(s.id), ...noReplay },
         icon('M4 10a6 6 0 0 1 10.24-4.24L16 4v5h-5l1.82-1.82A4 4 0 1 0 14 11.2l1.9.63A6 6 0 0 1 4 10Z'), 'Replay'),
-      el('button', { type: 'button', class: 'btn', id: 'edit-replay', title: 'Change the method, path, headers or body, then replay (e)', onclick: () => openEdit(d) },
+      el('button', { type: 'button', class: 'btn', id: 'edit-replay', title: 'Change the method, path, headers or body, then replay (e)', onclick: () => openEdit(d), ...noReplay },
         icon('M13.6 3.2a2 2 0 0 1 2.8 2.8l-8.7 8.7-3.7.9.9-3.7 8.7-8.7Z'), 'Edit & replay'),
       el('button', { type: 'button', class: 'btn', id: 'copy-curl', title: 'Copy this request as a curl command (c)', onclick: () => copyCurl(s.id) },
         icon('M7 3h8a2 2 0 0 1 2 2v8h-2V5H7V3Zm-2 4h7a2 2 0 0 1 2 2v7a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V9a2 2 0 0 1 2-2Zm0 2v7h7V9H5Z'), 'Copy as curl'));
@@ -356,7 +365,12 @@
 
     const failure = s.failure
       ? el('div', { class: 'error-banner', role: 'alert' }, el('b', { text: String(s.failure.status) }), ' ', s.failure.message)
-      : null;
+      : refused
+        ? el('div', { class: 'error-banner refused', id: 'refused-banner', role: 'alert' },
+          el('b', { text: String(s.status) }), ' Refused at the edge by the tunnel\'s access policy: ', refused.reason,
+          refused.source_ip ? ` (from ${refused.source_ip})` : '',
+          '. It never reached the agent: no headers or body were kept, and it cannot be replayed.')
+        : null;
 
     const tabs = ['request', 'response', 'timing'];
     const labels = {
@@ -385,6 +399,8 @@
           el('p', { class: 'start-line', text: `HTTP/1.1 ${s.response.status} ${s.response.reason}` }),
           bodySection('response', s.id, s.response.headers, s.response.body),
           headersSection(s.response.headers));
+      } else if (refused) {
+        body.append(el('p', { class: 'none', text: 'Refused at the edge: the local service never saw this request.' }));
       } else if (s.state === 'in_flight') {
         body.append(el('p', { class: 'none', text: 'Waiting for the local service to answer…' }));
       } else {
@@ -828,8 +844,8 @@
         ArrowDown: () => move(1),
         k: () => move(-1),
         ArrowUp: () => move(-1),
-        r: () => state.detail && replay(state.detail.id).catch(() => {}),
-        e: () => state.detail && openEdit(state.detail),
+        r: () => state.detail && !state.detail.refused && replay(state.detail.id).catch(() => {}),
+        e: () => state.detail && !state.detail.refused && openEdit(state.detail),
         c: () => state.detail && copyCurl(state.detail.id),
       };
       const action = actions[e.key];
