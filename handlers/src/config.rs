@@ -370,14 +370,12 @@ impl ConnectConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisconnectConfig {
     pub connections_table: String,
-    pub pending_table: String,
 }
 
 impl DisconnectConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             connections_table: required(&lookup, "CONNECTIONS_TABLE_NAME")?,
-            pending_table: required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?,
         })
     }
 }
@@ -392,7 +390,7 @@ pub struct ForwardingConfig {
     pub routing: Routing,
     pub websocket_api_endpoint: String,
     pub request_timeout: Duration,
-    /// `POLL_INTERVAL_MS`: a fixed delay between polls of the pending item;
+    /// `POLL_INTERVAL_MS`: a fixed delay between polls for the answer;
     /// `None` (unset) = the adaptive [`PollSchedule`]. For comparisons such as
     /// the benchmarks' (the seed polled every 100 ms).
     pub poll_interval: Option<Duration>,

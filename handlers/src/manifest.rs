@@ -42,14 +42,8 @@ pub const PENDING_REQUESTS: Table = Table {
     env: "PENDING_REQUESTS_TABLE_NAME",
     hash_key: "requestId",
     ttl_attribute: "ttl",
-    indexes: &[PENDING_BY_CONNECTION],
-};
-
-/// Pending requests of one connection: disconnect fails them at once.
-pub const PENDING_BY_CONNECTION: Index = Index {
-    name: "connectionId-index",
-    hash_key: "connectionId",
-    projection: "KEYS_ONLY",
+    // No index: an index is one more write for every item written.
+    indexes: &[],
 };
 
 pub const TABLES: &[Table] = &[CONNECTIONS, PENDING_REQUESTS];
@@ -164,18 +158,12 @@ pub const CONNECT: Function = Function {
 pub const DISCONNECT: Function = Function {
     name: "disconnect",
     routes: &["$disconnect"],
-    required_env: &["CONNECTIONS_TABLE_NAME", "PENDING_REQUESTS_TABLE_NAME"],
+    required_env: &["CONNECTIONS_TABLE_NAME"],
     optional_env: &[],
     dynamodb: &[
         on("connections", "GetItem"),
         on("connections", "UpdateItem"),
         on("connections", "DeleteItem"),
-        DynamoDbAction {
-            table: "pending",
-            index: Some(PENDING_BY_CONNECTION.name),
-            action: "Query",
-        },
-        on("pending", "UpdateItem"),
     ],
     s3: &[],
     manage_connections: &[],
@@ -199,11 +187,8 @@ pub const FORWARDING: Function = Function {
         on("connections", "GetItem"),
         on("connections", "UpdateItem"),
         on("connections", "DeleteItem"),
-        on("pending", "PutItem"),
+        // Polling for the answer; forwarding writes nothing to this table.
         on("pending", "GetItem"),
-        on("pending", "DeleteItem"),
-        // Response chunks (`crate::store::chunks`).
-        on("pending", "BatchGetItem"),
     ],
     // PutObject: a large request body, and the agent's presigned PUT of a
     // large answer; GetObject: the answer read back, and the agent's
@@ -231,11 +216,8 @@ pub const RESPONSE: Function = Function {
         on("connections", "GetItem"),
         // Offer the successor resume token at `ready` (`crate::claims::offer`).
         on("connections", "UpdateItem"),
-        on("pending", "UpdateItem"),
-        // Response chunk items (`crate::store::chunks`); GetItem: the
-        // ownership check before a chunk is written.
+        // The answer item, written once (`crate::store::pending`).
         on("pending", "PutItem"),
-        on("pending", "GetItem"),
     ],
     s3: &[],
     manage_connections: &[POST_TO_CONNECTION],

@@ -35,7 +35,6 @@ pub fn connect_config() -> ConnectConfig {
 pub fn disconnect_config() -> DisconnectConfig {
     DisconnectConfig {
         connections_table: "connections".into(),
-        pending_table: "pending".into(),
     }
 }
 

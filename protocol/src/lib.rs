@@ -34,7 +34,10 @@ pub mod policy;
 
 pub use body::{decode_body, encode_body};
 pub use chunk::{BodyChunk, CarriesBody, ChunkedBody};
-pub use ids::{generate_request_id, generate_subdomain, is_valid_request_id, is_valid_subdomain};
+pub use ids::{
+    generate_object_id, generate_request_id, generate_subdomain, is_valid_request_id,
+    is_valid_subdomain,
+};
 pub use message::{
     BodyDownload, BodyUploaded, ConnectionEstablished, ErrorCode, ErrorMessage, Headers,
     HttpRequest, HttpResponse, Message, ProtocolError, Ready, SignedUrl,

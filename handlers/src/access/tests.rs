@@ -320,6 +320,7 @@ mod forwarding {
             &fake,
             &fake,
             &fake,
+            &fake,
             http_event("forwarding-get.json"),
         )
         .await;
@@ -357,7 +358,7 @@ mod forwarding {
             http::header::AUTHORIZATION,
             basic("ann", "pw").parse().unwrap(),
         );
-        let response = handle(&forwarding_config(), &fake, &fake, &fake, event).await;
+        let response = handle(&forwarding_config(), &fake, &fake, &fake, &fake, event).await;
         assert_eq!(response.status_code, 200);
         let posts = fake.posts();
         let Message::HttpRequest(req) = &posts[0].1 else {

@@ -36,7 +36,7 @@ locals {
       timeout     = var.timeout_seconds
     }
     disconnect = {
-      description = "WebSocket $disconnect: releases the subdomain and fails in-flight requests"
+      description = "WebSocket $disconnect: releases the subdomain and deletes the connection"
       memory_size = var.memory_size
       timeout     = var.timeout_seconds
     }
@@ -71,8 +71,7 @@ locals {
       AUTH_SECRET_PARAMETER = module.auth_secret.parameter_name
     })
     disconnect = merge(local.common_environment, {
-      CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
-      PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
+      CONNECTIONS_TABLE_NAME = module.tables.connections_table_name
     })
     forwarding = merge(local.common_environment, {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
@@ -100,21 +99,18 @@ locals {
     disconnect = [
       # UpdateItem: release the claim for the resume window.
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
-      { table = "pending", index = "connectionId-index", actions = ["Query"] },
-      { table = "pending", index = null, actions = ["UpdateItem"] },
     ]
     forwarding = [
       # UpdateItem: release a stale connection's claim (410) for the resume window.
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
-      # BatchGetItem: the chunk items of a chunked response (handlers/src/store/chunks.rs).
-      { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
+      # GetItem: polling for the answer (it writes nothing to this table).
+      { table = "pending", index = null, actions = ["GetItem"] },
     ]
     response = [
       # UpdateItem: offer the agent its next resume token at `ready` (hash only).
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },
-      # PutItem: one item per response body chunk (handlers/src/store/chunks.rs);
-      # GetItem: the chunk's request is checked before that write.
-      { table = "pending", index = null, actions = ["UpdateItem", "PutItem", "GetItem"] },
+      # PutItem: the answer, once (handlers/src/store/pending.rs).
+      { table = "pending", index = null, actions = ["PutItem"] },
     ]
   }
 
