@@ -427,6 +427,11 @@ async fn an_invalid_policy_is_refused_at_the_handshake() -> anyhow::Result<()> {
         let token = env.token();
         async move {
             let mut request = stack.websocket_url().into_client_request()?;
+            // The current protocol: connect refuses older agents with 426.
+            request.headers_mut().insert(
+                protocol::HEADER_PROTOCOL,
+                protocol::PROTOCOL_VERSION.to_string().parse()?,
+            );
             if let Some(token) = token {
                 request
                     .headers_mut()

@@ -93,6 +93,11 @@ impl RawAgent {
     /// run, no `ready` is sent, so `established` is empty.
     pub async fn handshake(env: &TestEnv, resume: Option<&str>) -> anyhow::Result<RawAgent> {
         let mut request = env.websocket_url().into_client_request()?;
+        // The current protocol: connect refuses older agents with 426.
+        request.headers_mut().insert(
+            protocol::HEADER_PROTOCOL,
+            protocol::PROTOCOL_VERSION.to_string().parse()?,
+        );
         if let Some(token) = env.token() {
             request
                 .headers_mut()
