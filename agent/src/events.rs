@@ -71,6 +71,13 @@ pub enum AgentError {
         if *.status == 401 { "it is missing, invalid or expired — pass it with --token or TUNNEL_TOKEN, or get a new one from your operator (`tunnel token issue`)" } else { "it is valid but not allowed this tunnel (its reserved subdomain is in use by another agent) — stop the other agent or ask your operator" }
     )]
     Unauthorized { status: u16 },
+    /// 426 Upgrade Required: the server needs a newer protocol than this
+    /// agent speaks ([`protocol::PROTOCOL_VERSION`]).
+    #[error(
+        "the server refused this agent as too old (HTTP 426 Upgrade Required: it speaks tunnel protocol {} and the server needs a newer one) — update the agent",
+        protocol::PROTOCOL_VERSION
+    )]
+    Outdated,
     #[error(
         "the server refused the access policy (HTTP 400): it is invalid or too large — check --basic-auth, --allow-cidr and the webhook options"
     )]

@@ -68,8 +68,10 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 /// Watches every exchange the forwarder makes with the local service. The
 /// request inspector is one; the forwarder knows nothing else of it.
 pub trait Recorder: Send + Sync {
-    /// `request` (as the agent received it) is about to be forwarded.
-    fn record(&self, request: &HttpRequest) -> Box<dyn Recording>;
+    /// `request` (as the agent received it) is about to be forwarded;
+    /// `stored` is its body when it came from the bodies bucket rather than
+    /// inline.
+    fn record(&self, request: &HttpRequest, stored: Option<&[u8]>) -> Box<dyn Recording>;
 
     /// The server refused a visitor's request by the tunnel's access policy
     /// (`rejected`, already clipped): it never reached the agent, so there

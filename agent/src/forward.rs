@@ -13,6 +13,12 @@
 //! decompressed and no `Accept-Encoding` is added; redirects are never
 //! followed. reqwest adds `Accept: */*` when the visitor sent no `Accept`.
 //!
+//! A request body too large for a message is fetched from the bodies bucket
+//! before anything else (`body_download`), and an answer body over
+//! [`INLINE_ANSWER_BODY_BYTES`] is PUT to the request's `response_upload`
+//! when the server gave one (`body_uploaded`); otherwise it goes inline or
+//! in `body_chunk`s ([`crate::bodies`], `docs/contracts.md` "The data path").
+//!
 //! A failed request has two texts: a short reason for the visitor (sent in
 //! the `error` message; no local address, no error chain) and the details
 //! for the agent's console ([`RequestOutcome::Failed`]). Neither carries the
@@ -23,11 +29,14 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use protocol::headers::HopByHop;
-use protocol::limits::MAX_BODY_BYTES;
-use protocol::{ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message};
+use protocol::limits::{INLINE_ANSWER_BODY_BYTES, MAX_BODY_BYTES};
+use protocol::{
+    BodyUploaded, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message, SignedUrl,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::bodies::{Storage, TransferError};
 use crate::config::{Config, HostHeader, Target, UriError};
 use crate::exchange::{
     MAX_LOGGED_METHOD_CHARS, Recorder, Recording, RequestLog, RequestOutcome, clip,
@@ -41,6 +50,8 @@ pub struct Forwarder {
     target: Target,
     host_header: HostHeader,
     timeout: Duration,
+    /// Bodies to and from the bodies bucket.
+    storage: Storage,
     /// One permit per request with the local service
     /// ([`Config::max_in_flight`]): visitors' requests and the inspector's
     /// replays take them from the same pool.
@@ -86,6 +97,7 @@ impl Forwarder {
             target: config.target.clone(),
             host_header: config.host_header.clone(),
             timeout: config.request_timeout,
+            storage: Storage::new(config.request_timeout).map_err(ClientInitError)?,
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             max_in_flight: config.max_in_flight,
             recorder: None,
@@ -121,31 +133,50 @@ impl Forwarder {
     /// Forwards `req` and returns the message to send back (a response or an
     /// error, already checked against the message limit) and a log line.
     ///
-    /// A body too large for one message goes as a head plus `body_chunk`s;
-    /// every message is serialized (and the body checked against
-    /// `MAX_BODY_BYTES` while it was read) before any is sent, so nothing is
-    /// half-delivered.
+    /// A body too large for one message goes to the request's upload URL
+    /// or, without one, as a head plus `body_chunk`s; every message is
+    /// serialized (and the body checked against `MAX_BODY_BYTES` while it was
+    /// read) before any is sent, so nothing is half-delivered.
     ///
     /// It does not take a [`Slot`]: the caller does, and holds it until the
     /// answer is on its way.
-    pub async fn forward(&self, req: HttpRequest) -> (Vec<String>, RequestLog) {
+    pub async fn forward(&self, mut req: HttpRequest) -> (Vec<String>, RequestLog) {
+        // A stored body first: the recorder and the local service see it.
+        let stored = match req.body_download.take() {
+            None => None,
+            Some(download) => match self.storage.download(&download).await {
+                Ok(body) => Some(body),
+                Err(e) => {
+                    let (messages, outcome) =
+                        failure_messages(&req.request_id, Failure::transfer(&e));
+                    return (messages, RequestLog::for_request(&req, outcome));
+                }
+            },
+        };
         // Recorder hook: the request as the agent received it.
-        let recording = self.recorder.as_ref().map(|r| r.record(&req));
-        self.forward_recorded(req, recording).await
+        let recording = self
+            .recorder
+            .as_ref()
+            .map(|r| r.record(&req, stored.as_deref()));
+        self.forward_recorded(req, stored, recording).await
     }
 
-    /// [`Forwarder::forward`], shown to `recording` instead of the
+    /// [`Forwarder::forward`] once a stored body is fetched (`stored`; else
+    /// the body is `req.body`), shown to `recording` instead of the
     /// forwarder's own recorder (the inspector's replays come in here with
     /// their own).
     pub(crate) async fn forward_recorded(
         &self,
-        req: HttpRequest,
+        mut req: HttpRequest,
+        stored: Option<Vec<u8>>,
         mut recording: Option<Box<dyn Recording>>,
     ) -> (Vec<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
+        let upload = req.response_upload.take();
         let mut log = RequestLog::for_request(&req, RequestOutcome::Status(0));
-        let result = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+        let exchange = self.exchange(req, stored);
+        let result = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Failure::detailed(
                 ErrorCode::Timeout,
@@ -169,17 +200,9 @@ impl Forwarder {
                 if let Some(recording) = &mut recording {
                     recording.response(status, &response.headers, &body);
                 }
-                match protocol::chunk::to_messages(response, &body) {
+                match self.answer(response, body, upload.as_ref()).await {
                     Ok(messages) => (messages, RequestOutcome::Status(status)),
-                    Err(e) => failure_messages(
-                        &request_id,
-                        Failure::new(
-                            ErrorCode::PayloadTooLarge,
-                            format!(
-                                "the local service's response cannot be carried through the tunnel ({e})"
-                            ),
-                        ),
-                    ),
+                    Err(failure) => failure_messages(&request_id, failure),
                 }
             }
             Err(failure) => failure_messages(&request_id, failure),
@@ -193,8 +216,45 @@ impl Forwarder {
         (messages, log)
     }
 
-    /// The local service's response (without body) and its body.
-    async fn exchange(&self, req: HttpRequest) -> Result<(HttpResponse, Vec<u8>), Failure> {
+    /// The messages that carry `response` with `body`: one whose body was
+    /// uploaded to `upload` when it is over [`INLINE_ANSWER_BODY_BYTES`],
+    /// else the body inline or in chunks.
+    async fn answer(
+        &self,
+        mut response: HttpResponse,
+        body: Vec<u8>,
+        upload: Option<&SignedUrl>,
+    ) -> Result<Vec<String>, Failure> {
+        let too_large = |e: protocol::ProtocolError| {
+            Failure::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the local service's response cannot be carried through the tunnel ({e})"),
+            )
+        };
+        match upload {
+            Some(url) if body.len() > INLINE_ANSWER_BODY_BYTES => {
+                let length = body.len() as u64;
+                self.storage
+                    .upload(url, body)
+                    .await
+                    .map_err(|e| Failure::transfer(&e))?;
+                response.body_uploaded = Some(BodyUploaded { length });
+                let json = Message::HttpResponse(response)
+                    .to_json()
+                    .map_err(too_large)?;
+                Ok(vec![json])
+            }
+            _ => protocol::chunk::to_messages(response, &body).map_err(too_large),
+        }
+    }
+
+    /// The local service's response (without body) and its body. The
+    /// request's body is `stored` when it came from the bucket.
+    async fn exchange(
+        &self,
+        req: HttpRequest,
+        stored: Option<Vec<u8>>,
+    ) -> Result<(HttpResponse, Vec<u8>), Failure> {
         let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| {
             Failure::detailed(
                 ErrorCode::InvalidRequest,
@@ -218,12 +278,15 @@ impl Forwarder {
                 Failure::new(ErrorCode::InvalidRequest, e.to_string())
             }
         })?;
-        let body = protocol::decode_body(&req.body).map_err(|e| {
-            Failure::new(
-                ErrorCode::InvalidRequest,
-                format!("the request body is not valid base64 ({e})"),
-            )
-        })?;
+        let body = match stored {
+            Some(body) => body,
+            None => protocol::decode_body(&req.body).map_err(|e| {
+                Failure::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the request body is not valid base64 ({e})"),
+                )
+            })?,
+        };
         let had_length = req.headers.contains_key("content-length");
         let headers = self.request_headers(&req.headers);
         let mut builder = self.client.request(method, url).headers(headers);
@@ -424,6 +487,12 @@ impl Failure {
             visitor: visitor.into(),
             detail,
         }
+    }
+
+    /// A body that could not go through the bucket: the visitor gets 502,
+    /// the console the host and S3's error code (never the URL).
+    fn transfer(e: &TransferError) -> Failure {
+        Failure::detailed(ErrorCode::InternalError, e.visitor_message(), e.to_string())
     }
 }
 

@@ -29,6 +29,8 @@
 //!   [`AgentError`] (plain data; the supervisor, the session, the console
 //!   and the inspector all use it, so it depends on none of them).
 //! - [`chunks`]: request bodies arriving in `body_chunk` messages, bounded.
+//! - [`bodies`]: bodies too large for a message, downloaded from and
+//!   uploaded to the tunnel's bucket through presigned URLs, bounded.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
 //! - [`token`]: minting agent tokens (`tunnel token issue`).
@@ -46,6 +48,7 @@
 pub mod access;
 pub mod agent;
 pub mod backoff;
+pub mod bodies;
 pub mod chunks;
 pub mod config;
 pub mod console;

@@ -360,9 +360,10 @@ async fn run(
     }
     match handle.wait().await {
         Ok(()) => Ok(()),
-        Err(e @ (AgentError::Unauthorized { .. } | AgentError::PolicyRefused)) => {
-            Err(anyhow::Error::new(e))
-        }
+        Err(
+            e
+            @ (AgentError::Unauthorized { .. } | AgentError::Outdated | AgentError::PolicyRefused),
+        ) => Err(anyhow::Error::new(e)),
         Err(e) => Err(anyhow::Error::new(e).context("the tunnel agent stopped")),
     }
 }

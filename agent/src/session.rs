@@ -430,6 +430,11 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
         protocol::HEADER_AGENT_VERSION,
         HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
     );
+    // The server refuses an older protocol with 426 (`docs/contracts.md`).
+    headers.insert(
+        protocol::HEADER_PROTOCOL,
+        HeaderValue::from(protocol::PROTOCOL_VERSION),
+    );
     if let Ok(platform) = HeaderValue::from_str(&platform()) {
         headers.insert(protocol::HEADER_AGENT_PLATFORM, platform);
     }
@@ -458,6 +463,9 @@ async fn connect(config: &Config, resume: Option<&str>) -> Result<Ws, End> {
             let status = response.status().as_u16();
             if status == 401 || status == 403 {
                 Err(End::Fatal(AgentError::Unauthorized { status }))
+            } else if status == 426 {
+                // Retrying cannot help: only a newer agent can.
+                Err(End::Fatal(AgentError::Outdated))
             } else if status == 400 && config.policy.is_some() {
                 Err(End::Fatal(AgentError::PolicyRefused))
             } else {

@@ -22,6 +22,10 @@ async fn handshake_sends_headers_then_ready_and_reports_the_url() {
         conn.headers[protocol::HEADER_AGENT_VERSION],
         env!("CARGO_PKG_VERSION")
     );
+    assert_eq!(
+        conn.headers[protocol::HEADER_PROTOCOL],
+        protocol::PROTOCOL_VERSION.to_string().as_str()
+    );
     let platform = conn.headers[protocol::HEADER_AGENT_PLATFORM]
         .to_str()
         .unwrap();
@@ -122,6 +126,21 @@ async fn unauthorized_handshake_stops_with_a_clear_error() {
             AgentError::Unauthorized { status }
         );
     }
+}
+
+/// A server that needs a newer protocol answers 426: retrying cannot
+/// help, so the agent stops at once and says to update it.
+#[tokio::test]
+async fn a_426_handshake_stops_with_update_the_agent() {
+    let server = TunnelServer::bind().await;
+    let mut agent = Agent::start(config(&server.endpoint, "3000"));
+    assert!(server.accept_with_status(Some(426)).await.is_none());
+    let err = within("the agent to give up", agent.wait())
+        .await
+        .unwrap_err();
+    assert_eq!(err, AgentError::Outdated);
+    assert!(err.to_string().contains("update the agent"), "{err}");
+    assert!(err.to_string().contains("426"), "{err}");
 }
 
 #[tokio::test]

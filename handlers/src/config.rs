@@ -56,6 +56,31 @@ fn invalid(var: &'static str, problem: &'static str, value: &str) -> ConfigError
     }
 }
 
+/// An S3 bucket name as S3 accepts it: 3 to 63 characters of `[a-z0-9.-]`,
+/// starting and ending with a letter or digit (no `s3://`, no ARN).
+fn bucket_name(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<String, ConfigError> {
+    let name = required(lookup, var)?;
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge(name.bytes().next())
+        && edge(name.bytes().last());
+    if ok {
+        Ok(name)
+    } else {
+        Err(invalid(
+            var,
+            "must be an S3 bucket name (3-63 characters of a-z, 0-9, '.' and '-'), not a URL or an ARN",
+            &name,
+        ))
+    }
+}
+
 /// `DOMAIN_NAME`: a bare lowercase host name such as `tunnel.example.com`.
 fn domain_name(lookup: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     const VAR: &str = "DOMAIN_NAME";
@@ -345,14 +370,12 @@ impl ConnectConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisconnectConfig {
     pub connections_table: String,
-    pub pending_table: String,
 }
 
 impl DisconnectConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             connections_table: required(&lookup, "CONNECTIONS_TABLE_NAME")?,
-            pending_table: required(&lookup, "PENDING_REQUESTS_TABLE_NAME")?,
         })
     }
 }
@@ -367,10 +390,13 @@ pub struct ForwardingConfig {
     pub routing: Routing,
     pub websocket_api_endpoint: String,
     pub request_timeout: Duration,
-    /// `POLL_INTERVAL_MS`: a fixed delay between polls of the pending item;
+    /// `POLL_INTERVAL_MS`: a fixed delay between polls for the answer;
     /// `None` (unset) = the adaptive [`PollSchedule`]. For comparisons such as
     /// the benchmarks' (the seed polled every 100 ms).
     pub poll_interval: Option<Duration>,
+    /// `BODIES_BUCKET_NAME`: where bodies too large for a WebSocket message
+    /// go (`docs/contracts.md`, "The data path").
+    pub bodies_bucket: String,
 }
 
 impl ForwardingConfig {
@@ -393,6 +419,7 @@ impl ForwardingConfig {
         let domain_name = domain_name(&lookup)?;
         let routing = required(&lookup, ROUTING_VAR)?.parse()?;
         let websocket_api_endpoint = websocket_api_endpoint(&lookup)?;
+        let bodies_bucket = bucket_name(&lookup, crate::manifest::BODIES.env)?;
         let request_timeout = match optional(&lookup, TIMEOUT_VAR) {
             None => REQUEST_TIMEOUT,
             Some(raw) => {
@@ -433,6 +460,7 @@ impl ForwardingConfig {
             websocket_api_endpoint,
             request_timeout,
             poll_interval,
+            bodies_bucket,
         })
     }
 }
@@ -531,6 +559,7 @@ mod tests {
                 "WEBSOCKET_API_ENDPOINT",
                 "https://abc.execute-api.eu-west-1.amazonaws.com/prod".to_string(),
             ),
+            ("BODIES_BUCKET_NAME", "tunnel-dev-bodies-2026".to_string()),
         ])
     }
 
@@ -641,6 +670,11 @@ mod tests {
     #[case("POLL_INTERVAL_MS", "1001")]
     #[case("POLL_INTERVAL_MS", "-1")]
     #[case("POLL_INTERVAL_MS", "100ms")]
+    #[case("BODIES_BUCKET_NAME", "s3://tunnel-bodies")]
+    #[case("BODIES_BUCKET_NAME", "arn:aws:s3:::tunnel-bodies")]
+    #[case("BODIES_BUCKET_NAME", "Tunnel-Bodies")]
+    #[case("BODIES_BUCKET_NAME", "ab")]
+    #[case("BODIES_BUCKET_NAME", "-tunnel-bodies")]
     #[case("ROUTING", "both")]
     #[case("ROUTING", "Host")]
     #[case("ROUTING", "subdomain")]

@@ -1,4 +1,5 @@
-//! `$connect`: authenticate the agent, give it a subdomain (the one its
+//! `$connect`: refuse an agent of an older protocol (426), authenticate the
+//! agent, give it a subdomain (the one its
 //! resume token names, the one its token reserves, or a fresh one: see
 //! [`crate::claims`]), store the connection, accept the upgrade.
 
@@ -7,7 +8,10 @@ use http::HeaderMap;
 use protocol::auth::Claims;
 use protocol::limits::{CONNECTION_TTL, TTL_SLACK};
 use protocol::policy::{AccessPolicy, HEADER_POLICY, PolicyError};
-use protocol::{HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION, HEADER_RESUME_TOKEN};
+use protocol::{
+    HEADER_AGENT_PLATFORM, HEADER_AGENT_VERSION, HEADER_PROTOCOL, HEADER_RESUME_TOKEN,
+    PROTOCOL_VERSION,
+};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::auth::{Auth, Refused};
@@ -24,6 +28,12 @@ const MAX_AGENT_FIELD: usize = 64;
 pub enum ConnectError {
     #[error("the event has no requestContext.connectionId")]
     MissingConnectionId,
+    /// No `x-tunnel-protocol`, or one below [`PROTOCOL_VERSION`]: the agent
+    /// would forward an empty body for a request stored in the bucket.
+    #[error(
+        "the agent speaks protocol {found:?}; this server needs {PROTOCOL_VERSION} (update the agent)"
+    )]
+    OldAgent { found: Option<String> },
     #[error(transparent)]
     Refused(#[from] Refused),
     #[error(transparent)]
@@ -35,11 +45,12 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// The handshake's status: 401/503 for authentication, 400 for an
-    /// invalid access policy, 403 for a held reserved subdomain, 500 for
-    /// everything else.
+    /// The handshake's status: 426 for an old agent, 401/503 for
+    /// authentication, 400 for an invalid access policy, 403 for a held
+    /// reserved subdomain, 500 for everything else.
     pub fn response(&self) -> WebsocketResponse {
         match self {
+            ConnectError::OldAgent { .. } => WebsocketResponse::UPGRADE_REQUIRED,
             ConnectError::Refused(Refused::Token(_)) => WebsocketResponse::UNAUTHORIZED,
             ConnectError::Refused(Refused::Unconfigured) => WebsocketResponse::SERVICE_UNAVAILABLE,
             ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => WebsocketResponse::FORBIDDEN,
@@ -82,6 +93,7 @@ pub async fn handle<C: ConnectionStore + Sync>(
                         error!(status = response.status_code, error = %e, "connection refused")
                     }
                     ConnectError::Refused(_)
+                    | ConnectError::OldAgent { .. }
                     | ConnectError::Policy(_)
                     | ConnectError::Claim(ClaimError::SubdomainTaken { .. }) => {
                         warn!(status = response.status_code, error = %e, "connection refused")
@@ -108,6 +120,20 @@ fn agent_header(headers: &HeaderMap, name: &str) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
+/// The agent's protocol ([`HEADER_PROTOCOL`]) is the current one or newer.
+fn check_protocol(headers: &HeaderMap) -> Result<(), ConnectError> {
+    let found = headers
+        .get(HEADER_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    match found.and_then(|v| v.parse::<u32>().ok()) {
+        Some(version) if version >= PROTOCOL_VERSION => Ok(()),
+        _ => Err(ConnectError::OldAgent {
+            found: found.map(|v| v.chars().take(MAX_AGENT_FIELD).collect()),
+        }),
+    }
+}
+
 /// The access policy the agent declares ([`HEADER_POLICY`]); none without
 /// the header or with an empty policy. Invalid is refused with 400 before
 /// anything is written (never "no policy": the agent asked for protection).
@@ -130,6 +156,7 @@ pub(crate) async fn connect<C: ConnectionStore + Sync>(
     let connection_id = websocket::connection_id(event)
         .ok_or(ConnectError::MissingConnectionId)?
         .to_string();
+    check_protocol(&event.headers)?;
     let now = crate::now_secs();
     let token: Option<Claims> = auth.check(event, now)?;
     let ttl = now + (CONNECTION_TTL + TTL_SLACK).as_secs() as i64;
@@ -209,6 +236,36 @@ mod tests {
         assert_eq!(claim.owner_connection_id, "L0SM9cOFvHcCIhw=");
         assert_eq!(claim.ttl, expected_ttl);
         fake.assert_within(&manifest::CONNECT);
+    }
+
+    /// An agent of an older protocol (no header, an older version, junk)
+    /// is refused with 426 before anything is checked or written; the
+    /// current version and a newer one are let in.
+    #[rstest::rstest]
+    #[case::missing(None, 426)]
+    #[case::older(Some("1"), 426)]
+    #[case::junk(Some("two"), 426)]
+    #[case::current(Some("2"), 200)]
+    #[case::newer(Some(" 3 "), 200)]
+    #[tokio::test]
+    async fn an_agent_of_an_older_protocol_gets_426(
+        #[case] header: Option<&str>,
+        #[case] status: u16,
+    ) {
+        assert_eq!(PROTOCOL_VERSION, 2, "update the cases");
+        let fake = Fake::default();
+        let mut event = ws_event("connect.json");
+        event.headers.remove(HEADER_PROTOCOL);
+        if let Some(value) = header {
+            event
+                .headers
+                .insert(HEADER_PROTOCOL, value.parse().unwrap());
+        }
+        let response = handle(&connect_config(), &Auth::Disabled, &fake, event).await;
+        assert_eq!(response.status_code, status);
+        if status == 426 {
+            assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+        }
     }
 
     #[tokio::test]

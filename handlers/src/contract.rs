@@ -21,29 +21,25 @@
 //!   stored with the claim, replaced on resume and removed at release;
 //! - connections: round trip, idempotent delete, claim keys are no
 //!   connections;
-//! - pending requests: complete exactly once and only by the connection the
-//!   request was posted to, never create an item, found by connection;
-//! - chunks: stored per connection (never overwritten by another), counted
-//!   only for the owning connection, completion exactly once with the
-//!   announced count, the response function's limits and ownership check
-//!   before any chunk write, nothing counted beyond the head's count.
+//! - answers: one per connection and request, exactly once (a second from
+//!   the same connection is refused, the first stays), read only under the
+//!   connection asked about (another connection's answer is never seen),
+//!   stored with their TTL and whole (an uploaded body's marker, a body up
+//!   to the inline limit, a long header list).
 //!
 //! Every read follows the write it checks at once: the reads the handlers
 //! use are strongly consistent (a fresh tunnel must never 404).
 
-use protocol::chunk::{BodyChunk, ChunkedBody};
-use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_REQUEST_ID_LEN};
+use protocol::limits::MAX_MESSAGE_BYTES;
 use protocol::policy::{self, AccessPolicy, Webhook, WebhookProvider};
-use protocol::{Headers, HttpResponse};
+use protocol::{BodyUploaded, Headers, HttpResponse};
 
-use crate::response::chunks;
 use crate::store::{
-    ChunkStore, Claim, Connection, ConnectionStore, Part, PendingRequest, PendingState,
-    PendingStore, Progress, Receiving, StoreError, Written, claim_key,
+    Claim, Connection, ConnectionStore, PendingStore, StoreError, StoredAnswer, Written, claim_key,
 };
 
 /// The name of every case, in the order both implementations run them.
-pub const CASES: [&str; 15] = [
+pub const CASES: [&str; 10] = [
     "claims_and_resume_follow_their_conditions",
     "resume_tokens_stay_valid_until_their_successor_is_presented",
     "resuming_respects_the_user",
@@ -51,14 +47,9 @@ pub const CASES: [&str; 15] = [
     "the_policy_lives_with_the_claim_until_release",
     "missing_claims_are_never_created",
     "connections_round_trip_and_delete_idempotently",
-    "pending_requests_complete_once_and_are_indexed_by_connection",
-    "missing_pending_requests_are_never_created",
-    "chunks_out_of_order_and_duplicated_complete_exactly_once",
-    "chunks_from_another_connection_are_refused",
-    "completion_needs_the_announced_count",
-    "a_request_collecting_parts_can_still_be_failed",
-    "chunks_and_heads_beyond_the_limits_are_refused",
-    "chunks_are_checked_before_they_are_written",
+    "an_answer_is_written_once_per_connection",
+    "an_answer_is_read_only_under_its_connection",
+    "answers_keep_their_ttl_and_whole_response",
 ];
 
 const NOW: i64 = 1_764_000_000;
@@ -91,16 +82,6 @@ fn resuming(owner: &str, presented: &str) -> Claim {
     }
 }
 
-fn pending_request(id: &str, conn: &str) -> PendingRequest {
-    PendingRequest {
-        request_id: id.into(),
-        connection_id: conn.into(),
-        api_gateway_request_id: "gw".into(),
-        created_at: NOW,
-        ttl: NOW + 330,
-    }
-}
-
 fn response(request_id: &str, status: u16) -> HttpResponse {
     let mut headers = Headers::new();
     headers.insert("set-cookie".into(), vec!["a=1".into(), "b=2".into()]);
@@ -111,6 +92,7 @@ fn response(request_id: &str, status: u16) -> HttpResponse {
         body: protocol::encode_body(b"hello"),
         processing_time_ms: 1,
         body_chunks: None,
+        body_uploaded: None,
     }
 }
 
@@ -539,516 +521,122 @@ pub async fn connections_round_trip_and_delete_idempotently<C: ConnectionStore +
     Ok(())
 }
 
-// --- pending requests table ---
+// --- pending requests table: the answers ---
 
-pub async fn pending_requests_complete_once_and_are_indexed_by_connection<
-    P: PendingStore + Sync,
->(
+/// The response function writes a connection's answer once: a second one
+/// (a retry, a duplicate, an `error` after the answer) is refused and the
+/// first stays.
+pub async fn an_answer_is_written_once_per_connection<P: PendingStore + Sync>(
     pending: &P,
 ) -> Result<(), StoreError> {
-    pending.put_pending(&pending_request("r1", "A=")).await?;
-    pending.put_pending(&pending_request("r2", "A=")).await?;
-    pending.put_pending(&pending_request("r3", "B=")).await?;
-    assert_eq!(
-        pending.get_pending("r1").await?,
-        Some(PendingState::Pending)
-    );
-    assert_eq!(pending.get_pending("nope").await?, None);
-
+    assert_eq!(pending.get_answer(REQ, CONN).await?, None);
     assert_eq!(
         pending
-            .complete_pending("r1", "B=", &response("r1", 200))
-            .await?,
-        Written::ConditionFailed,
-        "another connection may not answer"
-    );
-    assert_eq!(
-        pending
-            .complete_pending("r1", "A=", &response("r1", 200))
+            .put_answer(CONN, &response(REQ, 200), NOW + 330)
             .await?,
         Written::Yes
     );
     assert_eq!(
         pending
-            .complete_pending("r1", "A=", &response("r1", 500))
+            .put_answer(CONN, &response(REQ, 500), NOW + 999)
             .await?,
         Written::ConditionFailed,
         "exactly once"
     );
     assert_eq!(
-        pending
-            .complete_pending("unknown", "A=", &response("unknown", 200))
-            .await?,
-        Written::ConditionFailed
+        pending.get_answer(REQ, CONN).await?,
+        Some(StoredAnswer {
+            response: response(REQ, 200),
+            ttl: NOW + 330,
+        })
     );
-    assert_eq!(pending.get_pending("unknown").await?, None, "no upsert");
-    assert_eq!(
-        pending.get_pending("r1").await?,
-        Some(PendingState::Completed(response("r1", 200)))
-    );
-
-    // Completed requests stay in the index until deleted.
-    let mut ids = pending.pending_for_connection("A=").await?;
-    ids.sort();
-    assert_eq!(ids, vec!["r1", "r2"]);
-
-    pending.delete_pending("r1").await?;
-    assert_eq!(pending.get_pending("r1").await?, None);
+    // Another request of the same connection is its own item.
+    let other = "0d4e6f1c-1c8e-4b8a-9d6a-1f2e3d4c5b6a";
     assert_eq!(
         pending
-            .complete_pending("r1", "A=", &response("r1", 200))
+            .put_answer(CONN, &response(other, 201), NOW + 330)
             .await?,
-        Written::ConditionFailed,
-        "a late answer after delete does not recreate the item"
+        Written::Yes
     );
-    assert_eq!(pending.pending_for_connection("A=").await?, vec!["r2"]);
+    assert_eq!(
+        pending
+            .get_answer(other, CONN)
+            .await?
+            .map(|a| a.response.status_code),
+        Some(201)
+    );
     Ok(())
 }
 
-pub async fn missing_pending_requests_are_never_created<P: PendingStore + Sync>(
+/// Forwarding reads the key of the connection it posted to: an answer from
+/// any other connection, written first or not, is never what it reads, and
+/// never blocks the real one.
+pub async fn an_answer_is_read_only_under_its_connection<P: PendingStore + Sync>(
     pending: &P,
 ) -> Result<(), StoreError> {
-    assert_eq!(pending.get_pending(REQ).await?, None);
-    pending.delete_pending(REQ).await?;
     assert_eq!(
         pending
-            .complete_pending(REQ, CONN, &response(REQ, 502))
+            .put_answer(OTHER, &response(REQ, 403), NOW + 330)
             .await?,
-        Written::ConditionFailed
-    );
-    assert_eq!(pending.get_pending(REQ).await?, None, "no upsert");
-    assert_eq!(
-        pending.pending_for_connection(CONN).await?,
-        Vec::<String>::new()
-    );
-    Ok(())
-}
-
-// --- chunked responses (pending requests table) ---
-
-/// Bytes that differ from chunk to chunk, so a swapped or repeated chunk
-/// shows (a short period would make every full chunk identical).
-fn noise(len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
-
-/// The head of a chunked response carrying a body: the response as the
-/// agent sends it, its chunk spec and its JSON (what `responseData` holds).
-struct Head {
-    response: HttpResponse,
-    spec: ChunkedBody,
-    json: String,
-}
-
-impl Head {
-    fn of(body: &[u8]) -> Head {
-        let spec = ChunkedBody::for_length(body.len()).expect("a body within the limits");
-        let mut headers = Headers::new();
-        headers.insert(
-            "content-type".into(),
-            vec!["application/octet-stream".into()],
-        );
-        let response = HttpResponse {
-            request_id: REQ.into(),
-            status_code: 200,
-            headers,
-            body: String::new(),
-            processing_time_ms: 3,
-            body_chunks: Some(spec),
-        };
-        let json = serde_json::to_string(&response).expect("a response serializes");
-        Head {
-            response,
-            spec,
-            json,
-        }
-    }
-
-    fn part(&self) -> Part<'_> {
-        Part::Head {
-            json: &self.json,
-            count: self.spec.count,
-        }
-    }
-}
-
-/// What the response function does with a `body_chunk` from `conn`: write
-/// the chunk item, then add its index to the head item.
-async fn deliver<P: ChunkStore + Sync>(
-    store: &P,
-    conn: &str,
-    index: u32,
-    data: &[u8],
-) -> Result<Option<Progress>, StoreError> {
-    assert_eq!(
-        store.put_chunk(REQ, conn, index, data, NOW + 2000).await?,
         Written::Yes,
-        "chunk {index}"
+        "another connection writes under its own key"
     );
-    store.add_part(REQ, conn, Part::Chunk(index)).await
-}
-
-fn progress(parts: usize, count: Option<u32>) -> Option<Progress> {
-    Some(Progress { parts, count })
-}
-
-pub async fn chunks_out_of_order_and_duplicated_complete_exactly_once<
-    P: PendingStore + ChunkStore + Sync,
->(
-    store: &P,
-) -> Result<(), StoreError> {
-    store.put_pending(&pending_request(REQ, CONN)).await?;
-    let bytes = noise(3 * BODY_CHUNK_BYTES + 5);
-    let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
-    let head = Head::of(&bytes);
-    let spec = head.spec;
-    assert_eq!(spec.count, 4);
-
-    // 3, 1, head, 1 again, 0: ADD to a number set ignores the duplicate.
-    assert_eq!(deliver(store, CONN, 3, pieces[3]).await?, progress(1, None));
-    assert_eq!(deliver(store, CONN, 1, pieces[1]).await?, progress(2, None));
+    assert_eq!(pending.get_answer(REQ, CONN).await?, None);
     assert_eq!(
-        store.add_part(REQ, CONN, head.part()).await?,
-        progress(3, Some(4))
-    );
-    assert_eq!(
-        deliver(store, CONN, 1, pieces[1]).await?,
-        progress(3, Some(4)),
-        "a duplicate chunk adds nothing"
-    );
-    assert_eq!(
-        deliver(store, CONN, 0, pieces[0]).await?,
-        progress(4, Some(4))
-    );
-    assert_eq!(
-        store.complete_chunked(REQ, CONN, spec.count).await?,
-        Written::ConditionFailed,
-        "chunk 2 is missing: size(receivedParts) is short"
-    );
-    assert_eq!(store.get_pending(REQ).await?, Some(PendingState::Pending));
-
-    // Two invocations carrying chunk 2 both ADD before either completes (the
-    // race, forced into this order rather than left to timing): both see the
-    // complete set, only one of them completes the request.
-    let first = deliver(store, CONN, 2, pieces[2]).await?;
-    let second = deliver(store, CONN, 2, pieces[2]).await?;
-    assert_eq!(first, progress(5, Some(4)));
-    assert_eq!(second, progress(5, Some(4)));
-    assert!(first.is_some_and(|p| p.is_complete()));
-    let outcomes = [
-        store.complete_chunked(REQ, CONN, spec.count).await?,
-        store.complete_chunked(REQ, CONN, spec.count).await?,
-    ];
-    assert_eq!(outcomes, [Written::Yes, Written::ConditionFailed]);
-
-    // Late duplicates no longer reach the head item.
-    assert_eq!(
-        store.add_part(REQ, CONN, Part::Chunk(2)).await?,
-        None,
-        "completed: a late chunk is not added"
-    );
-    assert_eq!(store.add_part(REQ, CONN, head.part()).await?, None);
-    assert_eq!(
-        store.put_chunk(REQ, CONN, 2, pieces[2], NOW + 2000).await?,
+        pending
+            .put_answer(CONN, &response(REQ, 200), NOW + 330)
+            .await?,
         Written::Yes,
-        "the owner may rewrite its own chunk item (same bytes)"
-    );
-
-    // What forwarding reads: the head as sent, the chunks byte for byte.
-    assert_eq!(
-        store.get_pending(REQ).await?,
-        Some(PendingState::Completed(head.response))
-    );
-    let mut read = store.get_chunks(REQ, CONN, spec.count).await?;
-    read.sort_by_key(|(i, _)| *i);
-    assert_eq!(
-        read.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-        [0, 1, 2, 3]
-    );
-    for (i, data) in &read {
-        assert!(data == pieces[*i as usize], "chunk {i} differs");
-    }
-    let assembled = protocol::chunk::assemble(spec, read).expect("every chunk is there");
-    assert!(assembled == bytes, "the assembled body differs");
-    Ok(())
-}
-
-pub async fn chunks_from_another_connection_are_refused<P: PendingStore + ChunkStore + Sync>(
-    store: &P,
-) -> Result<(), StoreError> {
-    store.put_pending(&pending_request(REQ, CONN)).await?;
-    let bytes = noise(2 * BODY_CHUNK_BYTES);
-    let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
-    let head = Head::of(&bytes);
-    let spec = head.spec;
-
-    assert_eq!(deliver(store, CONN, 0, pieces[0]).await?, progress(1, None));
-    assert_eq!(
-        store
-            .put_chunk(REQ, OTHER, 0, b"forged", NOW + 2000)
-            .await?,
-        Written::ConditionFailed,
-        "another connection cannot overwrite a chunk"
-    );
-    // A free key is written, but it never counts for a request posted to
-    // another connection, and nobody else can complete or answer it.
-    assert_eq!(
-        store
-            .put_chunk(REQ, OTHER, 1, b"forged", NOW + 2000)
-            .await?,
-        Written::Yes
-    );
-    assert_eq!(store.add_part(REQ, OTHER, Part::Chunk(1)).await?, None);
-    assert_eq!(store.add_part(REQ, OTHER, head.part()).await?, None);
-    assert_eq!(
-        store.complete_chunked(REQ, OTHER, spec.count).await?,
-        Written::ConditionFailed
-    );
-    // The owner's chunk 1 is refused too (the slot is taken): the request
-    // times out instead of completing with forged bytes.
-    assert_eq!(
-        store.put_chunk(REQ, CONN, 1, pieces[1], NOW + 2000).await?,
-        Written::ConditionFailed
+        "the forged answer does not block the real one"
     );
     assert_eq!(
-        store.add_part(REQ, CONN, head.part()).await?,
-        progress(2, Some(2))
-    );
-    assert_eq!(store.get_pending(REQ).await?, Some(PendingState::Pending));
-
-    // Reading keeps only the chunks of the connection forwarding posted to.
-    assert_eq!(
-        store.get_chunks(REQ, CONN, spec.count).await?,
-        [(0, pieces[0].to_vec())]
+        pending.get_answer(REQ, CONN).await?.map(|a| a.response),
+        Some(response(REQ, 200))
     );
     assert_eq!(
-        store.get_chunks(REQ, OTHER, spec.count).await?,
-        [(1, b"forged".to_vec())]
-    );
-
-    // No upsert: parts for an unknown or deleted request create nothing.
-    assert_eq!(store.add_part("unknown", CONN, Part::Chunk(0)).await?, None);
-    assert_eq!(store.get_pending("unknown").await?, None);
-    store.delete_pending(REQ).await?;
-    assert_eq!(store.add_part(REQ, CONN, Part::Chunk(0)).await?, None);
-    assert_eq!(store.get_pending(REQ).await?, None);
-    Ok(())
-}
-
-/// Completion checks the count the head announced, not only the number of
-/// parts.
-pub async fn completion_needs_the_announced_count<P: PendingStore + ChunkStore + Sync>(
-    store: &P,
-) -> Result<(), StoreError> {
-    store.put_pending(&pending_request(REQ, CONN)).await?;
-    let bytes = noise(2 * BODY_CHUNK_BYTES);
-    let head = Head::of(&bytes);
-    let spec = head.spec;
-    assert_eq!(
-        store.add_part(REQ, CONN, head.part()).await?,
-        progress(1, Some(2))
-    );
-    assert_eq!(
-        deliver(store, CONN, 0, &bytes[..BODY_CHUNK_BYTES]).await?,
-        progress(2, Some(2))
-    );
-    assert_eq!(
-        store.complete_chunked(REQ, CONN, 1).await?,
-        Written::ConditionFailed,
-        "two parts, but the head announced two chunks, not one"
-    );
-    assert_eq!(store.get_pending(REQ).await?, Some(PendingState::Pending));
-    assert_eq!(
-        deliver(store, CONN, 1, &bytes[BODY_CHUNK_BYTES..]).await?,
-        progress(3, Some(2))
-    );
-    assert_eq!(
-        store.complete_chunked(REQ, CONN, spec.count).await?,
-        Written::Yes
-    );
-    assert_eq!(
-        store.get_pending(REQ).await?,
-        Some(PendingState::Completed(head.response))
+        pending
+            .get_answer(REQ, OTHER)
+            .await?
+            .map(|a| a.response.status_code),
+        Some(403)
     );
     Ok(())
 }
 
-/// A request whose parts are still arriving can be failed outright (an
-/// impossible head, `$disconnect`): the failure replaces the head, and the
-/// parts still to come change nothing.
-pub async fn a_request_collecting_parts_can_still_be_failed<P: PendingStore + ChunkStore + Sync>(
-    store: &P,
+/// What the response function writes comes back as written: the TTL, an
+/// uploaded body's marker (no body), and an answer as large as one
+/// WebSocket message can carry.
+pub async fn answers_keep_their_ttl_and_whole_response<P: PendingStore + Sync>(
+    pending: &P,
 ) -> Result<(), StoreError> {
-    store.put_pending(&pending_request(REQ, CONN)).await?;
-    let bytes = noise(BODY_CHUNK_BYTES + 1);
-    let head = Head::of(&bytes);
-    let spec = head.spec;
-    assert_eq!(
-        store.add_part(REQ, CONN, head.part()).await?,
-        progress(1, Some(2))
-    );
-    assert_eq!(
-        deliver(store, CONN, 0, &bytes[..BODY_CHUNK_BYTES]).await?,
-        progress(2, Some(2))
-    );
-    let failed = response(REQ, 502);
-    assert_eq!(
-        store.complete_pending(REQ, CONN, &failed).await?,
-        Written::Yes
-    );
-    assert_eq!(
-        store.add_part(REQ, CONN, Part::Chunk(1)).await?,
-        None,
-        "completed: no more parts"
-    );
-    assert_eq!(
-        store.complete_chunked(REQ, CONN, spec.count).await?,
-        Written::ConditionFailed
-    );
-    assert_eq!(
-        store.get_pending(REQ).await?,
-        Some(PendingState::Completed(failed))
-    );
-    Ok(())
-}
-
-/// The store does not bound chunk indexes or sizes itself: the response
-/// function does before any write (checked here against the store), and
-/// fails an impossible head at once, owner-checked.
-pub async fn chunks_and_heads_beyond_the_limits_are_refused<P: PendingStore + ChunkStore + Sync>(
-    store: &P,
-) -> Result<(), StoreError> {
-    store.put_pending(&pending_request(REQ, CONN)).await?;
-
-    let long_id = "r".repeat(MAX_REQUEST_ID_LEN + 1);
-    let refused = [
-        BodyChunk {
-            request_id: REQ.into(),
-            index: MAX_BODY_CHUNKS as u32,
-            data: protocol::encode_body(b"x"),
-        },
-        BodyChunk {
-            request_id: REQ.into(),
-            index: 0,
-            data: protocol::encode_body(&noise(BODY_CHUNK_BYTES + 3)),
-        },
-        BodyChunk {
-            request_id: long_id.clone(),
-            index: 0,
-            data: protocol::encode_body(b"x"),
-        },
-    ];
-    for chunk in refused {
-        let (request_id, index) = (chunk.request_id.clone(), chunk.index);
-        chunks::on_chunk(store, CONN, chunk).await?;
-        assert!(
-            store
-                .get_chunks(&request_id, CONN, index + 1)
-                .await?
-                .is_empty(),
-            "chunk {index} of {request_id} was written"
-        );
-    }
-    // Nothing was counted: the head is the first part.
-    let bytes = noise(BODY_CHUNK_BYTES + 1);
-    let head = Head::of(&bytes);
-    let spec = head.spec;
-    assert_eq!(
-        store.add_part(REQ, CONN, head.part()).await?,
-        progress(1, Some(spec.count)),
-        "a refused chunk was counted"
-    );
-
-    let impossible = ChunkedBody {
-        count: MAX_BODY_CHUNKS as u32 + 1,
-        length: MAX_BODY_BYTES as u64 + 1,
-    };
-    let head = HttpResponse {
+    let uploaded = HttpResponse {
         body: String::new(),
-        body_chunks: Some(impossible),
+        body_uploaded: Some(BodyUploaded { length: 4_000_000 }),
         ..response(REQ, 200)
     };
-    chunks::on_head(store, OTHER, head.clone(), impossible).await?;
+    pending.put_answer(CONN, &uploaded, NOW + 333).await?;
     assert_eq!(
-        store.get_pending(REQ).await?,
-        Some(PendingState::Pending),
-        "another connection's impossible head does not fail the request"
+        pending.get_answer(REQ, CONN).await?,
+        Some(StoredAnswer {
+            response: uploaded,
+            ttl: NOW + 333,
+        })
     );
-    chunks::on_head(store, CONN, head, impossible).await?;
-    let Some(PendingState::Completed(failed)) = store.get_pending(REQ).await? else {
-        panic!("an impossible head from the owner fails the request at once");
+
+    let mut headers = Headers::new();
+    headers.insert(
+        "x-many".into(),
+        (0..200).map(|i| format!("value-{i}")).collect(),
+    );
+    let large = HttpResponse {
+        headers,
+        body: protocol::encode_body(&vec![7u8; MAX_MESSAGE_BYTES / 4 * 3 - 8192]),
+        ..response(REQ, 200)
     };
-    assert_eq!(failed.status_code, 502);
-    assert_eq!(failed.body_chunks, None);
-    Ok(())
-}
-
-/// The response function reads the head item before it writes a chunk:
-/// nothing is written for a request that is unknown, another connection's
-/// or finished, or beyond the count the head declared; and the store itself
-/// never counts a chunk beyond that count.
-pub async fn chunks_are_checked_before_they_are_written<P: PendingStore + ChunkStore + Sync>(
-    store: &P,
-) -> Result<(), StoreError> {
-    let bytes = noise(BODY_CHUNK_BYTES + 1);
-    let pieces: Vec<&[u8]> = bytes.chunks(BODY_CHUNK_BYTES).collect();
-    let head = Head::of(&bytes);
-    let chunk = |request_id: &str, index: u32| BodyChunk {
-        request_id: request_id.into(),
-        index,
-        data: protocol::encode_body(pieces[index as usize % 2]),
-    };
-    assert_eq!(store.receiving(REQ, CONN).await?, None, "unknown request");
-    chunks::on_chunk(store, CONN, chunk(REQ, 0)).await?;
-    assert!(
-        store.get_chunks(REQ, CONN, 2).await?.is_empty(),
-        "a chunk for an unknown request was written"
-    );
-
-    store.put_pending(&pending_request(REQ, CONN)).await?;
+    pending.put_answer(OTHER, &large, NOW + 330).await?;
     assert_eq!(
-        store.receiving(REQ, CONN).await?,
-        Some(Receiving { count: None })
-    );
-    assert_eq!(store.receiving(REQ, OTHER).await?, None);
-    chunks::on_chunk(store, OTHER, chunk(REQ, 1)).await?;
-    assert!(
-        store.get_chunks(REQ, OTHER, 2).await?.is_empty(),
-        "another connection's chunk was written"
-    );
-
-    assert_eq!(
-        store.add_part(REQ, CONN, head.part()).await?,
-        progress(1, Some(2))
-    );
-    assert_eq!(
-        store.receiving(REQ, CONN).await?,
-        Some(Receiving { count: Some(2) })
-    );
-    chunks::on_chunk(store, CONN, chunk(REQ, 2)).await?;
-    assert!(
-        store.get_chunks(REQ, CONN, 3).await?.is_empty(),
-        "a chunk beyond the head's count was written"
-    );
-    assert_eq!(
-        store.add_part(REQ, CONN, Part::Chunk(2)).await?,
-        None,
-        "the store does not count a chunk beyond the head's count"
-    );
-
-    // The owner's chunks within the count go through and complete it.
-    chunks::on_chunk(store, CONN, chunk(REQ, 0)).await?;
-    chunks::on_chunk(store, CONN, chunk(REQ, 1)).await?;
-    assert_eq!(
-        store.get_pending(REQ).await?,
-        Some(PendingState::Completed(head.response))
-    );
-    assert_eq!(
-        store.receiving(REQ, CONN).await?,
-        None,
-        "a completed request takes no more chunks"
+        pending.get_answer(REQ, OTHER).await?.map(|a| a.response),
+        Some(large)
     );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `$disconnect`: release the subdomain (held for the agent's resume token
-//! during `RESUME_WINDOW`), delete the connection, and fail its
-//! in-flight requests at once (visitors get 502 within a poll interval
-//! instead of 504 after the request timeout).
+//! during `RESUME_WINDOW`) and delete the connection. Requests in flight are
+//! not touched (the pending table holds only answers): forwarding, waiting
+//! for one, asks API Gateway about a silent connection and answers 502 once
+//! it is gone (`crate::forwarding::wait`).
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -9,22 +10,19 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::claims;
 use crate::config::DisconnectConfig;
 use crate::logging::chain;
-use crate::pages::{AGENT_DISCONNECTED, text_response};
-use crate::store::{ConnectionStore, PendingStore, StoreError, Written};
+use crate::store::{ConnectionStore, StoreError, Written};
 use crate::websocket::{self, WebsocketResponse};
 
 /// Handles one `$disconnect` event. Every step is attempted even if an
 /// earlier one failed; any failure makes it a 500 (ignored by API Gateway,
 /// but counted in the function's error logs).
-pub async fn handle<C, P>(
+pub async fn handle<C>(
     _config: &DisconnectConfig,
     connections: &C,
-    pending: &P,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> WebsocketResponse
 where
     C: ConnectionStore + Sync,
-    P: PendingStore + Sync,
 {
     let Some(connection_id) = websocket::connection_id(&event).map(str::to_string) else {
         warn!("disconnect event without requestContext.connectionId");
@@ -61,28 +59,9 @@ where
             note("delete connection", e);
         }
 
-        let mut failed_requests = 0usize;
-        match pending.pending_for_connection(&connection_id).await {
-            Ok(ids) => {
-                for request_id in ids {
-                    let response = text_response(&request_id, 502, AGENT_DISCONNECTED);
-                    match pending
-                        .complete_pending(&request_id, &connection_id, &response)
-                        .await
-                    {
-                        Ok(Written::Yes) => failed_requests += 1,
-                        // Completed (or deleted) meanwhile: nothing to do.
-                        Ok(Written::ConditionFailed) => {}
-                        Err(e) => note("fail pending request", e),
-                    }
-                }
-            }
-            Err(e) => note("query pending requests", e),
-        }
         info!(
             disconnect_status_code = status,
             disconnect_reason = reason.as_deref().unwrap_or(""),
-            failed_requests,
             "connection cleaned up"
         );
         if failed {
@@ -105,19 +84,16 @@ mod tests {
     const CONN: &str = "L0SM9cOFvHcCIhw=";
 
     async fn run(fake: &Fake, event: ApiGatewayWebsocketProxyRequest) -> WebsocketResponse {
-        let response = handle(&disconnect_config(), fake, fake, event).await;
+        let response = handle(&disconnect_config(), fake, event).await;
         fake.assert_within(&manifest::DISCONNECT);
         response
     }
 
     #[tokio::test]
-    async fn deletes_connection_and_claim_and_fails_in_flight_requests() {
+    async fn releases_the_claim_and_deletes_the_connection_touching_no_request() {
         let fake = Fake::default();
         fake.insert_connection(CONN, "abc123def456");
         fake.insert_connection("Other0000000AA=", "other");
-        fake.insert_pending("r1", CONN);
-        fake.insert_pending("r2", CONN);
-        fake.insert_pending("r3", "Other0000000AA=");
 
         assert_eq!(
             run(&fake, ws_event("disconnect.json")).await,
@@ -140,16 +116,11 @@ mod tests {
         );
         assert!(fake.connection("Other0000000AA=").is_some());
         assert_eq!(fake.claim("other").unwrap().released_at, None);
-        for id in ["r1", "r2"] {
-            let done = fake.pending(id).unwrap().completed.expect("failed at once");
-            assert_eq!(done.status_code, 502);
-            assert_eq!(done.request_id, id);
-            assert_eq!(
-                protocol::decode_body(&done.body).unwrap(),
-                AGENT_DISCONNECTED.as_bytes()
-            );
-        }
-        assert!(fake.pending("r3").unwrap().completed.is_none());
+        assert!(
+            fake.actions().iter().all(|a| a.table == "connections"),
+            "{:?}",
+            fake.actions()
+        );
     }
 
     #[tokio::test]
@@ -174,24 +145,19 @@ mod tests {
             run(&fake, ws_event("disconnect.json")).await,
             WebsocketResponse::OK
         );
-        assert_eq!(fake.count("Query"), 1);
+        assert!(fake.connection(CONN).is_none());
     }
 
     #[tokio::test]
     async fn a_failed_step_does_not_stop_the_others() {
         let fake = Fake::default();
         fake.insert_connection(CONN, "abc123def456");
-        fake.insert_pending("r1", CONN);
         fake.fail(Fail::GetConnection);
         assert_eq!(
             run(&fake, ws_event("disconnect.json")).await,
             WebsocketResponse::INTERNAL_ERROR
         );
         assert!(fake.connection(CONN).is_none());
-        assert_eq!(
-            fake.pending("r1").unwrap().completed.unwrap().status_code,
-            502
-        );
     }
 
     #[tokio::test]

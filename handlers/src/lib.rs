@@ -5,9 +5,9 @@
 //! The four functions:
 //! - [`connect`], [`disconnect`], [`response`], [`forwarding`]: one module per
 //!   function, each with a `handle` generic over the interfaces it uses.
-//!   [`response::chunks`] stores a chunked answer as it arrives;
 //!   [`forwarding`] is a sequence of steps ([`forwarding::routing`],
-//!   [`forwarding::http_api`], posting, polling, chunk assembly) whose
+//!   [`forwarding::http_api`], a large body to the bucket, posting,
+//!   polling, an uploaded answer read back) whose
 //!   failures map to the visitor's answer in one table,
 //!   [`forwarding::error`].
 //!
@@ -22,11 +22,13 @@
 //!
 //! The interfaces to AWS, and their implementations:
 //! - [`store`]: the tables as narrow interfaces (connections and claims,
-//!   pending requests, response chunks), their items and an SDK-free error;
+//!   the agents' answers), their items and an SDK-free error;
 //!   [`store::dynamo`] implements them on DynamoDB.
+//! - [`bodies`]: the bodies bucket (large request and answer bodies,
+//!   presigned URLs) as an interface; [`bodies::s3`] implements it on S3.
 //! - [`notifier`]: the WebSocket connections (`@connections`) as an
 //!   interface; [`notifier::api_gateway`] implements it.
-//! - `fake` (feature `fake`): the tables and `@connections` in memory, for
+//! - `fake` (feature `fake`): the tables, the bucket and `@connections` in memory, for
 //!   unit tests of the logic.
 //! - `contract` (feature `contract`): the store contract suite, run on the
 //!   fake here and on DynamoDB in `integration-tests`.
@@ -47,6 +49,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod bodies;
 pub mod claims;
 pub mod config;
 pub mod connect;

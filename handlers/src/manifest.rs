@@ -1,7 +1,9 @@
 //! What each function needs from its deployment: the single source of truth
-//! for the table schema, the environment variables and the IAM actions.
+//! for the table schema, the bucket, the environment variables and the IAM
+//! actions.
 //!
-//! The integration harness creates its tables from [`TABLES`]; the Terraform
+//! The integration harness creates its tables from [`TABLES`] and its
+//! bucket from [`BUCKETS`]; the Terraform
 //! checks compare the modules against this file; the handler tests record the
 //! store calls each function makes and check them against [`Function::dynamodb`]
 //! (see `docs/contracts.md`).
@@ -40,17 +42,46 @@ pub const PENDING_REQUESTS: Table = Table {
     env: "PENDING_REQUESTS_TABLE_NAME",
     hash_key: "requestId",
     ttl_attribute: "ttl",
-    indexes: &[PENDING_BY_CONNECTION],
-};
-
-/// Pending requests of one connection: disconnect fails them at once.
-pub const PENDING_BY_CONNECTION: Index = Index {
-    name: "connectionId-index",
-    hash_key: "connectionId",
-    projection: "KEYS_ONLY",
+    // No index: an index is one more write for every item written.
+    indexes: &[],
 };
 
 pub const TABLES: &[Table] = &[CONNECTIONS, PENDING_REQUESTS];
+
+/// An S3 bucket as the code uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// Role of the bucket (`bodies`), also its Terraform module's name.
+    pub role: &'static str,
+    /// The environment variable that names it.
+    pub env: &'static str,
+    /// The lifecycle rule deletes an object this many days after it was
+    /// written (S3's shortest): what a crashed invocation leaves behind.
+    pub expiration_days: u32,
+}
+
+/// Request and answer bodies too large for a WebSocket message
+/// (`docs/contracts.md`, "The data path"): objects live seconds.
+pub const BODIES: Bucket = Bucket {
+    role: "bodies",
+    env: "BODIES_BUCKET_NAME",
+    expiration_days: 1,
+};
+
+pub const BUCKETS: &[Bucket] = &[BODIES];
+
+/// An S3 action on the objects of a bucket (`arn:…:bucket/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct S3Action {
+    /// The bucket's role.
+    pub bucket: &'static str,
+    /// The IAM action without its `s3:` prefix, e.g. `GetObject`.
+    pub action: &'static str,
+}
+
+const fn objects(bucket: &'static str, action: &'static str) -> S3Action {
+    S3Action { bucket, action }
+}
 
 /// A DynamoDB action on a table (or, with `index`, on one of its indexes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,6 +110,10 @@ pub struct Function {
     pub required_env: &'static [&'static str],
     pub optional_env: &'static [&'static str],
     pub dynamodb: &'static [DynamoDbAction],
+    /// What it does with the objects of a bucket. A presigned URL acts with
+    /// its signer's permissions, so this is also what the URLs it hands out
+    /// may do.
+    pub s3: &'static [S3Action],
     /// The `@connections` calls it makes, by the HTTP method its IAM
     /// resource names (`execute-api:ManageConnections` on
     /// `{api}/{stage}/{METHOD}/@connections/*`): [`POST_TO_CONNECTION`],
@@ -115,6 +150,7 @@ pub const CONNECT: Function = Function {
         on("connections", "PutItem"),
         on("connections", "UpdateItem"),
     ],
+    s3: &[],
     manage_connections: &[],
     reads_auth_secret: true,
 };
@@ -122,19 +158,14 @@ pub const CONNECT: Function = Function {
 pub const DISCONNECT: Function = Function {
     name: "disconnect",
     routes: &["$disconnect"],
-    required_env: &["CONNECTIONS_TABLE_NAME", "PENDING_REQUESTS_TABLE_NAME"],
+    required_env: &["CONNECTIONS_TABLE_NAME"],
     optional_env: &[],
     dynamodb: &[
         on("connections", "GetItem"),
         on("connections", "UpdateItem"),
         on("connections", "DeleteItem"),
-        DynamoDbAction {
-            table: "pending",
-            index: Some(PENDING_BY_CONNECTION.name),
-            action: "Query",
-        },
-        on("pending", "UpdateItem"),
     ],
+    s3: &[],
     manage_connections: &[],
     reads_auth_secret: false,
 };
@@ -149,17 +180,23 @@ pub const FORWARDING: Function = Function {
         // `host` or `path` (`crate::config::Routing`).
         "ROUTING",
         "WEBSOCKET_API_ENDPOINT",
+        "BODIES_BUCKET_NAME",
     ],
     optional_env: &["REQUEST_TIMEOUT_MS", "POLL_INTERVAL_MS"],
     dynamodb: &[
         on("connections", "GetItem"),
         on("connections", "UpdateItem"),
         on("connections", "DeleteItem"),
-        on("pending", "PutItem"),
+        // Polling for the answer; forwarding writes nothing to this table.
         on("pending", "GetItem"),
-        on("pending", "DeleteItem"),
-        // Response chunks (`crate::store::chunks`).
-        on("pending", "BatchGetItem"),
+    ],
+    // PutObject: a large request body, and the agent's presigned PUT of a
+    // large answer; GetObject: the answer read back, and the agent's
+    // presigned GET of the request body; DeleteObject: both, once used.
+    s3: &[
+        objects("bodies", "PutObject"),
+        objects("bodies", "GetObject"),
+        objects("bodies", "DeleteObject"),
     ],
     // GET: is a silent agent's connection still open (forwarding's wait)?
     manage_connections: &[POST_TO_CONNECTION, GET_CONNECTION],
@@ -179,12 +216,10 @@ pub const RESPONSE: Function = Function {
         on("connections", "GetItem"),
         // Offer the successor resume token at `ready` (`crate::claims::offer`).
         on("connections", "UpdateItem"),
-        on("pending", "UpdateItem"),
-        // Response chunk items (`crate::store::chunks`); GetItem: the
-        // ownership check before a chunk is written.
+        // The answer item, written once (`crate::store::pending`).
         on("pending", "PutItem"),
-        on("pending", "GetItem"),
     ],
+    s3: &[],
     manage_connections: &[POST_TO_CONNECTION],
     reads_auth_secret: false,
 };

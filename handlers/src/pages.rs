@@ -73,18 +73,10 @@ pub const NOT_ALLOWED_TO_REACH_AGENT: &str =
 // --- forwarding: waiting for the answer ---
 
 pub const AGENT_TIMED_OUT: &str = "The tunnel's agent did not answer in time.";
-pub const REQUEST_LOST: &str = "The tunnel lost track of the request.";
 pub const INVALID_RESPONSE: &str = "The tunnel's agent sent an invalid response.";
 pub const CANNOT_READ_BODY: &str = "The tunnel could not read the response body.";
 
 // --- the answers the handlers write in the agent's place ---
-
-/// `$disconnect` fails the connection's in-flight requests with this (502).
-pub const AGENT_DISCONNECTED: &str = "The tunnel's agent disconnected before answering.\n";
-
-/// The agent announced a chunked body beyond the limits (the detail of a
-/// `payload_too_large` page).
-pub const CHUNKED_BODY_REFUSED: &str = "the agent announced a body the tunnel cannot carry";
 
 /// The page a visitor sees when the agent reports an error for its request.
 pub fn error_response(request_id: &str, code: ErrorCode, message: &str) -> HttpResponse {
@@ -118,6 +110,7 @@ pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse 
         body: protocol::encode_body(text.as_bytes()),
         processing_time_ms: 0,
         body_chunks: None,
+        body_uploaded: None,
     }
 }
 

@@ -35,7 +35,6 @@ pub fn connect_config() -> ConnectConfig {
 pub fn disconnect_config() -> DisconnectConfig {
     DisconnectConfig {
         connections_table: "connections".into(),
-        pending_table: "pending".into(),
     }
 }
 
@@ -57,6 +56,7 @@ pub fn forwarding_config() -> ForwardingConfig {
         websocket_api_endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
         request_timeout: Duration::from_secs(25),
         poll_interval: None,
+        bodies_bucket: "tunnel-bodies".into(),
     }
 }
 

@@ -31,6 +31,9 @@ impl WebsocketResponse {
     pub const UNAUTHORIZED: Self = Self { status_code: 401 };
     /// `$connect`: valid token, but the subdomain it asks for is held.
     pub const FORBIDDEN: Self = Self { status_code: 403 };
+    /// `$connect`: the agent speaks an older protocol
+    /// (`protocol::PROTOCOL_VERSION`): it has to be updated.
+    pub const UPGRADE_REQUIRED: Self = Self { status_code: 426 };
     /// `$connect`: the deployment has no auth secret configured.
     pub const SERVICE_UNAVAILABLE: Self = Self { status_code: 503 };
     pub const INTERNAL_ERROR: Self = Self { status_code: 500 };

@@ -261,18 +261,17 @@ impl DynamoDb {
     }
 }
 
+/// The dummy credentials every harness client signs with.
+pub(crate) fn credentials() -> Credentials {
+    Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "itest")
+}
+
 /// A DynamoDB client with the harness's region and dummy credentials.
 pub fn client_for(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "itest",
-        ))
+        .credentials_provider(credentials())
         .endpoint_url(endpoint)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
@@ -335,7 +334,7 @@ impl LocalStackContainer {
                 };
                 runtime.block_on(async move {
                     let request = LocalStack::default()
-                        .with_env_var("SERVICES", "dynamodb")
+                        .with_env_var("SERVICES", "dynamodb,s3")
                         .with_startup_timeout(Duration::from_secs(180));
                     let container = match request.start().await {
                         Ok(container) => container,

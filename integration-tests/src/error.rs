@@ -49,6 +49,14 @@ pub enum HarnessError {
         source: BoxError,
     },
 
+    #[error("S3 {operation} on bucket {bucket} failed: {source}")]
+    Bucket {
+        operation: &'static str,
+        bucket: String,
+        #[source]
+        source: BoxError,
+    },
+
     #[error("the Lambda handler binaries could not be built or found: {0}")]
     Build(String),
 

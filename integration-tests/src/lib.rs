@@ -18,13 +18,15 @@
 //! - [`moto`]: `moto[server]` installed into `target/venvs/moto` and run on an
 //!   ephemeral port.
 //! - [`tables`]: the manifest's tables under a unique prefix.
+//! - [`buckets`]: the manifest's buckets under the same prefix, on the
+//!   backend's S3 (same endpoint).
 //! - [`binaries`]: the four handler binaries, built once per process and
 //!   profile (or found prebuilt).
 //! - [`concurrency`]: each function's concurrency, from Terraform's reservations.
 //! - [`stack`]: [`StackBuilder`] and [`Stack`], the emulator running the
 //!   handlers against the tables with the environment Terraform sets; the
 //!   one stack the tests, `local-stack` and the benchmark (`bench/`) start.
-//! - [`interpose`]: a proxy a stack can put in front of DynamoDB or
+//! - [`interpose`]: a proxy a stack can put in front of DynamoDB, S3 or
 //!   `@connections`, showing every call to an [`interpose::Observer`].
 //! - [`tunnel`]: [`Tunnel`], an in-process agent and its public URL.
 //! - [`service`]: [`LocalService`], a real HTTP service for agents to expose.
@@ -40,6 +42,7 @@
 mod at_exit;
 pub mod backend;
 pub mod binaries;
+pub mod buckets;
 pub mod concurrency;
 pub mod error;
 pub mod interpose;
@@ -55,6 +58,7 @@ pub mod tunnel;
 
 pub use backend::{BackendChoice, DynamoDb};
 pub use binaries::{HandlerBinaries, HandlerSource, Profile};
+pub use buckets::Buckets;
 pub use error::HarnessError;
 pub use interpose::{Exchange, Interposed, Observer};
 pub use load::{Load, LoadOutcome};

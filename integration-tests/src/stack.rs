@@ -1,13 +1,13 @@
-//! The whole tunnel on localhost: DynamoDB tables, the four real handler
-//! binaries under the API Gateway emulator, wired with the environment
-//! Terraform gives the functions (`docs/contracts.md`).
+//! The whole tunnel on localhost: DynamoDB tables, the bodies bucket, the
+//! four real handler binaries under the API Gateway emulator, wired with the
+//! environment Terraform gives the functions (`docs/contracts.md`).
 //!
 //! [`StackBuilder`] is the one way to start it, for the end-to-end tests,
 //! `local-stack` and the benchmark alike: [`StackConfig`] says what to run
 //! (routing, timeouts, polling, authentication, which handler build,
 //! processes and memory per function, logs); the builder adds what to run it
 //! with (the process-wide backend or one the stack owns, and proxies
-//! interposed in front of DynamoDB and `@connections`).
+//! interposed in front of DynamoDB, S3 and `@connections`).
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -25,6 +25,7 @@ use handlers::manifest::{self, COMMON_OPTIONAL_ENV, FUNCTIONS, Function};
 use crate::{
     backend::{self, DynamoDb},
     binaries::{self, HandlerSource},
+    buckets::{self, Buckets},
     error::HarnessError,
     interpose::{Interposed, Observer},
     tables::Tables,
@@ -195,15 +196,18 @@ impl StackConfig {
     }
 
     /// The environment of one function: exactly the variables the manifest
-    /// says it reads (what Terraform sets), plus the local AWS wiring.
+    /// says it reads (what Terraform sets), plus the local AWS wiring
+    /// (endpoints of the DynamoDB and, for a function with S3 actions, S3
+    /// the functions call).
     pub fn function_environment(
         &self,
         function: &Function,
-        tables: &Tables,
-        dynamodb_endpoint: &str,
+        resources: &Resources<'_>,
     ) -> BTreeMap<String, String> {
-        let mut known: BTreeMap<&str, String> = tables
+        let mut known: BTreeMap<&str, String> = resources
+            .tables
             .environment()
+            .chain(resources.buckets.environment())
             .map(|(env, name)| (env, name.to_string()))
             .collect();
         known.insert("DOMAIN_NAME", self.domain.clone());
@@ -248,11 +252,21 @@ impl StackConfig {
             .collect();
         env.insert(
             "AWS_ENDPOINT_URL_DYNAMODB".into(),
-            dynamodb_endpoint.to_string(),
+            resources.dynamodb_endpoint.to_string(),
         );
+        if !function.s3.is_empty() {
+            // Also where the URLs it presigns point: agents reach the same S3.
+            env.insert(
+                "AWS_ENDPOINT_URL_S3".into(),
+                resources.s3_endpoint.to_string(),
+            );
+        }
         if function.reads_auth_secret && self.auth_secret_parameter.is_some() {
             // The backend serves SSM too.
-            env.insert("AWS_ENDPOINT_URL_SSM".into(), dynamodb_endpoint.to_string());
+            env.insert(
+                "AWS_ENDPOINT_URL_SSM".into(),
+                resources.dynamodb_endpoint.to_string(),
+            );
         }
         env.insert("AWS_REGION".into(), backend::REGION.into());
         env.insert("AWS_DEFAULT_REGION".into(), backend::REGION.into());
@@ -262,12 +276,24 @@ impl StackConfig {
     }
 }
 
+/// What the functions are wired to: the tables and buckets, and the
+/// endpoints they call them at (a proxy's when one is interposed).
+#[derive(Debug, Clone, Copy)]
+pub struct Resources<'a> {
+    pub tables: &'a Tables,
+    pub buckets: &'a Buckets,
+    pub dynamodb_endpoint: &'a str,
+    pub s3_endpoint: &'a str,
+}
+
 /// A running local tunnel. Dropping it stops the emulator (and every
 /// function process); a stack that owns its backend stops that too.
 pub struct Stack {
     emulator: Option<Emulator>,
     tables: Tables,
+    buckets: Buckets,
     dynamodb: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
     dynamodb_endpoint: String,
     config: StackConfig,
     captured: Option<Arc<Mutex<VecDeque<String>>>>,
@@ -285,6 +311,7 @@ impl std::fmt::Debug for Stack {
             .field("websocket_url", &self.websocket_url())
             .field("http_url", &self.http_url())
             .field("tables", &self.tables)
+            .field("buckets", &self.buckets)
             .field("dynamodb", &self.dynamodb_endpoint)
             .finish()
     }
@@ -298,6 +325,7 @@ impl Stack {
             config,
             owned_backend: None,
             dynamodb_observer: None,
+            s3_observer: None,
             connections_observer: None,
             function_overrides: Vec::new(),
         }
@@ -373,6 +401,15 @@ impl Stack {
         &self.dynamodb
     }
 
+    pub fn buckets(&self) -> &Buckets {
+        &self.buckets
+    }
+
+    /// An S3 client on the stack's backend (for looking into the buckets).
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
     pub fn dynamodb_endpoint(&self) -> &str {
         &self.dynamodb_endpoint
     }
@@ -421,6 +458,7 @@ impl Stack {
         }
         if self.owned_backend.is_none() {
             self.tables.delete(&self.dynamodb).await;
+            self.buckets.delete(&self.s3).await;
         }
     }
 }
@@ -455,6 +493,7 @@ pub struct StackBuilder {
     config: StackConfig,
     owned_backend: Option<DynamoDb>,
     dynamodb_observer: Option<Arc<dyn Observer>>,
+    s3_observer: Option<Arc<dyn Observer>>,
     connections_observer: Option<Arc<dyn Observer>>,
     function_overrides: Vec<(&'static str, FunctionOverride)>,
 }
@@ -490,6 +529,14 @@ impl StackBuilder {
         self
     }
 
+    /// Puts a proxy between the functions and S3 that shows every call to
+    /// `observer`. The URLs forwarding presigns point at the proxy too, so
+    /// the agents' transfers are shown as well.
+    pub fn interpose_s3(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.s3_observer = Some(observer);
+        self
+    }
+
     /// Puts a proxy between the functions and the emulator's
     /// `@connections` endpoint that shows every call to `observer`.
     pub fn interpose_connections(mut self, observer: Arc<dyn Observer>) -> Self {
@@ -504,6 +551,7 @@ impl StackBuilder {
             mut config,
             owned_backend,
             dynamodb_observer,
+            s3_observer,
             connections_observer,
             function_overrides,
         } = self;
@@ -528,22 +576,30 @@ impl StackBuilder {
             Some(backend) => backend.endpoint().to_string(),
             None => DynamoDb::shared().await?.endpoint().to_string(),
         };
+        // moto and LocalStack serve S3 on the DynamoDB endpoint.
+        let s3_endpoint = dynamodb_endpoint.clone();
         let dynamodb = backend::client_for(&dynamodb_endpoint);
-        let (tables, binaries) = tokio::try_join!(
-            async { Tables::create(&dynamodb, &Tables::unique_prefix()).await },
+        let s3 = buckets::client_for(&s3_endpoint);
+        let prefix = Tables::unique_prefix();
+        let (tables, buckets, binaries) = tokio::try_join!(
+            Tables::create(&dynamodb, &prefix),
+            Buckets::create(&s3, &prefix),
             binaries::handlers_async(config.handlers.clone()),
         )?;
 
         let mut interposed = Vec::new();
-        let functions_dynamodb = match dynamodb_observer {
-            Some(observer) => {
-                let proxy = Interposed::start(&dynamodb_endpoint, observer).await?;
-                let url = proxy.url();
-                interposed.push(proxy);
-                url
-            }
-            None => dynamodb_endpoint.clone(),
+        // Where the functions call `endpoint`: through a proxy when observed.
+        let mut through = async |endpoint: &str, observer: Option<Arc<dyn Observer>>| {
+            let Some(observer) = observer else {
+                return Ok::<_, HarnessError>(endpoint.to_string());
+            };
+            let proxy = Interposed::start(endpoint, observer).await?;
+            let url = proxy.url();
+            interposed.push(proxy);
+            Ok(url)
         };
+        let functions_dynamodb = through(&dynamodb_endpoint, dynamodb_observer).await?;
+        let functions_s3 = through(&s3_endpoint, s3_observer).await?;
         // The WebSocket listener is bound first when `@connections` gets a
         // proxy: the proxy must know where to forward before the functions
         // learn its address.
@@ -577,8 +633,13 @@ impl StackBuilder {
         for function in FUNCTIONS {
             let mut function_config =
                 FunctionConfig::new(function.name, binaries.path(function.name));
-            let mut environment =
-                config.function_environment(function, &tables, &functions_dynamodb);
+            let resources = Resources {
+                tables: &tables,
+                buckets: &buckets,
+                dynamodb_endpoint: &functions_dynamodb,
+                s3_endpoint: &functions_s3,
+            };
+            let mut environment = config.function_environment(function, &resources);
             if let Some(endpoint) = &functions_management
                 && let Some(value) = environment.get_mut(WEBSOCKET_API_ENDPOINT)
             {
@@ -645,7 +706,9 @@ impl StackBuilder {
         Ok(Stack {
             emulator: Some(emulator),
             tables,
+            buckets,
             dynamodb,
+            s3,
             dynamodb_endpoint,
             config,
             captured,
@@ -675,6 +738,25 @@ mod tests {
         Tables::named("p")
     }
 
+    fn buckets() -> Buckets {
+        Buckets::named("p")
+    }
+
+    /// The wiring of the unit tests: tables and buckets under `p`, DynamoDB
+    /// at `http://db`, S3 at `http://s3`.
+    fn env_of(config: &StackConfig, function: &Function) -> BTreeMap<String, String> {
+        let (tables, buckets) = (tables(), buckets());
+        config.function_environment(
+            function,
+            &Resources {
+                tables: &tables,
+                buckets: &buckets,
+                dynamodb_endpoint: "http://db",
+                s3_endpoint: "http://s3",
+            },
+        )
+    }
+
     /// Each function gets exactly the variables its manifest entry lists
     /// (what Terraform sets), plus the local AWS wiring.
     #[test]
@@ -684,14 +766,16 @@ mod tests {
             rust_log: "debug".into(),
             ..StackConfig::default()
         };
-        let env = config.function_environment(&manifest::FORWARDING, &tables(), "http://db");
+        let env = env_of(&config, &manifest::FORWARDING);
         let keys: Vec<&str> = env.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             [
                 "AWS_DEFAULT_REGION",
                 "AWS_ENDPOINT_URL_DYNAMODB",
+                "AWS_ENDPOINT_URL_S3",
                 "AWS_REGION",
+                "BODIES_BUCKET_NAME",
                 "CONNECTIONS_TABLE_NAME",
                 "DOMAIN_NAME",
                 "LOG_FORMAT",
@@ -709,19 +793,24 @@ mod tests {
         assert_eq!(env["PENDING_REQUESTS_TABLE_NAME"], "p-pending");
         assert_eq!(env["DOMAIN_NAME"], "tunnel.localhost");
         assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://db");
+        assert_eq!(env["AWS_ENDPOINT_URL_S3"], "http://s3");
+        assert_eq!(env["BODIES_BUCKET_NAME"], "p-bodies");
 
-        let connect = config.function_environment(&manifest::CONNECT, &tables(), "http://db");
+        let response = env_of(&config, &manifest::RESPONSE);
+        assert!(!response.contains_key("AWS_ENDPOINT_URL_S3"));
+        assert!(!response.contains_key("BODIES_BUCKET_NAME"));
+
+        let connect = env_of(&config, &manifest::CONNECT);
         assert_eq!(connect["PUBLIC_URL_TEMPLATE"], "${HTTP_URL}/{subdomain}");
         assert!(!connect.contains_key("PENDING_REQUESTS_TABLE_NAME"));
         assert!(!connect.contains_key("WEBSOCKET_API_ENDPOINT"));
         // Authentication: off by default, a secret for tests.
         assert_eq!(connect["AUTH_MODE"], "disabled");
         let with_auth = StackConfig::for_tests();
-        let connect = with_auth.function_environment(&manifest::CONNECT, &tables(), "http://db");
+        let connect = env_of(&with_auth, &manifest::CONNECT);
         assert!(connect["AUTH_SECRET"].len() >= protocol::auth::MIN_SECRET_BYTES);
         assert!(!connect.contains_key("AUTH_MODE"));
-        let forwarding =
-            with_auth.function_environment(&manifest::FORWARDING, &tables(), "http://db");
+        let forwarding = env_of(&with_auth, &manifest::FORWARDING);
         assert!(!forwarding.contains_key("AUTH_SECRET"));
         let token = with_auth.mint_token("u", Some("app")).unwrap();
         let claims = protocol::auth::verify(
@@ -743,7 +832,7 @@ mod tests {
             ..StackConfig::default()
         };
         for function in FUNCTIONS {
-            let env = config.function_environment(function, &tables(), "http://db");
+            let env = env_of(&config, function);
             let expected = (function.name == manifest::FORWARDING.name).then_some("100");
             assert_eq!(
                 env.get("POLL_INTERVAL_MS").map(String::as_str),
@@ -752,8 +841,7 @@ mod tests {
                 function.name
             );
         }
-        let adaptive =
-            StackConfig::default().function_environment(&manifest::FORWARDING, &tables(), "x");
+        let adaptive = env_of(&StackConfig::default(), &manifest::FORWARDING);
         assert!(!adaptive.contains_key("POLL_INTERVAL_MS"));
     }
 
@@ -766,7 +854,7 @@ mod tests {
             ..StackConfig::default()
         };
         for function in FUNCTIONS {
-            let env = config.function_environment(function, &tables(), "http://db");
+            let env = env_of(&config, function);
             let expected = (function.name == manifest::RESPONSE.name).then_some("20");
             assert_eq!(
                 env.get("CONNECTION_MAX_AGE_SECONDS").map(String::as_str),
@@ -775,8 +863,7 @@ mod tests {
                 function.name
             );
         }
-        let default =
-            StackConfig::default().function_environment(&manifest::RESPONSE, &tables(), "x");
+        let default = env_of(&StackConfig::default(), &manifest::RESPONSE);
         assert!(!default.contains_key("CONNECTION_MAX_AGE_SECONDS"));
     }
 
@@ -789,12 +876,12 @@ mod tests {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             ..StackConfig::default()
         };
-        let env = host.function_environment(&manifest::CONNECT, &tables(), "http://db");
+        let env = env_of(&host, &manifest::CONNECT);
         assert_eq!(
             env["PUBLIC_URL_TEMPLATE"],
             "http://{subdomain}.tunnel.localhost:7070"
         );
-        let forwarding = host.function_environment(&manifest::FORWARDING, &tables(), "x");
+        let forwarding = env_of(&host, &manifest::FORWARDING);
         assert_eq!(forwarding["ROUTING"], "host");
         let given = StackConfig {
             public_url_template: Some("https://{subdomain}.example.com".into()),
@@ -815,12 +902,12 @@ mod tests {
             auth_secret_refresh: Some(Duration::from_secs(1)),
             ..StackConfig::for_tests()
         };
-        let connect = config.function_environment(&manifest::CONNECT, &tables(), "http://db");
+        let connect = env_of(&config, &manifest::CONNECT);
         assert_eq!(connect["AUTH_SECRET_PARAMETER"], "/itest/secret");
         assert_eq!(connect["AUTH_SECRET_REFRESH_SECONDS"], "1");
         assert_eq!(connect["AWS_ENDPOINT_URL_SSM"], "http://db");
         assert!(!connect.contains_key("AUTH_SECRET") && !connect.contains_key("AUTH_MODE"));
-        let response = config.function_environment(&manifest::RESPONSE, &tables(), "http://db");
+        let response = env_of(&config, &manifest::RESPONSE);
         assert!(!response.contains_key("AWS_ENDPOINT_URL_SSM"));
     }
 }

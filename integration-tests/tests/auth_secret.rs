@@ -138,6 +138,11 @@ async fn the_parameter_is_refused_until_set_and_reread_on_the_interval() -> anyh
 /// The handshake's HTTP status with this token (101 = accepted).
 async fn handshake(stack: &Stack, token: &str) -> anyhow::Result<u16> {
     let mut request = stack.websocket_url().into_client_request()?;
+    // The current protocol: connect refuses older agents with 426.
+    request.headers_mut().insert(
+        protocol::HEADER_PROTOCOL,
+        protocol::PROTOCOL_VERSION.to_string().parse()?,
+    );
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);

@@ -1,7 +1,7 @@
 //! The store contract suite (`handlers::contract`) on the handlers' DynamoDB
 //! stores (`handlers::store::dynamo`) against the harness's real DynamoDB
 //! API (moto or LocalStack, see `ITEST_DYNAMODB`): the expressions, reserved
-//! words, conditions, the index and the chunk items do what the suite says,
+//! words, conditions and answer items do what the suite says,
 //! which is what the in-memory fake the handlers' unit tests use does too.
 //!
 //! Every case creates the manifest's tables under its own prefix, so the
@@ -73,12 +73,7 @@ on_dynamodb! {
     connections: the_policy_lives_with_the_claim_until_release,
     connections: missing_claims_are_never_created,
     connections: connections_round_trip_and_delete_idempotently,
-    pending: pending_requests_complete_once_and_are_indexed_by_connection,
-    pending: missing_pending_requests_are_never_created,
-    pending: chunks_out_of_order_and_duplicated_complete_exactly_once,
-    pending: chunks_from_another_connection_are_refused,
-    pending: completion_needs_the_announced_count,
-    pending: a_request_collecting_parts_can_still_be_failed,
-    pending: chunks_and_heads_beyond_the_limits_are_refused,
-    pending: chunks_are_checked_before_they_are_written,
+    pending: an_answer_is_written_once_per_connection,
+    pending: an_answer_is_read_only_under_its_connection,
+    pending: answers_keep_their_ttl_and_whole_response,
 }

@@ -411,6 +411,8 @@ mod tests {
             body: String::new(),
             timestamp: 1,
             body_chunks: None,
+            body_download: None,
+            response_upload: None,
         }
     }
 

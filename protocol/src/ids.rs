@@ -20,6 +20,13 @@ pub fn generate_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A fresh key for a body in the bodies bucket: 128 bits from the CSPRNG,
+/// as 32 lowercase hex digits, unrelated to the request id (which is logged).
+pub fn generate_object_id() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether a peer's `request_id` can be echoed back: 1 to
 /// [`MAX_REQUEST_ID_LEN`] bytes of printable ASCII. Ids are UUIDs; anything
 /// else is a broken or hostile peer, and an answer carrying a longer id might
@@ -56,6 +63,19 @@ mod tests {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             );
             assert!(is_valid_subdomain(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn object_ids_are_128_bit_hex_and_distinct() {
+        let many: HashSet<String> = (0..1000).map(|_| generate_object_id()).collect();
+        assert_eq!(many.len(), 1000);
+        for id in &many {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
         }
     }
 

@@ -4,7 +4,9 @@
 //! travel as standard base64 so they stay bytes, never re-encoded text.
 //!
 //! # Layout
-//! - [`Message`] and its payloads: what goes over the WebSocket.
+//! - [`Message`] and its payloads: what goes over the WebSocket; a body too
+//!   large for it goes through the bodies bucket ([`BodyDownload`],
+//!   [`BodyUploaded`], [`SignedUrl`]).
 //! - [`limits`]: the AWS limits and timeouts the protocol lives within.
 //! - [`ids`]: subdomain and request id generation and validation.
 //! - [`body`]: base64 body encoding.
@@ -32,10 +34,13 @@ pub mod policy;
 
 pub use body::{decode_body, encode_body};
 pub use chunk::{BodyChunk, CarriesBody, ChunkedBody};
-pub use ids::{generate_request_id, generate_subdomain, is_valid_request_id, is_valid_subdomain};
+pub use ids::{
+    generate_object_id, generate_request_id, generate_subdomain, is_valid_request_id,
+    is_valid_subdomain,
+};
 pub use message::{
-    ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,
-    ProtocolError, Ready,
+    BodyDownload, BodyUploaded, ConnectionEstablished, ErrorCode, ErrorMessage, Headers,
+    HttpRequest, HttpResponse, Message, ProtocolError, Ready, SignedUrl,
 };
 
 /// Handshake header carrying the agent's version (stored with the connection).
@@ -45,3 +50,11 @@ pub const HEADER_AGENT_PLATFORM: &str = "x-tunnel-agent-platform";
 /// Handshake header carrying the resume token from the previous
 /// `connection_established`: the server gives the same subdomain back.
 pub const HEADER_RESUME_TOKEN: &str = "x-tunnel-resume-token";
+/// Handshake header carrying the agent's [`PROTOCOL_VERSION`]. A server
+/// refuses an agent without it, or with an older one, with 426 Upgrade
+/// Required: an older agent cannot fetch or upload stored bodies.
+pub const HEADER_PROTOCOL: &str = "x-tunnel-protocol";
+/// The protocol this crate speaks. 1 (no header): bodies inline or in
+/// `body_chunk`s; 2: bodies inline or through the bodies bucket
+/// ([`BodyDownload`], [`BodyUploaded`]).
+pub const PROTOCOL_VERSION: u32 = 2;

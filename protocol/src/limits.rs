@@ -77,6 +77,20 @@ pub const BODY_CHUNK_BYTES: usize = (MAX_MESSAGE_BYTES - CHUNK_ENVELOPE_BYTES) /
 /// BatchGetItem's 100 keys, so forwarding reads a body in one batch.
 pub const MAX_BODY_CHUNKS: usize = MAX_BODY_BYTES.div_ceil(BODY_CHUNK_BYTES);
 
+/// How long a presigned URL for the bodies bucket stays valid: enough for
+/// the agent to start its download right away, or its upload after the
+/// local service answered within the request timeout (25 s at most 28 s),
+/// and short enough that a leaked URL is soon worthless.
+pub const SIGNED_URL_TTL: Duration = Duration::from_secs(60);
+
+/// The largest answer body sent inline in `http_response`; larger ones go
+/// through the bodies bucket. The break-even of one DynamoDB write of the
+/// answer item ($0.625 per million per KB, plus reads at $0.125 per 4 KB)
+/// against an S3 PUT + GET ($5.40 per million whatever the size): an 8 KiB
+/// body costs $7.00 inline, $7.15 through S3; 9 KiB $7.63 inline (see
+/// `docs/contracts.md`, "The data path").
+pub const INLINE_ANSWER_BODY_BYTES: usize = 8 * 1024;
+
 /// Length of a generated subdomain: 12 characters of `[a-z0-9]` is 62 bits,
 /// far beyond guessing, and still short enough to type.
 pub const SUBDOMAIN_LEN: usize = 12;
@@ -108,4 +122,7 @@ const _: () = {
     assert!(crate::body::encoded_len(BODY_CHUNK_BYTES) + CHUNK_ENVELOPE_BYTES <= MAX_MESSAGE_BYTES);
     assert!(MAX_BODY_CHUNKS == 48);
     assert!(MAX_BODY_CHUNKS <= 100);
+    assert!(SIGNED_URL_TTL.as_secs() <= 60);
+    assert!(SIGNED_URL_TTL.as_secs() > MAX_REQUEST_TIMEOUT.as_secs());
+    assert!(crate::body::encoded_len(INLINE_ANSWER_BODY_BYTES) < MAX_MESSAGE_BYTES / 2);
 };

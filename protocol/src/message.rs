@@ -95,6 +95,17 @@ pub struct HttpRequest {
     /// Set when the body follows in `body_chunk` messages (`body` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_chunks: Option<ChunkedBody>,
+    /// Set when the body waits in the bodies bucket (`body` is empty): the
+    /// agent fetches exactly `length` bytes before calling its service.
+    /// Protocol 2 ([`crate::PROTOCOL_VERSION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_download: Option<BodyDownload>,
+    /// Where the agent PUTs an answer body larger than
+    /// [`crate::limits::INLINE_ANSWER_BODY_BYTES`] (then sending
+    /// [`HttpResponse::body_uploaded`] instead of `body`). Absent: every
+    /// answer body travels in the message. Protocol 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_upload: Option<SignedUrl>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +123,59 @@ pub struct HttpResponse {
     /// Set when the body follows in `body_chunk` messages (`body` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_chunks: Option<ChunkedBody>,
+    /// Set when the agent has PUT the body to the request's
+    /// [`HttpRequest::response_upload`] (`body` is empty). Protocol 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_uploaded: Option<BodyUploaded>,
+}
+
+/// A URL forwarding presigned for one object of the tunnel's bodies bucket:
+/// one method on one key, valid for [`crate::limits::SIGNED_URL_TTL`]. It
+/// is a credential while it lives: `Debug` shows only its scheme and host,
+/// and nothing logs it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SignedUrl(String);
+
+impl SignedUrl {
+    pub fn new(url: impl Into<String>) -> SignedUrl {
+        SignedUrl(url.into())
+    }
+
+    /// The URL itself, to send a request to (never to print).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `scheme://host`, safe to show: no path, no query (the signature).
+    pub fn origin(&self) -> &str {
+        let after_scheme = self.0.find("://").map_or(0, |i| i + 3);
+        let end = self.0[after_scheme..]
+            .find(['/', '?', '#'])
+            .map_or(self.0.len(), |i| after_scheme + i);
+        &self.0[..end]
+    }
+}
+
+impl std::fmt::Debug for SignedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignedUrl({}/…)", self.origin())
+    }
+}
+
+/// A request body too large for the message, waiting in the bodies bucket:
+/// a GET of `url` returns exactly `length` bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyDownload {
+    pub url: SignedUrl,
+    pub length: u64,
+}
+
+/// An answer whose body the agent PUT to the request's upload URL
+/// instead of sending it inline: `length` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyUploaded {
+    pub length: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +329,8 @@ mod tests {
             body: "AAEC/w==".into(),
             timestamp: 1_764_000_000_123,
             body_chunks: None,
+            body_download: None,
+            response_upload: None,
         }
     }
 
@@ -276,6 +342,7 @@ mod tests {
             body: "aGk=".into(),
             processing_time_ms: 12,
             body_chunks: None,
+            body_uploaded: None,
         }
     }
 
@@ -371,6 +438,47 @@ mod tests {
         })
     )]
     #[case(
+        Message::HttpRequest(HttpRequest {
+            body: String::new(),
+            body_download: Some(BodyDownload {
+                url: SignedUrl::new("https://b.s3.amazonaws.com/req/1?X-Amz-Signature=g"),
+                length: 1_048_576,
+            }),
+            response_upload: Some(SignedUrl::new("https://b.s3.amazonaws.com/res/2?X-Amz-Signature=p")),
+            ..request()
+        }),
+        json!({
+            "type": "http_request",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "method": "POST",
+            "uri": "/hooks/a%20b?x=1&x=2&y",
+            "headers": {"accept": ["a", "b"], "cookie": ["k=v"]},
+            "body": "",
+            "timestamp": 1_764_000_000_123u64,
+            "body_download": {
+                "url": "https://b.s3.amazonaws.com/req/1?X-Amz-Signature=g",
+                "length": 1_048_576
+            },
+            "response_upload": "https://b.s3.amazonaws.com/res/2?X-Amz-Signature=p"
+        })
+    )]
+    #[case(
+        Message::HttpResponse(HttpResponse {
+            body: String::new(),
+            body_uploaded: Some(BodyUploaded { length: 70_000 }),
+            ..response()
+        }),
+        json!({
+            "type": "http_response",
+            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
+            "status_code": 201,
+            "headers": {"set-cookie": ["a=1", "b=2"]},
+            "body": "",
+            "processing_time_ms": 12,
+            "body_uploaded": {"length": 70_000}
+        })
+    )]
+    #[case(
         Message::BodyChunk(BodyChunk {
             request_id: "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a".into(),
             index: 2,
@@ -441,11 +549,65 @@ mod tests {
         assert_eq!(req.body, "");
         assert_eq!(req.timestamp, 0);
         assert_eq!(req.body_chunks, None);
+        // What a protocol-1 server sends: no stored body, no upload URL.
+        assert_eq!(req.body_download, None);
+        assert_eq!(req.response_upload, None);
+        let text = r#"{"type":"http_response","request_id":"r","status_code":200}"#;
+        let Message::HttpResponse(res) = Message::from_json(text).unwrap() else {
+            panic!("not a response");
+        };
+        assert_eq!(res.body_uploaded, None);
 
         let ready = Message::from_json(r#"{"type":"ready","resume_token":"t"}"#).unwrap();
         assert_eq!(ready, Message::Ready(Ready {}));
         let ping = Message::from_json(r#"{"type":"ping","sent_at":1}"#).unwrap();
         assert_eq!(ping, Message::Ping);
+    }
+
+    /// The bodies' wire shapes (fields of `http_request` / `http_response`).
+    #[test]
+    fn pins_the_stored_body_shapes() {
+        let download = BodyDownload {
+            url: SignedUrl::new("https://b.s3.amazonaws.com/req/ab?X-Amz-Signature=s"),
+            length: 1_048_576,
+        };
+        assert_eq!(
+            serde_json::to_value(&download).unwrap(),
+            json!({"url": "https://b.s3.amazonaws.com/req/ab?X-Amz-Signature=s", "length": 1_048_576})
+        );
+        assert_eq!(
+            serde_json::from_value::<BodyDownload>(json!({"url": "u", "length": 3, "later": 1}))
+                .unwrap(),
+            BodyDownload {
+                url: SignedUrl::new("u"),
+                length: 3
+            }
+        );
+        let uploaded = BodyUploaded { length: 9000 };
+        assert_eq!(
+            serde_json::to_value(uploaded).unwrap(),
+            json!({"length": 9000})
+        );
+        assert!(serde_json::from_value::<BodyUploaded>(json!({"length": -1})).is_err());
+    }
+
+    #[rstest]
+    #[case(
+        "https://b.s3.us-east-1.amazonaws.com/res/x?X-Amz-Signature=abc",
+        "https://b.s3.us-east-1.amazonaws.com"
+    )]
+    #[case("http://127.0.0.1:5000/bucket/req/x?sig", "http://127.0.0.1:5000")]
+    #[case("http://h?q", "http://h")]
+    #[case("no-scheme/path", "no-scheme")]
+    fn a_signed_url_shows_only_its_origin(#[case] url: &str, #[case] origin: &str) {
+        let url = SignedUrl::new(url);
+        assert_eq!(url.origin(), origin);
+        let debug = format!("{url:?}");
+        assert_eq!(debug, format!("SignedUrl({origin}/…)"));
+        assert!(
+            !debug.contains("sig") && !debug.contains("Signature"),
+            "{debug}"
+        );
     }
 
     #[test]

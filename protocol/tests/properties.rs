@@ -12,8 +12,8 @@ use protocol::auth::{self, Claims, Secret, TokenError};
 use protocol::chunk::{self, BodyChunk, ChunkedBody, Reassembly};
 use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_MESSAGE_BYTES};
 use protocol::{
-    ConnectionEstablished, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,
-    ProtocolError, Ready,
+    BodyDownload, BodyUploaded, ConnectionEstablished, ErrorCode, ErrorMessage, Headers,
+    HttpRequest, HttpResponse, Message, ProtocolError, Ready, SignedUrl,
 };
 use serde_json::Value;
 
@@ -38,6 +38,18 @@ fn headers() -> impl Strategy<Value = Headers> {
 
 fn chunked() -> impl Strategy<Value = ChunkedBody> {
     (any::<u32>(), any::<u64>()).prop_map(|(count, length)| ChunkedBody { count, length })
+}
+
+fn signed_url() -> impl Strategy<Value = SignedUrl> {
+    prop_oneof![
+        "https://[a-z0-9.-]{1,20}/(req|res)/[0-9a-f]{32}\\?X-Amz-Signature=[0-9a-f]{8}",
+        text(),
+    ]
+    .prop_map(SignedUrl::new)
+}
+
+fn body_download() -> impl Strategy<Value = BodyDownload> {
+    (signed_url(), any::<u64>()).prop_map(|(url, length)| BodyDownload { url, length })
 }
 
 fn base64() -> impl Strategy<Value = String> {
@@ -86,10 +98,22 @@ fn message() -> impl Strategy<Value = Message> {
             headers(),
             base64(),
             any::<u64>(),
-            option::of(chunked())
+            option::of(chunked()),
+            option::of(body_download()),
+            option::of(signed_url()),
         )
             .prop_map(
-                |(request_id, method, uri, headers, body, timestamp, body_chunks)| {
+                |(
+                    request_id,
+                    method,
+                    uri,
+                    headers,
+                    body,
+                    timestamp,
+                    body_chunks,
+                    body_download,
+                    response_upload,
+                )| {
                     Message::HttpRequest(HttpRequest {
                         request_id,
                         method,
@@ -98,6 +122,8 @@ fn message() -> impl Strategy<Value = Message> {
                         body,
                         timestamp,
                         body_chunks,
+                        body_download,
+                        response_upload,
                     })
                 }
             ),
@@ -107,10 +133,19 @@ fn message() -> impl Strategy<Value = Message> {
             headers(),
             base64(),
             any::<u64>(),
-            option::of(chunked())
+            option::of(chunked()),
+            option::of(any::<u64>().prop_map(|length| BodyUploaded { length })),
         )
             .prop_map(
-                |(request_id, status_code, headers, body, processing_time_ms, body_chunks)| {
+                |(
+                    request_id,
+                    status_code,
+                    headers,
+                    body,
+                    processing_time_ms,
+                    body_chunks,
+                    body_uploaded,
+                )| {
                     Message::HttpResponse(HttpResponse {
                         request_id,
                         status_code,
@@ -118,6 +153,7 @@ fn message() -> impl Strategy<Value = Message> {
                         body,
                         processing_time_ms,
                         body_chunks,
+                        body_uploaded,
                     })
                 }
             ),
@@ -150,6 +186,10 @@ fn field_name() -> impl Strategy<Value = String> {
             "body",
             "timestamp",
             "body_chunks",
+            "body_download",
+            "response_upload",
+            "body_uploaded",
+            "url",
             "count",
             "length",
             "index",
@@ -304,6 +344,98 @@ proptest! {
             Ok(parsed) => assert_round_trips(&parsed),
             Err(e) => assert_clear(&e),
         }
+    }
+}
+
+/// The fields protocol 2 added ([`protocol::PROTOCOL_VERSION`]).
+const PROTOCOL_2_FIELDS: [&str; 3] = ["body_download", "response_upload", "body_uploaded"];
+
+/// `message` as a protocol-1 peer sees it: without protocol 2's fields.
+fn as_protocol_1(message: &Message) -> Message {
+    match message.clone() {
+        Message::HttpRequest(request) => Message::HttpRequest(HttpRequest {
+            body_download: None,
+            response_upload: None,
+            ..request
+        }),
+        Message::HttpResponse(response) => Message::HttpResponse(HttpResponse {
+            body_uploaded: None,
+            ..response
+        }),
+        other => other,
+    }
+}
+
+/// An `http_request` as a protocol-1 agent parses it (its struct had only
+/// these fields, and serde ignores the others).
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Protocol1Request {
+    request_id: String,
+    method: String,
+    uri: String,
+    #[serde(default)]
+    headers: Headers,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    timestamp: u64,
+    #[serde(default)]
+    body_chunks: Option<ChunkedBody>,
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Protocol 2 only adds optional fields: a message without them is
+    /// exactly what protocol 1 sent, and a protocol-1 message (the fields
+    /// stripped) parses to the same message with the fields absent.
+    #[test]
+    fn protocol_2_fields_are_optional_both_ways(message in message()) {
+        let Ok(json) = message.to_json() else { return Ok(()) };
+        let mut value: Value = serde_json::from_str(&json).unwrap();
+        let object = value.as_object_mut().unwrap();
+        for field in PROTOCOL_2_FIELDS {
+            object.remove(field);
+        }
+        let old = Message::from_json(&value.to_string()).unwrap();
+        prop_assert_eq!(&old, &as_protocol_1(&message));
+        let old_json = old.to_json().unwrap();
+        for field in PROTOCOL_2_FIELDS {
+            prop_assert!(!old_json.contains(&format!("\"{field}\"")), "{}", old_json);
+        }
+    }
+
+    /// A protocol-1 agent reads a protocol-2 request (stored body or not)
+    /// without an error: that is why connect must refuse it with 426 rather
+    /// than rely on it noticing.
+    #[test]
+    fn a_protocol_1_agent_parses_protocol_2_requests(
+        download in option::of(body_download()),
+        upload in option::of(signed_url()),
+        body in base64(),
+    ) {
+        let request = HttpRequest {
+            request_id: "r".into(),
+            method: "POST".into(),
+            uri: "/".into(),
+            headers: Headers::new(),
+            body,
+            timestamp: 1,
+            body_chunks: None,
+            body_download: download,
+            response_upload: upload,
+        };
+        let json = Message::HttpRequest(request.clone()).to_json().unwrap();
+        let old: Protocol1Request = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(old, Protocol1Request {
+            request_id: request.request_id,
+            method: request.method,
+            uri: request.uri,
+            headers: request.headers,
+            body: request.body,
+            timestamp: 1,
+            body_chunks: None,
+        });
     }
 }
 
@@ -473,6 +605,7 @@ proptest! {
             body: String::new(),
             processing_time_ms: 0,
             body_chunks: None,
+            body_uploaded: None,
         };
         let messages = match chunk::to_messages(response, &bytes) {
             Ok(messages) => messages,

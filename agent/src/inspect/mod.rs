@@ -153,12 +153,23 @@ impl Inspector {
         self.ring().limits()
     }
 
-    /// Starts capturing `req` as the agent received it. `replay_of` marks a
-    /// replay. The returned [`Capture`] records the response and the end.
-    pub fn begin(&self, req: &HttpRequest, replay_of: Option<u64>) -> Capture {
+    /// Starts capturing `req` as the agent received it, with `stored`, its
+    /// body fetched from the bodies bucket, when it did not come inline.
+    /// `replay_of` marks a replay. The returned [`Capture`] records the
+    /// response and the end.
+    pub fn begin(
+        &self,
+        req: &HttpRequest,
+        stored: Option<&[u8]>,
+        replay_of: Option<u64>,
+    ) -> Capture {
         let started = tokio::time::Instant::now();
         let mut ring = self.ring();
-        let body = Body::capture_base64(&req.body, ring.limits().per_body());
+        let limit = ring.limits().per_body();
+        let body = match stored {
+            Some(bytes) => Body::capture(bytes, limit),
+            None => Body::capture_base64(&req.body, limit),
+        };
         let (id, dropped) = ring.insert(
             req.request_id.clone(),
             replay_of,
@@ -315,13 +326,15 @@ impl Inspector {
         let slot = forwarder.try_slot().ok_or(ReplayError::Busy {
             max_in_flight: forwarder.max_in_flight(),
         })?;
-        let capture = Box::new(self.begin(&request, Some(id)));
+        let capture = Box::new(self.begin(&request, None, Some(id)));
         let new_id = capture.id();
         let started_at = SystemTime::now();
         // A task of its own: a page that goes away mid-replay does not
         // cancel it.
         let replay = tokio::spawn(async move {
-            let (_, log) = forwarder.forward_recorded(request, Some(capture)).await;
+            let (_, log) = forwarder
+                .forward_recorded(request, None, Some(capture))
+                .await;
             drop(slot);
             log
         });
@@ -351,8 +364,8 @@ impl std::fmt::Debug for Capture {
 
 /// Visitors' requests, as the agent's forwarder sees them.
 impl Recorder for Inspector {
-    fn record(&self, request: &HttpRequest) -> Box<dyn Recording> {
-        Box::new(self.begin(request, None))
+    fn record(&self, request: &HttpRequest, stored: Option<&[u8]>) -> Box<dyn Recording> {
+        Box::new(self.begin(request, stored, None))
     }
 
     fn refused(&self, rejected: &protocol::policy::Rejected) {

@@ -45,6 +45,8 @@ fn request(uri: &str, headers: &[(&str, &str)]) -> HttpRequest {
         body: String::new(),
         timestamp: 0,
         body_chunks: None,
+        body_download: None,
+        response_upload: None,
     }
 }
 
@@ -291,6 +293,7 @@ mod forwarding {
                     body: String::new(),
                     processing_time_ms: 0,
                     body_chunks: None,
+                    body_uploaded: None,
                 },
             ))
         }));
@@ -314,6 +317,7 @@ mod forwarding {
         fake.script_posts(&[notice]);
         let response = handle(
             &forwarding_config(),
+            &fake,
             &fake,
             &fake,
             &fake,
@@ -354,7 +358,7 @@ mod forwarding {
             http::header::AUTHORIZATION,
             basic("ann", "pw").parse().unwrap(),
         );
-        let response = handle(&forwarding_config(), &fake, &fake, &fake, event).await;
+        let response = handle(&forwarding_config(), &fake, &fake, &fake, &fake, event).await;
         assert_eq!(response.status_code, 200);
         let posts = fake.posts();
         let Message::HttpRequest(req) = &posts[0].1 else {

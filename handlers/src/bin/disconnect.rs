@@ -2,7 +2,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use handlers::config::DisconnectConfig;
-use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
+use handlers::store::dynamo::DynamoConnectionStore;
 use handlers::{manifest, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -13,14 +13,11 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = runtime::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let connections = DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table);
-    let pending = DynamoPendingStore::new(dynamodb, &config.pending_table);
-    let (config, connections, pending) = (&config, &connections, &pending);
+    let connections = DynamoConnectionStore::new(dynamodb, &config.connections_table);
+    let (config, connections) = (&config, &connections);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(
-                handlers::disconnect::handle(config, connections, pending, event.payload).await,
-            )
+            Ok::<_, Error>(handlers::disconnect::handle(config, connections, event.payload).await)
         },
     ))
     .await

@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use handlers::bodies::s3::{S3Bodies, client as s3_client};
 use handlers::config::ForwardingConfig;
 use handlers::notifier::api_gateway::{ApiGatewayNotifier, management_client};
 use handlers::store::dynamo::{DynamoConnectionStore, DynamoPendingStore};
@@ -22,12 +23,21 @@ async fn main() -> Result<(), Error> {
     let connections = DynamoConnectionStore::new(dynamodb.clone(), &config.connections_table);
     let pending = DynamoPendingStore::new(dynamodb, &config.pending_table);
     let notifier = ApiGatewayNotifier::new(management_client(&sdk, &config.websocket_api_endpoint));
-    let (config, connections, pending, notifier) = (&config, &connections, &pending, &notifier);
+    let bodies = S3Bodies::new(s3_client(&sdk), &config.bodies_bucket);
+    let (config, connections, pending, notifier, bodies) =
+        (&config, &connections, &pending, &notifier, &bodies);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
             Ok::<_, Error>(
-                handlers::forwarding::handle(config, connections, pending, notifier, event.payload)
-                    .await,
+                handlers::forwarding::handle(
+                    config,
+                    connections,
+                    pending,
+                    notifier,
+                    bodies,
+                    event.payload,
+                )
+                .await,
             )
         },
     ))

@@ -3,8 +3,8 @@
 //! tests).
 //!
 //! [`Fake`] implements every store interface with the same conditions as the
-//! DynamoDB expressions, and holds items shaped like DynamoDB's (a pending
-//! request keeps its response as JSON, its parts as a set). It is trusted
+//! DynamoDB expressions, and holds items shaped like DynamoDB's (an answer
+//! keeps its response as JSON), and the bodies bucket ([`crate::bodies`]). It is trusted
 //! because it passes the same contract suite as the DynamoDB stores
 //! ([`crate::contract`]; run on the fake below, on DynamoDB in
 //! `integration-tests/tests/dynamo_store.rs`).
@@ -13,16 +13,18 @@
 //! [`DynamoDbAction`] (checked against a function's IAM with
 //! [`Fake::assert_within`]); any call can be made to fail ([`Fail`]); posts
 //! answer as scripted ([`Post`]), GetConnection too ([`Probe`]); and a scripted agent ([`Agent`]) answers a
-//! posted request after a given number of polls.
+//! posted request after a given number of polls; presigned URLs are
+//! `https://bodies.fake/<key>?X-Amz-Signature=<method>`, and a test uploads
+//! through one with [`Fake::upload`].
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use protocol::{HttpRequest, HttpResponse, Message};
 
 use crate::manifest::{DynamoDbAction, Function};
 use crate::notifier::{Notifier, PostError, Presence, ProbeError};
-use crate::store::{Claim, Connection, PendingRequest, StoreError, parse_response_data};
+use crate::store::{Claim, Connection, StoreError, answer_key};
 
 mod store;
 
@@ -37,12 +39,15 @@ pub enum Fail {
     PutConnection,
     GetConnection,
     DeleteConnection,
-    PutPending,
-    GetPending,
-    DeletePending,
-    /// Every write to a pending request or its chunks.
-    Complete,
-    Query,
+    /// Writing an answer.
+    PutAnswer,
+    /// Reading an answer.
+    GetAnswer,
+    /// Presigning a URL.
+    Presign,
+    PutBody,
+    GetBody,
+    DeleteBody,
 }
 
 /// What a scripted PostToConnection answers.
@@ -65,61 +70,37 @@ pub enum Probe {
 }
 
 /// How the fake agent answers an `http_request` posted to it: the poll of
-/// the pending item at which its response lands, and the response.
+/// its answer at which the answer lands, and the response.
 pub type Agent = Box<dyn Fn(&HttpRequest) -> Option<(usize, HttpResponse)> + Send + Sync>;
 
-/// A pending request as a test sees it.
+/// An answer the fake agent will write: it lands at poll `at`.
 #[derive(Debug, Clone)]
-pub struct PendingItem {
-    pub request: PendingRequest,
-    /// The stored response once completed.
-    pub completed: Option<HttpResponse>,
-}
-
-/// A pending request item with the attributes DynamoDB would hold.
-#[derive(Debug, Clone)]
-struct PendingRow {
-    request: PendingRequest,
-    completed: bool,
-    /// `responseData`: the response's JSON (for a chunked one, the head's).
-    response_data: Option<String>,
-    chunk_count: Option<u32>,
-    received_parts: BTreeSet<i64>,
+struct Scheduled {
+    at: usize,
     polls: usize,
-    /// (poll number, response): the fake agent's answer lands at that poll.
-    answer_at: Option<(usize, HttpResponse)>,
+    response: HttpResponse,
 }
 
-impl PendingRow {
-    fn new(request: PendingRequest) -> Self {
-        Self {
-            request,
-            completed: false,
-            response_data: None,
-            chunk_count: None,
-            received_parts: BTreeSet::new(),
-            polls: 0,
-            answer_at: None,
-        }
-    }
-
-    fn response(&self) -> Result<Option<HttpResponse>, StoreError> {
-        match (&self.response_data, self.completed) {
-            (Some(json), true) => parse_response_data(&self.request.request_id, json).map(Some),
-            _ => Ok(None),
-        }
-    }
+/// An answer item with the attributes DynamoDB would hold.
+#[derive(Debug, Clone)]
+struct AnswerRow {
+    /// `responseData`: the response's JSON.
+    response_data: String,
+    ttl: i64,
 }
 
 #[derive(Default)]
 struct State {
     connections: HashMap<String, Connection>,
     claims: HashMap<String, Claim>,
-    pending: HashMap<String, PendingRow>,
-    /// `<id>#<index>` → (owner, bytes).
-    chunk_items: HashMap<String, (String, Vec<u8>)>,
-    deleted_pending: Vec<String>,
-    saved_pending: Vec<PendingRequest>,
+    /// `<request id>#<connection id>` → the answer item.
+    answers: HashMap<String, AnswerRow>,
+    /// Answers the fake agent will write, by the same key.
+    scheduled: HashMap<String, Scheduled>,
+    /// The bodies bucket: key → bytes.
+    objects: BTreeMap<String, Vec<u8>>,
+    /// Bodies bucket calls, in order (`PutObject req/…`).
+    s3_calls: Vec<String>,
     actions: Vec<DynamoDbAction>,
     posts: Vec<(String, String)>,
     post_script: VecDeque<Post>,
@@ -128,10 +109,9 @@ struct State {
     probe_script: VecDeque<Probe>,
     failures: HashSet<Fail>,
     agent: Option<Agent>,
-    /// The body the fake agent's chunked answers carry (any request id).
-    answer_body: Option<Vec<u8>>,
-    /// Successful `complete_chunked` calls.
-    chunk_completions: usize,
+    /// What the fake agent PUTs to `response_upload` with an answer that
+    /// announces `body_uploaded`.
+    agent_upload: Option<Vec<u8>>,
 }
 
 /// Both tables and the connections, in memory.
@@ -184,9 +164,10 @@ impl Fake {
         self.with(|s| s.agent = Some(agent));
     }
 
-    /// Chunk items read by `get_chunks` for any request: `body` split.
-    pub fn chunked_answer_body(&self, body: Vec<u8>) {
-        self.with(|s| s.answer_body = Some(body));
+    /// The fake agent PUTs `body` to the request's `response_upload` when
+    /// its answer announces `body_uploaded` (whatever length it announces).
+    pub fn agent_uploads(&self, body: Vec<u8>) {
+        self.with(|s| s.agent_upload = Some(body));
     }
 
     // --- items put in place ---
@@ -227,18 +208,31 @@ impl Fake {
         });
     }
 
-    pub fn insert_pending(&self, request_id: &str, connection_id: &str) {
-        let request = PendingRequest {
-            request_id: request_id.to_string(),
-            connection_id: connection_id.to_string(),
-            api_gateway_request_id: "apigw".into(),
-            created_at: 0,
-            ttl: i64::MAX,
-        };
+    /// An answer item as the response function writes it.
+    pub fn insert_answer(&self, connection_id: &str, response: &HttpResponse) {
+        let key = answer_key(&response.request_id, connection_id);
+        let response_data = serde_json::to_string(response).expect("a response serializes");
         self.with(|s| {
-            s.pending
-                .insert(request_id.to_string(), PendingRow::new(request))
+            s.answers.insert(
+                key,
+                AnswerRow {
+                    response_data,
+                    ttl: i64::MAX,
+                },
+            )
         });
+    }
+
+    /// A PUT through a URL the fake presigned (what the agent does).
+    pub fn upload(&self, url: &protocol::SignedUrl, body: Vec<u8>) {
+        let key = store::key_of(url, "PUT").expect("a presigned PUT of the fake");
+        self.with(|s| s.objects.insert(key, body));
+    }
+
+    /// The object a URL the fake presigned reads (what the agent does).
+    pub fn download(&self, url: &protocol::SignedUrl) -> Option<Vec<u8>> {
+        let key = store::key_of(url, "GET")?;
+        self.with(|s| s.objects.get(&key).cloned())
     }
 
     // --- inspection ---
@@ -255,42 +249,33 @@ impl Fake {
         self.with(|s| s.claims.keys().cloned().collect())
     }
 
-    /// The request and, once completed, its stored response.
-    pub fn pending(&self, request_id: &str) -> Option<PendingItem> {
+    /// `connection_id`'s stored answer to `request_id`.
+    pub fn answer(&self, request_id: &str, connection_id: &str) -> Option<HttpResponse> {
+        let key = answer_key(request_id, connection_id);
         self.with(|s| {
-            let row = s.pending.get(request_id)?;
-            Some(PendingItem {
-                request: row.request.clone(),
-                completed: row.response().expect("stored response is valid JSON"),
-            })
+            let row = s.answers.get(&key)?;
+            Some(serde_json::from_str(&row.response_data).expect("stored JSON"))
         })
     }
 
-    pub fn pending_count(&self) -> usize {
-        self.with(|s| s.pending.len())
+    /// How many answer items are stored.
+    pub fn answer_count(&self) -> usize {
+        self.with(|s| s.answers.len())
     }
 
-    pub fn deleted_pending(&self) -> Vec<String> {
-        self.with(|s| s.deleted_pending.clone())
+    /// The keys of the objects in the bodies bucket.
+    pub fn objects(&self) -> Vec<String> {
+        self.with(|s| s.objects.keys().cloned().collect())
     }
 
-    pub fn saved_pending(&self) -> Vec<PendingRequest> {
-        self.with(|s| s.saved_pending.clone())
+    /// An object of the bodies bucket.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.with(|s| s.objects.get(key).cloned())
     }
 
-    /// Number of chunk items stored.
-    pub fn chunk_items(&self) -> usize {
-        self.with(|s| s.chunk_items.len())
-    }
-
-    /// Owner and bytes of one chunk item.
-    pub fn chunk_item(&self, request_id: &str, index: u32) -> Option<(String, Vec<u8>)> {
-        let key = crate::store::chunk_key(request_id, index);
-        self.with(|s| s.chunk_items.get(&key).cloned())
-    }
-
-    pub fn chunk_completions(&self) -> usize {
-        self.with(|s| s.chunk_completions)
+    /// Bodies bucket calls in order, as `<operation> <key>`.
+    pub fn s3_calls(&self) -> Vec<String> {
+        self.with(|s| s.s3_calls.clone())
     }
 
     pub fn actions(&self) -> Vec<DynamoDbAction> {
@@ -330,6 +315,19 @@ impl Fake {
                 function.name
             );
         }
+        for call in self.s3_calls() {
+            // A presigned URL acts with its signer's permissions.
+            let action = match call.split(' ').next().unwrap_or("") {
+                "PresignGet" => "GetObject",
+                "PresignPut" => "PutObject",
+                other => other,
+            };
+            assert!(
+                function.s3.iter().any(|a| a.action == action),
+                "{} made the S3 call {call:?}, which its manifest entry does not allow",
+                function.name
+            );
+        }
         let may = |method| function.manage_connections.contains(&method);
         if !may(crate::manifest::POST_TO_CONNECTION) {
             assert!(
@@ -361,10 +359,22 @@ impl Notifier for Fake {
             }
             if let (Ok(Message::HttpRequest(req)), Some(agent)) =
                 (Message::from_json(data), &s.agent)
-                && let Some(answer) = agent(&req)
-                && let Some(row) = s.pending.get_mut(&req.request_id)
+                && let Some((at, response)) = agent(&req)
             {
-                row.answer_at = Some(answer);
+                if response.body_uploaded.is_some()
+                    && let (Some(url), Some(body)) = (&req.response_upload, &s.agent_upload)
+                    && let Some(key) = store::key_of(url, "PUT")
+                {
+                    s.objects.insert(key, body.clone());
+                }
+                s.scheduled.insert(
+                    answer_key(&req.request_id, connection_id),
+                    Scheduled {
+                        at,
+                        polls: 0,
+                        response,
+                    },
+                );
             }
             Ok(())
         })
@@ -412,13 +422,8 @@ mod contract {
         the_policy_lives_with_the_claim_until_release,
         missing_claims_are_never_created,
         connections_round_trip_and_delete_idempotently,
-        pending_requests_complete_once_and_are_indexed_by_connection,
-        missing_pending_requests_are_never_created,
-        chunks_out_of_order_and_duplicated_complete_exactly_once,
-        chunks_from_another_connection_are_refused,
-        completion_needs_the_announced_count,
-        a_request_collecting_parts_can_still_be_failed,
-        chunks_and_heads_beyond_the_limits_are_refused,
-        chunks_are_checked_before_they_are_written,
+        an_answer_is_written_once_per_connection,
+        an_answer_is_read_only_under_its_connection,
+        answers_keep_their_ttl_and_whole_response,
     }
 }

@@ -1,15 +1,14 @@
 //! The fake's store interfaces: each condition of the DynamoDB expressions
-//! (`crate::store::dynamo`) in Rust, on items shaped like DynamoDB's. The
-//! chunk calls yield first, so concurrent handlers interleave.
+//! (`crate::store::dynamo`) in Rust, on items shaped like DynamoDB's; and
+//! the bodies bucket.
 
-use protocol::HttpResponse;
-use protocol::limits::BODY_CHUNK_BYTES;
+use protocol::{HttpResponse, SignedUrl};
 
-use super::{Fail, Fake, PendingRow, on};
-use crate::manifest::{DynamoDbAction, PENDING_BY_CONNECTION};
+use super::{AnswerRow, Fail, Fake, on};
+use crate::bodies::{Bodies, BodiesError};
 use crate::store::{
-    ChunkStore, Claim, Connection, ConnectionStore, HEAD_PART, Part, PendingRequest, PendingState,
-    PendingStore, Progress, Receiving, StoreError, Written, chunk_key, response_data,
+    Claim, Connection, ConnectionStore, PendingStore, StoreError, StoredAnswer, Written,
+    answer_key, parse_response_data, response_data,
 };
 
 /// `Written` from whether the condition held.
@@ -148,210 +147,117 @@ impl ConnectionStore for Fake {
 }
 
 impl PendingStore for Fake {
-    async fn put_pending(&self, request: &PendingRequest) -> Result<(), StoreError> {
-        self.record(on("pending", "PutItem"), Fail::PutPending)?;
-        self.with(|s| {
-            s.saved_pending.push(request.clone());
-            s.pending
-                .insert(request.request_id.clone(), PendingRow::new(request.clone()))
-        });
-        Ok(())
-    }
-
-    async fn get_pending(&self, request_id: &str) -> Result<Option<PendingState>, StoreError> {
-        self.record(on("pending", "GetItem"), Fail::GetPending)?;
-        self.with(|s| {
-            let Some(row) = s.pending.get_mut(request_id) else {
-                return Ok(None);
-            };
-            row.polls += 1;
-            if let Some((at, response)) = &row.answer_at
-                && row.polls >= *at
-                && !row.completed
-            {
-                row.response_data = Some(response_data(request_id, response)?);
-                row.completed = true;
-            }
-            Ok(Some(match row.response()? {
-                Some(r) => PendingState::Completed(r),
-                None => PendingState::Pending,
-            }))
-        })
-    }
-
-    async fn delete_pending(&self, request_id: &str) -> Result<(), StoreError> {
-        self.record(on("pending", "DeleteItem"), Fail::DeletePending)?;
-        self.with(|s| {
-            s.pending.remove(request_id);
-            s.deleted_pending.push(request_id.to_string());
-        });
-        Ok(())
-    }
-
-    async fn complete_pending(
+    async fn put_answer(
         &self,
-        request_id: &str,
         connection_id: &str,
         response: &HttpResponse,
+        ttl: i64,
     ) -> Result<Written, StoreError> {
-        self.record(on("pending", "UpdateItem"), Fail::Complete)?;
-        let data = response_data(request_id, response)?;
-        // attribute_exists(requestId) AND #status = :pending AND connectionId = :conn
-        Ok(self.with(|s| match s.pending.get_mut(request_id) {
-            Some(row) if !row.completed && row.request.connection_id == connection_id => {
-                row.completed = true;
-                row.response_data = Some(data);
-                Written::Yes
-            }
-            _ => Written::ConditionFailed,
-        }))
-    }
-
-    async fn pending_for_connection(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
-        self.record(
-            DynamoDbAction {
-                table: "pending",
-                index: Some(PENDING_BY_CONNECTION.name),
-                action: "Query",
-            },
-            Fail::Query,
-        )?;
+        self.record(on("pending", "PutItem"), Fail::PutAnswer)?;
+        let key = answer_key(&response.request_id, connection_id);
+        let response_data = response_data(&key, response)?;
+        // attribute_not_exists(requestId)
         Ok(self.with(|s| {
-            let mut ids: Vec<String> = s
-                .pending
-                .values()
-                .filter(|p| p.request.connection_id == connection_id)
-                .map(|p| p.request.request_id.clone())
-                .collect();
-            ids.sort();
-            ids
-        }))
-    }
-}
-
-impl ChunkStore for Fake {
-    async fn receiving(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-    ) -> Result<Option<Receiving>, StoreError> {
-        tokio::task::yield_now().await;
-        self.record(on("pending", "GetItem"), Fail::GetPending)?;
-        Ok(self.with(|s| {
-            let row = s.pending.get(request_id)?;
-            (!row.completed && row.request.connection_id == connection_id).then_some(Receiving {
-                count: row.chunk_count,
-            })
-        }))
-    }
-
-    async fn put_chunk(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        index: u32,
-        data: &[u8],
-        _ttl: i64,
-    ) -> Result<Written, StoreError> {
-        tokio::task::yield_now().await;
-        self.record(on("pending", "PutItem"), Fail::Complete)?;
-        // attribute_not_exists(requestId) OR chunkOwner = :conn
-        Ok(self.with(|s| {
-            let key = chunk_key(request_id, index);
-            let free = s
-                .chunk_items
-                .get(&key)
-                .is_none_or(|(owner, _)| owner == connection_id);
+            let free = !s.answers.contains_key(&key);
             if free {
-                s.chunk_items
-                    .insert(key, (connection_id.to_string(), data.to_vec()));
+                s.answers.insert(key, AnswerRow { response_data, ttl });
             }
             written(free)
         }))
     }
 
-    async fn add_part(
+    async fn get_answer(
         &self,
         request_id: &str,
         connection_id: &str,
-        part: Part<'_>,
-    ) -> Result<Option<Progress>, StoreError> {
-        tokio::task::yield_now().await;
-        self.record(on("pending", "UpdateItem"), Fail::Complete)?;
-        // attribute_exists(requestId) AND connectionId = :conn AND #status = :pending
-        // [chunk: AND (attribute_not_exists(chunkCount) OR chunkCount > :index)]
-        Ok(self.with(|s| {
-            let row = s.pending.get_mut(request_id).filter(|r| {
-                !r.completed
-                    && r.request.connection_id == connection_id
-                    && match part {
-                        Part::Chunk(i) => r.chunk_count.is_none_or(|n| i < n),
-                        Part::Head { .. } => true,
-                    }
-            })?;
-            match part {
-                Part::Head { json, count } => {
-                    row.received_parts.insert(HEAD_PART);
-                    row.response_data = Some(json.to_string());
-                    row.chunk_count = Some(count);
-                }
-                Part::Chunk(i) => {
-                    row.received_parts.insert(i64::from(i));
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        self.record(on("pending", "GetItem"), Fail::GetAnswer)?;
+        let key = answer_key(request_id, connection_id);
+        self.with(|s| {
+            // The fake agent's answer lands at its poll.
+            if let Some(scheduled) = s.scheduled.get_mut(&key) {
+                scheduled.polls += 1;
+                if scheduled.polls >= scheduled.at {
+                    let response = s.scheduled.remove(&key).expect("present").response;
+                    let response_data = response_data(&key, &response)?;
+                    s.answers.entry(key.clone()).or_insert(AnswerRow {
+                        response_data,
+                        ttl: i64::MAX,
+                    });
                 }
             }
-            Some(Progress {
-                parts: row.received_parts.len(),
-                count: row.chunk_count,
-            })
-        }))
-    }
-
-    async fn complete_chunked(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        count: u32,
-    ) -> Result<Written, StoreError> {
-        tokio::task::yield_now().await;
-        self.record(on("pending", "UpdateItem"), Fail::Complete)?;
-        // connectionId = :conn AND #status = :pending AND chunkCount = :count
-        // AND size(receivedParts) = :parts
-        Ok(self.with(|s| {
-            let Some(row) = s.pending.get_mut(request_id).filter(|r| {
-                r.request.connection_id == connection_id
-                    && !r.completed
-                    && r.chunk_count == Some(count)
-                    && r.received_parts.len() == count as usize + 1
-            }) else {
-                return Written::ConditionFailed;
+            let Some(row) = s.answers.get(&key) else {
+                return Ok(None);
             };
-            row.completed = true;
-            s.chunk_completions += 1;
-            Written::Yes
-        }))
+            Ok(Some(StoredAnswer {
+                response: parse_response_data(&key, &row.response_data)?,
+                ttl: row.ttl,
+            }))
+        })
+    }
+}
+
+/// The key a URL the fake presigned for `method` names.
+pub(super) fn key_of(url: &SignedUrl, method: &str) -> Option<String> {
+    let rest = url.expose().strip_prefix(BODIES_ORIGIN)?;
+    let (key, signed) = rest.split_once('?')?;
+    (signed == format!("X-Amz-Signature={method}")).then(|| key.to_string())
+}
+
+/// Where the fake's presigned URLs point.
+const BODIES_ORIGIN: &str = "https://bodies.fake/";
+
+impl Fake {
+    fn record_s3(&self, operation: &str, key: &str, fail: Fail) -> Result<(), BodiesError> {
+        self.with(|s| {
+            s.s3_calls.push(format!("{operation} {key}"));
+            if s.failures.contains(&fail) {
+                Err(BodiesError::backend("S3", "injected failure"))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+impl Bodies for Fake {
+    async fn presign_get(&self, key: &str) -> Result<SignedUrl, BodiesError> {
+        self.record_s3("PresignGet", key, Fail::Presign)?;
+        Ok(SignedUrl::new(format!(
+            "{BODIES_ORIGIN}{key}?X-Amz-Signature=GET"
+        )))
     }
 
-    async fn get_chunks(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        count: u32,
-    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
-        self.record(on("pending", "BatchGetItem"), Fail::GetPending)?;
-        Ok(self.with(|s| {
-            if let Some(body) = &s.answer_body {
-                return body
-                    .chunks(BODY_CHUNK_BYTES)
-                    .enumerate()
-                    .map(|(i, c)| (i as u32, c.to_vec()))
-                    .collect();
-            }
-            (0..count)
-                .filter_map(|i| {
-                    let (owner, data) = s.chunk_items.get(&chunk_key(request_id, i))?;
-                    (owner == connection_id).then(|| (i, data.clone()))
-                })
-                .collect()
-        }))
+    async fn presign_put(&self, key: &str) -> Result<SignedUrl, BodiesError> {
+        self.record_s3("PresignPut", key, Fail::Presign)?;
+        Ok(SignedUrl::new(format!(
+            "{BODIES_ORIGIN}{key}?X-Amz-Signature=PUT"
+        )))
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), BodiesError> {
+        self.record_s3("PutObject", key, Fail::PutBody)?;
+        self.with(|s| s.objects.insert(key.to_string(), body));
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, length: u64) -> Result<Vec<u8>, BodiesError> {
+        self.record_s3("GetObject", key, Fail::GetBody)?;
+        let body = self
+            .with(|s| s.objects.get(key).cloned())
+            .ok_or(BodiesError::Missing)?;
+        if body.len() as u64 != length {
+            return Err(BodiesError::WrongLength {
+                announced: length,
+                actual: body.len() as u64,
+            });
+        }
+        Ok(body)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BodiesError> {
+        self.record_s3("DeleteObject", key, Fail::DeleteBody)?;
+        self.with(|s| s.objects.remove(key));
+        Ok(())
     }
 }

@@ -6,12 +6,12 @@
 use std::borrow::Cow;
 
 use protocol::ProtocolError;
-use protocol::chunk::ChunkError;
 use protocol::limits::MAX_BODY_BYTES;
 use tracing::{Level, error, info, warn};
 
 use super::http_api::{HttpApiResponse, MapError};
 use super::routing::RouteError;
+use crate::bodies::BodiesError;
 use crate::logging::chain;
 use crate::notifier::PostError;
 use crate::pages;
@@ -42,8 +42,8 @@ pub enum ForwardError {
     Denied(#[from] crate::access::Denied),
 
     // --- handing it to the agent ---
-    #[error("could not save the pending request")]
-    Save(#[source] StoreError),
+    #[error("could not store the request body or sign the bucket's URLs")]
+    Bodies(#[source] BodiesError),
     #[error("PostToConnection answered 410")]
     AgentGone,
     #[error(
@@ -62,14 +62,12 @@ pub enum ForwardError {
     TimedOut { timeout_ms: u64 },
     #[error("the silent agent's connection is gone (GetConnection answered 410)")]
     AgentVanished,
-    #[error("the pending request vanished while waiting")]
-    Lost,
-    #[error("the chunked response head is invalid")]
-    InvalidHead(#[source] ChunkError),
-    #[error("could not read the response chunks")]
-    ReadChunks(#[source] StoreError),
-    #[error("the chunked response body is incomplete")]
-    IncompleteBody(#[source] ChunkError),
+    #[error(
+        "the agent announced an uploaded body of {length} bytes, over the {MAX_BODY_BYTES}-byte ceiling"
+    )]
+    AnswerTooLarge { length: u64 },
+    #[error("could not read the uploaded answer body")]
+    AnswerBody(#[source] BodiesError),
     #[error("the agent's response is unusable")]
     InvalidResponse(#[source] MapError),
 }
@@ -144,11 +142,11 @@ impl ForwardError {
                     Level::INFO,
                     "refused by the access policy",
                 ),
-                Save(_) => (
+                Bodies(_) => (
                     502,
                     pages::CANNOT_ACCEPT.into(),
                     Level::ERROR,
-                    "could not save the pending request",
+                    "could not use the bodies bucket for the request",
                 ),
                 AgentGone => (
                     502,
@@ -192,29 +190,24 @@ impl ForwardError {
                     Level::WARN,
                     "agent connection vanished while the request waited; removed it",
                 ),
-                Lost => (
-                    502,
-                    pages::REQUEST_LOST.into(),
-                    Level::ERROR,
-                    "pending request vanished while waiting",
-                ),
-                InvalidHead(_) => (
+                AnswerTooLarge { .. } => (
                     502,
                     pages::INVALID_RESPONSE.into(),
                     Level::WARN,
-                    "chunked response head invalid",
+                    "uploaded answer body over the ceiling",
                 ),
-                ReadChunks(_) => (
+                // The agent's doing: nothing, or not what it announced.
+                AnswerBody(BodiesError::Missing | BodiesError::WrongLength { .. }) => (
+                    502,
+                    pages::INVALID_RESPONSE.into(),
+                    Level::WARN,
+                    "uploaded answer body missing or not the announced length",
+                ),
+                AnswerBody(BodiesError::Backend { .. }) => (
                     502,
                     pages::CANNOT_READ_BODY.into(),
                     Level::ERROR,
-                    "could not read the response chunks",
-                ),
-                IncompleteBody(_) => (
-                    502,
-                    pages::INVALID_RESPONSE.into(),
-                    Level::WARN,
-                    "chunked response body incomplete",
+                    "could not read the uploaded answer body",
                 ),
                 InvalidResponse(_) => (
                     502,

@@ -81,6 +81,8 @@ pub fn to_request(
         body: String::new(),
         timestamp: crate::now_millis(),
         body_chunks: None,
+        body_download: None,
+        response_upload: None,
     };
     Ok((request, body))
 }
@@ -203,6 +205,7 @@ pub(crate) mod tests {
             body: protocol::encode_body(b"{}"),
             processing_time_ms: 3,
             body_chunks: None,
+            body_uploaded: None,
         }
     }
 

@@ -11,30 +11,34 @@
 //! 3. look up the tunnel's connection (a strongly consistent read of its
 //!    claim), and check the access policy stored on it ([`crate::access`]):
 //!    a refused request gets its 401/403 here, before any write or post;
-//! 4. split the request into messages that each fit a WebSocket message
-//!    (`protocol::chunk`), refused with 413 before anything is stored or
-//!    posted;
-//! 5. save the pending request, post the messages ([`post`]: a young
-//!    connection's 410 is retried, never torn down), wait for the answer
-//!    ([`wait`]: a silent agent's connection is checked with GetConnection),
-//!    delete the pending item whatever happened, and clean up after a
-//!    connection found dead;
-//! 6. read a chunked body back ([`chunks`]) and map the answer for the HTTP
-//!    API ([`http_api`]).
+//! 4. the message to post ([`message`]): the body inline when it fits one
+//!    WebSocket message with the head, else stored in the bodies bucket
+//!    (`req/<id>`) and announced with a presigned GET (`body_download`);
+//!    every request offers a presigned PUT for its answer body
+//!    (`response_upload`). Presigning is local, no call;
+//! 5. post it ([`post`]: a young connection's 410 is retried, never torn
+//!    down) and wait for the answer item the response function writes under
+//!    this request and **this connection** ([`wait`]: a silent agent's
+//!    connection is checked with GetConnection); forwarding writes nothing
+//!    to DynamoDB, and an answer from any other connection is never read;
+//!    clean up after a connection found dead;
+//! 6. read an uploaded answer body back ([`answer_body`]: exactly the
+//!    announced length, at most `MAX_BODY_BYTES`), delete the request's
+//!    objects, and map the answer for the HTTP API ([`http_api`]).
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use protocol::limits::{MAX_BODY_BYTES, TTL_SLACK};
-use protocol::{HttpRequest, ProtocolError};
+use protocol::limits::MAX_BODY_BYTES;
+use protocol::{BodyDownload, HttpRequest, HttpResponse, ProtocolError};
 use tokio::time::Instant;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::bodies::{Bodies, Objects};
 use crate::config::ForwardingConfig;
 use crate::logging::chain;
 use crate::notifier::Notifier;
-use crate::store::{ChunkStore, Claim, ConnectionStore, PendingRequest, PendingStore};
+use crate::store::{Claim, ConnectionStore, PendingStore};
 use crate::{access, claims};
 
-mod chunks;
 pub mod cookies;
 pub mod error;
 pub mod http_api;
@@ -47,17 +51,19 @@ pub use http_api::HttpApiResponse;
 pub use routing::{RouteError, Target, route};
 
 /// Handles one visitor request: always an HTTP answer, logged once.
-pub async fn handle<C, P, N>(
+pub async fn handle<C, P, N, B>(
     config: &ForwardingConfig,
     connections: &C,
     pending: &P,
     notifier: &N,
+    bodies: &B,
     event: ApiGatewayV2httpRequest,
 ) -> HttpApiResponse
 where
     C: ConnectionStore + Sync,
-    P: PendingStore + ChunkStore + Sync,
+    P: PendingStore + Sync,
     N: Notifier + Sync,
+    B: Bodies + Sync,
 {
     let request_id = protocol::generate_request_id();
     let apigw_request_id = event.request_context.request_id.clone().unwrap_or_default();
@@ -71,11 +77,13 @@ where
     async move {
         let method = event.request_context.http.method.to_string();
         let started = Instant::now();
-        let ids = Ids {
-            request: &request_id,
-            api_gateway: &apigw_request_id,
+        let stores = Stores {
+            connections,
+            pending,
+            notifier,
+            bodies,
         };
-        let response = match forward(config, connections, pending, notifier, &event, ids).await {
+        let response = match forward(config, stores, &event, &request_id).await {
             Ok(response) => response,
             Err(e) => {
                 e.log();
@@ -94,69 +102,80 @@ where
     .await
 }
 
-/// The request's ids: ours (also the protocol's `request_id`) and the HTTP
-/// API's (for log correlation).
-#[derive(Debug, Clone, Copy)]
-struct Ids<'a> {
-    request: &'a str,
-    api_gateway: &'a str,
+/// What forwarding talks to.
+struct Stores<'a, C, P, N, B> {
+    connections: &'a C,
+    pending: &'a P,
+    notifier: &'a N,
+    bodies: &'a B,
 }
 
-async fn forward<C, P, N>(
+impl<C, P, N, B> Clone for Stores<'_, C, P, N, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C, P, N, B> Copy for Stores<'_, C, P, N, B> {}
+
+async fn forward<C, P, N, B>(
     config: &ForwardingConfig,
-    connections: &C,
-    pending: &P,
-    notifier: &N,
+    stores: Stores<'_, C, P, N, B>,
     event: &ApiGatewayV2httpRequest,
-    ids: Ids<'_>,
+    request_id: &str,
 ) -> Result<HttpApiResponse, ForwardError>
 where
     C: ConnectionStore + Sync,
-    P: PendingStore + ChunkStore + Sync,
+    P: PendingStore + Sync,
     N: Notifier + Sync,
+    B: Bodies + Sync,
 {
     let span = tracing::Span::current();
     let target = routing::target(event, &config.domain_name, config.routing)?;
     span.record("subdomain", target.subdomain.as_str());
-    let (mut request, body) = request(event, ids.request, target.uri)?;
-    let claim = live_claim(connections, &target.subdomain).await?;
+    let (mut request, body) = request(event, request_id, target.uri)?;
+    let claim = live_claim(stores.connections, &target.subdomain).await?;
     let connection_id = claim.owner_connection_id.as_str();
     span.record("connection_id", connection_id);
     let visitor = access::Visitor::of(event, &target.subdomain, &body);
     let policy = claim.policy.as_ref();
-    let admitted = access::check(notifier, connection_id, policy, &visitor, event).await?;
+    let admitted = access::check(stores.notifier, connection_id, policy, &visitor, event).await?;
     admitted.apply(&mut request);
-    let messages = messages(request, &body)?;
 
-    pending
-        .put_pending(&pending_item(config, ids, connection_id))
-        .await
-        .map_err(ForwardError::Save)?;
+    let objects = Objects::generate();
+    let (message, stored) = message(stores.bodies, &objects, request, body).await?;
     // One deadline for posting (a young connection's retries) and waiting.
     let deadline = Instant::now() + config.request_timeout;
-    let answer = match post::messages(notifier, &claim, &messages, deadline).await {
+    let answer = match post::message(stores.notifier, &claim, &message, deadline).await {
         Ok(()) => {
             let waiting = wait::Waiting {
-                request_id: ids.request,
+                request_id,
                 connection_id,
                 timeout: config.request_timeout,
                 deadline,
             };
-            wait::answer(pending, notifier, waiting, config.poll_schedule()).await
+            wait::answer(
+                stores.pending,
+                stores.notifier,
+                waiting,
+                config.poll_schedule(),
+            )
+            .await
         }
         Err(e) => Err(e),
     };
-    // Delete rather than leave it to TTL: the item may carry a response of up
-    // to 128 KB, TTL deletion can lag by days, and once it is deleted a late
-    // answer fails its `attribute_exists` condition instead of completing a
-    // request nobody waits for. TTL remains the backstop for a crashed run.
-    forget(pending, ids.request).await;
     if answer.as_ref().is_err_and(ForwardError::connection_ended) {
-        remove_stale_connection(connections, connection_id, &target.subdomain).await;
+        remove_stale_connection(stores.connections, connection_id, &target.subdomain).await;
+    }
+    let answer = match answer {
+        Ok(answer) => answer_body(stores.bodies, &objects, answer).await,
+        Err(e) => Err(e),
+    };
+    if stored {
+        forget(stores.bodies, &objects.request).await;
     }
 
-    let response = chunks::with_body(pending, connection_id, answer?).await?;
-    http_api::to_api_response(&response, &target.cookies)
+    http_api::to_api_response(&answer?, &target.cookies)
         .map(|mut r| {
             r.cookies.extend(admitted.into_set_cookie());
             r
@@ -178,17 +197,90 @@ fn request(
     Ok((request, body))
 }
 
-/// The request as messages to post, in order: one, or the head and its body
-/// chunks. Checked before anything is stored or posted: nothing is
-/// half-delivered.
-fn messages(request: HttpRequest, body: &[u8]) -> Result<Vec<String>, ForwardError> {
-    protocol::chunk::to_messages(request, body).map_err(|e| match e {
-        ProtocolError::TooLarge { size } => ForwardError::HeadTooLarge {
-            size,
-            body_bytes: body.len(),
-        },
+/// The message to post, and whether the body was stored in the bucket.
+/// The body goes inline when it fits one WebSocket message with the head;
+/// else it is stored under `objects.request` and the agent gets a presigned
+/// GET. Every request offers a presigned PUT of `objects.answer`.
+async fn message<B: Bodies + Sync>(
+    bodies: &B,
+    objects: &Objects,
+    mut request: HttpRequest,
+    body: Vec<u8>,
+) -> Result<(String, bool), ForwardError> {
+    request.response_upload = Some(
+        bodies
+            .presign_put(&objects.answer)
+            .await
+            .map_err(ForwardError::Bodies)?,
+    );
+    if protocol::body::encoded_len(body.len()) < protocol::limits::MAX_MESSAGE_BYTES {
+        request.body = protocol::encode_body(&body);
+        match protocol::Message::HttpRequest(request.clone()).to_json() {
+            Ok(json) => return Ok((json, false)),
+            // The headers took the room: the body goes to the bucket.
+            Err(ProtocolError::TooLarge { .. }) if !body.is_empty() => {}
+            Err(e) => return Err(too_large(e, body.len())),
+        }
+        request.body = String::new();
+    }
+    let length = body.len() as u64;
+    let body_bytes = body.len();
+    bodies
+        .put(&objects.request, body)
+        .await
+        .map_err(ForwardError::Bodies)?;
+    let url = bodies
+        .presign_get(&objects.request)
+        .await
+        .map_err(ForwardError::Bodies)?;
+    request.body_download = Some(BodyDownload { url, length });
+    debug!(body_bytes, "request body stored in the bucket");
+    match protocol::Message::HttpRequest(request).to_json() {
+        Ok(json) => Ok((json, true)),
+        Err(e) => {
+            forget(bodies, &objects.request).await;
+            Err(too_large(e, body_bytes))
+        }
+    }
+}
+
+fn too_large(e: ProtocolError, body_bytes: usize) -> ForwardError {
+    match e {
+        ProtocolError::TooLarge { size } => ForwardError::HeadTooLarge { size, body_bytes },
         e => ForwardError::Encode(e),
-    })
+    }
+}
+
+/// The answer with its body: an uploaded one read back from the bucket
+/// (exactly the announced length, at most `MAX_BODY_BYTES`) and deleted.
+async fn answer_body<B: Bodies + Sync>(
+    bodies: &B,
+    objects: &Objects,
+    mut answer: HttpResponse,
+) -> Result<HttpResponse, ForwardError> {
+    let Some(uploaded) = answer.body_uploaded.take() else {
+        return Ok(answer);
+    };
+    if uploaded.length > MAX_BODY_BYTES as u64 {
+        forget(bodies, &objects.answer).await;
+        return Err(ForwardError::AnswerTooLarge {
+            length: uploaded.length,
+        });
+    }
+    let read = bodies.get(&objects.answer, uploaded.length).await;
+    forget(bodies, &objects.answer).await;
+    let body = read.map_err(ForwardError::AnswerBody)?;
+    debug!(body_bytes = body.len(), "answer body read from the bucket");
+    answer.body = protocol::encode_body(&body);
+    Ok(answer)
+}
+
+/// Deletes an object once used (S3 DELETE is free); the lifecycle rule
+/// reclaims one this misses.
+async fn forget<B: Bodies + Sync>(bodies: &B, key: &str) {
+    if let Err(e) = bodies.delete(key).await {
+        warn!(error = %chain(&e), "could not delete a body object; the lifecycle rule will");
+    }
 }
 
 /// The subdomain's live claim: its connection and access policy (a strongly
@@ -212,17 +304,6 @@ async fn live_claim<C: ConnectionStore + Sync>(
     Ok(claim)
 }
 
-fn pending_item(config: &ForwardingConfig, ids: Ids<'_>, connection_id: &str) -> PendingRequest {
-    let now = crate::now_secs();
-    PendingRequest {
-        request_id: ids.request.to_string(),
-        connection_id: connection_id.to_string(),
-        api_gateway_request_id: ids.api_gateway.to_string(),
-        created_at: now,
-        ttl: now + (config.request_timeout + TTL_SLACK).as_secs() as i64,
-    }
-}
-
 /// The connection is dead although its items are still there (its
 /// `$disconnect` never ran, or has not yet): its claim is released, not
 /// deleted (the agent may be reconnecting with its resume token, or its user
@@ -242,11 +323,6 @@ async fn remove_stale_connection<C: ConnectionStore + Sync>(
     }
 }
 
-async fn forget<P: PendingStore + Sync>(pending: &P, request_id: &str) {
-    if let Err(e) = pending.delete_pending(request_id).await {
-        warn!(error = %chain(&e), "could not delete the pending request; TTL will");
-    }
-}
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -263,7 +339,7 @@ mod tests {
         body_too_large,
     };
     use crate::testing::{forwarding_config, http_event};
-    use protocol::{ChunkedBody, HttpRequest, Message};
+    use protocol::{HttpRequest, Message};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const SUB: &str = "abc123def456";
@@ -290,7 +366,7 @@ mod tests {
         fake: &Fake,
         event: ApiGatewayV2httpRequest,
     ) -> HttpApiResponse {
-        let response = handle(config, fake, fake, fake, event).await;
+        let response = handle(config, fake, fake, fake, fake, event).await;
         fake.assert_within(&manifest::FORWARDING);
         response
     }
@@ -336,10 +412,13 @@ mod tests {
             )
             .unwrap()
         );
-        // The pending item was deleted once answered.
-        assert_eq!(fake.pending_count(), 0);
-        assert_eq!(fake.deleted_pending(), vec![req.request_id.clone()]);
+        // Forwarding writes nothing: one claim read, three polls.
         assert_eq!(fake.count("GetItem"), 1 + 3);
+        assert_eq!(fake.actions().len(), 1 + 3, "{:?}", fake.actions());
+        // No body stored: only the answer's PUT presigned, nothing deleted.
+        let calls = fake.s3_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].starts_with("PresignPut res/"), "{calls:?}");
     }
 
     #[rstest]
@@ -498,86 +577,137 @@ mod tests {
         (0..len).map(|i| (i * 7 % 256) as u8).collect()
     }
 
-    /// The posted messages: the head and the body reassembled from chunks.
-    fn posted_chunked(fake: &Fake) -> (HttpRequest, Vec<u8>) {
-        let posts = fake.posts();
-        let Message::HttpRequest(head) = &posts[0].1 else {
-            panic!("first post is not the head: {:?}", posts[0].1.kind());
-        };
-        let spec = head.body_chunks.expect("chunked head");
-        assert_eq!(head.body, "");
-        let mut r = protocol::chunk::Reassembly::new();
-        r.set_head(spec).unwrap();
-        for (conn, m) in &posts[1..] {
-            assert_eq!(conn, CONN);
-            let Message::BodyChunk(c) = m else {
-                panic!("not a chunk")
-            };
-            assert_eq!(c.request_id, head.request_id);
-            r.insert(c).unwrap();
-        }
-        assert_eq!(posts.len(), spec.count as usize + 1);
-        (head.clone(), r.into_body().unwrap())
-    }
-
+    /// A request body too large for the message is stored in the bucket
+    /// and fetched by the agent through its presigned GET; only the head
+    /// crosses the WebSocket. Both objects are deleted once answered.
     #[rstest]
-    #[case::two_chunks(2 * protocol::limits::BODY_CHUNK_BYTES, 2)]
-    #[case::two_chunks_and_a_byte(2 * protocol::limits::BODY_CHUNK_BYTES + 1, 3)]
-    #[case::the_ceiling(MAX_BODY_BYTES, protocol::limits::MAX_BODY_CHUNKS)]
+    #[case::just_over_one_message(protocol::limits::MAX_MESSAGE_BYTES / 4 * 3)]
+    #[case::one_megabyte(1 << 20)]
+    #[case::the_ceiling(MAX_BODY_BYTES)]
     #[tokio::test(start_paused = true)]
-    async fn large_requests_go_as_a_head_and_chunks(#[case] len: usize, #[case] count: usize) {
+    async fn a_large_request_body_goes_through_the_bucket(#[case] len: usize) {
         let fake = tunnel();
         answering(&fake, 1);
         let body = bytes(len);
         let mut event = http_event("forwarding-post-base64.json");
         event.body = Some(protocol::encode_body(&body));
         assert_eq!(run(&fake, event).await.status_code, 201);
-        let (head, got) = posted_chunked(&fake);
-        assert_eq!(head.method, "POST");
-        assert_eq!(head.body_chunks.unwrap().count as usize, count);
-        assert_eq!(got, body);
-        for (_, m) in fake.posts() {
-            assert!(m.to_json().unwrap().len() <= protocol::limits::MAX_MESSAGE_BYTES);
-        }
+        let posts = fake.posts();
+        assert_eq!(posts.len(), 1);
+        let json = posts[0].1.to_json().unwrap();
+        assert!(json.len() < 4096, "only the head is posted: {}", json.len());
+        let req = posted_request(&fake);
+        assert_eq!(req.body, "");
+        let download = req.body_download.expect("a presigned GET");
+        assert_eq!(download.length, len as u64);
+        assert!(download.url.expose().contains("/req/"));
+        let calls = fake.s3_calls();
+        let stored = calls[1]
+            .strip_prefix("PutObject ")
+            .expect("stored")
+            .to_string();
+        assert!(
+            stored.starts_with("req/") && stored.len() == 4 + 32,
+            "{stored}"
+        );
+        // What the agent would fetch, byte for byte, while the request waits;
+        // deleted once answered.
+        assert!(
+            fake.download(&download.url).is_none(),
+            "deleted after the answer"
+        );
+        assert!(
+            calls.contains(&format!("DeleteObject {stored}")),
+            "{calls:?}"
+        );
+        assert!(fake.objects().is_empty(), "{:?}", fake.objects());
+    }
+
+    /// The agent sees exactly the body the visitor sent.
+    #[tokio::test(start_paused = true)]
+    async fn the_stored_request_body_is_the_visitors() {
+        let fake = tunnel();
+        let body = bytes(300_000);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let url = seen.clone();
+        fake.set_agent(Box::new(move |req| {
+            *url.lock().unwrap() = req.body_download.clone();
+            Some((3, agent_response(&req.request_id)))
+        }));
+        let mut event = http_event("forwarding-post-base64.json");
+        event.body = Some(protocol::encode_body(&body));
+        let objects_while_waiting = {
+            let run = run(&fake, event);
+            tokio::pin!(run);
+            // Poll the handler until it has posted, then look at the bucket.
+            loop {
+                tokio::select! {
+                    r = &mut run => panic!("answered before the check: {r:?}"),
+                    _ = tokio::task::yield_now() => {}
+                }
+                if !fake.posts().is_empty() {
+                    break;
+                }
+            }
+            let download = seen
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("posted with a download");
+            let fetched = fake.download(&download.url).expect("stored");
+            assert!(fetched == body, "the stored body differs");
+            assert_eq!(run.await.status_code, 201);
+            fake.objects()
+        };
+        assert!(objects_while_waiting.is_empty());
     }
 
     #[tokio::test]
-    async fn a_failed_chunk_post_fails_the_request_and_forgets_it() {
+    async fn a_request_body_the_bucket_refuses_is_a_502_before_posting() {
         let fake = tunnel();
-        fake.script_posts(&[Post::Ok, Post::Other]);
+        fake.fail(Fail::PutBody);
         let mut event = http_event("forwarding-post-base64.json");
         event.body = Some(protocol::encode_body(&bytes(300_000)));
         let response = run(&fake, event).await;
         assert_eq!(response.status_code, 502);
-        // Head and the failed chunk; nothing after it.
-        assert_eq!(fake.posts().len(), 2);
-        assert_eq!(fake.pending_count(), 0);
+        assert_eq!(
+            text(&response),
+            format!("{}\n", crate::pages::CANNOT_ACCEPT)
+        );
+        assert!(fake.posts().is_empty());
     }
 
-    fn answering_chunked(fake: &Fake, body: &[u8]) {
-        let len = body.len();
-        fake.chunked_answer_body(body.to_vec());
+    /// The fake agent uploads `body` and announces `announced` bytes.
+    fn answering_uploaded(fake: &Fake, body: &[u8], announced: u64) {
+        fake.agent_uploads(body.to_vec());
         fake.set_agent(Box::new(move |req| {
-            let mut head = agent_response(&req.request_id);
-            head.body = String::new();
-            head.body_chunks = Some(ChunkedBody::for_length(len).unwrap());
-            Some((2, head))
+            let mut answer = agent_response(&req.request_id);
+            answer.body = String::new();
+            answer.body_uploaded = Some(protocol::BodyUploaded { length: announced });
+            Some((2, answer))
         }));
     }
 
+    /// Every request offers a presigned PUT; an answer announcing an upload
+    /// is read back from the bucket, whole, and the object deleted.
     #[rstest]
-    #[case(protocol::limits::BODY_CHUNK_BYTES + 1)]
-    #[case(MAX_BODY_BYTES)]
+    #[case::just_over_inline(protocol::limits::INLINE_ANSWER_BODY_BYTES + 1)]
+    #[case::one_megabyte(1 << 20)]
+    #[case::the_ceiling(MAX_BODY_BYTES)]
     #[tokio::test(start_paused = true)]
-    async fn a_chunked_response_is_assembled_from_its_chunk_items(#[case] len: usize) {
+    async fn an_uploaded_answer_is_read_from_the_bucket(#[case] len: usize) {
         let fake = tunnel();
         let body = bytes(len);
-        answering_chunked(&fake, &body);
+        answering_uploaded(&fake, &body, len as u64);
         let response = run(&fake, http_event("forwarding-get.json")).await;
         assert_eq!(response.status_code, 201);
         let got = protocol::decode_body(response.body.as_deref().unwrap()).unwrap();
         assert!(got == body, "body differs");
-        assert_eq!(fake.count("BatchGetItem"), 1);
+        let upload = posted_request(&fake)
+            .response_upload
+            .expect("a presigned PUT");
+        assert!(upload.expose().contains("/res/"));
+        assert!(fake.objects().is_empty(), "deleted: {:?}", fake.objects());
         // The whole answer fits in the 6 MB Lambda payload.
         let json = serde_json::to_string(&response).unwrap();
         assert!(
@@ -585,20 +715,63 @@ mod tests {
             "{}",
             json.len()
         );
+        // Forwarding wrote nothing to DynamoDB.
+        assert!(
+            fake.actions().iter().all(|a| a.action == "GetItem"),
+            "{:?}",
+            fake.actions()
+        );
     }
 
+    /// An upload that is not what was announced (shorter, longer, missing,
+    /// over the ceiling) is a clear 502, never a truncated or padded body.
+    #[rstest]
+    #[case::shorter(1000, 1001)]
+    #[case::longer(1001, 1000)]
+    #[case::over_the_ceiling(10, MAX_BODY_BYTES as u64 + 1)]
     #[tokio::test(start_paused = true)]
-    async fn a_chunked_response_missing_a_chunk_is_a_502() {
+    async fn an_upload_other_than_announced_is_a_502(
+        #[case] stored: usize,
+        #[case] announced: u64,
+    ) {
         let fake = tunnel();
-        let body = bytes(3 * protocol::limits::BODY_CHUNK_BYTES);
-        answering_chunked(&fake, &body);
-        // The chunk items hold one chunk fewer than the head announces.
-        fake.chunked_answer_body(body[..2 * protocol::limits::BODY_CHUNK_BYTES].to_vec());
+        answering_uploaded(&fake, &bytes(stored), announced);
         let response = run(&fake, http_event("forwarding-get.json")).await;
         assert_eq!(response.status_code, 502);
         assert_eq!(
             text(&response),
             "The tunnel's agent sent an invalid response.\n"
+        );
+        assert!(fake.objects().is_empty(), "deleted: {:?}", fake.objects());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_upload_is_a_502() {
+        let fake = tunnel();
+        fake.set_agent(Box::new(move |req| {
+            let mut answer = agent_response(&req.request_id);
+            answer.body_uploaded = Some(protocol::BodyUploaded { length: 9000 });
+            Some((2, answer))
+        }));
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(
+            text(&response),
+            "The tunnel's agent sent an invalid response.\n"
+        );
+    }
+
+    /// The S3 client in the fake bodies bucket failed: an operator's 502.
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_upload_is_a_502() {
+        let fake = tunnel();
+        answering_uploaded(&fake, &bytes(9000), 9000);
+        fake.fail(Fail::GetBody);
+        let response = run(&fake, http_event("forwarding-get.json")).await;
+        assert_eq!(response.status_code, 502);
+        assert_eq!(
+            text(&response),
+            format!("{}\n", crate::pages::CANNOT_READ_BODY)
         );
     }
 
@@ -630,7 +803,6 @@ mod tests {
             claim.released_at.is_some() && claim.ttl > crate::now_secs(),
             "{claim:?}"
         );
-        assert_eq!(fake.pending_count(), 0);
     }
 
     /// The tunnel's claim was written `age` seconds ago.
@@ -683,7 +855,6 @@ mod tests {
         assert!(retries <= Duration::from_millis(1600), "{retries:?}");
         assert_eq!(fake.posts().len(), post::YOUNG_RETRY_DELAYS.len() + 1);
         assert_intact(&fake);
-        assert_eq!(fake.pending_count(), 0);
     }
 
     /// Old enough to be past `$connect`: one 410 means gone (no retry).
@@ -698,21 +869,6 @@ mod tests {
         assert_eq!(fake.posts().len(), 1);
         assert!(fake.connection(CONN).is_none());
         assert!(fake.claim(SUB).unwrap().released_at.is_some());
-    }
-
-    /// A young connection that accepted the head and then answers 410 has
-    /// ended: not retried, cleaned up.
-    #[tokio::test(start_paused = true)]
-    async fn a_410_after_an_accepted_message_is_gone_even_when_young() {
-        let fake = tunnel();
-        claimed_ago(&fake, 0);
-        fake.script_posts(&[Post::Ok, Post::Gone]);
-        let mut event = http_event("forwarding-post-base64.json");
-        event.body = Some(protocol::encode_body(&bytes(300_000)));
-        let response = run(&fake, event).await;
-        assert_eq!(text(&response), format!("{AGENT_GONE}\n"));
-        assert_eq!(fake.posts().len(), 2);
-        assert!(fake.connection(CONN).is_none());
     }
 
     /// Issue 13.4: a 403 is a deployment error: a 502 the visitor sees,
@@ -731,7 +887,6 @@ mod tests {
         assert!(lines[0].contains("ERROR"), "{logs}");
         assert_eq!(fake.posts().len(), 1, "a 403 is not retried");
         assert_intact(&fake);
-        assert_eq!(fake.pending_count(), 0);
     }
 
     /// Issue 13.3: the agent took the request and vanished without a
@@ -758,7 +913,6 @@ mod tests {
             claim.released_at.is_some() && claim.ttl > crate::now_secs(),
             "{claim:?}"
         );
-        assert_eq!(fake.pending_count(), 0);
     }
 
     /// A silent agent still connected is asked about once a second, and
@@ -811,7 +965,6 @@ mod tests {
         assert_eq!(response.status_code, 502);
         assert_eq!(text(&response), format!("{AGENT_RECONNECTING}\n"));
         assert!(fake.posts().is_empty());
-        assert_eq!(fake.pending_count(), 0);
     }
 
     #[rstest]
@@ -827,7 +980,6 @@ mod tests {
             fake.connection(CONN).is_some(),
             "only a 410 removes the connection"
         );
-        assert_eq!(fake.pending_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -844,7 +996,6 @@ mod tests {
         assert_eq!(elapsed, Duration::from_secs(25));
         let polls = fake.count("GetItem") - 1;
         assert!((250..=262).contains(&polls), "{polls} polls");
-        assert_eq!(fake.pending_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -895,7 +1046,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn polling_errors_are_retried_until_the_deadline() {
         let fake = tunnel();
-        fake.fail(Fail::GetPending);
+        fake.fail(Fail::GetAnswer);
         let mut config = forwarding_config();
         config.request_timeout = Duration::from_millis(200);
         let response = run_with(&config, &fake, http_event("forwarding-get.json")).await;
@@ -905,7 +1056,7 @@ mod tests {
 
     #[rstest]
     #[case(Fail::GetClaim, 502)]
-    #[case(Fail::PutPending, 502)]
+    #[case(Fail::Presign, 502)]
     #[tokio::test]
     async fn store_failures_are_502s_not_lambda_errors(#[case] fail: Fail, #[case] status: u16) {
         let fake = tunnel();
@@ -950,20 +1101,39 @@ mod tests {
         assert_eq!(response.status_code, 502);
     }
 
+    /// Ownership by construction: an answer from another connection to the
+    /// same request (a hostile agent that learnt the id) is never read.
     #[tokio::test(start_paused = true)]
-    async fn pending_item_records_the_connection_and_ttl() {
+    async fn an_answer_from_another_connection_is_never_read() {
         let fake = tunnel();
-        answering(&fake, 1);
-        let before = crate::now_secs();
-        run(&fake, http_event("forwarding-get.json")).await;
+        fake.set_agent(Box::new(|req| {
+            let mut answer = agent_response(&req.request_id);
+            answer.status_code = 299;
+            Some((3, answer))
+        }));
+        let mut config = forwarding_config();
+        config.request_timeout = Duration::from_millis(2500);
+        let event = http_event("forwarding-get.json");
+        let run = run_with(&config, &fake, event);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                r = &mut run => panic!("answered before the forgery: {r:?}"),
+                _ = tokio::task::yield_now() => {}
+            }
+            if !fake.posts().is_empty() {
+                break;
+            }
+        }
         let req = posted_request(&fake);
-        let saved = fake.saved_pending();
-        assert_eq!(saved.len(), 1);
-        let item = &saved[0];
-        assert_eq!(item.request_id, req.request_id);
-        assert_eq!(item.connection_id, CONN);
-        assert_eq!(item.api_gateway_request_id, "JKJaXmPLvHcESHA=");
-        assert!(item.created_at >= before);
-        assert_eq!(item.ttl, item.created_at + 25 + 300);
+        fake.insert_answer(
+            "Other0000000AA=",
+            &crate::pages::text_response(&req.request_id, 418, "forged"),
+        );
+        let response = run.await;
+        assert_eq!(
+            response.status_code, 299,
+            "the real answer, not the forged one"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Handing the request to the agent: PostToConnection of each message, and
+//! Handing the request to the agent: PostToConnection of its message, and
 //! what a 410 means.
 //!
 //! API Gateway answers 410 for a closed connection, but also for one still
@@ -7,10 +7,8 @@
 //! find a connection API Gateway does not let anyone post to yet. Tearing it
 //! down then would cost a live tunnel its item and its URL. So:
 //!
-//! - a connection that already accepted a message of this request and then
-//!   answers 410 has ended: [`ForwardError::AgentGone`], cleaned up;
 //! - a **young** connection (its claim written less than [`YOUNG`] ago)
-//!   whose first message gets 410 is retried after [`YOUNG_RETRY_DELAYS`]
+//!   whose message gets 410 is retried after [`YOUNG_RETRY_DELAYS`]
 //!   (1.55 s in all, within the request's deadline), then answered with
 //!   [`ForwardError::StillConnecting`] and nothing removed: a dead young
 //!   connection is cleaned up by its `$disconnect`, by a later visitor once
@@ -28,7 +26,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::error::ForwardError;
 use crate::notifier::{Notifier, PostError};
@@ -56,40 +54,40 @@ pub fn is_young(claim: &Claim, now: i64) -> bool {
     now - claim.created_at < YOUNG.as_secs() as i64
 }
 
-/// Posts the messages in order: the head first, so the agent knows the
-/// body's size before its chunks (it copes with any order anyway). See the
-/// module for what a 410 does; nothing here removes anything.
-pub(super) async fn messages<N: Notifier + Sync>(
+/// Posts the request's message. See the module for what a 410 does;
+/// nothing here removes anything.
+pub(super) async fn message<N: Notifier + Sync>(
     notifier: &N,
     claim: &Claim,
-    messages: &[String],
+    json: &str,
     deadline: Instant,
 ) -> Result<(), ForwardError> {
     let connection_id = claim.owner_connection_id.as_str();
     let young = is_young(claim, crate::now_secs());
     let mut retries = YOUNG_RETRY_DELAYS.iter().filter(|_| young);
-    let message_bytes: usize = messages.iter().map(String::len).sum();
-    for (index, json) in messages.iter().enumerate() {
-        loop {
-            match notifier.post(connection_id, json).await {
-                Ok(()) => break,
-                // Nothing accepted yet: maybe still inside `$connect`.
-                Err(PostError::Gone) if young && index == 0 => match retries.next() {
-                    Some(delay) if Instant::now() + *delay < deadline => {
-                        debug!(?delay, "410 on a young connection; posting again");
-                        tokio::time::sleep(*delay).await;
-                    }
-                    _ => return Err(ForwardError::StillConnecting),
-                },
-                Err(PostError::Gone) => return Err(ForwardError::AgentGone),
-                Err(PostError::PayloadTooLarge) => {
-                    return Err(ForwardError::MessageTooLarge { message_bytes });
+    loop {
+        match notifier.post(connection_id, json).await {
+            Ok(()) => break,
+            // Maybe still inside `$connect`.
+            Err(PostError::Gone) if young => match retries.next() {
+                Some(delay) if Instant::now() + *delay < deadline => {
+                    debug!(?delay, "410 on a young connection; posting again");
+                    tokio::time::sleep(*delay).await;
                 }
-                Err(e @ PostError::Forbidden(_)) => return Err(ForwardError::Forbidden(e)),
-                Err(e) => return Err(ForwardError::Post(e)),
+                _ => return Err(ForwardError::StillConnecting),
+            },
+            Err(PostError::Gone) => return Err(ForwardError::AgentGone),
+            Err(PostError::PayloadTooLarge) => {
+                return Err(ForwardError::MessageTooLarge {
+                    message_bytes: json.len(),
+                });
             }
+            Err(e @ PostError::Forbidden(_)) => return Err(ForwardError::Forbidden(e)),
+            Err(e) => return Err(ForwardError::Post(e)),
         }
     }
-    debug!(message_bytes, "request posted");
+    // At INFO: the one line that ties a request id to its connection while
+    // the request waits (the end-to-end tests read it as a sniffer would).
+    info!(message_bytes = json.len(), "request posted");
     Ok(())
 }

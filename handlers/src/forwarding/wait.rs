@@ -1,18 +1,19 @@
-//! Waiting for the agent's answer: polling the pending item, and asking
+//! Waiting for the agent's answer: polling for the answer item, and asking
 //! API Gateway about an agent that stays silent.
 //!
-//! The item is read strongly consistently on a schedule (adaptive unless
-//! `POLL_INTERVAL_MS` is set: [`crate::poll`]) until the response function
-//! has completed it or the deadline has passed. A read that fails is retried
-//! until the deadline.
+//! The key of this request and the connection it was posted to is read
+//! strongly consistently on a schedule (adaptive unless `POLL_INTERVAL_MS`
+//! is set: [`crate::poll`]) until the response function has written it or
+//! the deadline has passed. A read that fails is retried until the deadline.
+//! An answer from another connection is under another key: never read.
 //!
 //! # A vanished agent
 //!
-//! `$disconnect` is best effort ("API Gateway will make a best-effort attempt
-//! to deliver the $disconnect event", API Gateway developer guide, "Working
-//! with $connect and $disconnect routes"): when it is lost or late, nothing
-//! completes the pending item of an agent that died holding the request, and
-//! its visitor would wait for the 504. So once the agent has been silent for
+//! An agent that died holding the request never writes its answer, and its
+//! visitor would wait for the 504; `$disconnect` touches no request (it is
+//! best effort anyway: "API Gateway will make a best-effort attempt to
+//! deliver the $disconnect event", API Gateway developer guide, "Working
+//! with $connect and $disconnect routes"). So once the agent has been silent for
 //! [`PROBE_AFTER`], the loop asks GetConnection, and again every
 //! [`PROBE_EVERY`]; a 410 there means the connection has ended (it accepted
 //! this request's post, so it is past `$connect`): one last poll (the answer
@@ -22,10 +23,8 @@
 //! interval and one call after it died: well within 2 s.
 //!
 //! Why GetConnection rather than re-reading the connection item: the item
-//! only disappears when `$disconnect` runs, and `$disconnect` already fails
-//! the request (the next poll sees it), so a re-read would catch nothing
-//! the polls miss; only API Gateway knows about a connection whose
-//! `$disconnect` never ran. Cost: a strongly consistent re-read is one read
+//! only disappears when `$disconnect` runs, which may be late or never;
+//! only API Gateway knows at once that a connection has ended. Cost: a strongly consistent re-read is one read
 //! unit ($0.125 per million on demand); GetConnection sends no WebSocket
 //! message, and API Gateway bills WebSocket APIs by messages and connection
 //! minutes only (pricing page), so it adds no charge; either one adds one
@@ -44,7 +43,7 @@ use super::error::ForwardError;
 use crate::logging::chain;
 use crate::notifier::{Notifier, Presence, ProbeError};
 use crate::poll::PollSchedule;
-use crate::store::{PendingState, PendingStore};
+use crate::store::PendingStore;
 
 /// Silence after the post before the first GetConnection.
 pub const PROBE_AFTER: Duration = Duration::from_secs(1);
@@ -60,10 +59,8 @@ pub(super) struct Waiting<'a> {
     pub deadline: Instant,
 }
 
-/// The completed response, or [`ForwardError::TimedOut`],
-/// [`ForwardError::AgentVanished`] or [`ForwardError::Lost`] (the item
-/// disappeared: nobody but this invocation deletes it before the TTL, so
-/// something is badly wrong).
+/// The answer, or [`ForwardError::TimedOut`] or
+/// [`ForwardError::AgentVanished`].
 pub(super) async fn answer<P, N>(
     pending: &P,
     notifier: &N,
@@ -76,7 +73,7 @@ where
 {
     let mut next_probe = Some(Instant::now() + PROBE_AFTER);
     loop {
-        if let Some(response) = poll(pending, waiting.request_id).await? {
+        if let Some(response) = poll(pending, &waiting).await {
             return Ok(response);
         }
         let now = Instant::now();
@@ -90,7 +87,7 @@ where
                 Ok(Presence::Connected) => Some(Instant::now() + PROBE_EVERY),
                 Ok(Presence::Gone) => {
                     // The answer may have landed just before the agent left.
-                    return match poll(pending, waiting.request_id).await? {
+                    return match poll(pending, &waiting).await {
                         Some(response) => Ok(response),
                         None => Err(ForwardError::AgentVanished),
                     };
@@ -112,19 +109,17 @@ where
     }
 }
 
-/// One read of the pending item: the response once completed; `None` while
-/// pending or when the read failed (retried at the next poll).
-async fn poll<P: PendingStore + Sync>(
-    pending: &P,
-    request_id: &str,
-) -> Result<Option<HttpResponse>, ForwardError> {
-    match pending.get_pending(request_id).await {
-        Ok(Some(PendingState::Completed(response))) => Ok(Some(response)),
-        Ok(Some(PendingState::Pending)) => Ok(None),
-        Ok(None) => Err(ForwardError::Lost),
+/// One read of the answer item: the response once written; `None` while
+/// there is none or when the read failed (retried at the next poll).
+async fn poll<P: PendingStore + Sync>(pending: &P, waiting: &Waiting<'_>) -> Option<HttpResponse> {
+    match pending
+        .get_answer(waiting.request_id, waiting.connection_id)
+        .await
+    {
+        Ok(answer) => answer.map(|a| a.response),
         Err(e) => {
             warn!(error = %chain(&e), "polling failed, retrying");
-            Ok(None)
+            None
         }
     }
 }

@@ -3,20 +3,26 @@
 //! - `ready` → offer the agent a fresh resume token (its hash becomes the
 //!   claim's successor, see [`crate::claims`]) and post
 //!   `connection_established` with the tunnel's URL and that token.
-//! - `http_response` → complete the pending request, if it is still pending
-//!   and was posted to this very connection.
-//! - `error` with a `request_id` → complete that request with a short
-//!   plain-text error page (status from `ErrorCode::http_status`).
+//! - `http_response` → write the answer: one item keyed by the request id
+//!   and this very connection (the id API Gateway gives the event, never
+//!   one the agent claims), once (`crate::store::pending`). A body the
+//!   agent uploaded to the bodies bucket is only announced
+//!   (`body_uploaded`); forwarding reads it back.
+//! - `error` with a `request_id` → the same, with a short plain-text error
+//!   page (status from `ErrorCode::http_status`).
 //! - `ping` → post `pong`: the agent's heartbeat then proves the whole path
 //!   (API Gateway → Lambda → `@connections`) works, so it can detect a dead
 //!   link and reconnect instead of waiting for the 10-minute idle close.
-//! - `body_chunk`, and `http_response` with `body_chunks` → [`chunks`].
+//! - `body_chunk`, and `http_response` with `body_chunks` (protocol 1's
+//!   chunked bodies, no longer carried) → a warning, dropped: forwarding's
+//!   visitor gets the 504 it would get for an agent that never answered.
 //! - anything else → a warning (never the body), and 200 so the connection
 //!   lives on.
 
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use protocol::limits::{MAX_REQUEST_TIMEOUT, TTL_SLACK};
 use protocol::{ConnectionEstablished, ErrorMessage, HttpResponse, Message, ProtocolError};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -25,10 +31,8 @@ use crate::config::ResponseConfig;
 use crate::logging::chain;
 use crate::notifier::{Notifier, PostError};
 use crate::pages::{error_response, printable};
-use crate::store::{ChunkStore, ConnectionStore, PendingStore, StoreError, Written};
+use crate::store::{ConnectionStore, PendingStore, StoreError, Written};
 use crate::websocket::{self, WebsocketResponse};
-
-pub mod chunks;
 
 /// Delays before the retries of the `connection_established` post: right
 /// after the upgrade, API Gateway can still answer 410 for a moment.
@@ -60,7 +64,7 @@ pub async fn handle<C, P, N>(
 ) -> WebsocketResponse
 where
     C: ConnectionStore + Sync,
-    P: PendingStore + ChunkStore + Sync,
+    P: PendingStore + Sync,
     N: Notifier + Sync,
 {
     let Some(connection_id) = websocket::connection_id(&event).map(str::to_string) else {
@@ -108,21 +112,21 @@ async fn dispatch<C, P, N>(
 ) -> Result<(), ResponseError>
 where
     C: ConnectionStore + Sync,
-    P: PendingStore + ChunkStore + Sync,
+    P: PendingStore + Sync,
     N: Notifier + Sync,
 {
     match message {
         Message::Ready(_) => ready(config, connections, notifier, connection_id).await,
         Message::HttpResponse(response) => {
             tracing::Span::current().record("request_id", response.request_id.as_str());
-            if let Some(head) = response.body_chunks {
-                // The body follows in body_chunk messages.
-                return Ok(chunks::on_head(pending, connection_id, response, head).await?);
+            if response.body_chunks.is_some() {
+                warn!("chunked answer dropped: chunks are no longer carried (update the agent)");
+                return Ok(());
             }
-            let status = response.status_code;
             let bytes = response.body.len();
+            let uploaded = response.body_uploaded.map(|u| u.length);
             complete(pending, connection_id, response, "http_response").await?;
-            debug!(status, body_base64_bytes = bytes, "response stored");
+            debug!(body_base64_bytes = bytes, uploaded_bytes = ?uploaded, "answer stored");
             Ok(())
         }
         Message::Error(ErrorMessage {
@@ -145,7 +149,8 @@ where
         }
         Message::BodyChunk(chunk) => {
             tracing::Span::current().record("request_id", chunk.request_id.as_str());
-            Ok(chunks::on_chunk(pending, connection_id, chunk).await?)
+            warn!("body_chunk dropped: chunks are no longer carried (update the agent)");
+            Ok(())
         }
         Message::Ping => {
             let pong = Message::Pong.to_json().expect("pong serializes");
@@ -173,24 +178,27 @@ where
     }
 }
 
-/// Completes a pending request if the conditions hold; otherwise drops it.
+/// How long an answer item is kept: past the longest a forwarding
+/// invocation can wait for it, then TTL reclaims it.
+pub const ANSWER_TTL: Duration =
+    Duration::from_secs(MAX_REQUEST_TIMEOUT.as_secs() + TTL_SLACK.as_secs());
+
+/// Writes this connection's answer, unless it already answered.
 async fn complete<P: PendingStore + Sync>(
     pending: &P,
     connection_id: &str,
     response: HttpResponse,
     kind: &'static str,
 ) -> Result<(), ResponseError> {
-    match pending
-        .complete_pending(&response.request_id, connection_id, &response)
-        .await?
-    {
+    let ttl = crate::now_secs() + ANSWER_TTL.as_secs() as i64;
+    match pending.put_answer(connection_id, &response, ttl).await? {
         Written::Yes => {
-            info!(kind, status = response.status_code, "request completed");
+            info!(kind, status = response.status_code, "answer stored");
         }
         Written::ConditionFailed => {
             warn!(
                 kind,
-                "dropped: the request is unknown, already completed or timed out, or was sent to another connection"
+                "dropped: this connection already answered the request"
             );
         }
     }
@@ -419,47 +427,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn http_response_completes_the_pending_request() {
+    async fn http_response_is_stored_once_under_this_connection() {
         let fake = Fake::default();
-        fake.insert_pending(REQ, CONN);
+        let before = crate::now_secs();
         assert_eq!(
             run(&fake, ws_event("response-http-response.json")).await,
             WebsocketResponse::OK
         );
-        let done = fake.pending(REQ).unwrap().completed.expect("completed");
+        let done = fake.answer(REQ, CONN).expect("stored");
         assert_eq!(done.status_code, 200);
         assert_eq!(done.headers["set-cookie"], vec!["a=1; Path=/", "b=2"]);
         assert_eq!(body_text(&done), "hello");
+        assert_eq!(fake.answer_count(), 1);
+        assert_eq!(fake.count("PutItem"), 1, "one write, nothing else");
+        assert_eq!(fake.actions().len(), 1);
+
+        // The same connection again: refused, the first answer stays.
+        let mut event = ws_event("response-http-response.json");
+        event.body = Some(event.body.unwrap().replace("hello", "again"));
+        assert_eq!(run(&fake, event).await, WebsocketResponse::OK);
+        assert_eq!(body_text(&fake.answer(REQ, CONN).unwrap()), "hello");
+        // Reclaimed by TTL once no forwarding can still wait for it.
+        let ttl = fake.get_answer(REQ, CONN).await.unwrap().unwrap().ttl;
+        let ttl_secs = ANSWER_TTL.as_secs() as i64;
+        assert!(
+            ttl >= before + ttl_secs && ttl <= crate::now_secs() + ttl_secs,
+            "{ttl}"
+        );
+        assert!(ANSWER_TTL >= protocol::limits::MAX_REQUEST_TIMEOUT);
     }
 
-    #[rstest]
-    #[case::from_another_connection(Some("Other0000000AA="), false)]
-    #[case::unknown_request(None, false)]
-    #[case::already_completed(Some(CONN), true)]
+    /// The connection id is the event's, never one the message names: an
+    /// answer from another connection lands under its own key, which no
+    /// poller of this request reads.
     #[tokio::test]
-    async fn http_response_is_dropped_unless_pending_on_this_connection(
-        #[case] owner: Option<&str>,
-        #[case] completed: bool,
-    ) {
+    async fn an_answer_is_keyed_by_the_connection_that_sent_it() {
         let fake = Fake::default();
-        if let Some(owner) = owner {
-            fake.insert_pending(REQ, owner);
-        }
-        if completed {
-            fake.complete_pending(REQ, CONN, &text_response(REQ, 201, "first"))
-                .await
-                .unwrap();
-        }
+        let mut event = ws_event("response-http-response.json");
+        event.request_context.connection_id = Some("Other0000000AA=".into());
+        assert_eq!(run(&fake, event).await, WebsocketResponse::OK);
+        assert!(fake.answer(REQ, CONN).is_none());
+        assert!(fake.answer(REQ, "Other0000000AA=").is_some());
+    }
+
+    /// An uploaded answer is stored as its marker: no body, the length.
+    #[tokio::test]
+    async fn an_uploaded_answer_is_stored_as_its_marker() {
+        let fake = Fake::default();
+        let body = format!(
+            r#"{{"type":"http_response","request_id":"{REQ}","status_code":200,"headers":{{}},"body":"","body_uploaded":{{"length":70000}}}}"#
+        );
         assert_eq!(
-            run(&fake, ws_event("response-http-response.json")).await,
+            run(&fake, event_with_body(&body)).await,
             WebsocketResponse::OK
         );
-        let item = fake.pending(REQ);
-        match (owner, completed) {
-            (None, _) => assert!(item.is_none()),
-            (Some(_), false) => assert!(item.unwrap().completed.is_none()),
-            (Some(_), true) => assert_eq!(item.unwrap().completed.unwrap().status_code, 201),
-        }
+        let done = fake.answer(REQ, CONN).unwrap();
+        assert_eq!(done.body, "");
+        assert_eq!(
+            done.body_uploaded,
+            Some(protocol::BodyUploaded { length: 70_000 })
+        );
     }
 
     #[rstest]
@@ -500,7 +527,6 @@ mod tests {
         #[case] text: &str,
     ) {
         let fake = Fake::default();
-        fake.insert_pending(REQ, CONN);
         let body = format!(
             r#"{{"type":"error","request_id":"{REQ}","code":"{code}","message":"connection refused"}}"#
         );
@@ -508,23 +534,23 @@ mod tests {
             run(&fake, event_with_body(&body)).await,
             WebsocketResponse::OK
         );
-        let done = fake.pending(REQ).unwrap().completed.unwrap();
+        let done = fake.answer(REQ, CONN).unwrap();
         assert_eq!(done.status_code, status);
         assert_eq!(done.headers["content-type"], vec![PLAIN_TEXT]);
         assert_eq!(body_text(&done), text);
     }
 
     #[tokio::test]
-    async fn error_from_another_connection_is_dropped() {
+    async fn an_error_after_an_answer_is_dropped() {
         let fake = Fake::default();
-        fake.insert_pending(REQ, "Other0000000AA=");
+        fake.insert_answer(CONN, &text_response(REQ, 201, "first"));
         let body =
             format!(r#"{{"type":"error","request_id":"{REQ}","code":"timeout","message":"x"}}"#);
         assert_eq!(
             run(&fake, event_with_body(&body)).await,
             WebsocketResponse::OK
         );
-        assert!(fake.pending(REQ).unwrap().completed.is_none());
+        assert_eq!(fake.answer(REQ, CONN).unwrap().status_code, 201);
     }
 
     #[tokio::test]
@@ -557,17 +583,20 @@ mod tests {
     #[case::wrong_direction(r#"{"type":"http_request","request_id":"r","method":"GET","uri":"/"}"#)]
     #[case::pong(r#"{"type":"pong"}"#)]
     #[case::connection_error(r#"{"type":"error","code":"internal_error","message":"oops"}"#)]
+    #[case::chunk(r#"{"type":"body_chunk","request_id":"r","index":0,"data":"AAAA"}"#)]
+    #[case::chunked_head(
+        r#"{"type":"http_response","request_id":"r","status_code":200,"body_chunks":{"count":2,"length":100000}}"#
+    )]
     #[tokio::test]
     async fn bad_or_unexpected_messages_are_dropped_with_200(#[case] body: &str) {
         let fake = Fake::default();
-        fake.insert_pending(REQ, CONN);
         assert_eq!(
             run(&fake, event_with_body(body)).await,
             WebsocketResponse::OK
         );
         assert!(fake.posts().is_empty());
-        assert!(fake.pending(REQ).unwrap().completed.is_none());
-        assert_eq!(fake.count("UpdateItem"), 0);
+        assert_eq!(fake.answer_count(), 0);
+        assert!(fake.actions().is_empty());
     }
 
     #[tokio::test]
@@ -585,8 +614,7 @@ mod tests {
     #[tokio::test]
     async fn store_failure_is_a_500() {
         let fake = Fake::default();
-        fake.insert_pending(REQ, CONN);
-        fake.fail(Fail::Complete);
+        fake.fail(Fail::PutAnswer);
         assert_eq!(
             run(&fake, ws_event("response-http-response.json")).await,
             WebsocketResponse::INTERNAL_ERROR

@@ -6,8 +6,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
     Yes,
-    /// The condition failed: the subdomain is taken, or the request is unknown,
-    /// already completed or belongs to another connection.
+    /// The condition failed: the subdomain is taken, or the connection has
+    /// already answered the request.
     ConditionFailed,
 }
 

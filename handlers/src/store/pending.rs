@@ -1,5 +1,15 @@
-//! The pending requests table: one item per request forwarding is waiting
-//! for, completed exactly once by the connection it was posted to.
+//! The pending requests table: one item per answer, written once by the
+//! response function and never updated nor deleted (`docs/contracts.md`,
+//! "The data path").
+//!
+//! The key is `<request id>#<connection id>` ([`answer_key`]), the
+//! connection id being the one API Gateway gives the answering event. The
+//! item is written with `attribute_not_exists(requestId)`: a connection's
+//! first answer to a request is its only one. Forwarding reads the key made
+//! of the request id and the connection it posted the request to, so an
+//! answer from any other connection lands under another key and is never
+//! read: ownership by construction. TTL reclaims the items (a DeleteItem is
+//! billed by the item's size, TTL deletion is free).
 
 use std::future::Future;
 
@@ -7,73 +17,51 @@ use protocol::HttpResponse;
 
 use super::outcome::{StoreError, Written};
 
-/// A pending request item, as forwarding writes it.
+/// The key of `connection_id`'s answer to `request_id`: `#` occurs neither in
+/// a request id (a UUID) nor in a connection id (URL-safe base64).
+pub fn answer_key(request_id: &str, connection_id: &str) -> String {
+    format!("{request_id}#{connection_id}")
+}
+
+/// An answer as stored: the response and the item's `ttl` (epoch seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRequest {
-    pub request_id: String,
-    pub connection_id: String,
-    pub api_gateway_request_id: String,
-    pub created_at: i64,
+pub struct StoredAnswer {
+    pub response: HttpResponse,
     pub ttl: i64,
 }
 
-/// What forwarding sees when it polls a pending request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PendingState {
-    Pending,
-    Completed(HttpResponse),
-}
-
-/// A response as a pending item stores it (`responseData`): its JSON.
-pub fn response_data(request_id: &str, response: &HttpResponse) -> Result<String, StoreError> {
+/// A response as an answer item stores it (`responseData`): its JSON.
+pub fn response_data(key: &str, response: &HttpResponse) -> Result<String, StoreError> {
     serde_json::to_string(response).map_err(|source| StoreError::ResponseJson {
-        key: request_id.to_string(),
+        key: key.to_string(),
         source,
     })
 }
 
-/// The response a pending item's `responseData` holds.
-pub fn parse_response_data(request_id: &str, json: &str) -> Result<HttpResponse, StoreError> {
+/// The response an answer item's `responseData` holds.
+pub fn parse_response_data(key: &str, json: &str) -> Result<HttpResponse, StoreError> {
     serde_json::from_str(json).map_err(|source| StoreError::ResponseJson {
-        key: request_id.to_string(),
+        key: key.to_string(),
         source,
     })
 }
 
 /// The pending requests table.
 pub trait PendingStore {
-    /// PutItem a new request with status `pending`.
-    fn put_pending(
+    /// PutItem `connection_id`'s answer to `response.request_id` with `ttl`,
+    /// unless that connection already answered it (`ConditionFailed`).
+    fn put_answer(
         &self,
-        request: &PendingRequest,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// GetItem (consistent); `None` if the item does not exist.
-    fn get_pending(
-        &self,
-        request_id: &str,
-    ) -> impl Future<Output = Result<Option<PendingState>, StoreError>> + Send;
-
-    /// DeleteItem (no error if it is gone already).
-    fn delete_pending(
-        &self,
-        request_id: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// UpdateItem to `completed` with `response`, only if the request exists,
-    /// is still pending and was posted to `connection_id`. Never creates an
-    /// item.
-    fn complete_pending(
-        &self,
-        request_id: &str,
         connection_id: &str,
         response: &HttpResponse,
+        ttl: i64,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
-    /// Query the `connectionId-index`: ids of the requests posted to
-    /// `connection_id` (completed or not), in any order.
-    fn pending_for_connection(
+    /// GetItem (strongly consistent) `connection_id`'s answer to
+    /// `request_id`; `None` while there is none.
+    fn get_answer(
         &self,
+        request_id: &str,
         connection_id: &str,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredAnswer>, StoreError>> + Send;
 }

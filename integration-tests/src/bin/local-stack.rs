@@ -20,8 +20,8 @@ const ABOUT: &str = "The whole serverless tunnel on localhost: DynamoDB, the API
 const LONG_ABOUT: &str = "\
 The whole serverless tunnel on localhost, no AWS account needed: a DynamoDB
 (LocalStack in Docker when a Docker engine answers, else moto from PyPI,
-installed on first use into target/venvs/moto), its two tables created from
-the handlers' manifest, and the four real Lambda handlers (connect, disconnect,
+installed on first use into target/venvs/moto), its two tables and the
+bodies bucket (on the same endpoint's S3) created from the handlers' manifest, and the four real Lambda handlers (connect, disconnect,
 forwarding, response) built and run under the bundled API Gateway emulator
 with the environment Terraform gives them.
 
@@ -198,6 +198,7 @@ serverless-tunnel local stack is up
   WebSocket endpoint  {ws}
   Public base URL     {http}
   DynamoDB            {} (tables {}, {})
+  S3                  same endpoint (bucket {})
 
 Expose a local service (here port 3000) with the agent:
   cargo run -p tunnel-agent -- 3000 --endpoint {ws} --token {token}
@@ -208,6 +209,7 @@ Ctrl-C stops everything.",
         stack.dynamodb_endpoint(),
         tables.connections(),
         tables.pending(),
+        stack.buckets().bodies(),
     );
 }
 

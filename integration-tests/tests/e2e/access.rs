@@ -76,7 +76,7 @@ async fn basic_auth_admits_only_the_right_credentials_on_both_routings() -> anyh
         basic_auth: vec![policy::hash_credential("ann", "correct horse battery")],
         ..AccessPolicy::default()
     };
-    let (tunnel, mut events) = protected(&env, &service, policy).await?;
+    let (tunnel, mut events) = protected(&env, &service, policy.clone()).await?;
     let client = visitor();
     let url = format!("{}/private", tunnel.public_url());
 
@@ -427,6 +427,11 @@ async fn an_invalid_policy_is_refused_at_the_handshake() -> anyhow::Result<()> {
         let token = env.token();
         async move {
             let mut request = stack.websocket_url().into_client_request()?;
+            // The current protocol: connect refuses older agents with 426.
+            request.headers_mut().insert(
+                protocol::HEADER_PROTOCOL,
+                protocol::PROTOCOL_VERSION.to_string().parse()?,
+            );
             if let Some(token) = token {
                 request
                     .headers_mut()

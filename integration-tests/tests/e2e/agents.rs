@@ -100,19 +100,31 @@ async fn a_response_from_another_connection_is_rejected() -> anyhow::Result<()> 
             body: protocol::encode_body(b"forged"),
             processing_time_ms: 0,
             body_chunks: None,
+            body_uploaded: None,
         }))
         .await?;
     forger.round_trip().await?;
-    let still = stack
-        .dynamodb()
-        .get_item()
-        .table_name(stack.tables().pending())
-        .key("requestId", AttributeValue::S(request_id))
-        .consistent_read(true)
-        .send()
-        .await?;
-    let still = still.item().expect("the pending request is still there");
-    assert_eq!(still["status"].as_s().map(String::as_str), Ok("pending"));
+    // Stored under the forger's own key, which forwarding never reads; the
+    // victim's key is still empty.
+    let answer = |connection: &str| {
+        stack
+            .dynamodb()
+            .get_item()
+            .table_name(stack.tables().pending())
+            .key(
+                "requestId",
+                AttributeValue::S(handlers::store::answer_key(&request_id, connection)),
+            )
+            .consistent_read(true)
+            .send()
+    };
+    assert!(
+        answer(&forger.established.connection_id)
+            .await?
+            .item()
+            .is_some()
+    );
+    assert!(answer(tunnel.connection_id()).await?.item().is_none());
 
     service.open_gates();
     let response = visit.await??;
@@ -168,6 +180,7 @@ async fn malformed_agent_messages_leave_the_tunnel_working() -> anyhow::Result<(
         body: protocol::encode_body(b"raw ok"),
         processing_time_ms: 1,
         body_chunks: None,
+        body_uploaded: None,
     }))
     .await?;
     let response = visit.await??;

@@ -13,6 +13,11 @@ use crate::support::{PATIENCE, RawAgent, header_values, visitor};
 /// The handshake's HTTP status with these extra headers (101 = accepted).
 async fn handshake_status(stack: &Stack, headers: &[(&str, String)]) -> anyhow::Result<u16> {
     let mut request = stack.websocket_url().into_client_request()?;
+    // The current protocol: connect refuses older agents with 426.
+    request.headers_mut().insert(
+        protocol::HEADER_PROTOCOL,
+        protocol::PROTOCOL_VERSION.to_string().parse()?,
+    );
     for (name, value) in headers {
         request.headers_mut().insert(
             tungstenite::http::HeaderName::from_bytes(name.as_bytes())?,
@@ -97,6 +102,11 @@ async fn a_valid_token_is_accepted_in_the_header_or_the_query() -> anyhow::Resul
         101
     );
     let mut request = format!("{}?token={token}", stack.websocket_url()).into_client_request()?;
+    // The current protocol: connect refuses older agents with 426.
+    request.headers_mut().insert(
+        protocol::HEADER_PROTOCOL,
+        protocol::PROTOCOL_VERSION.to_string().parse()?,
+    );
     request.headers_mut().remove("authorization");
     let (_ws, response) = tokio_tungstenite::connect_async(request).await?;
     assert_eq!(response.status().as_u16(), 101);
@@ -168,6 +178,11 @@ async fn a_resume_token_cannot_take_a_subdomain_held_by_another_live_connection(
     let guessed = protocol::auth::generate_resume_token(holder.subdomain());
     let token = stack.config().mint_token("mallory", None).unwrap();
     let mut request = stack.websocket_url().into_client_request()?;
+    // The current protocol: connect refuses older agents with 426.
+    request.headers_mut().insert(
+        protocol::HEADER_PROTOCOL,
+        protocol::PROTOCOL_VERSION.to_string().parse()?,
+    );
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
@@ -268,4 +283,39 @@ async fn raw_items(
         "{table} has more than a page"
     );
     Ok(out.items.unwrap_or_default())
+}
+
+/// Issue 16: an agent of an older protocol (no `x-tunnel-protocol` header,
+/// or an older version) is refused with 426 Upgrade Required at the
+/// handshake, through the emulator's `$connect` (which hands the handshake
+/// headers to the function as API Gateway does); the real agent connects.
+#[tokio::test]
+async fn an_agent_of_an_older_protocol_is_refused_with_426() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    for version in [None, Some("1")] {
+        let mut request = env.websocket_url().into_client_request()?;
+        if let Some(token) = env.token() {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        if let Some(version) = version {
+            request
+                .headers_mut()
+                .insert(protocol::HEADER_PROTOCOL, version.parse()?);
+        }
+        let result =
+            tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request)).await?;
+        let status = match result {
+            Ok((_ws, response)) => response.status().as_u16(),
+            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(e) => return Err(e.into()),
+        };
+        assert_eq!(status, 426, "protocol {version:?}");
+    }
+    let service = LocalService::start("current").await?;
+    let tunnel = env.expose(&service.port()).await?;
+    let response = reqwest::get(format!("{}/", tunnel.public_url())).await?;
+    assert_eq!(response.status(), 200);
+    Ok(())
 }

@@ -34,31 +34,35 @@ pub fn header_values(response: &reqwest::Response, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The id of the one request pending on `connection_id` (through the
-/// table's `connectionId` index), as an attacker who sniffed it would know it.
+/// The id of the one request posted to `connection_id`, as an attacker who
+/// sniffed it would know it: from forwarding's `request posted` log line
+/// (the pending table holds nothing before the answer).
 pub async fn the_pending_request_of(
     stack: &itest::Stack,
     connection_id: &str,
 ) -> anyhow::Result<String> {
-    let pending = stack
-        .dynamodb()
-        .query()
-        .table_name(stack.tables().pending())
-        .index_name(handlers::manifest::PENDING_BY_CONNECTION.name)
-        .key_condition_expression("connectionId = :c")
-        .expression_attribute_values(
-            ":c",
-            aws_sdk_dynamodb::types::AttributeValue::S(connection_id.into()),
-        )
-        .send()
-        .await?;
-    let [item] = pending.items() else {
-        bail!("expected one pending request, found {:?}", pending.items());
-    };
-    Ok(item["requestId"]
-        .as_s()
-        .map_err(|_| anyhow::anyhow!("requestId is not a string"))?
-        .clone())
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    // The span records it as a string: quoted.
+    let needle = format!("connection_id=\"{connection_id}\"");
+    loop {
+        let ids: Vec<String> = stack
+            .captured_logs()
+            .iter()
+            .filter(|line| line.contains("request posted") && line.contains(&needle))
+            .filter_map(|line| {
+                let rest = line.split("request_id=").nth(1)?;
+                Some(rest.split([' ', '}', ',']).next()?.to_string())
+            })
+            .collect();
+        match ids.as_slice() {
+            [id] => return Ok(id.clone()),
+            [] if tokio::time::Instant::now() < deadline => {
+                // Waiting for forwarding's line to reach the capture.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => bail!("expected one posted request (ITEST_LOG=capture), found {other:?}"),
+        }
+    }
 }
 
 /// A hand-driven agent speaking the wire protocol over tokio-tungstenite,
@@ -89,6 +93,11 @@ impl RawAgent {
     /// run, no `ready` is sent, so `established` is empty.
     pub async fn handshake(env: &TestEnv, resume: Option<&str>) -> anyhow::Result<RawAgent> {
         let mut request = env.websocket_url().into_client_request()?;
+        // The current protocol: connect refuses older agents with 426.
+        request.headers_mut().insert(
+            protocol::HEADER_PROTOCOL,
+            protocol::PROTOCOL_VERSION.to_string().parse()?,
+        );
         if let Some(token) = env.token() {
             request
                 .headers_mut()

@@ -329,6 +329,7 @@ fn context(
             .build(lookup),
     );
     ctx.declare_func("keys", FuncDef::builder().param(any()).build(keys));
+    ctx.declare_func("length", FuncDef::builder().param(any()).build(length));
     ctx.declare_func(
         "trimprefix",
         FuncDef::builder()
@@ -406,6 +407,16 @@ fn keys(args: FuncArgs) -> Result<Value, String> {
         )),
         other => Err(format!("keys: not a map: {other}")),
     }
+}
+
+fn length(args: FuncArgs) -> Result<Value, String> {
+    let length = match &args[0] {
+        Value::Array(items) => items.len(),
+        Value::Object(map) => map.len(),
+        Value::String(text) => text.chars().count(),
+        other => return Err(format!("length: not a collection: {other}")),
+    };
+    Ok(Value::from(length))
 }
 
 fn trimprefix(args: FuncArgs) -> Result<Value, String> {

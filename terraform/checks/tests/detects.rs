@@ -4,6 +4,7 @@
 use terraform_checks::{Tree, checks};
 
 const TUNNEL: &str = "modules/tunnel/main.tf";
+const BODIES: &str = "modules/bodies/main.tf";
 const FUNCTION: &str = "modules/function/main.tf";
 
 /// Applies `from` → `to` in `path`, runs `check`, and asserts that one of the
@@ -74,23 +75,28 @@ fn an_extra_dynamodb_action() {
     );
 }
 
+/// The pending table's old `connectionId-index` back: a second write for
+/// every answer item, which nothing reads.
 #[test]
-fn a_query_on_the_table_instead_of_the_index() {
-    let tree = Tree::workspace().with_replaced(
+fn a_gsi_on_the_pending_table() {
+    detects(
+        "modules/tables/main.tf",
+        "  # index: an index is one more write for every item.\n",
+        "  # index: an index is one more write for every item.\n  attribute {\n    name = \"connectionId\"\n    type = \"S\"\n  }\n\n  global_secondary_index {\n    name            = \"connectionId-index\"\n    hash_key        = \"connectionId\"\n    projection_type = \"KEYS_ONLY\"\n  }\n",
+        checks::tables,
+        &["aws_dynamodb_table.pending has index \"connectionId-index\""],
+    );
+}
+
+/// A grant for an operation the code never makes on the pending table.
+#[test]
+fn a_query_grant_nothing_needs() {
+    detects(
         TUNNEL,
-        r#"{ table = "pending", index = "connectionId-index", actions = ["Query"] },"#,
-        r#"{ table = "pending", index = null, actions = ["Query"] },"#,
-    );
-    let problems = checks::function_iam(&tree);
-    assert_reported(
-        &problems,
-        &[
-            "disconnect cannot call dynamodb:Query on module.tables.pending_table_arn/index/connectionId-index",
-        ],
-    );
-    assert_reported(
-        &problems,
-        &["disconnect may call dynamodb:Query on module.tables.pending_table_arn"],
+        r#"{ table = "pending", index = null, actions = ["GetItem"] },"#,
+        r#"{ table = "pending", index = null, actions = ["GetItem", "Query"] },"#,
+        checks::function_iam,
+        &["forwarding may call dynamodb:Query"],
     );
 }
 
@@ -98,8 +104,8 @@ fn a_query_on_the_table_instead_of_the_index() {
 fn manage_connections_where_the_code_never_posts() {
     detects(
         TUNNEL,
-        "connect    = []",
-        "connect    = [\"POST\"]",
+        "manage_connections = {\n    connect    = []",
+        "manage_connections = {\n    connect    = [\"POST\"]",
         checks::function_iam,
         &[
             "function connect may call execute-api:ManageConnections on module.websocket_api.execution_arn/live/POST/@connections/*",
@@ -201,20 +207,6 @@ fn a_route_whose_permission_is_not_scoped_to_the_stage() {
         "execution_arn}/*/*",
         checks::routes,
         &["aws_lambda_permission source_arn"],
-    );
-}
-
-#[test]
-fn a_wrong_index_projection() {
-    detects(
-        "modules/tables/main.tf",
-        r#"projection_type = "KEYS_ONLY""#,
-        r#"projection_type = "ALL""#,
-        checks::tables,
-        &[
-            "aws_dynamodb_table.pending index connectionId-index projection_type",
-            "KEYS_ONLY",
-        ],
     );
 }
 
@@ -436,6 +428,154 @@ fn an_http_invoke_permission_for_any_route() {
         "execution_arn}/*/*",
         checks::routes,
         &["aws_lambda_permission source_arn", "this stage, this route"],
+    );
+}
+
+#[test]
+fn an_s3_grant_for_a_function_whose_code_uses_no_bucket() {
+    detects(
+        TUNNEL,
+        "    response = []\n  }\n\n  bucket_arns",
+        "    response = [\n      { bucket = \"bodies\", actions = [\"GetObject\"] },\n    ]\n  }\n\n  bucket_arns",
+        checks::function_iam,
+        &[
+            "function response may call s3:GetObject on module.bodies.bucket_arn/*",
+            "least privilege",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_s3_action() {
+    detects(
+        TUNNEL,
+        r#"actions = ["PutObject", "GetObject", "DeleteObject"]"#,
+        r#"actions = ["PutObject", "GetObject"]"#,
+        checks::function_iam,
+        &["function forwarding cannot call s3:DeleteObject on module.bodies.bucket_arn/*"],
+    );
+}
+
+#[test]
+fn an_s3_grant_on_the_whole_bucket_instead_of_its_objects() {
+    detects(
+        TUNNEL,
+        r#"resources = ["${local.bucket_arns[grant.bucket]}/*"]"#,
+        r#"resources = ["*"]"#,
+        checks::function_iam,
+        &["function forwarding may call s3:GetObject on *"],
+    );
+}
+
+#[test]
+fn a_bucket_name_variable_naming_something_else() {
+    detects(
+        TUNNEL,
+        "BODIES_BUCKET_NAME          = module.bodies.bucket_name",
+        "BODIES_BUCKET_NAME          = module.bodies.bucket_arn",
+        checks::function_environment,
+        &["BODIES_BUCKET_NAME", "expected module.bodies.bucket_name"],
+    );
+}
+
+#[test]
+fn a_bucket_signer_the_manifest_does_not_know() {
+    detects(
+        TUNNEL,
+        "module.function[name].role_arn if length(grants) > 0",
+        "module.function[name].role_arn",
+        checks::buckets,
+        &[
+            "object_role_arns has module.function[\"connect\"].role_arn",
+            "could sign URLs",
+        ],
+    );
+}
+
+#[test]
+fn a_bucket_without_its_signer() {
+    detects(
+        TUNNEL,
+        "module.function[name].role_arn if length(grants) > 0",
+        "module.function[name].role_arn if name == \"response\"",
+        checks::buckets,
+        &["object_role_arns lacks module.function[\"forwarding\"].role_arn"],
+    );
+}
+
+#[test]
+fn a_bucket_that_may_become_public() {
+    detects(
+        BODIES,
+        "restrict_public_buckets = true",
+        "restrict_public_buckets = false",
+        checks::buckets,
+        &["restrict_public_buckets is not true"],
+    );
+}
+
+#[test]
+fn a_bucket_without_encryption() {
+    detects(
+        BODIES,
+        "sse_algorithm = \"AES256\"",
+        "sse_algorithm = \"\"",
+        checks::buckets,
+        &["no default encryption"],
+    );
+}
+
+#[test]
+fn a_lifecycle_rule_that_expires_nothing() {
+    detects(
+        BODIES,
+        "status = \"Enabled\"",
+        "status = \"Disabled\"",
+        checks::buckets,
+        &["no enabled lifecycle rule", "expires objects"],
+    );
+    detects(
+        BODIES,
+        "    filter {}\n",
+        "    filter {\n      prefix = \"req/\"\n    }\n",
+        checks::buckets,
+        &["no enabled lifecycle rule"],
+    );
+}
+
+#[test]
+fn a_bucket_kept_longer_than_the_manifest_says() {
+    detects(
+        "modules/bodies/variables.tf",
+        "default     = 1\n",
+        "default     = 7\n",
+        checks::buckets,
+        &["expiration_days defaults to Some(\"7\"), expected 1"],
+    );
+}
+
+#[test]
+fn a_bucket_policy_without_tls_or_signer_restriction() {
+    detects(
+        BODIES,
+        "variable = \"aws:SecureTransport\"",
+        "variable = \"aws:SourceIp\"",
+        checks::buckets,
+        &["no statement denying requests without TLS"],
+    );
+    detects(
+        BODIES,
+        "test     = \"StringNotEquals\"",
+        "test     = \"StringNotLike\"",
+        checks::buckets,
+        &["does not deny object reads and writes to principals outside var.object_role_arns"],
+    );
+    detects(
+        BODIES,
+        r#"actions   = ["s3:GetObject", "s3:PutObject"]"#,
+        r#"actions   = ["s3:PutObject"]"#,
+        checks::buckets,
+        &["must deny s3:GetObject and s3:PutObject on the objects"],
     );
 }
 

@@ -63,6 +63,11 @@ fn forwarding_timeout_sits_between_the_wait_and_the_integration_timeout() {
 }
 
 #[test]
+fn buckets_match_the_manifest_and_stay_private() {
+    assert_passes("buckets", checks::buckets);
+}
+
+#[test]
 fn envs_call_the_composition_with_everything_it_needs() {
     assert_passes("envs", checks::envs);
 }

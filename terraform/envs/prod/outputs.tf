@@ -33,6 +33,11 @@ output "pending_requests_table_name" {
   value       = module.tunnel.pending_requests_table_name
 }
 
+output "bodies_bucket_name" {
+  description = "Name of the private bucket holding bodies too large for a WebSocket message (objects expire after a day)."
+  value       = module.tunnel.bodies_bucket_name
+}
+
 output "function_names" {
   description = "Lambda function names by key."
   value       = module.tunnel.function_names

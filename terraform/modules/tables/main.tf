@@ -66,18 +66,9 @@ resource "aws_dynamodb_table" "pending" {
     type = "S"
   }
 
-  attribute {
-    name = "connectionId"
-    type = "S"
-  }
-
-  # disconnect fails the in-flight requests of a connection at once; eventual
-  # consistency is fine there (forwarding also sees 410 when it posts).
-  global_secondary_index {
-    name            = "connectionId-index"
-    hash_key        = "connectionId"
-    projection_type = "KEYS_ONLY"
-  }
+  # One item per answer, keyed "<request id>#<connection id>", written once
+  # by the response function and read by forwarding (docs/contracts.md). No
+  # index: an index is one more write for every item.
 
   ttl {
     attribute_name = "ttl"

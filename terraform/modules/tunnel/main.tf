@@ -1,16 +1,19 @@
-# The whole tunnel: tables, four functions, the agents' WebSocket API, the
-# visitors' HTTP API, an optional custom domain and optional alarms.
+# The whole tunnel: tables, the bodies bucket, four functions, the agents'
+# WebSocket API, the visitors' HTTP API, an optional custom domain and
+# optional alarms.
 #
 # Every name the code relies on comes from docs/contracts.md, whose Rust
 # mirror is handlers::manifest; terraform/checks evaluates the locals below
 # and the module arguments and compares them with the manifest:
 #   - local.function_environment: the variables each function reads;
-#   - local.dynamodb_grants and local.manage_connections: its IAM;
+#   - local.dynamodb_grants, local.s3_grants and local.manage_connections:
+#     its IAM (and module.bodies' object_role_arns, who may sign URLs);
 #   - local.websocket_routes and local.http_route_function: its routes.
 #
-# Dependency direction (no cycle): functions -> tables, and functions ->
-# the APIs' ids (endpoints, execution ARN); the APIs -> functions only
-# through their integrations and invoke permissions.
+# Dependency direction (no cycle): functions -> tables and the bucket, and
+# functions -> the APIs' ids (endpoints, execution ARN); the APIs ->
+# functions only through their integrations and invoke permissions; the
+# bucket's policy -> the roles of the functions that use it.
 
 locals {
   tags = merge({ Project = "serverless-tunnel", Tunnel = var.name }, var.tags)
@@ -33,7 +36,7 @@ locals {
       timeout     = var.timeout_seconds
     }
     disconnect = {
-      description = "WebSocket $disconnect: releases the subdomain and fails in-flight requests"
+      description = "WebSocket $disconnect: releases the subdomain and deletes the connection"
       memory_size = var.memory_size
       timeout     = var.timeout_seconds
     }
@@ -68,8 +71,7 @@ locals {
       AUTH_SECRET_PARAMETER = module.auth_secret.parameter_name
     })
     disconnect = merge(local.common_environment, {
-      CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
-      PENDING_REQUESTS_TABLE_NAME = module.tables.pending_table_name
+      CONNECTIONS_TABLE_NAME = module.tables.connections_table_name
     })
     forwarding = merge(local.common_environment, {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
@@ -78,6 +80,7 @@ locals {
       ROUTING                     = var.routing
       WEBSOCKET_API_ENDPOINT      = module.websocket_api.management_endpoint
       REQUEST_TIMEOUT_MS          = tostring(var.request_timeout_ms)
+      BODIES_BUCKET_NAME          = module.bodies.bucket_name
     })
     response = merge(local.common_environment, {
       CONNECTIONS_TABLE_NAME      = module.tables.connections_table_name
@@ -96,22 +99,38 @@ locals {
     disconnect = [
       # UpdateItem: release the claim for the resume window.
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
-      { table = "pending", index = "connectionId-index", actions = ["Query"] },
-      { table = "pending", index = null, actions = ["UpdateItem"] },
     ]
     forwarding = [
       # UpdateItem: release a stale connection's claim (410) for the resume window.
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem", "DeleteItem"] },
-      # BatchGetItem: the chunk items of a chunked response (handlers/src/store/chunks.rs).
-      { table = "pending", index = null, actions = ["PutItem", "GetItem", "DeleteItem", "BatchGetItem"] },
+      # GetItem: polling for the answer (it writes nothing to this table).
+      { table = "pending", index = null, actions = ["GetItem"] },
     ]
     response = [
       # UpdateItem: offer the agent its next resume token at `ready` (hash only).
       { table = "connections", index = null, actions = ["GetItem", "UpdateItem"] },
-      # PutItem: one item per response body chunk (handlers/src/store/chunks.rs);
-      # GetItem: the chunk's request is checked before that write.
-      { table = "pending", index = null, actions = ["UpdateItem", "PutItem", "GetItem"] },
+      # PutItem: the answer, once (handlers/src/store/pending.rs).
+      { table = "pending", index = null, actions = ["PutItem"] },
     ]
+  }
+
+  # Exactly the S3 actions each function's code calls on the objects of a
+  # bucket (docs/contracts.md "IAM"). A presigned URL acts with its signer's
+  # permissions: these are also all the URLs it hands out can do.
+  s3_grants = {
+    connect    = []
+    disconnect = []
+    # PutObject: a large request body, and the agent's presigned PUT of a
+    # large answer; GetObject: the answer, and the agent's presigned GET of
+    # the request body; DeleteObject: both, once used.
+    forwarding = [
+      { bucket = "bodies", actions = ["PutObject", "GetObject", "DeleteObject"] },
+    ]
+    response = []
+  }
+
+  bucket_arns = {
+    bodies = module.bodies.bucket_arn
   }
 
   # The @connections calls of each function, by the HTTP method the IAM
@@ -156,7 +175,7 @@ locals {
   # function (no DELETE for anyone).
   stage_execution_arn = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
 
-  # The IAM statements of each function, built from the two maps above.
+  # The IAM statements of each function, built from the maps above.
   policy_statements = {
     for name, grants in local.dynamodb_grants : name => concat(
       [
@@ -164,6 +183,13 @@ locals {
           sid       = grant.index == null ? "DynamoDb${title(grant.table)}" : "DynamoDb${title(grant.table)}Index"
           actions   = [for action in grant.actions : "dynamodb:${action}"]
           resources = [grant.index == null ? local.table_arns[grant.table] : "${local.table_arns[grant.table]}/index/${grant.index}"]
+        }
+      ],
+      [
+        for grant in local.s3_grants[name] : {
+          sid       = "S3${title(grant.bucket)}Objects"
+          actions   = [for action in grant.actions : "s3:${action}"]
+          resources = ["${local.bucket_arns[grant.bucket]}/*"]
         }
       ],
       [
@@ -207,6 +233,18 @@ module "tables" {
   kms_key_arn            = var.dynamodb_kms_key_arn
   deletion_protection    = var.deletion_protection
   tags                   = local.tags
+}
+
+module "bodies" {
+  source = "../bodies"
+
+  name_prefix = var.name
+  # Only the roles of the functions that use the bucket may read or write
+  # its objects, so only they can sign a working presigned URL.
+  object_role_arns = [
+    for name, grants in local.s3_grants : module.function[name].role_arn if length(grants) > 0
+  ]
+  tags = local.tags
 }
 
 module "function" {
@@ -291,7 +329,7 @@ module "alarms" {
   http_api_id      = module.http_api.api_id
   http_api_stage   = module.http_api.stage_name
   sns_topic_arn    = var.alarm_sns_topic_arn
-  tags           = local.tags
+  tags             = local.tags
 }
 
 # The forwarding function must outlive its wait for the agent, and the HTTP

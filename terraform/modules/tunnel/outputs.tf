@@ -46,6 +46,11 @@ output "pending_requests_table_name" {
   value       = module.tables.pending_table_name
 }
 
+output "bodies_bucket_name" {
+  description = "Name of the bucket holding bodies too large for a WebSocket message, for seconds."
+  value       = module.bodies.bucket_name
+}
+
 output "function_names" {
   description = "Function names by key (connect, disconnect, forwarding, response)."
   value       = { for key, function in module.function : key => function.function_name }

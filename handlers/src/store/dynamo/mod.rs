@@ -1,7 +1,7 @@
 //! The store interfaces on DynamoDB, with the item layout and conditional
 //! writes of `docs/contracts.md`: [`DynamoConnectionStore`] (connections
-//! table) and [`DynamoPendingStore`] (pending requests table: requests and
-//! response chunks). The contract suite (`crate::contract`) runs on them
+//! table) and [`DynamoPendingStore`] (pending requests table: one item per
+//! answer). The contract suite (`crate::contract`) runs on them
 //! against a real DynamoDB API in `integration-tests/tests/dynamo_store.rs`.
 //!
 //! `status` and `ttl` are DynamoDB reserved words: expressions always name
@@ -15,15 +15,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{StoreError, Written};
 
-mod chunks;
 mod connections;
 mod pending;
 
 type Item = HashMap<String, AttributeValue>;
 type SdkResult<T, E> = Result<T, SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>;
-
-const STATUS_PENDING: &str = "pending";
-const STATUS_COMPLETED: &str = "completed";
 
 /// The connections table (connection items and subdomain claims).
 #[derive(Debug, Clone)]
@@ -42,7 +38,7 @@ impl DynamoConnectionStore {
     }
 }
 
-/// The pending requests table (requests and response chunks).
+/// The pending requests table (the agents' answers).
 #[derive(Debug, Clone)]
 pub struct DynamoPendingStore {
     client: Client,

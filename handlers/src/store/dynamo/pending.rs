@@ -1,124 +1,109 @@
-//! [`PendingStore`] on DynamoDB: the pending request items.
+//! [`PendingStore`] on DynamoDB: the answer items.
 
 use protocol::HttpResponse;
 
-use super::{
-    DynamoPendingStore, Item, STATUS_COMPLETED, STATUS_PENDING, get_s, n, s, sdk_error, written,
-};
-use crate::manifest::PENDING_BY_CONNECTION;
+use super::{DynamoPendingStore, get_n, get_s, n, s, sdk_error, written};
 use crate::store::{
-    PendingRequest, PendingState, PendingStore, StoreError, Written, parse_response_data,
-    response_data,
+    PendingStore, StoreError, StoredAnswer, Written, answer_key, parse_response_data, response_data,
 };
 
 impl PendingStore for DynamoPendingStore {
-    async fn put_pending(&self, r: &PendingRequest) -> Result<(), StoreError> {
-        self.client
+    async fn put_answer(
+        &self,
+        connection_id: &str,
+        response: &HttpResponse,
+        ttl: i64,
+    ) -> Result<Written, StoreError> {
+        let key = answer_key(&response.request_id, connection_id);
+        let data = response_data(&key, response)?;
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .item("requestId", s(&r.request_id))
-            .item("connectionId", s(&r.connection_id))
-            .item("apiGatewayRequestId", s(&r.api_gateway_request_id))
-            .item("createdAt", n(r.created_at))
-            .item("ttl", n(r.ttl))
-            .item("status", s(STATUS_PENDING))
+            .item("requestId", s(key))
+            .item("responseData", s(data))
+            .item("ttl", n(ttl))
+            // Exactly once: a connection's second answer is refused.
+            .condition_expression("attribute_not_exists(requestId)")
             .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB PutItem", e))?;
-        Ok(())
+            .await;
+        written("DynamoDB PutItem", result)
     }
 
-    async fn get_pending(&self, request_id: &str) -> Result<Option<PendingState>, StoreError> {
+    async fn get_answer(
+        &self,
+        request_id: &str,
+        connection_id: &str,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        let key = answer_key(request_id, connection_id);
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("requestId", s(request_id))
+            .key("requestId", s(&key))
             .consistent_read(true)
-            .projection_expression("#status, responseData")
-            .expression_attribute_names("#status", "status")
             .send()
             .await
             .map_err(|e| sdk_error("DynamoDB GetItem", e))?;
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let status = get_s(&item, request_id, "status")?;
-        match status.as_str() {
-            STATUS_PENDING => Ok(Some(PendingState::Pending)),
-            STATUS_COMPLETED => {
-                let json = get_s(&item, request_id, "responseData")?;
-                let response = parse_response_data(request_id, &json)?;
-                Ok(Some(PendingState::Completed(response)))
-            }
-            other => Err(StoreError::Malformed {
-                key: request_id.to_string(),
-                problem: format!("unknown status {other:?}"),
-            }),
+        let json = get_s(&item, &key, "responseData")?;
+        Ok(Some(StoredAnswer {
+            response: parse_response_data(&key, &json)?,
+            ttl: get_n(&item, &key, "ttl")?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::Headers;
+
+    use super::*;
+
+    /// The size DynamoDB bills an item by ("Item sizes and formats", Amazon
+    /// DynamoDB Developer Guide): each attribute's name in UTF-8 bytes plus its
+    /// value (a string's UTF-8 bytes; a number about one byte per two
+    /// significant digits plus one).
+    fn answer_item_bytes(connection_id: &str, response: &HttpResponse) -> usize {
+        let key = answer_key(&response.request_id, connection_id);
+        let data = serde_json::to_string(response).map_or(0, |j| j.len());
+        let ttl_digits = 10;
+        "requestId".len()
+            + key.len()
+            + "responseData".len()
+            + data
+            + "ttl".len()
+            + ttl_digits / 2
+            + 1
+    }
+
+    /// A 1 KB answer, as the agent stores one for the bench (a text body
+    /// with the headers a local server sends), is one item of at most
+    /// 2 KB: 2 write units, 1 read unit per poll.
+    #[test]
+    fn a_1_kb_answer_is_a_2_write_unit_item() {
+        let mut headers = Headers::new();
+        for (name, value) in [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("content-length", "1024"),
+            ("date", "Mon, 30 Nov 2026 20:18:10 GMT"),
+        ] {
+            headers.insert(name.into(), vec![value.into()]);
         }
-    }
-
-    async fn delete_pending(&self, request_id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("requestId", s(request_id))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
-        Ok(())
-    }
-
-    async fn complete_pending(
-        &self,
-        request_id: &str,
-        connection_id: &str,
-        response: &HttpResponse,
-    ) -> Result<Written, StoreError> {
-        let data = response_data(request_id, response)?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("requestId", s(request_id))
-            .update_expression("SET #status = :completed, responseData = :data")
-            // attribute_exists: UpdateItem would otherwise create an item for
-            // an unknown (or already deleted) request.
-            .condition_expression(
-                "attribute_exists(requestId) AND #status = :pending AND connectionId = :conn",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":completed", s(STATUS_COMPLETED))
-            .expression_attribute_values(":pending", s(STATUS_PENDING))
-            .expression_attribute_values(":conn", s(connection_id))
-            .expression_attribute_values(":data", s(data))
-            .send()
-            .await;
-        written("DynamoDB UpdateItem", result)
-    }
-
-    async fn pending_for_connection(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(PENDING_BY_CONNECTION.name)
-                .key_condition_expression("connectionId = :conn")
-                .expression_attribute_values(":conn", s(connection_id))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("DynamoDB Query", e))?;
-            for item in out.items() {
-                ids.push(get_s(item, connection_id, "requestId")?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        let body: Vec<u8> = (0..1024).map(|i| b'a' + (i % 26) as u8).collect();
+        let response = HttpResponse {
+            request_id: "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a".into(),
+            status_code: 200,
+            headers,
+            body: protocol::encode_body(&body),
+            processing_time_ms: 1,
+            body_chunks: None,
+            body_uploaded: None,
+        };
+        let bytes = answer_item_bytes("L0SM9cOFvHcCIhw=", &response);
+        assert!((1024..=2048).contains(&bytes), "{bytes} bytes");
+        println!("a 1 KB answer item: {bytes} bytes");
     }
 }

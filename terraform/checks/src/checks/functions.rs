@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use handlers::config::Routing;
-use handlers::manifest::{self, Function, TABLES};
+use handlers::manifest::{self, BUCKETS, Function, TABLES};
 use hcl::Value;
 use protocol::limits::MAX_REQUEST_TIMEOUT;
 
@@ -13,8 +13,8 @@ use crate::eval::Evaluator;
 use crate::tree::{Module, Tree, attribute, label, nested, source};
 
 use super::{
-    COMPOSITION, EXAMPLE_DOMAIN, FUNCTION_MODULE, HTTP_MODULE, Scenario, WEBSOCKET_MODULE, compact,
-    composition, table_by_role, table_output,
+    COMPOSITION, EXAMPLE_DOMAIN, FUNCTION_MODULE, HTTP_MODULE, Scenario, WEBSOCKET_MODULE,
+    bucket_output, compact, composition, table_by_role, table_output,
 };
 
 /// The composition instantiates exactly one function per manifest entry.
@@ -179,6 +179,10 @@ fn env_value_problem(scenario: Scenario, key: &str, value: &str) -> Option<Strin
         let wanted = table_output(table, "name");
         return (value != wanted).then(|| format!("expected {wanted}"));
     }
+    if let Some(bucket) = BUCKETS.iter().find(|bucket| bucket.env == key) {
+        let wanted = bucket_output(bucket, "name");
+        return (value != wanted).then(|| format!("expected {wanted}"));
+    }
     let wanted = match (key, scenario) {
         ("WEBSOCKET_API_ENDPOINT", _) => "module.websocket_api.management_endpoint".to_owned(),
         ("DOMAIN_NAME", Scenario::ExecuteApi) => "module.http_api.host".to_owned(),
@@ -291,6 +295,14 @@ fn expected_grants(function: &Function, stage_execution_arn: &str) -> Vec<Grant>
             (format!("dynamodb:{}", access.action), resource)
         })
         .collect();
+    grants.extend(function.s3.iter().map(|access| {
+        let bucket = BUCKETS
+            .iter()
+            .find(|bucket| bucket.role == access.bucket)
+            .map(|bucket| bucket_output(bucket, "arn"))
+            .unwrap_or_else(|| format!("<unknown bucket {}>", access.bucket));
+        (format!("s3:{}", access.action), format!("{bucket}/*"))
+    }));
     for method in function.manage_connections {
         grants.push((
             "execute-api:ManageConnections".to_owned(),
@@ -320,7 +332,8 @@ fn stage_execution_arn(eval: &Evaluator) -> Result<String, String> {
 }
 
 /// Each function's policy allows exactly the DynamoDB actions of its
-/// manifest entry, each on the right table or index ARN, plus
+/// manifest entry, each on the right table or index ARN, its S3 actions on
+/// the objects of the right bucket, plus
 /// `execute-api:ManageConnections` on `{stage}/{METHOD}/@connections/*` for
 /// exactly the methods of its `manage_connections`; nothing else.
 pub fn function_iam(tree: &Tree) -> Vec<String> {
@@ -339,7 +352,7 @@ pub fn function_iam(tree: &Tree) -> Vec<String> {
             expected_grants(function, &manage_arn).into_iter().collect();
         for (action, resource) in expected.difference(&granted) {
             problems.push(format!(
-                "{COMPOSITION}: function {} cannot call {action} on {resource}, which its code needs (handlers::manifest); add it to local.dynamodb_grants / local.manage_connections / local.reads_auth_secret",
+                "{COMPOSITION}: function {} cannot call {action} on {resource}, which its code needs (handlers::manifest); add it to local.dynamodb_grants / local.s3_grants / local.manage_connections / local.reads_auth_secret",
                 function.name
             ));
         }

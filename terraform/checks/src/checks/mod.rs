@@ -18,6 +18,7 @@
 //!   that give the composition what it needs.
 //! - [`functions`]: one function per manifest entry, its environment, its IAM.
 //! - [`tables`]: the tables against the manifest.
+//! - [`buckets`]: the buckets against the manifest, and private as promised.
 //! - [`routes`]: routes → functions against the manifest.
 //! - [`alarms`]: the log alarm of a 403 from `@connections` (metric filter
 //!   and alarm) against the field and value the code logs.
@@ -30,7 +31,7 @@
 
 use std::collections::BTreeMap;
 
-use handlers::manifest::{TABLES, Table};
+use handlers::manifest::{Bucket, TABLES, Table};
 use hcl::Value;
 
 use crate::eval::Evaluator;
@@ -51,6 +52,7 @@ macro_rules! try_or_report {
 
 mod alarms;
 mod auth_secret;
+mod buckets;
 mod files;
 mod functions;
 mod routes;
@@ -60,6 +62,7 @@ mod timeouts;
 
 pub use alarms::log_alarms;
 pub use auth_secret::auth_secret_placeholder;
+pub use buckets::buckets;
 pub use files::{MODULE_FILES, envs, files_parse, module_layout, variables_documented};
 pub use functions::{function_environment, function_iam, function_instances, function_module};
 pub use routes::routes;
@@ -117,6 +120,12 @@ pub fn function_output(function: &str, output: &str) -> String {
     format!("module.function[\"{function}\"].{output}")
 }
 
+/// The placeholder for the name / ARN outputs of a bucket's module
+/// (`module.bodies.bucket_arn`: the module is named after the bucket's role).
+pub fn bucket_output(bucket: &Bucket, what: &str) -> String {
+    format!("module.{}.bucket_{what}", bucket.role)
+}
+
 /// The placeholder for the table name / ARN outputs of `module.tables`.
 pub fn table_output(table: &Table, what: &str) -> String {
     format!("module.tables.{}_table_{what}", table.role)
@@ -163,6 +172,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         ("function_iam", function_iam),
         ("function_module", function_module),
         ("tables", tables),
+        ("buckets", buckets),
         ("routes", routes),
         ("forwarding_timeout", forwarding_timeout),
         ("envs", envs),
