@@ -114,7 +114,7 @@ fn message() -> impl Strategy<Value = Message> {
                         headers,
                         body,
                         timestamp,
-                            body_download,
+                        body_download,
                         response_upload,
                     })
                 }
@@ -128,21 +128,14 @@ fn message() -> impl Strategy<Value = Message> {
             option::of(any::<u64>().prop_map(|length| BodyUploaded { length })),
         )
             .prop_map(
-                |(
-                    request_id,
-                    status_code,
-                    headers,
-                    body,
-                    processing_time_ms,
-                    body_uploaded,
-                )| {
+                |(request_id, status_code, headers, body, processing_time_ms, body_uploaded)| {
                     Message::HttpResponse(HttpResponse {
                         request_id,
                         status_code,
                         headers,
                         body,
                         processing_time_ms,
-                            body_uploaded,
+                        body_uploaded,
                     })
                 }
             ),

@@ -66,7 +66,7 @@ pub enum MapError {
 }
 
 /// The visitor's request as the agent gets it, without its body, and the
-/// body's bytes (to be sent inline or in chunks).
+/// body's bytes (to be sent inline or through the bodies bucket).
 pub fn to_request(
     event: &ApiGatewayV2httpRequest,
     request_id: &str,

@@ -45,7 +45,7 @@ async fn large_binary_bodies_pass_both_ways_byte_for_byte() -> anyhow::Result<()
         assert!(seen.body == body.as_slice(), "{len} bytes: request differs");
     }
     // 0 B both ways: an empty request body reaches the service empty, and an
-    // empty 200 comes back empty (no chunk, no stray bytes).
+    // empty 200 comes back empty (no stray bytes).
     let response = client
         .post(format!("{}/empty", tunnel.public_url()))
         .send()
