@@ -578,33 +578,42 @@ mod tests {
         let call = |method: &str, uri: &str, host: &str| {
             s3_call(method, &uri.parse::<axum::http::Uri>().unwrap(), host)
         };
-        let named = |op: &str, bucket: &str, role: &str| (op.into(), bucket.into(), role.into());
-        // Path-style, as the harness's clients and presigned URLs address it.
-        assert_eq!(
-            call("PUT", "/p1-bodies/req/abc", "127.0.0.1:9"),
-            named("PutObject", "p1-bodies", "req")
-        );
-        assert_eq!(
-            call("GET", "/p1-bodies/res/abc?X-Amz-Signature=x", "127.0.0.1:9"),
-            named("GetObject", "p1-bodies", "res")
-        );
-        assert_eq!(
-            call("DELETE", "/p1-bodies/res/abc", "127.0.0.1:9"),
-            named("DeleteObject", "p1-bodies", "res")
-        );
-        assert_eq!(
-            call("GET", "/p1-bodies?list-type=2", "127.0.0.1:9"),
-            named("ListObjects", "p1-bodies", "")
-        );
-        assert_eq!(
-            call("PUT", "/p1-bodies/res/abc?partNumber=2&uploadId=u", "h"),
-            named("UploadPart", "p1-bodies", "res")
-        );
-        // Virtual-hosted: the bucket is in the Host.
-        assert_eq!(
-            call("HEAD", "/req/abc", "p1-bodies.s3.us-east-1.amazonaws.com"),
-            named("HeadObject", "p1-bodies", "req")
-        );
+        // (method, path and query, Host) → (operation, bucket, key prefix).
+        let cases = [
+            // Path-style, as the harness's clients and presigned URLs address it.
+            (
+                ("PUT", "/p1-bodies/req/abc", "127.0.0.1:9"),
+                ("PutObject", "p1-bodies", "req"),
+            ),
+            (
+                ("GET", "/p1-bodies/res/abc?X-Amz-Signature=x", "127.0.0.1:9"),
+                ("GetObject", "p1-bodies", "res"),
+            ),
+            (
+                ("DELETE", "/p1-bodies/res/abc", "h"),
+                ("DeleteObject", "p1-bodies", "res"),
+            ),
+            (
+                ("GET", "/p1-bodies?list-type=2", "h"),
+                ("ListObjects", "p1-bodies", ""),
+            ),
+            (
+                ("PUT", "/p1-bodies/res/abc?partNumber=2&uploadId=u", "h"),
+                ("UploadPart", "p1-bodies", "res"),
+            ),
+            // Virtual-hosted: the bucket is in the Host.
+            (
+                ("HEAD", "/req/abc", "p1-bodies.s3.us-east-1.amazonaws.com"),
+                ("HeadObject", "p1-bodies", "req"),
+            ),
+        ];
+        for ((method, uri, host), (op, bucket, role)) in cases {
+            assert_eq!(
+                call(method, uri, host),
+                (op.to_string(), bucket.to_string(), role.to_string()),
+                "{method} {uri} on {host}"
+            );
+        }
         assert_eq!(s3_class("PutObject"), S3Class::Put);
         assert_eq!(s3_class("ListObjects"), S3Class::Put);
         assert_eq!(s3_class("GetObject"), S3Class::Get);
@@ -617,10 +626,7 @@ mod tests {
         let counter = CallCounter::new(Upstream::DynamoDb);
         let headers = {
             let mut h = axum::http::HeaderMap::new();
-            h.insert(
-                "x-amz-target",
-                "DynamoDB_20120810.PutItem".parse().unwrap(),
-            );
+            h.insert("x-amz-target", "DynamoDB_20120810.PutItem".parse().unwrap());
             h
         };
         let put = |id: &str| {

@@ -678,8 +678,8 @@ fn per_request(
         s3.ops
             .iter()
             .filter(|(key, _)| s3_class(&key.operation) == class)
-            .map(|(_, stats)| stats.calls as f64)
-            .sum::<f64>()
+            .map(|(_, stats)| stats.calls)
+            .sum::<u64>() as f64
             / n
     };
     // The answer went through the bucket when the agent PUT it there.

@@ -81,8 +81,8 @@ async fn s3_requests_through_the_proxy_are_counted_and_priced() -> anyhow::Resul
             .ops
             .iter()
             .filter(|(key, _)| s3_class(&key.operation) == class)
-            .map(|(_, stats)| stats.calls as f64)
-            .sum()
+            .map(|(_, stats)| stats.calls)
+            .sum::<u64>() as f64
     };
     let cost = CostPerMillion::of(&Usage {
         s3_puts: by_class(S3Class::Put),
