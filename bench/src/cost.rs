@@ -8,7 +8,10 @@
 //! metered in 32 KB increments, and $0.25 per million connection minutes),
 //! <https://aws.amazon.com/lambda/pricing/> (requests, Arm duration, first
 //! tier), <https://aws.amazon.com/dynamodb/pricing/on-demand/> (standard table
-//! class). Free tiers are ignored.
+//! class), <https://aws.amazon.com/s3/pricing/> (S3 Standard requests: PUT,
+//! COPY, POST, LIST $0.005 per 1,000; GET, SELECT and the others $0.0004 per
+//! 1,000; DELETE free; the bodies live seconds, so storage is negligible).
+//! Free tiers are ignored.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -39,6 +42,11 @@ pub const LAMBDA_BILLING_MS: f64 = 1.0;
 pub const DYNAMODB_PER_WRITE_UNIT: f64 = 0.625 / 1e6;
 /// DynamoDB on-demand: dollars per read request unit (since Nov 2024).
 pub const DYNAMODB_PER_READ_UNIT: f64 = 0.125 / 1e6;
+/// S3 Standard: dollars per PUT (also COPY, POST, LIST).
+pub const S3_PER_PUT: f64 = 0.005 / 1000.0;
+/// S3 Standard: dollars per GET (also HEAD, SELECT and every other request
+/// but DELETE, which is free).
+pub const S3_PER_GET: f64 = 0.0004 / 1000.0;
 /// When the prices above were last checked.
 pub const PRICES_AS_OF: &str =
     "2026-11 (AWS list prices, us-east-1; DynamoDB after the Nov 2024 cut)";
@@ -96,6 +104,8 @@ pub fn variable_default(hcl: &str, name: &str) -> Option<u32> {
 pub struct Usage {
     /// Response body bytes (for metering increments).
     pub body_bytes: usize,
+    /// Request body bytes (for metering increments).
+    pub request_bytes: usize,
     pub forwarding_invocations: f64,
     pub response_invocations: f64,
     /// Billed duration of one invocation, ms (rounded up to 1 ms).
@@ -112,6 +122,11 @@ pub struct Usage {
     pub metered_messages_in: f64,
     pub read_units: f64,
     pub write_units: f64,
+    /// S3 requests on the bodies bucket (forwarding's and the agent's through
+    /// presigned URLs): PUT-class, GET-class and DELETE (free).
+    pub s3_puts: f64,
+    pub s3_gets: f64,
+    pub s3_deletes: f64,
 }
 
 /// Dollars per million requests, by service.
@@ -123,13 +138,20 @@ pub struct CostPerMillion {
     pub lambda_duration: f64,
     pub dynamodb_reads: f64,
     pub dynamodb_writes: f64,
+    pub s3_requests: f64,
     pub total: f64,
 }
 
 impl CostPerMillion {
     pub fn of(usage: &Usage) -> CostPerMillion {
         let million = 1e6;
-        let http_increments = usage.body_bytes.div_ceil(HTTP_API_METERING_BYTES).max(1) as f64;
+        // Metered by the larger of the request and the answer (512 KB
+        // increments); a body-less request is one.
+        let http_increments = usage
+            .body_bytes
+            .max(usage.request_bytes)
+            .div_ceil(HTTP_API_METERING_BYTES)
+            .max(1) as f64;
         let gb_seconds = |ms: f64, mb: u32| {
             let billed = (ms / LAMBDA_BILLING_MS).ceil() * LAMBDA_BILLING_MS;
             billed / 1000.0 * f64::from(mb) / 1024.0
@@ -149,6 +171,7 @@ impl CostPerMillion {
                     * gb_seconds(usage.response_ms, usage.response_memory_mb));
         let dynamodb_reads = million * DYNAMODB_PER_READ_UNIT * usage.read_units;
         let dynamodb_writes = million * DYNAMODB_PER_WRITE_UNIT * usage.write_units;
+        let s3_requests = million * (S3_PER_PUT * usage.s3_puts + S3_PER_GET * usage.s3_gets);
         CostPerMillion {
             http_api,
             websocket_messages,
@@ -156,12 +179,14 @@ impl CostPerMillion {
             lambda_duration,
             dynamodb_reads,
             dynamodb_writes,
+            s3_requests,
             total: http_api
                 + websocket_messages
                 + lambda_requests
                 + lambda_duration
                 + dynamodb_reads
-                + dynamodb_writes,
+                + dynamodb_writes
+                + s3_requests,
         }
     }
 }
@@ -178,10 +203,14 @@ fn estimated_response_message_bytes(body_bytes: usize) -> usize {
 }
 
 /// The sizes of the messages the agent sends for a body of `n` bytes, as it
-/// sends them: one message when it fits in 128 KB, else a head without body
-/// plus one `body_chunk` per [`BODY_CHUNK_BYTES`] (each its own `$default`
-/// invocation, metered separately).
-pub fn estimated_response_messages(body_bytes: usize) -> Vec<usize> {
+/// sends them: a head alone when the body went to S3 (`uploaded`: the S3
+/// counter saw its PUT), else one message when it fits in 128 KB, else a
+/// head without body plus one `body_chunk` per [`BODY_CHUNK_BYTES`] (each its
+/// own `$default` invocation, metered separately).
+pub fn estimated_response_messages(body_bytes: usize, uploaded: bool) -> Vec<usize> {
+    if uploaded {
+        return vec![RESPONSE_ENVELOPE_BYTES];
+    }
     let whole = estimated_response_message_bytes(body_bytes);
     if whole < MAX_MESSAGE_BYTES {
         return vec![whole];
@@ -222,11 +251,14 @@ mod tests {
     #[test]
     fn large_responses_are_metered_per_chunk_message() {
         // 1 KB: one message, one 32 KB unit.
-        assert_eq!(estimated_response_messages(1024).len(), 1);
-        assert_eq!(metered_messages(&estimated_response_messages(1024)), 1);
+        assert_eq!(estimated_response_messages(1024, false).len(), 1);
+        assert_eq!(
+            metered_messages(&estimated_response_messages(1024, false)),
+            1
+        );
         // 1 MB: a head plus ceil(1 MiB / chunk) chunks, each just under
         // 128 KB (4 units), the last one smaller.
-        let sizes = estimated_response_messages(1 << 20);
+        let sizes = estimated_response_messages(1 << 20, false);
         let chunks = (1usize << 20).div_ceil(BODY_CHUNK_BYTES);
         assert_eq!(sizes.len(), 1 + chunks);
         assert!(sizes.iter().all(|&s| s <= MAX_MESSAGE_BYTES), "{sizes:?}");
@@ -235,12 +267,18 @@ mod tests {
             units > 4 * (chunks - 1) && units <= 1 + 4 * chunks,
             "{units}"
         );
+        // Uploaded to S3: only the head crosses the WebSocket.
+        assert_eq!(
+            metered_messages(&estimated_response_messages(1 << 20, true)),
+            1
+        );
     }
 
     #[test]
     fn cost_of_a_small_request() {
         let usage = Usage {
             body_bytes: 1024,
+            request_bytes: 0,
             forwarding_invocations: 1.0,
             response_invocations: 1.0,
             forwarding_ms: 19.2,
@@ -253,6 +291,9 @@ mod tests {
             metered_messages_in: 1.0,
             read_units: 3.0,
             write_units: 3.0,
+            s3_puts: 0.0,
+            s3_gets: 0.0,
+            s3_deletes: 0.0,
         };
         let cost = CostPerMillion::of(&usage);
         assert!((cost.http_api - 1.0).abs() < 1e-9);
@@ -262,5 +303,24 @@ mod tests {
         assert!((cost.lambda_duration - 0.006 * 13.3334).abs() < 1e-6);
         assert!((cost.dynamodb_writes - 1.875).abs() < 1e-9);
         assert!((cost.dynamodb_reads - 0.375).abs() < 1e-9);
+        assert_eq!(cost.s3_requests, 0.0);
+        assert!((cost.total - (1.0 + 2.0 + 0.4 + 0.006 * 13.3334 + 1.875 + 0.375)).abs() < 1e-6);
+
+        // A 1 MB request body through S3: a PUT and a GET ($5.40 per
+        // million), the DELETE free; the HTTP API meters 2 × 512 KB.
+        let large = Usage {
+            request_bytes: 1 << 20,
+            s3_puts: 1.0,
+            s3_gets: 1.0,
+            s3_deletes: 1.0,
+            ..usage
+        };
+        let cost = CostPerMillion::of(&large);
+        assert!(
+            (cost.s3_requests - 5.4).abs() < 1e-9,
+            "{}",
+            cost.s3_requests
+        );
+        assert!((cost.http_api - 2.0).abs() < 1e-9);
     }
 }

@@ -1,8 +1,11 @@
 //! Call counters for the proxies the harness interposes between the
 //! handlers and what they call ([`itest::StackBuilder::interpose_dynamodb`],
-//! [`itest::StackBuilder::interpose_connections`]): DynamoDB calls are
-//! counted by `X-Amz-Target` and table, with read/write units; `@connections`
-//! calls by method, with WebSocket message sizes.
+//! [`itest::StackBuilder::interpose_connections`],
+//! [`itest::StackBuilder::interpose_s3`]): DynamoDB calls are counted by
+//! `X-Amz-Target` and table, with read/write units; `@connections` calls by
+//! method, with WebSocket message sizes; S3 requests by operation, bucket
+//! and key prefix (`req/`, `res/`), whether the SDK or an agent through a
+//! presigned URL made them.
 //!
 //! Read/write units: the backend's `ConsumedCapacity` when it reports one
 //! (the handlers do not ask for it, and moto does not volunteer it), else an
@@ -37,6 +40,9 @@ pub enum Upstream {
     DynamoDb,
     /// API Gateway's management API (`POST /{stage}/@connections/{id}`).
     Management,
+    /// S3's REST API, path-style (`/{bucket}/{key}`), as the harness's
+    /// clients and the URLs presigned through the proxy address it.
+    S3,
 }
 
 /// Totals of one operation on one table (or one management call).
@@ -75,8 +81,10 @@ impl OpStats {
     }
 }
 
-/// Which calls: the operation (`GetItem`, `POST @connections`) and, for
-/// DynamoDB, the table's prefix (one per stack) and role (`connections`, `pending`).
+/// Which calls: the operation (`GetItem`, `POST @connections`,
+/// `PutObject`) and, for DynamoDB, the table's prefix (one per stack) and
+/// role (`connections`, `pending`); for S3, the bucket's prefix and the
+/// key's first segment (`req`, `res`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OpKey {
     pub operation: String,
@@ -155,6 +163,9 @@ pub struct CallRecord {
     /// The key is a subdomain claim (`sub#…`): forwarding's lookup, not the
     /// response function's connection read.
     pub claim_key: bool,
+    /// A write on pending keyed `<request id>#<…>` (a chunk, or the one
+    /// answer item of the data path): only the response function writes those.
+    pub composite_key: bool,
     pub start: Instant,
     pub end: Instant,
 }
@@ -223,6 +234,7 @@ impl Observer for CallCounter {
             upstream_ms: (end - start).as_secs_f64() * 1000.0,
             ..OpStats::default()
         };
+        let mut composite_key = false;
         let (key, claim_key) = match self.kind {
             Upstream::Management => {
                 stats_delta.metered_messages =
@@ -266,12 +278,32 @@ impl Observer for CallCounter {
                     stats_delta.estimated_write_units = units.write;
                 }
                 let claim_key = key_value(&request["Key"]).is_some_and(|k| k.starts_with("sub#"));
+                composite_key = operation == "PutItem"
+                    && handlers::manifest::TABLES
+                        .iter()
+                        .find(|t| t.role == role)
+                        .and_then(|t| request["Item"][t.hash_key]["S"].as_str())
+                        .is_some_and(|k| k.contains('#'));
                 let key = OpKey {
                     operation,
                     prefix: prefix.to_string(),
                     role: role.to_string(),
                 };
                 (key, claim_key)
+            }
+            Upstream::S3 => {
+                let host = request_headers
+                    .get("host")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let (operation, bucket, role) = s3_call(method.as_str(), uri, host);
+                let prefix = bucket.rsplit_once('-').map_or("", |(p, _)| p);
+                let key = OpKey {
+                    operation,
+                    prefix: prefix.to_string(),
+                    role,
+                };
+                (key, false)
             }
         };
         if self.recording.load(Ordering::Relaxed) {
@@ -282,6 +314,7 @@ impl Observer for CallCounter {
                     prefix: key.prefix.clone(),
                     role: key.role.clone(),
                     claim_key,
+                    composite_key,
                     start,
                     end,
                 });
@@ -299,6 +332,58 @@ impl Observer for CallCounter {
         total.reported_calls += stats_delta.reported_calls;
         total.metered_messages += stats_delta.metered_messages;
         total.upstream_ms += stats_delta.upstream_ms;
+    }
+}
+
+/// An S3 request's operation, bucket and key prefix (the key's first
+/// segment: `req`, `res`), path-style (`/{bucket}/{key}`) or, when the Host
+/// names a bucket (`{bucket}.s3…`), virtual-hosted.
+pub fn s3_call(method: &str, uri: &axum::http::Uri, host: &str) -> (String, String, String) {
+    let path = uri.path().trim_start_matches('/');
+    let query = uri.query().unwrap_or("");
+    let virtual_bucket = host
+        .split_once('.')
+        .filter(|(first, rest)| rest.starts_with("s3") && !first.is_empty())
+        .map(|(first, _)| first);
+    let (bucket, key) = match virtual_bucket {
+        Some(bucket) => (bucket, path),
+        None => path.split_once('/').unwrap_or((path, "")),
+    };
+    let has_key = !key.is_empty();
+    let operation = match (method, has_key) {
+        ("PUT", true) if query.contains("partNumber=") => "UploadPart",
+        ("PUT", true) => "PutObject",
+        ("GET", true) => "GetObject",
+        ("HEAD", true) => "HeadObject",
+        ("DELETE", true) => "DeleteObject",
+        ("POST", false) if query.contains("delete") => "DeleteObjects",
+        ("GET", false) => "ListObjects",
+        (m, true) => return (format!("{m} object"), bucket.into(), first_segment(key)),
+        (m, false) => return (format!("{m} bucket"), bucket.into(), String::new()),
+    };
+    (operation.into(), bucket.into(), first_segment(key))
+}
+
+fn first_segment(key: &str) -> String {
+    key.split_once('/')
+        .map_or("", |(first, _)| first)
+        .to_string()
+}
+
+/// What S3 bills a request as: PUT-class (PUT, COPY, POST, LIST), free
+/// (DELETE) or GET-class (everything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Class {
+    Put,
+    Get,
+    Free,
+}
+
+pub fn s3_class(operation: &str) -> S3Class {
+    match operation {
+        "PutObject" | "UploadPart" | "ListObjects" | "POST bucket" | "POST object" => S3Class::Put,
+        "DeleteObject" | "DeleteObjects" => S3Class::Free,
+        _ => S3Class::Get,
     }
 }
 
@@ -487,6 +572,90 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn s3_requests_are_named_and_classed_as_billed() {
+        let call = |method: &str, uri: &str, host: &str| {
+            s3_call(method, &uri.parse::<axum::http::Uri>().unwrap(), host)
+        };
+        // (method, path and query, Host) → (operation, bucket, key prefix).
+        let cases = [
+            // Path-style, as the harness's clients and presigned URLs address it.
+            (
+                ("PUT", "/p1-bodies/req/abc", "127.0.0.1:9"),
+                ("PutObject", "p1-bodies", "req"),
+            ),
+            (
+                ("GET", "/p1-bodies/res/abc?X-Amz-Signature=x", "127.0.0.1:9"),
+                ("GetObject", "p1-bodies", "res"),
+            ),
+            (
+                ("DELETE", "/p1-bodies/res/abc", "h"),
+                ("DeleteObject", "p1-bodies", "res"),
+            ),
+            (
+                ("GET", "/p1-bodies?list-type=2", "h"),
+                ("ListObjects", "p1-bodies", ""),
+            ),
+            (
+                ("PUT", "/p1-bodies/res/abc?partNumber=2&uploadId=u", "h"),
+                ("UploadPart", "p1-bodies", "res"),
+            ),
+            // Virtual-hosted: the bucket is in the Host.
+            (
+                ("HEAD", "/req/abc", "p1-bodies.s3.us-east-1.amazonaws.com"),
+                ("HeadObject", "p1-bodies", "req"),
+            ),
+        ];
+        for ((method, uri, host), (op, bucket, role)) in cases {
+            assert_eq!(
+                call(method, uri, host),
+                (op.to_string(), bucket.to_string(), role.to_string()),
+                "{method} {uri} on {host}"
+            );
+        }
+        assert_eq!(s3_class("PutObject"), S3Class::Put);
+        assert_eq!(s3_class("ListObjects"), S3Class::Put);
+        assert_eq!(s3_class("GetObject"), S3Class::Get);
+        assert_eq!(s3_class("HeadObject"), S3Class::Get);
+        assert_eq!(s3_class("DeleteObject"), S3Class::Free);
+    }
+
+    #[test]
+    fn a_put_keyed_request_and_more_is_recorded_as_the_response_functions() {
+        let counter = CallCounter::new(Upstream::DynamoDb);
+        let headers = {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("x-amz-target", "DynamoDB_20120810.PutItem".parse().unwrap());
+            h
+        };
+        let put = |id: &str| {
+            json!({"TableName": "p1-pending", "Item": {"body": {"S": "x"}, "requestId": {"S": id}}})
+                .to_string()
+        };
+        let observe = |body: &str| {
+            let now = Instant::now();
+            counter.observe(&Exchange {
+                method: &axum::http::Method::POST,
+                uri: &"/".parse().unwrap(),
+                request_headers: &headers,
+                request_body: body.as_bytes(),
+                status: axum::http::StatusCode::OK,
+                response_body: b"{}",
+                start: now,
+                end: now,
+            });
+        };
+        counter.start_recording();
+        observe(&put("r1"));
+        observe(&put("r1#conn"));
+        let records = counter.stop_recording();
+        assert_eq!(
+            records.iter().map(|r| r.composite_key).collect::<Vec<_>>(),
+            [false, true]
+        );
+        assert_eq!(counter.counts().calls("PutItem", "pending"), 2);
+    }
 
     #[test]
     fn item_sizes_follow_dynamodb_rules() {

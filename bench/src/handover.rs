@@ -72,11 +72,13 @@ pub struct HandoverReport {
 impl HandoverPlan {
     /// Runs the phase on a stack of its own, `config` with the age limit
     /// (run it once the other phases' stacks are stopped: the load is what
-    /// two cores and moto carry), its DynamoDB calls counted by `dynamodb`.
+    /// two cores and moto carry), its DynamoDB and S3 calls counted by
+    /// `dynamodb` and `s3`.
     pub async fn run(
         self,
         config: StackConfig,
         dynamodb: Arc<CallCounter>,
+        s3: Arc<CallCounter>,
         client: &reqwest::Client,
     ) -> anyhow::Result<HandoverReport> {
         let plan = self;
@@ -86,6 +88,7 @@ impl HandoverPlan {
                 ..config
             },
             dynamodb,
+            s3,
         )
         .await?;
         let service = LocalService::start("handover").await?;

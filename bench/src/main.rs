@@ -19,13 +19,14 @@ use tunnel_bench::{
 /// Gateway + the four release-built handlers + moto/LocalStack DynamoDB, all
 /// on 127.0.0.1).
 ///
-/// Phases: cold starts of fresh stacks; added latency by response size
-/// (direct and tunnel requests alternating); the adaptive polling schedule
+/// Phases: cold starts of fresh stacks; added latency by response size and
+/// by request body size (direct and tunnel requests alternating); the adaptive polling schedule
 /// beside a fixed interval (two stacks, interleaved); DynamoDB calls, read /
-/// write units, Lambda invocations and cost per request (counting proxies in
-/// front of DynamoDB and @connections); throughput by visitors × agents;
-/// failed requests across forced handovers (one agent at 20 requests/s,
-/// connections ended every 20 s for 70 s, every 10 s for 25 s with --quick).
+/// write units, S3 requests, Lambda invocations and cost per request
+/// (counting proxies in front of DynamoDB, S3 and @connections); throughput
+/// by visitors × agents; failed requests across forced handovers (one agent
+/// at 20 requests/s, connections ended every 20 s for 70 s, every 10 s for
+/// 25 s with --quick).
 /// Sizes the tunnel cannot carry are reported as "not supported (status …)".
 ///
 /// Prints Markdown tables, writes JSON (default target/bench/latest.json) and
@@ -40,6 +41,9 @@ struct Args {
     /// Response sizes for the latency phase (B, KB, MB; KB = 1024 B).
     #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "1KB,64KB,100KB,1MB")]
     sizes: Vec<usize>,
+    /// Request body sizes for the latency phase (each a POST answered with 1 KB; B, KB, MB).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "64KB,1MB")]
+    request_sizes: Vec<usize>,
     /// Request pairs (direct + tunnel) per size and polling case [default: 200, --quick 30].
     #[arg(long)]
     samples: Option<usize>,
@@ -101,6 +105,7 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
     let plan = Plan {
         quick,
         sizes: args.sizes.clone(),
+        request_sizes: args.request_sizes.clone(),
         samples: args.samples.unwrap_or(if quick { 30 } else { 200 }).max(1),
         visitors: args.visitors.clone(),
         agents: args.agents.clone(),
@@ -127,6 +132,7 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
         plan: plan.clone(),
         build: build.clone(),
         dynamodb: Arc::new(CallCounter::new(Upstream::DynamoDb)),
+        s3: Arc::new(CallCounter::new(Upstream::S3)),
         memory_mb: memory_mb.clone(),
         client: run::visitor_client()?,
         service: SizedService::start().await?,
@@ -178,6 +184,7 @@ async fn bench(args: Args, build: run::HandlerBuild) -> anyhow::Result<()> {
         .run(
             bench.stack_config(None, plan.concurrency),
             bench.dynamodb.clone(),
+            bench.s3.clone(),
             &bench.client,
         )
         .await?;
@@ -226,5 +233,8 @@ mod tests {
         let quick = Args::try_parse_from(["bench", "--quick", "--sizes", "1KB,2MB"]).unwrap();
         assert!(quick.quick);
         assert_eq!(quick.sizes, [1024, 2 << 20]);
+        assert_eq!(quick.request_sizes, [64 << 10, 1 << 20]);
+        let bodies = Args::try_parse_from(["bench", "--request-sizes", "100KB"]).unwrap();
+        assert_eq!(bodies.request_sizes, [100 << 10]);
     }
 }

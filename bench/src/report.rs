@@ -24,7 +24,11 @@ pub struct Machine {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyRow {
+    /// Response body bytes.
     pub size_bytes: usize,
+    /// Request body bytes (0 for a `GET`).
+    pub request_bytes: usize,
+    /// `1 KB` (a response of that size) or `64 KB request`.
     pub size: String,
     pub supported: bool,
     /// `not supported (status 502: …)` when the tunnel cannot carry it.
@@ -44,6 +48,9 @@ pub struct PerRequest {
     pub requests: u64,
     /// DynamoDB calls by API operation (`GetItem`, …), measured.
     pub dynamodb_calls: BTreeMap<String, f64>,
+    /// S3 requests by operation and key prefix (`PutObject req/`), measured
+    /// (counting proxy on the S3 endpoint, presigned transfers included).
+    pub s3_calls: BTreeMap<String, f64>,
     pub units_source: String,
     /// Lambda invocations by function, measured (emulator counters).
     pub lambda_invocations: BTreeMap<String, f64>,
@@ -97,6 +104,8 @@ pub struct Prices {
     pub lambda_arm_gb_second: f64,
     pub dynamodb_write_unit_per_million: f64,
     pub dynamodb_read_unit_per_million: f64,
+    pub s3_put_per_million: f64,
+    pub s3_get_per_million: f64,
 }
 
 impl Prices {
@@ -110,6 +119,8 @@ impl Prices {
             lambda_arm_gb_second: cost::LAMBDA_ARM_PER_GB_SECOND,
             dynamodb_write_unit_per_million: cost::DYNAMODB_PER_WRITE_UNIT * 1e6,
             dynamodb_read_unit_per_million: cost::DYNAMODB_PER_READ_UNIT * 1e6,
+            s3_put_per_million: cost::S3_PER_PUT * 1e6,
+            s3_get_per_million: cost::S3_PER_GET * 1e6,
         }
     }
 }
@@ -141,8 +152,10 @@ pub fn method_notes() -> Vec<String> {
         "Latency: wall clock at the visitor (reqwest, keep-alive) on loopback; direct and tunnel requests alternate in one run; added = tunnel percentile minus direct percentile.".into(),
         "DynamoDB calls per request and Lambda invocations per function: measured (counting proxy on the DynamoDB endpoint; emulator counters), averaged over the sequential latency phase.".into(),
         "PostToConnection messages: measured (counting proxy on @connections) with their 32 KB increments; agent → API Gateway messages = response-function invocations (measured), their 32 KB increments estimated from the body size as the agent sends it (one message of base64 + 512 B when under 128 KB, else a head plus body_chunk messages of at most 128 KB each).".into(),
+        "S3 requests per request: measured (counting proxy on the S3 endpoint; the URLs forwarding presigns point at it, so the agents' transfers are counted too), priced as S3 Standard: PUT-class $0.005 per 1,000, GET-class $0.0004 per 1,000, DELETE free, storage negligible (objects live seconds).".into(),
         "Read/write units: estimated from item sizes on the wire (1 WCU per started 1 KB written, 1 RCU per started 4 KB read strongly consistent, an UpdateItem or DeleteItem charged for the item as last seen); the handlers do not ask for ConsumedCapacity and moto's unasked-for 0.5 on UpdateItem is a constant, so it is reported in the JSON but not used.".into(),
         "Lambda duration: forwarding = mean visitor-side tunnel latency (an upper bound: the function waits for the whole round trip); response = mean time of its DynamoDB calls seen by the proxy (for an http_response: the conditional UpdateItem; a lower bound: excludes event parsing and the runtime API round trip); each rounded up to 1 ms. The emulator has no per-invocation durations.".into(),
+        "Request bodies: POST of n bytes to the service, which answers 1 KB only when all n arrived; the HTTP API is metered by the larger of request and answer (512 KB increments).".into(),
         "Cost: AWS list prices (see prices), free tiers ignored; WebSocket connection minutes are per connected agent ($0.000015 per agent-hour), not per request, so they are not in the per-request total.".into(),
         "Handovers: one agent on a stack whose emulator ends connections after max_connection_age_secs (told to the agent), under the harness's load (itest::Load, as the end-to-end handover tests); a request fails unless it gets 200 with its own answer; handovers and dropped are the agent's Renewed events.".into(),
         "Local DynamoDB is moto (one Python process, ~ms per call): it bounds throughput and inflates latency compared with DynamoDB in AWS.".into(),
@@ -188,7 +201,7 @@ impl Report {
         let _ = writeln!(out, "### Added latency (tunnel minus direct, ms)\n");
         let _ = writeln!(
             out,
-            "| response | samples | direct p50 | tunnel p50 / p90 / p99 | added p50 | added p90 | added p99 | errors |"
+            "| body | samples | direct p50 | tunnel p50 / p90 / p99 | added p50 | added p90 | added p99 | errors |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for row in &self.latency {
@@ -280,9 +293,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| response | DynamoDB calls | RCU / WCU (estimated) | Lambda invocations | forwarding / response ms | WebSocket messages out / in (32 KB units) | $ per million requests |"
+            "| body | DynamoDB calls | RCU / WCU (estimated) | S3 requests | Lambda invocations | forwarding / response ms | WebSocket messages out / in (32 KB units) | $ per million requests |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for row in &self.latency {
             let (Some(p), Some(c)) = (&row.per_request, &row.cost_per_million) else {
                 continue;
@@ -298,10 +311,20 @@ impl Report {
                 .filter(|(_, n)| **n > 0.0)
                 .map(|(f, n)| format!("{f} {n:.2}"))
                 .collect();
+            let s3: Vec<String> = p
+                .s3_calls
+                .iter()
+                .map(|(op, n)| format!("{op} {n:.2}"))
+                .collect();
+            let s3 = if s3.is_empty() {
+                "none".to_string()
+            } else {
+                s3.join(", ")
+            };
             let u = &p.usage;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} / {:.2} | {} | {} / {} | {:.2} / {:.2} | **{:.2}** (HTTP API {:.2}, WebSocket {:.2}, Lambda {:.2} + {:.2} duration, DynamoDB {:.2} read + {:.2} write) |",
+                "| {} | {} | {:.2} / {:.2} | {s3} | {} | {} / {} | {:.2} / {:.2} | **{:.2}** (HTTP API {:.2}, WebSocket {:.2}, Lambda {:.2} + {:.2} duration, DynamoDB {:.2} read + {:.2} write, S3 {:.2}) |",
                 row.size,
                 calls.join(", "),
                 u.read_units,
@@ -318,6 +341,7 @@ impl Report {
                 c.lambda_duration,
                 c.dynamodb_reads,
                 c.dynamodb_writes,
+                c.s3_requests,
             );
         }
         let _ = writeln!(

@@ -13,13 +13,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use axum::body::Bytes;
 use handlers::manifest::{self, FUNCTIONS};
 use itest::{HandlerBinaries, HandlerSource, Logs, Profile, StackConfig, Tunnel, binaries, paths};
 use tokio::sync::Mutex;
 
 use crate::{
     cost::{self, CostPerMillion, Usage},
-    counting::{CallCounter, CallRecord, Counts},
+    counting::{CallCounter, CallRecord, Counts, S3Class, s3_class},
     report::*,
     service::SizedService,
     stack::BenchStack,
@@ -32,6 +33,8 @@ pub struct Plan {
     pub quick: bool,
     /// Response body sizes of the latency phase, bytes.
     pub sizes: Vec<usize>,
+    /// Request body sizes of the latency phase (each answered with 1 KB), bytes.
+    pub request_sizes: Vec<usize>,
     /// Measured request pairs (direct + tunnel) per size.
     pub samples: usize,
     pub visitors: Vec<usize>,
@@ -112,9 +115,18 @@ impl Outcome {
 }
 
 pub async fn timed_get(client: &reqwest::Client, url: &str) -> Outcome {
+    timed(client.get(url)).await
+}
+
+/// One timed `POST` of `body`.
+pub async fn timed_post(client: &reqwest::Client, url: &str, body: &Bytes) -> Outcome {
+    timed(client.post(url).body(body.clone())).await
+}
+
+async fn timed(request: reqwest::RequestBuilder) -> Outcome {
     let start = Instant::now();
     let result = async {
-        let response = client.get(url).send().await?;
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let body = response.bytes().await?;
         Ok::<_, reqwest::Error>((status, body))
@@ -187,12 +199,61 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// One exchange of the latency phase: a `GET` answered with
+/// `response_bytes`, or a `POST` of `request_bytes` answered with 1 KB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    pub request_bytes: usize,
+    pub response_bytes: usize,
+}
+
+/// What the service answers a `POST /sink/{n}` with.
+pub const SINK_ANSWER_BYTES: usize = 1024;
+
+impl Case {
+    pub fn response(bytes: usize) -> Case {
+        Case {
+            request_bytes: 0,
+            response_bytes: bytes,
+        }
+    }
+
+    pub fn request(bytes: usize) -> Case {
+        Case {
+            request_bytes: bytes,
+            response_bytes: SINK_ANSWER_BYTES,
+        }
+    }
+
+    /// `1 KB` for a response (as in earlier reports), `64 KB request` for a
+    /// request body.
+    pub fn label(&self) -> String {
+        if self.request_bytes == 0 {
+            size_label(self.response_bytes)
+        } else {
+            format!("{} request", size_label(self.request_bytes))
+        }
+    }
+
+    /// The path on the service (`/bytes/{n}` or `/sink/{n}`).
+    pub fn path(&self) -> String {
+        if self.request_bytes == 0 {
+            format!("/bytes/{}", self.response_bytes)
+        } else {
+            format!("/sink/{}", self.request_bytes)
+        }
+    }
+}
+
 /// Everything shared by the phases.
 pub struct Bench {
     pub plan: Plan,
     pub build: HandlerBuild,
     /// Every stack's DynamoDB calls (by table prefix).
     pub dynamodb: Arc<CallCounter>,
+    /// Every stack's S3 requests (by bucket prefix), the agents' through
+    /// presigned URLs included.
+    pub s3: Arc<CallCounter>,
     pub memory_mb: BTreeMap<String, u32>,
     pub client: reqwest::Client,
     pub service: SizedService,
@@ -225,6 +286,7 @@ impl Bench {
         BenchStack::start(
             self.stack_config(poll_interval, concurrency),
             self.dynamodb.clone(),
+            self.s3.clone(),
         )
         .await
     }
@@ -283,22 +345,41 @@ impl Bench {
             .collect())
     }
 
-    /// Added latency by size on `stack` through `tunnel`, with operations
-    /// and cost per request.
+    /// The latency phase's exchanges: the response sizes, then the request
+    /// sizes.
+    pub fn cases(&self) -> Vec<Case> {
+        let responses = self.plan.sizes.iter().map(|&n| Case::response(n));
+        let requests = self.plan.request_sizes.iter().map(|&n| Case::request(n));
+        responses.chain(requests).collect()
+    }
+
+    /// Added latency by body size on `stack` through `tunnel` (responses of
+    /// each size, then requests of each size), with operations and cost per
+    /// request.
     pub async fn latency(
         &self,
         stack: &BenchStack,
         tunnel: &Tunnel,
     ) -> anyhow::Result<Vec<LatencyRow>> {
         let mut rows = Vec::new();
-        for &size in &self.plan.sizes {
-            let direct_url = format!("{}/bytes/{size}", self.service.url());
-            let tunnel_url = format!("{}/bytes/{size}", tunnel.public_url());
-            let probe = timed_get(&self.client, &tunnel_url).await;
-            if !probe.ok(size) {
+        for case in self.cases() {
+            let direct_url = format!("{}{}", self.service.url(), case.path());
+            let tunnel_url = format!("{}{}", tunnel.public_url(), case.path());
+            let body = self.service.body(case.request_bytes);
+            let expected = case.response_bytes;
+            let send = async |url: &str| {
+                if case.request_bytes == 0 {
+                    timed_get(&self.client, url).await
+                } else {
+                    timed_post(&self.client, url, &body).await
+                }
+            };
+            let probe = send(&tunnel_url).await;
+            if !probe.ok(expected) {
                 rows.push(LatencyRow {
-                    size_bytes: size,
-                    size: size_label(size),
+                    size_bytes: case.response_bytes,
+                    request_bytes: case.request_bytes,
+                    size: case.label(),
                     supported: false,
                     not_supported: Some(format!("not supported ({})", probe.describe())),
                     direct: None,
@@ -311,15 +392,11 @@ impl Bench {
                 continue;
             }
             for _ in 0..5.min(self.plan.samples) {
-                timed_get(&self.client, &direct_url).await;
-                timed_get(&self.client, &tunnel_url).await;
+                send(&direct_url).await;
+                send(&tunnel_url).await;
             }
 
-            let before = (
-                self.dynamodb.counts(),
-                stack.management().counts(),
-                stack.counters(),
-            );
+            let before = self.snapshot(stack);
             self.dynamodb.start_recording();
             let (mut direct, mut through) = (Vec::new(), Vec::new());
             let mut errors = 0;
@@ -327,28 +404,24 @@ impl Bench {
             for i in 0..self.plan.samples {
                 // Alternate which goes first so neither always gets a warm path.
                 let pair = if i % 2 == 0 {
-                    let d = timed_get(&self.client, &direct_url).await;
-                    (d, timed_get(&self.client, &tunnel_url).await)
+                    let d = send(&direct_url).await;
+                    (d, send(&tunnel_url).await)
                 } else {
-                    let t = timed_get(&self.client, &tunnel_url).await;
-                    (timed_get(&self.client, &direct_url).await, t)
+                    let t = send(&tunnel_url).await;
+                    (send(&direct_url).await, t)
                 };
                 attempts += 1;
-                if pair.0.ok(size) {
+                if pair.0.ok(expected) {
                     direct.push(pair.0.elapsed);
                 }
-                if pair.1.ok(size) {
+                if pair.1.ok(expected) {
                     through.push(pair.1.elapsed);
                 } else {
                     errors += 1;
                 }
             }
             let records = self.dynamodb.stop_recording();
-            let after = (
-                self.dynamodb.counts(),
-                stack.management().counts(),
-                stack.counters(),
-            );
+            let after = self.snapshot(stack);
 
             let direct = Summary::of(&direct);
             let tunnel_summary = Summary::of(&through);
@@ -358,7 +431,7 @@ impl Bench {
             };
             let per_request = per_request(
                 stack,
-                size,
+                case,
                 attempts,
                 &before,
                 &after,
@@ -368,8 +441,9 @@ impl Bench {
             );
             let cost = per_request.as_ref().map(|p| CostPerMillion::of(&p.usage));
             rows.push(LatencyRow {
-                size_bytes: size,
-                size: size_label(size),
+                size_bytes: case.response_bytes,
+                request_bytes: case.request_bytes,
+                size: case.label(),
                 supported: true,
                 not_supported: None,
                 direct,
@@ -381,6 +455,16 @@ impl Bench {
             });
         }
         Ok(rows)
+    }
+
+    /// The counters a per-request figure is the difference of.
+    fn snapshot(&self, stack: &BenchStack) -> Snapshot {
+        Snapshot {
+            dynamodb: self.dynamodb.counts(),
+            management: stack.management().counts(),
+            s3: self.s3.counts(),
+            functions: stack.counters(),
+        }
     }
 
     /// The adaptive schedule beside a fixed interval, requests interleaved.
@@ -535,14 +619,22 @@ impl Bench {
     }
 }
 
+/// The counters around a sequential phase.
+pub struct Snapshot {
+    pub dynamodb: Counts,
+    pub management: Counts,
+    pub s3: Counts,
+    pub functions: emulator::Counters,
+}
+
 /// Per visitor request, from the counters around a sequential phase.
 #[allow(clippy::too_many_arguments)]
 fn per_request(
     stack: &BenchStack,
-    size: usize,
+    case: Case,
     requests: u64,
-    before: &(Counts, Counts, emulator::Counters),
-    after: &(Counts, Counts, emulator::Counters),
+    before: &Snapshot,
+    after: &Snapshot,
     records: &[CallRecord],
     forwarding_ms: Option<f64>,
     memory_mb: &BTreeMap<String, u32>,
@@ -551,11 +643,15 @@ fn per_request(
         return None;
     }
     let n = requests as f64;
-    let dynamodb = after.0.since(&before.0).for_prefix(stack.prefix());
-    let management = after.1.since(&before.1);
+    let dynamodb = after
+        .dynamodb
+        .since(&before.dynamodb)
+        .for_prefix(stack.prefix());
+    let management = after.management.since(&before.management);
+    let s3 = after.s3.since(&before.s3).for_prefix(stack.prefix());
     let invocations = |name: &str| {
         let get = |c: &emulator::Counters| c.functions.get(name).map_or(0, |f| f.invocations);
-        get(&after.2).saturating_sub(get(&before.2)) as f64 / n
+        get(&after.functions).saturating_sub(get(&before.functions)) as f64 / n
     };
     let by_op = dynamodb.by_operation();
     let operations: BTreeMap<String, f64> = by_op
@@ -570,15 +666,34 @@ fn per_request(
     let post = posts.get("POST @connections");
     let messages_out = post.map_or(0.0, |p| p.calls as f64 / n);
     let metered_out = post.map_or(0.0, |p| p.metered_messages as f64 / n);
+    let s3_calls: BTreeMap<String, f64> = s3
+        .ops
+        .iter()
+        .map(|(key, stats)| (s3_label(key), stats.calls as f64 / n))
+        .fold(BTreeMap::new(), |mut out, (label, calls)| {
+            *out.entry(label).or_default() += calls;
+            out
+        });
+    let s3_by_class = |class: S3Class| {
+        s3.ops
+            .iter()
+            .filter(|(key, _)| s3_class(&key.operation) == class)
+            .map(|(_, stats)| stats.calls)
+            .sum::<u64>() as f64
+            / n
+    };
+    // The answer went through the bucket when the agent PUT it there.
+    let uploaded = s3.calls("PutObject", "res") as f64 / n >= 0.5;
     let response_invocations = invocations(manifest::RESPONSE.name);
     // The agent's messages for one response (measured invocations carry
-    // them; their sizes are estimated from the protocol's chunking).
-    let messages = cost::estimated_response_messages(size);
+    // them; their sizes are estimated from the protocol).
+    let messages = cost::estimated_response_messages(case.response_bytes, uploaded);
     let metered_in_per_message = cost::metered_messages(&messages) as f64 / messages.len() as f64;
     let response_spans = response_spans(records, stack.prefix());
     let response_ms = Summary::of(&response_spans).map(|s| s.mean_ms);
     let usage = Usage {
-        body_bytes: size,
+        body_bytes: case.response_bytes,
+        request_bytes: case.request_bytes,
         forwarding_invocations: invocations(manifest::FORWARDING.name),
         response_invocations,
         forwarding_ms: forwarding_ms.unwrap_or(0.0),
@@ -594,10 +709,14 @@ fn per_request(
         metered_messages_in: response_invocations * metered_in_per_message,
         read_units,
         write_units,
+        s3_puts: s3_by_class(S3Class::Put),
+        s3_gets: s3_by_class(S3Class::Get),
+        s3_deletes: s3_by_class(S3Class::Free),
     };
     Some(PerRequest {
         requests,
         dynamodb_calls: operations,
+        s3_calls,
         units_source: if reported > 0 {
             // moto answers UpdateItem with a constant 0.5 whatever the size
             // and nothing for the rest: not a figure to bill by.
@@ -618,16 +737,32 @@ fn per_request(
     })
 }
 
+/// `PutObject res/` for an S3 count.
+fn s3_label(key: &crate::counting::OpKey) -> String {
+    if key.role.is_empty() {
+        key.operation.clone()
+    } else {
+        format!("{} {}/", key.operation, key.role)
+    }
+}
+
 /// The response function's DynamoDB time per invocation, from calls
-/// recorded in a sequential phase: its conditional `UpdateItem` on pending,
-/// from the start of a connection read (`GetItem` on connections, not a
-/// `sub#` claim) when one comes right before it.
+/// recorded in a sequential phase: its write on pending (the conditional
+/// `UpdateItem` of an answer, or a `PutItem` keyed `<request id>#…`: a chunk,
+/// or the data path's one answer item), from the start of a connection read
+/// (`GetItem` on connections, not a `sub#` claim) when one comes right
+/// before it.
 pub fn response_spans(records: &[CallRecord], prefix: &str) -> Vec<Duration> {
     let mut records: Vec<&CallRecord> = records.iter().filter(|r| r.prefix == prefix).collect();
     records.sort_by_key(|r| r.start);
     let mut spans = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        if (r.operation.as_str(), r.role.as_str()) != ("UpdateItem", "pending") {
+        let answer = match (r.operation.as_str(), r.role.as_str()) {
+            ("UpdateItem", "pending") => true,
+            ("PutItem", "pending") => r.composite_key,
+            _ => false,
+        };
+        if !answer {
             continue;
         }
         let start = match i.checked_sub(1).map(|p| records[p]) {
@@ -714,6 +849,7 @@ mod tests {
             prefix: "p".into(),
             role: role.into(),
             claim_key: claim,
+            composite_key: false,
             start: at(s),
             end: at(e),
         };
@@ -736,5 +872,16 @@ mod tests {
             call("UpdateItem", "pending", false, 2, 5),
         ];
         assert_eq!(response_spans(&alone, "p"), vec![Duration::from_millis(3)]);
+        // A PutItem on pending counts only when keyed `<request id>#…` (the
+        // response function's): forwarding's pending item is not an answer.
+        let mut answer = call("PutItem", "pending", false, 4, 6);
+        answer.composite_key = true;
+        let puts = vec![
+            call("GetItem", "connections", true, 0, 1),
+            call("PutItem", "pending", false, 1, 2),
+            call("GetItem", "connections", false, 3, 4),
+            answer,
+        ];
+        assert_eq!(response_spans(&puts, "p"), vec![Duration::from_millis(3)]);
     }
 }

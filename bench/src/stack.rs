@@ -1,7 +1,7 @@
 //! A benchmark stack: the harness's stack ([`itest::StackBuilder`]) with
-//! counters on the proxies it interposes in front of DynamoDB (one counter
-//! shared by every stack of a run, told apart by table prefix) and
-//! `@connections` (one per stack).
+//! counters on the proxies it interposes in front of DynamoDB and S3 (one
+//! counter each shared by every stack of a run, told apart by table and
+//! bucket prefix) and `@connections` (one per stack).
 
 use std::sync::Arc;
 
@@ -17,21 +17,24 @@ pub struct BenchStack {
 
 impl BenchStack {
     /// `config` on the process-wide backend, its DynamoDB calls counted by
-    /// `dynamodb`.
+    /// `dynamodb`, its S3 requests (the agents' presigned ones too) by `s3`.
     pub async fn start(
         config: StackConfig,
         dynamodb: Arc<CallCounter>,
+        s3: Arc<CallCounter>,
     ) -> anyhow::Result<BenchStack> {
         let management = Arc::new(CallCounter::new(Upstream::Management));
         let stack = Stack::builder(config)
             .interpose_dynamodb(dynamodb)
+            .interpose_s3(s3)
             .interpose_connections(management.clone())
             .start()
             .await?;
         Ok(BenchStack { stack, management })
     }
 
-    /// The table prefix: the DynamoDB counter's counts of this stack.
+    /// The table and bucket prefix: the DynamoDB and S3 counters' counts of
+    /// this stack.
     pub fn prefix(&self) -> &str {
         self.stack.tables().prefix()
     }
