@@ -16,8 +16,9 @@
 //! A request body too large for a message is fetched from the bodies bucket
 //! before anything else (`body_download`), and an answer body over
 //! [`INLINE_ANSWER_BODY_BYTES`] is PUT to the request's `response_upload`
-//! when the server gave one (`body_uploaded`); otherwise it goes inline or
-//! in `body_chunk`s ([`crate::bodies`], `docs/contracts.md` "The data path").
+//! when the server gave one (`body_uploaded`); otherwise it goes inline, and
+//! an answer too large for one message without an upload URL is a 502 with
+//! a short reason ([`crate::bodies`], `docs/contracts.md` "The data path").
 //!
 //! A failed request has two texts: a short reason for the visitor (sent in
 //! the `error` message; no local address, no error chain) and the details
@@ -28,10 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use protocol::body::encoded_len;
 use protocol::headers::HopByHop;
-use protocol::limits::{INLINE_ANSWER_BODY_BYTES, MAX_BODY_BYTES};
+use protocol::limits::{INLINE_ANSWER_BODY_BYTES, MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
 use protocol::{
-    BodyUploaded, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message, SignedUrl,
+    BodyUploaded, ErrorCode, ErrorMessage, Headers, HttpRequest, HttpResponse, Message,
+    ProtocolError, SignedUrl, encode_body,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -131,25 +134,26 @@ impl Forwarder {
     }
 
     /// Forwards `req` and returns the message to send back (a response or an
-    /// error, already checked against the message limit) and a log line.
+    /// error, already checked against the message limit; none only if not
+    /// even an error fits) and a log line.
     ///
-    /// A body too large for one message goes to the request's upload URL
-    /// or, without one, as a head plus `body_chunk`s; every message is
-    /// serialized (and the body checked against `MAX_BODY_BYTES` while it was
-    /// read) before any is sent, so nothing is half-delivered.
+    /// A body over [`INLINE_ANSWER_BODY_BYTES`] goes to the request's upload
+    /// URL; without one, an answer too large for one message becomes a
+    /// `payload_too_large` error (502). The body is checked against
+    /// `MAX_BODY_BYTES` while it is read.
     ///
     /// It does not take a [`Slot`]: the caller does, and holds it until the
     /// answer is on its way.
-    pub async fn forward(&self, mut req: HttpRequest) -> (Vec<String>, RequestLog) {
+    pub async fn forward(&self, mut req: HttpRequest) -> (Option<String>, RequestLog) {
         // A stored body first: the recorder and the local service see it.
         let stored = match req.body_download.take() {
             None => None,
             Some(download) => match self.storage.download(&download).await {
                 Ok(body) => Some(body),
                 Err(e) => {
-                    let (messages, outcome) =
-                        failure_messages(&req.request_id, Failure::transfer(&e));
-                    return (messages, RequestLog::for_request(&req, outcome));
+                    let (message, outcome) =
+                        failure_message(&req.request_id, Failure::transfer(&e));
+                    return (message, RequestLog::for_request(&req, outcome));
                 }
             },
         };
@@ -170,7 +174,7 @@ impl Forwarder {
         mut req: HttpRequest,
         stored: Option<Vec<u8>>,
         mut recording: Option<Box<dyn Recording>>,
-    ) -> (Vec<String>, RequestLog) {
+    ) -> (Option<String>, RequestLog) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
         let upload = req.response_upload.take();
@@ -192,7 +196,7 @@ impl Forwarder {
             )),
         };
         let elapsed = started.elapsed();
-        let (messages, outcome) = match result {
+        let (message, outcome) = match result {
             Ok((mut response, body)) => {
                 response.processing_time_ms = elapsed.as_millis() as u64;
                 let status = response.status_code;
@@ -201,11 +205,11 @@ impl Forwarder {
                     recording.response(status, &response.headers, &body);
                 }
                 match self.answer(response, body, upload.as_ref()).await {
-                    Ok(messages) => (messages, RequestOutcome::Status(status)),
-                    Err(failure) => failure_messages(&request_id, failure),
+                    Ok(json) => (Some(json), RequestOutcome::Status(status)),
+                    Err(failure) => failure_message(&request_id, failure),
                 }
             }
-            Err(failure) => failure_messages(&request_id, failure),
+            Err(failure) => failure_message(&request_id, failure),
         };
         log.outcome = outcome;
         log.duration = elapsed;
@@ -213,18 +217,17 @@ impl Forwarder {
         if let Some(recording) = recording {
             recording.finish(&log.outcome, elapsed);
         }
-        (messages, log)
+        (message, log)
     }
 
-    /// The messages that carry `response` with `body`: one whose body was
-    /// uploaded to `upload` when it is over [`INLINE_ANSWER_BODY_BYTES`],
-    /// else the body inline or in chunks.
+    /// The message that carries `response` with `body`: its body uploaded
+    /// to `upload` when it is over [`INLINE_ANSWER_BODY_BYTES`], else inline.
     async fn answer(
         &self,
         mut response: HttpResponse,
         body: Vec<u8>,
         upload: Option<&SignedUrl>,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<String, Failure> {
         let too_large = |e: protocol::ProtocolError| {
             Failure::new(
                 ErrorCode::PayloadTooLarge,
@@ -239,12 +242,24 @@ impl Forwarder {
                     .await
                     .map_err(|e| Failure::transfer(&e))?;
                 response.body_uploaded = Some(BodyUploaded { length });
-                let json = Message::HttpResponse(response)
-                    .to_json()
-                    .map_err(too_large)?;
-                Ok(vec![json])
+                Message::HttpResponse(response).to_json().map_err(too_large)
             }
-            _ => protocol::chunk::to_messages(response, &body).map_err(too_large),
+            // A server always offers an upload URL (connect refuses agents
+            // that cannot use one); without it, nothing else can carry a body
+            // too large for the message, so the visitor gets a clear 502.
+            // Checked before encoding so a large body is not copied first.
+            None if encoded_len(body.len()) >= MAX_MESSAGE_BYTES => Err(no_upload(body.len())),
+            _ => {
+                let len = body.len();
+                response.body = encode_body(&body);
+                match Message::HttpResponse(response).to_json() {
+                    // The headers took the rest of the room.
+                    Err(ProtocolError::TooLarge { .. }) if upload.is_none() && len > 0 => {
+                        Err(no_upload(len))
+                    }
+                    json => json.map_err(too_large),
+                }
+            }
         }
     }
 
@@ -438,7 +453,7 @@ impl Forwarder {
 }
 
 /// Built through serde rather than a struct literal so optional fields that
-/// newer protocol versions add (`body_chunks`…) take their defaults and this
+/// newer protocol versions add (`body_uploaded`…) take their defaults and this
 /// crate builds against either.
 fn http_response(
     request_id: String,
@@ -496,19 +511,30 @@ impl Failure {
     }
 }
 
-fn failure_messages(request_id: &str, failure: Failure) -> (Vec<String>, RequestOutcome) {
-    let messages = match error_json(Some(request_id), failure.code, &failure.visitor) {
-        Ok(json) => vec![json],
+fn failure_message(request_id: &str, failure: Failure) -> (Option<String>, RequestOutcome) {
+    let message = match error_json(Some(request_id), failure.code, &failure.visitor) {
+        Ok(json) => Some(json),
         Err(e) => {
             tracing::error!(error = %e, "cannot answer the request with an error");
-            Vec::new()
+            None
         }
     };
     let outcome = RequestOutcome::Failed {
         code: failure.code,
         message: failure.detail,
     };
-    (messages, outcome)
+    (message, outcome)
+}
+
+/// An answer of `len` bytes that fits no message, with no upload URL.
+fn no_upload(len: usize) -> Failure {
+    Failure::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the local service's response ({len} bytes) is too large for one message, \
+             and the server offered no upload for it"
+        ),
+    )
 }
 
 /// Longest `message` in an `error` the agent sends: a sentence, never a

@@ -28,7 +28,6 @@
 //! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
 //!   [`AgentError`] (plain data; the supervisor, the session, the console
 //!   and the inspector all use it, so it depends on none of them).
-//! - [`chunks`]: request bodies arriving in `body_chunk` messages, bounded.
 //! - [`bodies`]: bodies too large for a message, downloaded from and
 //!   uploaded to the tunnel's bucket through presigned URLs, bounded.
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
@@ -49,7 +48,6 @@ pub mod access;
 pub mod agent;
 pub mod backoff;
 pub mod bodies;
-pub mod chunks;
 pub mod config;
 pub mod console;
 pub mod events;

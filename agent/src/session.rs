@@ -25,7 +25,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
-use crate::chunks::{Assembler, Failed};
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
 use crate::exchange::{RequestLog, RequestOutcome, clip};
@@ -574,7 +573,6 @@ async fn connection(
         renew,
         retired: false,
         out: mpsc::channel(OUT_QUEUE_MESSAGES),
-        assembler: Assembler::new(),
     };
     let end = conn.serve(&mut ws).await;
     // Nothing outlives the connection: responses could not be delivered on
@@ -640,8 +638,6 @@ struct Connection<'a> {
     /// A successor holds the tunnel now: finish what is here, then close.
     retired: bool,
     out: (mpsc::Sender<String>, mpsc::Receiver<String>),
-    /// Request bodies arriving in chunks.
-    assembler: Assembler,
 }
 
 impl Connection<'_> {
@@ -687,11 +683,7 @@ impl Connection<'_> {
         let mut state = self.ctx.state.subscribe();
 
         loop {
-            if self.retired
-                && retire_grace.is_none()
-                && draining.is_none()
-                && self.tasks.is_empty()
-                && self.assembler.next_deadline().is_none()
+            if self.retired && retire_grace.is_none() && draining.is_none() && self.tasks.is_empty()
             {
                 while let Ok(json) = self.out.1.try_recv() {
                     if let Err(e) = send_json(ws, json).await {
@@ -715,16 +707,7 @@ impl Connection<'_> {
                 }
                 return self.close(ws, "agent shutting down").await;
             }
-            let assembly_deadline = self.assembler.next_deadline();
             tokio::select! {
-                () = sleep_until_some(assembly_deadline) => {
-                    for failed in self.assembler.expire(Instant::now()) {
-                        tracing::info!(request_id = %failed.request_id, "request body incomplete; dropped");
-                        if let Err(end) = self.send_failed(ws, failed).await {
-                            return end;
-                        }
-                    }
-                }
                 () = stop_requested(&mut shutdown), if draining.is_none() => {
                     let in_flight = self.tasks.len();
                     tracing::info!(in_flight, "shutting down");
@@ -837,7 +820,6 @@ impl Connection<'_> {
         // done for the request, and it must not reach the code below.
         let request_id = match &message {
             Message::HttpRequest(r) => Some(&r.request_id),
-            Message::BodyChunk(c) => Some(&c.request_id),
             _ => None,
         };
         if let Some(id) = request_id
@@ -860,14 +842,6 @@ impl Connection<'_> {
                     "the tunnel agent is shutting down",
                 )
                 .await?;
-            }
-            Message::HttpRequest(request) if request.body_chunks.is_some() => {
-                let done = self.assembler.head(request, Instant::now());
-                self.assembled(ws, done).await?;
-            }
-            Message::BodyChunk(chunk) => {
-                let done = self.assembler.chunk(&chunk, Instant::now());
-                self.assembled(ws, done).await?;
             }
             Message::HttpRequest(request) => self.spawn_request(ws, request).await?,
             Message::Ping => self.send_message(ws, &Message::Pong).await?,
@@ -897,7 +871,7 @@ impl Connection<'_> {
                     });
                 }
             }
-            // ready, http_response, body_chunk, unknown types, and whatever
+            // ready, http_response, unknown types, and whatever
             // later protocol versions add that this agent does not handle yet.
             #[allow(unreachable_patterns)]
             other => {
@@ -951,28 +925,6 @@ impl Connection<'_> {
             self.ctx.emit(Event::Connected(established));
         }
         Ok(())
-    }
-
-    /// The outcome of feeding the assembler: a complete request is
-    /// forwarded, a failed one answered with an error.
-    async fn assembled(
-        &mut self,
-        ws: &mut Ws,
-        done: Result<Option<HttpRequest>, Failed>,
-    ) -> Result<(), End> {
-        match done {
-            Ok(Some(request)) => self.spawn_request(ws, request).await,
-            Ok(None) => Ok(()),
-            Err(failed) => {
-                tracing::info!(request_id = %failed.request_id, message = %failed.message, "request body refused");
-                self.send_failed(ws, failed).await
-            }
-        }
-    }
-
-    async fn send_failed(&self, ws: &mut Ws, failed: Failed) -> Result<(), End> {
-        self.send_error(ws, &failed.request_id, failed.code, &failed.message)
-            .await
     }
 
     /// Answers one request with an `error` message.
@@ -1037,14 +989,11 @@ impl Connection<'_> {
         let span = tracing::info_span!("request", id = %request_id);
         let handle = self.tasks.spawn(
             async move {
-                let (messages, log) = forwarder.forward(request).await;
+                let (message, log) = forwarder.forward(request).await;
                 tracing::debug!(outcome = ?log.outcome, duration = ?log.duration, "request done");
-                // A chunked response's messages go out in order, each as
-                // soon as the channel has room.
-                for json in messages {
-                    if out.send(json).await.is_err() {
-                        break;
-                    }
+                // Queued as soon as the channel has room.
+                if let Some(json) = message {
+                    let _ = out.send(json).await;
                 }
                 drop(slot);
                 let _ = events.send(Event::Request(log));

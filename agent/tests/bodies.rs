@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use protocol::limits::INLINE_ANSWER_BODY_BYTES;
 use protocol::{BodyDownload, ErrorCode, HttpRequest, SignedUrl};
+use rstest::rstest;
 use support::*;
 
 /// Everything the stand-in bucket was sent, by key.
@@ -98,7 +99,6 @@ async fn a_stored_request_body_and_a_large_answer_go_through_the_bucket() {
     let r = expect_response(s.conn.roundtrip(req).await);
     assert_eq!(r.status_code, 200);
     assert_eq!(r.body, "");
-    assert_eq!(r.body_chunks, None);
     assert_eq!(r.body_uploaded.map(|u| u.length), Some(n as u64));
     let puts = bucket.puts();
     assert_eq!(puts.len(), 1);
@@ -128,14 +128,43 @@ async fn answers_up_to_the_inline_threshold_stay_in_the_message() {
     assert_eq!(bucket.puts()[0].1.len(), at + 1);
 }
 
-/// Without an upload URL (a server of protocol 1), a large answer still
-/// goes in chunks.
+/// Without an upload URL (servers always offer one; connect refuses agents
+/// that cannot use it), an answer up to one message goes inline and a
+/// larger one is a short 502 (`payload_too_large`): no panic, no hang, and
+/// the connection serves on.
+#[rstest]
+#[case::fits_one_message(90_000, true)]
+#[case::just_over_one_message(98_300, false)]
+#[case::half_a_megabyte(500_000, false)]
 #[tokio::test]
-async fn without_an_upload_url_large_answers_go_in_chunks() {
+async fn without_an_upload_url_an_answer_too_large_for_a_message_is_a_502(
+    #[case] n: usize,
+    #[case] inline: bool,
+) {
     let mut s = setup(|_| {}).await;
-    let r = expect_response(s.conn.roundtrip(request("c", "GET", "/big/200000")).await);
-    assert_eq!(r.body_uploaded, None);
-    assert_eq!(r.body_chunks.map(|c| c.length), Some(200_000));
+    let answer = s
+        .conn
+        .roundtrip(request("big", "GET", &format!("/big/{n}")))
+        .await;
+    if inline {
+        let r = expect_response(answer);
+        assert_eq!(protocol::decode_body(&r.body).unwrap().len(), n);
+        assert_eq!(r.body_uploaded, None);
+    } else {
+        let e = expect_error(answer);
+        assert_eq!(e.request_id.as_deref(), Some("big"));
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(e.code.http_status(), 502);
+        assert_eq!(
+            e.message,
+            format!(
+                "the local service's response ({n} bytes) is too large for one message, \
+                 and the server offered no upload for it"
+            )
+        );
+    }
+    let r = expect_response(s.conn.roundtrip(request("ok", "GET", "/big/10")).await);
+    assert_eq!(r.status_code, 200);
 }
 
 /// A link the bucket refuses: the visitor gets a 502 saying what failed,

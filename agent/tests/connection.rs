@@ -387,6 +387,24 @@ async fn hostile_server_messages_never_crash_the_agent() {
                 .to_string(),
         ))
         .await;
+    // Protocol 1's chunks from an old server: a `body_chunk` is an unknown
+    // type and a head announcing chunks is malformed; neither is answered
+    // (an empty body would be a wrong one), so the next answer is `m`'s.
+    s.conn
+        .send_raw(WsMessage::text(
+            serde_json::json!({"type": "body_chunk", "request_id": "old", "index": 0, "data": "AAAA"})
+                .to_string(),
+        ))
+        .await;
+    s.conn
+        .send_raw(WsMessage::text(
+            serde_json::json!({
+                "type": "http_request", "request_id": "old", "method": "POST", "uri": "/echo",
+                "body": "", "body_chunks": {"count": 2, "length": 100_000}
+            })
+            .to_string(),
+        ))
+        .await;
     // A method that is long and invalid: a short invalid_request.
     let method = format!("GE T{huge}");
     send_unchecked(

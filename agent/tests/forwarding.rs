@@ -368,22 +368,6 @@ async fn responses_over_the_body_ceiling_are_payload_too_large() {
     assert_eq!(r.status_code, 200);
 }
 
-#[rstest]
-#[case::json_just_over_the_message_limit(98_300, 2)]
-#[case::half_a_megabyte(500_000, 6)]
-#[tokio::test]
-async fn large_responses_go_as_a_head_then_chunks(#[case] n: usize, #[case] count: u32) {
-    let mut s = setup(|_| {}).await;
-    let head = expect_response(
-        s.conn
-            .roundtrip(request("large", "GET", &format!("/big/{n}")))
-            .await,
-    );
-    assert_eq!(head.body, "");
-    let spec = head.body_chunks.expect("a chunked head");
-    assert_eq!((spec.count, spec.length), (count, n as u64));
-}
-
 #[tokio::test]
 async fn each_request_is_logged_without_query_values() {
     let mut s = setup(|_| {}).await;

@@ -1,21 +1,16 @@
 //! Properties of the agent's parsers of untrusted or user input: the
 //! endpoint and target on the command line, durations, the path a visitor
-//! asks for under a base path, and request bodies arriving in chunks. Never a
-//! panic, a clear error, round-trips where they apply.
+//! asks for under a base path. Never a panic, a clear error, round-trips
+//! where they apply.
 //!
 //! Bounded: a fixed number of cases per property and small inputs.
 
 use std::time::Duration;
 
-use agent::chunks::{Assembler, MAX_PARTIAL_REQUESTS};
 use agent::config::{UriError, parse_duration, redact_url};
 use agent::{Endpoint, Target};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use protocol::chunk::{BodyChunk, ChunkedBody, split};
-use protocol::limits::BODY_CHUNK_BYTES;
-use protocol::{ErrorCode, HttpRequest};
-use tokio::time::Instant;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -166,116 +161,5 @@ proptest! {
                 "{uri}: {e}"
             ),
         }
-    }
-}
-
-// ------------------------------------------------------------- assembler
-
-fn head(id: &str, len: usize) -> HttpRequest {
-    let mut r: HttpRequest = serde_json::from_value(serde_json::json!({
-        "request_id": id, "method": "POST", "uri": "/"
-    }))
-    .unwrap();
-    r.body_chunks = Some(ChunkedBody::for_length(len).unwrap());
-    r
-}
-
-fn body(len: usize, seed: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i + seed) * 17 % 256) as u8).collect()
-}
-
-/// One step a server may take on one connection.
-#[derive(Debug, Clone)]
-enum Step {
-    /// The head of request `r{n}`.
-    Head(usize),
-    /// Chunk `i` of request `r{n}`.
-    Chunk(usize, usize),
-    /// A chunk nobody announced, or that lies.
-    Garbage {
-        id: String,
-        index: u32,
-        data: String,
-    },
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        (0..12usize).prop_map(Step::Head),
-        (0..12usize, 0..3usize).prop_map(|(n, i)| Step::Chunk(n, i)),
-        (
-            prop_oneof![Just("r0".to_owned()), "[a-z0-9]{1,6}"],
-            prop_oneof![0..4u32, any::<u32>()],
-            prop_oneof![
-                ".{0,8}",
-                (0..8usize).prop_map(|n| protocol::encode_body(&vec![1; n]))
-            ],
-        )
-            .prop_map(|(id, index, data)| Step::Garbage { id, index, data }),
-    ]
-}
-
-fn len_of(n: usize) -> usize {
-    // Every third request spans two chunks; the rest fit in one.
-    if n.is_multiple_of(3) {
-        BODY_CHUNK_BYTES + n
-    } else {
-        10 + n
-    }
-}
-
-proptest! {
-    #![proptest_config(config(64))]
-
-    /// Many requests, heads and chunks interleaved with garbage: never more
-    /// than the cap collected at once, every refusal an error for its own
-    /// request, every completed request exactly its body.
-    #[test]
-    fn the_assembler_stays_bounded_and_exact(steps in vec(step(), 0..60)) {
-        let mut a = Assembler::new();
-        let now = Instant::now();
-        let chunks: Vec<Vec<BodyChunk>> =
-            (0..12).map(|n| split(&format!("r{n}"), &body(len_of(n), n))).collect();
-        // Ids that received a garbage chunk: the first copy of an index
-        // wins, so their body may complete with the garbage in it.
-        let mut tainted = std::collections::HashSet::new();
-        for step in steps {
-            let (id, done) = match step {
-                Step::Head(n) => (format!("r{n}"), a.head(head(&format!("r{n}"), len_of(n)), now)),
-                Step::Chunk(n, i) => {
-                    let Some(chunk) = chunks[n].get(i) else { continue };
-                    (format!("r{n}"), a.chunk(chunk, now))
-                }
-                Step::Garbage { id, index, data } => {
-                    tainted.insert(id.clone());
-                    let chunk = BodyChunk { request_id: id.clone(), index, data };
-                    (id, a.chunk(&chunk, now))
-                }
-            };
-            prop_assert!(a.len() <= MAX_PARTIAL_REQUESTS);
-            match done {
-                Ok(Some(request)) => {
-                    prop_assert_eq!(&request.request_id, &id);
-                    let n: usize = id[1..].parse().unwrap();
-                    let got = protocol::decode_body(&request.body).unwrap();
-                    prop_assert_eq!(got.len(), len_of(n));
-                    if !tainted.contains(&id) {
-                        prop_assert_eq!(got, body(len_of(n), n));
-                    }
-                    prop_assert_eq!(request.body_chunks, None);
-                }
-                Ok(None) => {}
-                Err(failed) => {
-                    prop_assert_eq!(&failed.request_id, &id);
-                    prop_assert!(matches!(failed.code, ErrorCode::InvalidRequest | ErrorCode::Overloaded));
-                    prop_assert!(!failed.message.is_empty());
-                }
-            }
-        }
-        // Whatever is left times out, each with an error of its own.
-        let left = a.len();
-        let expired = a.expire(now + agent::chunks::ASSEMBLY_IDLE_TIMEOUT);
-        prop_assert_eq!(expired.len(), left);
-        prop_assert!(a.is_empty());
     }
 }

@@ -15,7 +15,6 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use protocol::limits::{BODY_CHUNK_BYTES, MAX_MESSAGE_BYTES};
 use serde::Serialize;
 
 /// HTTP API: dollars per request (first 300 million a month).
@@ -189,8 +188,6 @@ impl CostPerMillion {
 
 /// JSON around a response's body (status, headers, ids), estimated.
 const RESPONSE_ENVELOPE_BYTES: usize = 512;
-/// JSON around a `body_chunk`'s data (type, request id, index), estimated.
-const CHUNK_ENVELOPE_BYTES: usize = 128;
 
 /// The agent's answer for a body of `n` bytes sent whole: base64 plus JSON
 /// around it.
@@ -200,25 +197,14 @@ fn estimated_response_message_bytes(body_bytes: usize) -> usize {
 
 /// The sizes of the messages the agent sends for a body of `n` bytes, as it
 /// sends them: a head alone when the body went to S3 (`uploaded`: the S3
-/// counter saw its PUT), else one message when it fits in 128 KB, else a
-/// head without body plus one `body_chunk` per [`BODY_CHUNK_BYTES`] (each its
-/// own `$default` invocation, metered separately).
+/// counter saw its PUT), else the whole answer in one message (an answer too
+/// large for one message without an upload is a 502: there is no chunking).
 pub fn estimated_response_messages(body_bytes: usize, uploaded: bool) -> Vec<usize> {
     if uploaded {
-        return vec![RESPONSE_ENVELOPE_BYTES];
+        vec![RESPONSE_ENVELOPE_BYTES]
+    } else {
+        vec![estimated_response_message_bytes(body_bytes)]
     }
-    let whole = estimated_response_message_bytes(body_bytes);
-    if whole < MAX_MESSAGE_BYTES {
-        return vec![whole];
-    }
-    let mut messages = vec![RESPONSE_ENVELOPE_BYTES];
-    let mut left = body_bytes;
-    while left > 0 {
-        let n = left.min(BODY_CHUNK_BYTES);
-        messages.push(n.div_ceil(3) * 4 + CHUNK_ENVELOPE_BYTES);
-        left -= n;
-    }
-    messages
 }
 
 /// WebSocket messages as API Gateway meters them (32 KB increments).
@@ -245,23 +231,15 @@ mod tests {
     }
 
     #[test]
-    fn large_responses_are_metered_per_chunk_message() {
-        // 1 KB: one message, one 32 KB unit.
-        assert_eq!(estimated_response_messages(1024, false).len(), 1);
+    fn answers_are_metered_as_one_message_or_a_head() {
+        // 1 KB inline: one message, one 32 KB unit.
+        let inline = estimated_response_messages(1024, false);
+        assert_eq!(inline.len(), 1);
+        assert_eq!(metered_messages(&inline), 1);
+        // 64 KB inline (an old-style answer): base64 + envelope, 3 units.
         assert_eq!(
-            metered_messages(&estimated_response_messages(1024, false)),
-            1
-        );
-        // 1 MB: a head plus ceil(1 MiB / chunk) chunks, each just under
-        // 128 KB (4 units), the last one smaller.
-        let sizes = estimated_response_messages(1 << 20, false);
-        let chunks = (1usize << 20).div_ceil(BODY_CHUNK_BYTES);
-        assert_eq!(sizes.len(), 1 + chunks);
-        assert!(sizes.iter().all(|&s| s <= MAX_MESSAGE_BYTES), "{sizes:?}");
-        let units = metered_messages(&sizes);
-        assert!(
-            units > 4 * (chunks - 1) && units <= 1 + 4 * chunks,
-            "{units}"
+            metered_messages(&estimated_response_messages(64 << 10, false)),
+            3
         );
         // Uploaded to S3: only the head crosses the WebSocket.
         assert_eq!(

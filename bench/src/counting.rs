@@ -163,7 +163,7 @@ pub struct CallRecord {
     /// The key is a subdomain claim (`sub#…`): forwarding's lookup, not the
     /// response function's connection read.
     pub claim_key: bool,
-    /// A write on pending keyed `<request id>#<…>` (a chunk, or the one
+    /// A write on pending keyed `<request id>#<connection id>` (the one
     /// answer item of the data path): only the response function writes those.
     pub composite_key: bool,
     pub start: Instant,

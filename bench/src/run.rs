@@ -748,8 +748,8 @@ fn s3_label(key: &crate::counting::OpKey) -> String {
 
 /// The response function's DynamoDB time per invocation, from calls
 /// recorded in a sequential phase: its write on pending (the conditional
-/// `UpdateItem` of an answer, or a `PutItem` keyed `<request id>#…`: a chunk,
-/// or the data path's one answer item), from the start of a connection read
+/// `UpdateItem` of an answer before issue 16, or the `PutItem` keyed
+/// `<request id>#…`: the data path's one answer item), from the start of a connection read
 /// (`GetItem` on connections, not a `sub#` claim) when one comes right
 /// before it.
 pub fn response_spans(records: &[CallRecord], prefix: &str) -> Vec<Duration> {

@@ -91,7 +91,6 @@ fn response(request_id: &str, status: u16) -> HttpResponse {
         headers,
         body: protocol::encode_body(b"hello"),
         processing_time_ms: 1,
-        body_chunks: None,
         body_uploaded: None,
     }
 }

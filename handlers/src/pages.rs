@@ -109,7 +109,6 @@ pub fn text_response(request_id: &str, status: u16, text: &str) -> HttpResponse 
         headers,
         body: protocol::encode_body(text.as_bytes()),
         processing_time_ms: 0,
-        body_chunks: None,
         body_uploaded: None,
     }
 }

@@ -28,7 +28,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Sends `body` as a message from `CONN` while `OTHER` has answered
 /// `THEIRS`, and checks what must hold whatever the body was.
-fn agent_sends(body: String) -> Result<(), TestCaseError> {
+fn agent_sends(body: String) -> Result<Fake, TestCaseError> {
     let fake = Fake::default();
     fake.insert_connection(CONN, "abc123def456");
     let their_answer = crate::pages::text_response(THEIRS, 201, "theirs");
@@ -60,7 +60,7 @@ fn agent_sends(body: String) -> Result<(), TestCaseError> {
     for (to, _) in fake.posts() {
         prop_assert_eq!(to, CONN, "posted to another connection");
     }
-    Ok(())
+    Ok(fake)
 }
 
 /// A request id: the other tunnel's, a well-formed stranger, or junk.
@@ -113,9 +113,6 @@ fn hostile_message() -> impl Strategy<Value = String> {
             }
             m.to_string()
         });
-    let chunk = (request_id(), number(), body()).prop_map(|(id, index, data)| {
-        json!({"type": "body_chunk", "request_id": id, "index": index, "data": data}).to_string()
-    });
     let error = (request_id(), ".{0,16}", ".{0,300}").prop_map(|(id, code, message)| {
         json!({"type": "error", "request_id": id, "code": code, "message": message}).to_string()
     });
@@ -124,7 +121,27 @@ fn hostile_message() -> impl Strategy<Value = String> {
         Just(r#"{"type":"ping"}"#.to_string()),
         ".{0,12}".prop_map(|t| json!({ "type": t }).to_string()),
     ];
-    prop_oneof![3 => response, 3 => chunk, 1 => error, 1 => other]
+    prop_oneof![3 => response, 3 => body_chunk(), 1 => error, 1 => other]
+}
+
+/// What a protocol-1 agent sent for a large answer: a head announcing
+/// `body_chunks` (any values, any body), or a `body_chunk`.
+fn protocol_1_chunks() -> impl Strategy<Value = String> {
+    let head = (request_id(), number(), body(), number(), number()).prop_map(
+        |(id, status, body, count, length)| {
+            json!({"type": "http_response", "request_id": id, "status_code": status,
+                "body": body, "body_chunks": {"count": count, "length": length}})
+            .to_string()
+        },
+    );
+    prop_oneof![head, body_chunk()]
+}
+
+/// A protocol-1 `body_chunk`, with hostile values.
+fn body_chunk() -> impl Strategy<Value = String> {
+    (request_id(), number(), body()).prop_map(|(id, index, data)| {
+        json!({"type": "body_chunk", "request_id": id, "index": index, "data": data}).to_string()
+    })
 }
 
 /// Text that is almost JSON: truncated, nested, or any characters at all.
@@ -236,6 +253,15 @@ proptest! {
     #[test]
     fn hostile_agent_messages_touch_no_other_request(body in hostile_message()) {
         agent_sends(body)?;
+    }
+
+    /// Protocol 1's chunks are invalid messages: nothing written for any
+    /// request (a head's empty body would be a wrong answer), nothing posted.
+    #[test]
+    fn protocol_1_chunks_write_nothing(body in protocol_1_chunks()) {
+        let fake = agent_sends(body)?;
+        prop_assert_eq!(fake.count("PutItem"), 0);
+        prop_assert!(fake.posts().is_empty());
     }
 
     /// Any HTTP API event forwarding can be handed (no tunnel is connected):

@@ -30,7 +30,7 @@ pub fn generate_object_id() -> String {
 /// Whether a peer's `request_id` can be echoed back: 1 to
 /// [`MAX_REQUEST_ID_LEN`] bytes of printable ASCII. Ids are UUIDs; anything
 /// else is a broken or hostile peer, and an answer carrying a longer id might
-/// not fit in one message (chunk messages are sized for this bound).
+/// not fit in one message.
 pub fn is_valid_request_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_REQUEST_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic())
 }

@@ -10,8 +10,6 @@
 //! - [`limits`]: the AWS limits and timeouts the protocol lives within.
 //! - [`ids`]: subdomain and request id generation and validation.
 //! - [`body`]: base64 body encoding.
-//! - [`chunk`]: bodies larger than one message, as a head plus `body_chunk`s,
-//!   and [`chunk::to_messages`], the one rule for putting a body on the wire.
 //! - [`headers`]: the hop-by-hop rule, which headers never cross the tunnel.
 //! - [`auth`]: agent tokens (JWT HS256: mint, verify) and resume tokens.
 //! - [`policy`]: the access policy an agent declares for its tunnel, and
@@ -21,11 +19,12 @@
 //! Unknown fields are ignored and optional fields default, so a newer peer can
 //! add fields without breaking an older one. An unknown message `type`
 //! deserializes to [`Message::Unknown`] instead of failing, so the receiver can
-//! log it and carry on.
+//! log it and carry on. Protocol 1's chunked bodies are the one exception:
+//! an `http_request` or `http_response` with `body_chunks` is malformed
+//! ([`ProtocolError::Malformed`]), never a message with an empty body.
 
 pub mod auth;
 pub mod body;
-pub mod chunk;
 pub mod headers;
 pub mod ids;
 pub mod limits;
@@ -33,7 +32,6 @@ mod message;
 pub mod policy;
 
 pub use body::{decode_body, encode_body};
-pub use chunk::{BodyChunk, CarriesBody, ChunkedBody};
 pub use ids::{
     generate_object_id, generate_request_id, generate_subdomain, is_valid_request_id,
     is_valid_subdomain,
@@ -55,6 +53,7 @@ pub const HEADER_RESUME_TOKEN: &str = "x-tunnel-resume-token";
 /// Required: an older agent cannot fetch or upload stored bodies.
 pub const HEADER_PROTOCOL: &str = "x-tunnel-protocol";
 /// The protocol this crate speaks. 1 (no header): bodies inline or in
-/// `body_chunk`s; 2: bodies inline or through the bodies bucket
-/// ([`BodyDownload`], [`BodyUploaded`]).
+/// `body_chunk`s, which this crate no longer parses (see [`Message`]); 2:
+/// bodies inline or through the bodies bucket ([`BodyDownload`],
+/// [`BodyUploaded`]).
 pub const PROTOCOL_VERSION: u32 = 2;

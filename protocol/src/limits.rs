@@ -56,26 +56,10 @@ pub const LAMBDA_ENVELOPE_ALLOWANCE: usize = MAX_MESSAGE_BYTES;
 /// agent's `payload_too_large` error (a 502 for the visitor).
 pub const MAX_BODY_BYTES: usize = (LAMBDA_PAYLOAD_BYTES - LAMBDA_ENVELOPE_ALLOWANCE) / 4 * 3;
 
-/// Longest request id a chunk message is sized for. Ids are UUIDs (36
-/// characters); the slack keeps the bound honest for any id a peer echoes.
+/// Longest request id a peer may send (and have echoed back). Ids are UUIDs
+/// (36 characters); the slack keeps the bound honest for any id a peer
+/// echoes, and an answer carrying it still fits one message.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Room in a `body_chunk` message for everything but the base64 data:
-/// `{"type":"body_chunk","request_id":"","index":4294967295,"data":""}` is 68
-/// bytes, plus a request id of [`MAX_REQUEST_ID_LEN`] characters even if every
-/// one were JSON-escaped as `\uXXXX` (6 bytes), rounded up to 1 KiB.
-pub const CHUNK_ENVELOPE_BYTES: usize = 1024;
-
-/// Raw body bytes per `body_chunk` message: the base64 of this many bytes plus
-/// the envelope is at most one WebSocket message.
-/// (131,072 − 1,024) / 4 × 3 = 32,512 × 3 = 97,536 bytes (95.25 KiB).
-/// Also the largest item the response handler stores per chunk (well under
-/// DynamoDB's 400 KB item limit).
-pub const BODY_CHUNK_BYTES: usize = (MAX_MESSAGE_BYTES - CHUNK_ENVELOPE_BYTES) / 4 * 3;
-
-/// Most chunks a body can have: ⌈4,620,288 / 97,536⌉ = 48. Also below
-/// BatchGetItem's 100 keys, so forwarding reads a body in one batch.
-pub const MAX_BODY_CHUNKS: usize = MAX_BODY_BYTES.div_ceil(BODY_CHUNK_BYTES);
 
 /// How long a presigned URL for the bodies bucket stays valid: enough for
 /// the agent to start its download right away, or its upload after the
@@ -117,11 +101,6 @@ const _: () = {
         crate::body::encoded_len(MAX_BODY_BYTES) + LAMBDA_ENVELOPE_ALLOWANCE
             <= LAMBDA_PAYLOAD_BYTES
     );
-    assert!(CHUNK_ENVELOPE_BYTES >= 68 + 6 * MAX_REQUEST_ID_LEN);
-    assert!(BODY_CHUNK_BYTES == 97_536);
-    assert!(crate::body::encoded_len(BODY_CHUNK_BYTES) + CHUNK_ENVELOPE_BYTES <= MAX_MESSAGE_BYTES);
-    assert!(MAX_BODY_CHUNKS == 48);
-    assert!(MAX_BODY_CHUNKS <= 100);
     assert!(SIGNED_URL_TTL.as_secs() <= 60);
     assert!(SIGNED_URL_TTL.as_secs() > MAX_REQUEST_TIMEOUT.as_secs());
     assert!(crate::body::encoded_len(INLINE_ANSWER_BODY_BYTES) < MAX_MESSAGE_BYTES / 2);

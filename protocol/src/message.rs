@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{BodyChunk, CarriesBody, ChunkedBody};
 use crate::limits::MAX_MESSAGE_BYTES;
 
 /// Header name → every value, in the order received. Names are lowercase on
@@ -21,12 +20,11 @@ pub enum Message {
     /// Server → agent: the tunnel is live at `public_url`.
     ConnectionEstablished(ConnectionEstablished),
     /// Server → agent: a visitor's request.
+    #[serde(deserialize_with = "without_chunks")]
     HttpRequest(HttpRequest),
     /// Agent → server: the local service's answer.
+    #[serde(deserialize_with = "without_chunks")]
     HttpResponse(HttpResponse),
-    /// Either direction: a piece of a body too large for one message (see
-    /// [`crate::chunk`]).
-    BodyChunk(BodyChunk),
     /// Heartbeat, either direction.
     Ping,
     /// Answer to a heartbeat.
@@ -92,9 +90,6 @@ pub struct HttpRequest {
     /// When the server received the request, epoch milliseconds.
     #[serde(default)]
     pub timestamp: u64,
-    /// Set when the body follows in `body_chunk` messages (`body` is empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_chunks: Option<ChunkedBody>,
     /// Set when the body waits in the bodies bucket (`body` is empty): the
     /// agent fetches exactly `length` bytes before calling its service.
     /// Protocol 2 ([`crate::PROTOCOL_VERSION`]).
@@ -120,9 +115,6 @@ pub struct HttpResponse {
     /// Time the agent spent on the local request, milliseconds.
     #[serde(default)]
     pub processing_time_ms: u64,
-    /// Set when the body follows in `body_chunk` messages (`body` is empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_chunks: Option<ChunkedBody>,
     /// Set when the agent has PUT the body to the request's
     /// [`HttpRequest::response_upload`] (`body` is empty). Protocol 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,39 +235,32 @@ fn within_limit(json: serde_json::Result<String>) -> Result<String, ProtocolErro
     Ok(json)
 }
 
-/// The body-carrying messages, borrowed: serialized exactly as [`Message`]
-/// does, without moving (or cloning) a payload that may hold a large body.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BodyMessageRef<'a> {
-    HttpRequest(&'a HttpRequest),
-    HttpResponse(&'a HttpResponse),
-}
+/// Protocol 1 announced a body too large for one message with
+/// `body_chunks` (the body then followed in `body_chunk` messages, now an
+/// unknown type). Parsed as a message with an empty body it would deliver a
+/// wrong one, so it is malformed instead: a clear error, nothing delivered.
+const RETIRED_CHUNKS: &str =
+    "`body_chunks` (protocol 1's chunked bodies) is no longer carried: update the agent";
 
-impl CarriesBody for HttpRequest {
-    fn set_body(&mut self, base64: String, chunks: Option<ChunkedBody>) {
-        self.body = base64;
-        self.body_chunks = chunks;
+/// Deserializes an `http_request` or `http_response`, refusing a
+/// `body_chunks` field.
+fn without_chunks<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    struct Checked<T> {
+        #[serde(flatten)]
+        message: T,
+        #[serde(default)]
+        body_chunks: Option<serde::de::IgnoredAny>,
     }
-    fn request_id(&self) -> &str {
-        &self.request_id
+    let checked = Checked::<T>::deserialize(deserializer)?;
+    if checked.body_chunks.is_some() {
+        return Err(serde::de::Error::custom(RETIRED_CHUNKS));
     }
-    fn to_json(&self) -> Result<String, ProtocolError> {
-        within_limit(serde_json::to_string(&BodyMessageRef::HttpRequest(self)))
-    }
-}
-
-impl CarriesBody for HttpResponse {
-    fn set_body(&mut self, base64: String, chunks: Option<ChunkedBody>) {
-        self.body = base64;
-        self.body_chunks = chunks;
-    }
-    fn request_id(&self) -> &str {
-        &self.request_id
-    }
-    fn to_json(&self) -> Result<String, ProtocolError> {
-        within_limit(serde_json::to_string(&BodyMessageRef::HttpResponse(self)))
-    }
+    Ok(checked.message)
 }
 
 impl Message {
@@ -297,7 +282,6 @@ impl Message {
             Message::ConnectionEstablished(_) => "connection_established",
             Message::HttpRequest(_) => "http_request",
             Message::HttpResponse(_) => "http_response",
-            Message::BodyChunk(_) => "body_chunk",
             Message::Ping => "ping",
             Message::Pong => "pong",
             Message::Error(_) => "error",
@@ -328,7 +312,6 @@ mod tests {
             headers: headers(&[("accept", &["a", "b"]), ("cookie", &["k=v"])]),
             body: "AAEC/w==".into(),
             timestamp: 1_764_000_000_123,
-            body_chunks: None,
             body_download: None,
             response_upload: None,
         }
@@ -341,7 +324,6 @@ mod tests {
             headers: headers(&[("set-cookie", &["a=1", "b=2"])]),
             body: "aGk=".into(),
             processing_time_ms: 12,
-            body_chunks: None,
             body_uploaded: None,
         }
     }
@@ -407,39 +389,6 @@ mod tests {
     #[case(
         Message::HttpRequest(HttpRequest {
             body: String::new(),
-            body_chunks: Some(ChunkedBody { count: 3, length: 200_000 }),
-            ..request()
-        }),
-        json!({
-            "type": "http_request",
-            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
-            "method": "POST",
-            "uri": "/hooks/a%20b?x=1&x=2&y",
-            "headers": {"accept": ["a", "b"], "cookie": ["k=v"]},
-            "body": "",
-            "timestamp": 1_764_000_000_123u64,
-            "body_chunks": {"count": 3, "length": 200_000}
-        })
-    )]
-    #[case(
-        Message::HttpResponse(HttpResponse {
-            body: String::new(),
-            body_chunks: Some(ChunkedBody { count: 1, length: 5 }),
-            ..response()
-        }),
-        json!({
-            "type": "http_response",
-            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
-            "status_code": 201,
-            "headers": {"set-cookie": ["a=1", "b=2"]},
-            "body": "",
-            "processing_time_ms": 12,
-            "body_chunks": {"count": 1, "length": 5}
-        })
-    )]
-    #[case(
-        Message::HttpRequest(HttpRequest {
-            body: String::new(),
             body_download: Some(BodyDownload {
                 url: SignedUrl::new("https://b.s3.amazonaws.com/req/1?X-Amz-Signature=g"),
                 length: 1_048_576,
@@ -476,19 +425,6 @@ mod tests {
             "body": "",
             "processing_time_ms": 12,
             "body_uploaded": {"length": 70_000}
-        })
-    )]
-    #[case(
-        Message::BodyChunk(BodyChunk {
-            request_id: "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a".into(),
-            index: 2,
-            data: "AAEC/w==".into(),
-        }),
-        json!({
-            "type": "body_chunk",
-            "request_id": "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a",
-            "index": 2,
-            "data": "AAEC/w=="
         })
     )]
     #[case(Message::Ping, json!({"type": "ping"}))]
@@ -548,7 +484,6 @@ mod tests {
         assert!(req.headers.is_empty());
         assert_eq!(req.body, "");
         assert_eq!(req.timestamp, 0);
-        assert_eq!(req.body_chunks, None);
         // What a protocol-1 server sends: no stored body, no upload URL.
         assert_eq!(req.body_download, None);
         assert_eq!(req.response_upload, None);
@@ -617,6 +552,25 @@ mod tests {
         assert_eq!(msg.kind(), "unknown");
     }
 
+    /// Protocol 1's chunked bodies: a head with `body_chunks` is malformed
+    /// (never an empty body), a `body_chunk` an unknown type.
+    #[rstest]
+    #[case(r#"{"type":"http_response","request_id":"r","status_code":200,"body":"","body_chunks":{"count":2,"length":100000}}"#)]
+    #[case(r#"{"type":"http_request","request_id":"r","method":"POST","uri":"/","body_chunks":{"count":1,"length":5}}"#)]
+    fn a_chunked_head_is_malformed_with_a_clear_error(#[case] text: &str) {
+        let Err(ProtocolError::Malformed(e)) = Message::from_json(text) else {
+            panic!("a chunked head parsed");
+        };
+        assert!(e.to_string().contains(RETIRED_CHUNKS), "{e}");
+        assert_eq!(e.classify(), serde_json::error::Category::Data);
+    }
+
+    #[test]
+    fn a_body_chunk_is_an_unknown_type() {
+        let text = r#"{"type":"body_chunk","request_id":"r","index":0,"data":"AAAA"}"#;
+        assert_eq!(Message::from_json(text).unwrap(), Message::Unknown);
+    }
+
     #[rstest]
     #[case("")]
     #[case("not json")]
@@ -643,29 +597,5 @@ mod tests {
     #[test]
     fn unknown_cannot_be_sent() {
         assert!(Message::Unknown.to_json().is_err());
-    }
-
-    /// Borrowed serialization (no clone of a large body) gives exactly the
-    /// owned message's JSON.
-    #[test]
-    fn body_messages_serialize_alike_borrowed_or_owned() {
-        let request: HttpRequest = serde_json::from_value(json!({
-            "request_id": "r", "method": "GET", "uri": "/?a=1",
-            "headers": {"x": ["1", "2"]}, "body": "aGk=", "timestamp": 7
-        }))
-        .unwrap();
-        let response: HttpResponse = serde_json::from_value(json!({
-            "request_id": "r", "status_code": 201, "headers": {}, "body": "",
-            "processing_time_ms": 3, "body_chunks": {"count": 2, "length": 100000}
-        }))
-        .unwrap();
-        assert_eq!(
-            CarriesBody::to_json(&request).unwrap(),
-            Message::HttpRequest(request.clone()).to_json().unwrap()
-        );
-        assert_eq!(
-            CarriesBody::to_json(&response).unwrap(),
-            Message::HttpResponse(response.clone()).to_json().unwrap()
-        );
     }
 }

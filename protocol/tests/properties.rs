@@ -1,16 +1,15 @@
-//! Properties of every parser of untrusted input in the protocol: messages,
-//! chunk sets and tokens. Whatever arrives, parsing never panics, a refusal
-//! is an error that says something, and what is accepted round-trips.
+//! Properties of every parser of untrusted input in the protocol: messages
+//! and tokens. Whatever arrives, parsing never panics, a refusal is an error
+//! that says something, and what is accepted round-trips.
 //!
-//! Bounded: a fixed number of cases per property and small inputs (bodies of
-//! at most three chunks), so the whole file runs in seconds.
+//! Bounded: a fixed number of cases per property and small inputs, so the
+//! whole file runs in seconds.
 
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use protocol::auth::{self, Claims, Secret, TokenError};
-use protocol::chunk::{self, BodyChunk, ChunkedBody, Reassembly};
-use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES, MAX_BODY_CHUNKS, MAX_MESSAGE_BYTES};
+use protocol::limits::MAX_MESSAGE_BYTES;
 use protocol::{
     BodyDownload, BodyUploaded, ConnectionEstablished, ErrorCode, ErrorMessage, Headers,
     HttpRequest, HttpResponse, Message, ProtocolError, Ready, SignedUrl,
@@ -34,10 +33,6 @@ fn text() -> impl Strategy<Value = String> {
 
 fn headers() -> impl Strategy<Value = Headers> {
     btree_map("[a-z-]{1,12}", vec(text(), 1..3), 0..4)
-}
-
-fn chunked() -> impl Strategy<Value = ChunkedBody> {
-    (any::<u32>(), any::<u64>()).prop_map(|(count, length)| ChunkedBody { count, length })
 }
 
 fn signed_url() -> impl Strategy<Value = SignedUrl> {
@@ -98,7 +93,6 @@ fn message() -> impl Strategy<Value = Message> {
             headers(),
             base64(),
             any::<u64>(),
-            option::of(chunked()),
             option::of(body_download()),
             option::of(signed_url()),
         )
@@ -110,7 +104,6 @@ fn message() -> impl Strategy<Value = Message> {
                     headers,
                     body,
                     timestamp,
-                    body_chunks,
                     body_download,
                     response_upload,
                 )| {
@@ -121,7 +114,6 @@ fn message() -> impl Strategy<Value = Message> {
                         headers,
                         body,
                         timestamp,
-                        body_chunks,
                         body_download,
                         response_upload,
                     })
@@ -133,37 +125,20 @@ fn message() -> impl Strategy<Value = Message> {
             headers(),
             base64(),
             any::<u64>(),
-            option::of(chunked()),
             option::of(any::<u64>().prop_map(|length| BodyUploaded { length })),
         )
             .prop_map(
-                |(
-                    request_id,
-                    status_code,
-                    headers,
-                    body,
-                    processing_time_ms,
-                    body_chunks,
-                    body_uploaded,
-                )| {
+                |(request_id, status_code, headers, body, processing_time_ms, body_uploaded)| {
                     Message::HttpResponse(HttpResponse {
                         request_id,
                         status_code,
                         headers,
                         body,
                         processing_time_ms,
-                        body_chunks,
                         body_uploaded,
                     })
                 }
             ),
-        (text(), any::<u32>(), base64()).prop_map(|(request_id, index, data)| {
-            Message::BodyChunk(BodyChunk {
-                request_id,
-                index,
-                data,
-            })
-        }),
         (option::of(text()), error_code(), text()).prop_map(|(request_id, code, message)| {
             Message::Error(ErrorMessage {
                 request_id,
@@ -380,7 +355,7 @@ struct Protocol1Request {
     #[serde(default)]
     timestamp: u64,
     #[serde(default)]
-    body_chunks: Option<ChunkedBody>,
+    body_chunks: Option<Value>,
 }
 
 proptest! {
@@ -421,7 +396,6 @@ proptest! {
             headers: Headers::new(),
             body,
             timestamp: 1,
-            body_chunks: None,
             body_download: download,
             response_upload: upload,
         };
@@ -439,202 +413,41 @@ proptest! {
     }
 }
 
-// ------------------------------------------------------------- chunks
+// ------------------------------------------------------- protocol 1 chunks
 
-/// A body of `len` bytes that differs with `seed` (cheaper than generating
-/// every byte).
-fn body(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-/// Lengths around the chunk boundaries, up to three chunks.
-fn body_len() -> impl Strategy<Value = usize> {
-    prop_oneof![
-        1..2_000usize,
-        BODY_CHUNK_BYTES - 2..BODY_CHUNK_BYTES + 3,
-        2 * BODY_CHUNK_BYTES - 1..2 * BODY_CHUNK_BYTES + 2,
-        1..3 * BODY_CHUNK_BYTES,
-    ]
-}
-
-/// What a peer may send for one body.
-#[derive(Debug, Clone)]
-enum Piece {
-    Head(ChunkedBody),
-    Chunk(BodyChunk),
-}
-
-fn garbage_piece() -> impl Strategy<Value = Piece> {
-    let count = prop_oneof![0..4u32, Just(MAX_BODY_CHUNKS as u32), any::<u32>()];
-    let length = prop_oneof![
-        0..300_000u64,
-        Just(MAX_BODY_BYTES as u64),
-        Just(MAX_BODY_BYTES as u64 + 1),
-        any::<u64>()
-    ];
-    let index = prop_oneof![0..4u32, Just(MAX_BODY_CHUNKS as u32), any::<u32>()];
-    let data = prop_oneof![
-        ".{0,20}",
-        base64(),
-        (0..140_000usize).prop_map(|n| "A".repeat(n)),
-    ];
-    prop_oneof![
-        (count, length).prop_map(|(count, length)| Piece::Head(ChunkedBody { count, length })),
-        (index, data).prop_map(|(index, data)| Piece::Chunk(BodyChunk {
-            request_id: "r".into(),
-            index,
-            data
-        })),
-    ]
-}
-
-fn feed(r: &mut Reassembly, piece: &Piece) -> Result<(), chunk::ChunkError> {
-    match piece {
-        Piece::Head(head) => r.set_head(*head),
-        Piece::Chunk(c) => r.insert(c).map(|_| ()),
-    }
+/// A `body_chunks` head as a protocol-1 peer sent it.
+fn chunked_head() -> impl Strategy<Value = Value> {
+    (any::<u32>(), any::<u64>())
+        .prop_map(|(count, length)| serde_json::json!({"count": count, "length": length}))
 }
 
 proptest! {
-    #![proptest_config(config(64))]
+    #![proptest_config(config(256))]
 
-    /// Chunks in any order, each maybe twice, the head anywhere among them.
+    /// A request or answer announcing protocol 1's chunks is malformed
+    /// with a clear error, never parsed as a message with an empty (so
+    /// wrong) body.
     #[test]
-    fn reassembly_in_any_order_with_duplicates_round_trips(
-        len in body_len(),
-        seed in any::<u8>(),
-        order in any::<u64>(),
-        head_at in any::<usize>(),
-        twice in vec(any::<bool>(), 3),
-    ) {
-        let bytes = body(len, seed);
-        let head = ChunkedBody::for_length(len).unwrap();
-        let mut pieces: Vec<Piece> = Vec::new();
-        for (i, c) in chunk::split("r", &bytes).into_iter().enumerate() {
-            if twice[i % twice.len()] {
-                pieces.push(Piece::Chunk(c.clone()));
-            }
-            pieces.push(Piece::Chunk(c));
+    fn a_chunked_head_is_a_clear_error(message in message(), head in chunked_head()) {
+        if !matches!(message, Message::HttpRequest(_) | Message::HttpResponse(_)) {
+            return Ok(());
         }
-        // A deterministic shuffle from the generated seed.
-        let mut state = order | 1;
-        for i in (1..pieces.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            pieces.swap(i, (state % (i as u64 + 1)) as usize);
-        }
-        pieces.insert(head_at % (pieces.len() + 1), Piece::Head(head));
-        let mut r = Reassembly::new();
-        for piece in &pieces {
-            feed(&mut r, piece).unwrap();
-        }
-        prop_assert!(r.is_complete());
-        prop_assert_eq!(r.into_body().unwrap(), bytes);
+        let Ok(json) = message.to_json() else { return Ok(()) };
+        let mut value: Value = serde_json::from_str(&json).unwrap();
+        value["body"] = Value::from("");
+        value["body_chunks"] = head;
+        let err = Message::from_json(&value.to_string()).unwrap_err();
+        assert_clear(&err);
+        prop_assert!(err.to_string().contains("protocol 1's chunked bodies"), "{}", err);
     }
 
-    /// Genuine pieces mixed with garbage: never a panic, every refusal says
-    /// why, memory stays under the ceiling, and a body that completes has
-    /// exactly the announced length.
+    /// A `body_chunk` of any content is a type this version does not know.
     #[test]
-    fn reassembly_survives_garbage(
-        len in body_len(),
-        genuine_head in any::<bool>(),
-        garbage in vec(garbage_piece(), 0..12),
-        mix in vec(any::<usize>(), 0..12),
-    ) {
-        let bytes = body(len, 7);
-        let mut pieces: Vec<Piece> = chunk::split("r", &bytes).into_iter().map(Piece::Chunk).collect();
-        if genuine_head {
-            pieces.push(Piece::Head(ChunkedBody::for_length(len).unwrap()));
-        }
-        for (g, at) in garbage.into_iter().zip(mix.into_iter().chain(std::iter::repeat(0))) {
-            pieces.insert(at % (pieces.len() + 1), g);
-        }
-        let mut r = Reassembly::new();
-        for piece in &pieces {
-            if let Err(e) = feed(&mut r, piece) {
-                prop_assert!(!e.to_string().is_empty());
-            }
-            prop_assert!(r.bytes() <= MAX_BODY_BYTES as u64);
-            if let Some(head) = r.head() {
-                prop_assert!(r.bytes() <= head.length);
-            }
-        }
-        let complete = r.is_complete();
-        let head = r.head().copied();
-        match r.into_body() {
-            Ok(body) => {
-                prop_assert!(complete);
-                prop_assert_eq!(body.len() as u64, head.unwrap().length);
-            }
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
-        }
-    }
-
-    /// A head is valid exactly when it is what splitting its length gives.
-    #[test]
-    fn a_head_is_valid_exactly_when_splitting_its_length_gives_it(
-        count in prop_oneof![0..60u32, any::<u32>()],
-        length in prop_oneof![0..(MAX_BODY_BYTES as u64 + 10), any::<u64>()],
-    ) {
-        let head = ChunkedBody { count, length };
-        let expected = usize::try_from(length)
-            .ok()
-            .and_then(|l| ChunkedBody::for_length(l).ok())
-            .filter(|h| h.count > 0);
-        prop_assert_eq!(head.validate().is_ok(), expected == Some(head));
-    }
-
-    /// The sending rule: every message fits, and the receiver gets the body
-    /// back, whatever the headers took.
-    #[test]
-    fn to_messages_always_fits_and_round_trips(
-        len in prop_oneof![0..2_000usize, 90_000..100_000usize, 1..3 * BODY_CHUNK_BYTES],
-        header_bytes in prop_oneof![Just(0usize), 0..130_000usize],
-    ) {
-        let bytes = body(len, 3);
-        let mut headers = Headers::new();
-        headers.insert("x-h".into(), vec!["h".repeat(header_bytes)]);
-        let response = HttpResponse {
-            request_id: "r".into(),
-            status_code: 200,
-            headers,
-            body: String::new(),
-            processing_time_ms: 0,
-            body_chunks: None,
-            body_uploaded: None,
-        };
-        let messages = match chunk::to_messages(response, &bytes) {
-            Ok(messages) => messages,
-            Err(e) => {
-                // Only headers that fill a message on their own are refused.
-                prop_assert!(header_bytes > MAX_MESSAGE_BYTES - 200, "{e}");
-                return Ok(());
-            }
-        };
-        let mut parsed = messages.iter().map(|m| {
-            assert!(m.len() <= MAX_MESSAGE_BYTES);
-            Message::from_json(m).unwrap()
-        });
-        let Some(Message::HttpResponse(head)) = parsed.next() else {
-            panic!("the first message is not the response");
-        };
-        let got = match head.body_chunks {
-            None => protocol::decode_body(&head.body).unwrap(),
-            Some(spec) => {
-                let mut r = Reassembly::new();
-                r.set_head(spec).unwrap();
-                for m in parsed {
-                    let Message::BodyChunk(c) = m else { panic!("not a chunk") };
-                    r.insert(&c).unwrap();
-                }
-                r.into_body().unwrap()
-            }
-        };
-        prop_assert_eq!(got, bytes);
+    fn a_body_chunk_is_unknown(fields in btree_map(field_name(), json(), 0..6)) {
+        let mut object: serde_json::Map<String, Value> = fields.into_iter().collect();
+        object.insert("type".into(), Value::from("body_chunk"));
+        let parsed = Message::from_json(&Value::Object(object).to_string()).unwrap();
+        prop_assert_eq!(parsed, Message::Unknown);
     }
 }
 

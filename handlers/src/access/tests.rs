@@ -44,7 +44,6 @@ fn request(uri: &str, headers: &[(&str, &str)]) -> HttpRequest {
             .collect(),
         body: String::new(),
         timestamp: 0,
-        body_chunks: None,
         body_download: None,
         response_upload: None,
     }
@@ -292,7 +291,6 @@ mod forwarding {
                     headers: Default::default(),
                     body: String::new(),
                     processing_time_ms: 0,
-                    body_chunks: None,
                     body_uploaded: None,
                 },
             ))

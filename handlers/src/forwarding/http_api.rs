@@ -66,7 +66,7 @@ pub enum MapError {
 }
 
 /// The visitor's request as the agent gets it, without its body, and the
-/// body's bytes (to be sent inline or in chunks).
+/// body's bytes (to be sent inline or through the bodies bucket).
 pub fn to_request(
     event: &ApiGatewayV2httpRequest,
     request_id: &str,
@@ -80,7 +80,6 @@ pub fn to_request(
         headers: request_headers(&event.headers, event.cookies.as_deref()),
         body: String::new(),
         timestamp: crate::now_millis(),
-        body_chunks: None,
         body_download: None,
         response_upload: None,
     };
@@ -204,7 +203,6 @@ pub(crate) mod tests {
             ]),
             body: protocol::encode_body(b"{}"),
             processing_time_ms: 3,
-            body_chunks: None,
             body_uploaded: None,
         }
     }

@@ -13,11 +13,12 @@
 //! - `ping` → post `pong`: the agent's heartbeat then proves the whole path
 //!   (API Gateway → Lambda → `@connections`) works, so it can detect a dead
 //!   link and reconnect instead of waiting for the 10-minute idle close.
-//! - `body_chunk`, and `http_response` with `body_chunks` (protocol 1's
-//!   chunked bodies, no longer carried) → a warning, dropped: forwarding's
-//!   visitor gets the 504 it would get for an agent that never answered.
 //! - anything else → a warning (never the body), and 200 so the connection
-//!   lives on.
+//!   lives on. That includes protocol 1's chunked bodies (connect refuses
+//!   the agents that sent them): the protocol parses an `http_response` with
+//!   `body_chunks` as malformed (never as an answer with an empty, so
+//!   wrong, body) and a `body_chunk` as an unknown type. Nothing is written:
+//!   forwarding's visitor gets the 504 of an agent that never answered.
 
 use std::time::Duration;
 
@@ -119,10 +120,6 @@ where
         Message::Ready(_) => ready(config, connections, notifier, connection_id).await,
         Message::HttpResponse(response) => {
             tracing::Span::current().record("request_id", response.request_id.as_str());
-            if response.body_chunks.is_some() {
-                warn!("chunked answer dropped: chunks are no longer carried (update the agent)");
-                return Ok(());
-            }
             let bytes = response.body.len();
             let uploaded = response.body_uploaded.map(|u| u.length);
             complete(pending, connection_id, response, "http_response").await?;
@@ -145,11 +142,6 @@ where
             message,
         }) => {
             warn!(?code, message = %printable(&message, 200), "agent reported an error");
-            Ok(())
-        }
-        Message::BodyChunk(chunk) => {
-            tracing::Span::current().record("request_id", chunk.request_id.as_str());
-            warn!("body_chunk dropped: chunks are no longer carried (update the agent)");
             Ok(())
         }
         Message::Ping => {
@@ -277,7 +269,7 @@ mod tests {
     use crate::fake::{Fail, Fake, Post};
     use crate::manifest;
     use crate::pages::{PLAIN_TEXT, text_response};
-    use crate::testing::{response_config, ws_event};
+    use crate::testing::{capture_logs, response_config, ws_event};
 
     const CONN: &str = "L0SM9cOFvHcCIhw=";
     const REQ: &str = "6f1c1c8e-0d4e-4b8a-9d6a-1f2e3d4c5b6a";
@@ -583,10 +575,6 @@ mod tests {
     #[case::wrong_direction(r#"{"type":"http_request","request_id":"r","method":"GET","uri":"/"}"#)]
     #[case::pong(r#"{"type":"pong"}"#)]
     #[case::connection_error(r#"{"type":"error","code":"internal_error","message":"oops"}"#)]
-    #[case::chunk(r#"{"type":"body_chunk","request_id":"r","index":0,"data":"AAAA"}"#)]
-    #[case::chunked_head(
-        r#"{"type":"http_response","request_id":"r","status_code":200,"body_chunks":{"count":2,"length":100000}}"#
-    )]
     #[tokio::test]
     async fn bad_or_unexpected_messages_are_dropped_with_200(#[case] body: &str) {
         let fake = Fake::default();
@@ -596,6 +584,30 @@ mod tests {
         );
         assert!(fake.posts().is_empty());
         assert_eq!(fake.answer_count(), 0);
+        assert!(fake.actions().is_empty());
+    }
+
+    /// Protocol 1's chunks go the way of any malformed or unknown message:
+    /// the same warning, nothing written (a head's empty body would be a
+    /// wrong answer), nothing posted.
+    #[rstest]
+    #[case::chunked_head(
+        r#"{"type":"http_response","request_id":"r","status_code":200,"body":"","body_chunks":{"count":2,"length":100000}}"#,
+        "malformed message dropped"
+    )]
+    #[case::chunk(
+        r#"{"type":"body_chunk","request_id":"r","index":0,"data":"AAAA"}"#,
+        "unexpected message type dropped kind=\"unknown\""
+    )]
+    #[tokio::test]
+    async fn protocol_1_chunks_are_invalid_messages(#[case] body: &str, #[case] log: &str) {
+        let fake = Fake::default();
+        let (status, logs) = capture_logs(run(&fake, event_with_body(body))).await;
+        assert_eq!(status, WebsocketResponse::OK);
+        assert!(logs.contains(log), "{logs}");
+        assert!(!logs.contains("chunk"), "a special case: {logs}");
+        assert_eq!(fake.answer_count(), 0);
+        assert!(fake.posts().is_empty());
         assert!(fake.actions().is_empty());
     }
 

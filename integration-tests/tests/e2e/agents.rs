@@ -99,7 +99,6 @@ async fn a_response_from_another_connection_is_rejected() -> anyhow::Result<()> 
             headers: [("x-forged".to_string(), vec!["yes".to_string()])].into(),
             body: protocol::encode_body(b"forged"),
             processing_time_ms: 0,
-            body_chunks: None,
             body_uploaded: None,
         }))
         .await?;
@@ -179,7 +178,6 @@ async fn malformed_agent_messages_leave_the_tunnel_working() -> anyhow::Result<(
         headers: [("x-raw".to_string(), vec!["1".to_string()])].into(),
         body: protocol::encode_body(b"raw ok"),
         processing_time_ms: 1,
-        body_chunks: None,
         body_uploaded: None,
     }))
     .await?;

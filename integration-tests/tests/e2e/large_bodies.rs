@@ -1,9 +1,9 @@
 //! Bodies beyond one 128 KB WebSocket message, both ways, up to the ceiling
 //! (`protocol::limits::MAX_BODY_BYTES`): the local service's `/binary` route
 //! echoes the request body, so each round trip carries the same bytes as a
-//! (possibly chunked) request and a (possibly chunked) response.
+//! request and a response, inline or through the bodies bucket.
 
-use protocol::limits::{BODY_CHUNK_BYTES, MAX_BODY_BYTES};
+use protocol::limits::{INLINE_ANSWER_BODY_BYTES, MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
 
 use itest::{LocalService, TestEnv};
 
@@ -23,9 +23,11 @@ async fn large_binary_bodies_pass_both_ways_byte_for_byte() -> anyhow::Result<()
     let client = visitor();
     for len in [
         1,
-        BODY_CHUNK_BYTES - 1,
-        BODY_CHUNK_BYTES,
-        BODY_CHUNK_BYTES + 1,
+        INLINE_ANSWER_BODY_BYTES,
+        INLINE_ANSWER_BODY_BYTES + 1,
+        // Around where a request body's base64 no longer fits one message.
+        MAX_MESSAGE_BYTES / 4 * 3 - 1,
+        MAX_MESSAGE_BYTES / 4 * 3,
         1_000_000,
         MAX_BODY_BYTES,
     ] {
@@ -43,7 +45,7 @@ async fn large_binary_bodies_pass_both_ways_byte_for_byte() -> anyhow::Result<()
         assert!(seen.body == body.as_slice(), "{len} bytes: request differs");
     }
     // 0 B both ways: an empty request body reaches the service empty, and an
-    // empty 200 comes back empty (no chunk, no stray bytes).
+    // empty 200 comes back empty (no stray bytes).
     let response = client
         .post(format!("{}/empty", tunnel.public_url()))
         .send()

@@ -1,6 +1,6 @@
 //! A bounded soak of the response function: a hostile agent sends random and
 //! hostile messages (unknown request ids, another tunnel's in-flight id,
-//! wrong chunk indexes and counts, malformed and large text) through the
+//! protocol 1's chunk messages and heads, malformed and large text) through the
 //! emulator to the real response binary and the real store, while another
 //! tunnel's visitors keep getting their own answers. Local only: the
 //! attacker reads the victim's request id from forwarding's log, as one who

@@ -99,7 +99,6 @@ mod tests {
             headers,
             body: protocol::encode_body(&body),
             processing_time_ms: 1,
-            body_chunks: None,
             body_uploaded: None,
         };
         let bytes = answer_item_bytes("L0SM9cOFvHcCIhw=", &response);
