@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use protocol::{ErrorCode, Headers, HttpRequest};
 
+use crate::text::clip;
+
 /// What happened to one request, for the console (no bodies, no query values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLog {
@@ -57,14 +59,6 @@ pub fn display_path(uri: &str) -> String {
     }
 }
 
-/// At most `max` characters of `text`, with `…` when cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 /// Watches every exchange the forwarder makes with the local service. The
 /// request inspector is one; the forwarder knows nothing else of it.
 pub trait Recorder: Send + Sync {
@@ -97,11 +91,5 @@ mod tests {
     fn console_path_hides_query_values() {
         assert_eq!(display_path("/hook?token=secret"), "/hook?…");
         assert_eq!(display_path("/a/b"), "/a/b");
-    }
-
-    #[test]
-    fn clip_cuts_at_characters_not_bytes() {
-        assert_eq!(clip("λλλ", 2), "λλ…");
-        assert_eq!(clip("abc", 3), "abc");
     }
 }

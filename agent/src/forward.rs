@@ -41,9 +41,8 @@ use tokio::time::Instant;
 
 use crate::bodies::{Storage, TransferError};
 use crate::config::{Config, HostHeader, Target, UriError};
-use crate::exchange::{
-    MAX_LOGGED_METHOD_CHARS, Recorder, Recording, RequestLog, RequestOutcome, clip,
-};
+use crate::exchange::{MAX_LOGGED_METHOD_CHARS, Recorder, Recording, RequestLog, RequestOutcome};
+use crate::text::{clip, error_chain, humanize};
 
 /// Forwards requests to the local service through one pooled client, and
 /// holds the cap on how many may be with it at once.
@@ -587,33 +586,6 @@ fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) 
         source = err.source();
     }
     false
-}
-
-/// `outer: inner: innermost`, for plain-words error texts.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(err) = source {
-        let s = err.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = err.source();
-    }
-    text
-}
-
-pub(crate) fn humanize(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) && d.subsec_millis() == 0 {
-        format!("{} min", d.as_secs() / 60)
-    } else if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@
 //! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
 //!   its secrets masked; target, and the rule that keeps requests under its
 //!   base path; host header mode, token, durations, limits).
+//! - `text`: plain-words helpers (durations, error chains, clipping).
 
 pub mod access;
 pub mod agent;
@@ -57,6 +58,7 @@ pub mod frames;
 pub mod heartbeat;
 pub mod inspect;
 mod session;
+mod text;
 pub mod token;
 
 pub use agent::{Agent, AgentHandle};

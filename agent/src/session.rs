@@ -27,10 +27,11 @@ use tracing::Instrument as _;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
-use crate::exchange::{RequestLog, RequestOutcome, clip};
-use crate::forward::{Forwarder, MAX_ERROR_MESSAGE_CHARS, error_chain, error_json, humanize};
+use crate::exchange::{RequestLog, RequestOutcome};
+use crate::forward::{Forwarder, MAX_ERROR_MESSAGE_CHARS, error_json};
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
+use crate::text::{clip, error_chain, humanize};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
