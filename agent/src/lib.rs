@@ -23,8 +23,13 @@
 //! - [`inspect`]: the request inspector (capture ring, local web page and
 //!   JSON API, replay through the agent's forwarder).
 //! - [`console`]: the human-readable lines the CLI prints.
-//! - [`forward`]: one request to the local service and back, and the cap on
-//!   how many are there at once (visitors' and replays alike).
+//! - [`forward`]: one request to the local service and back as an
+//!   [`Answer`](exchange::Answer), and the cap on how many are there at once
+//!   (visitors' and replays alike): the local HTTP client (`forward::local`),
+//!   whether an answer's body goes inline or through the bucket
+//!   (`forward::carry`), a failure's two texts (`forward::failure`).
+//! - `wire`: an answer as the message that carries it (`http_response` or
+//!   `error`), and whether it fits one.
 //! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
 //!   [`AgentError`] (plain data; the supervisor, the session, the console
 //!   and the inspector all use it, so it depends on none of them).
@@ -33,7 +38,8 @@
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
 //! - [`token`]: minting agent tokens (`tunnel token issue`).
-//! - [`exchange`]: one request as the others see it: its log line
+//! - [`exchange`]: one request as the others see it: the
+//!   [`Answer`](exchange::Answer) the visitor gets, its log line
 //!   ([`RequestLog`], [`RequestOutcome`]) and the [`Recorder`](exchange::Recorder)
 //!   hook through which the forwarder shows every exchange (and every
 //!   request refused at the edge) to the inspector without knowing it.
@@ -60,6 +66,7 @@ pub mod inspect;
 mod session;
 mod text;
 pub mod token;
+mod wire;
 
 pub use agent::{Agent, AgentHandle};
 pub use config::{BackoffConfig, Config, ConfigError, Endpoint, HostHeader, Target, Token};

@@ -28,10 +28,11 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
 use crate::exchange::{RequestLog, RequestOutcome};
-use crate::forward::{Forwarder, MAX_ERROR_MESSAGE_CHARS, error_json};
+use crate::forward::Forwarder;
 use crate::frames::text_frames;
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::text::{clip, error_chain, humanize};
+use crate::wire::{self, MAX_ERROR_MESSAGE_CHARS, error_json};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -990,11 +991,16 @@ impl Connection<'_> {
         let span = tracing::info_span!("request", id = %request_id);
         let handle = self.tasks.spawn(
             async move {
-                let (message, log) = forwarder.forward(request).await;
+                let (answer, log) = forwarder.forward(request).await;
                 tracing::debug!(outcome = ?log.outcome, duration = ?log.duration, "request done");
-                // Queued as soon as the channel has room.
-                if let Some(json) = message {
-                    let _ = out.send(json).await;
+                match wire::answer_json(answer) {
+                    // Queued as soon as the channel has room.
+                    Ok(json) => {
+                        let _ = out.send(json).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot answer the request with an error")
+                    }
                 }
                 drop(slot);
                 let _ = events.send(Event::Request(log));
