@@ -16,10 +16,16 @@
 //! From the top down; each module uses only those below it (no cycle).
 //! - [`agent`]: [`Agent::start`] (or [`Agent::start_with_inspector`]) and
 //!   the [`AgentHandle`] that observes and stops it.
-//! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
-//!   dispatch, the `--max-in-flight` refusal, graceful close), the handover
-//!   to a successor before the age limit (tried again while there is time),
-//!   and the reconnect loop (at once after a "going away" close).
+//! - `session`: one WebSocket connection at a time. The reconnect loop (at
+//!   once after a "going away" close) in `session` itself; the handover to
+//!   a successor before the age limit, tried again while there is time
+//!   (`session::handover`); one connection's loop (`ready`, heartbeat,
+//!   retiring, graceful close: `session::connection`), the server's
+//!   messages dispatched in one place with the `--max-in-flight` refusal
+//!   (`session::connection::dispatch`) and the request tasks with their
+//!   queued answers (`session::connection::requests`); the handshake and
+//!   TLS (`session::dial`); what they share and how a connection ends
+//!   (`session::ctx`).
 //! - [`inspect`]: the request inspector (capture ring, local web page and
 //!   JSON API, replay through the agent's forwarder).
 //! - [`console`]: the human-readable lines the CLI prints.

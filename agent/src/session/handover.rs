@@ -217,19 +217,15 @@ async fn connection(
     };
     let mut conn = Connection::new(config, ctx, forwarder, renew, successor);
     let end = conn.serve(&mut ws).await;
-    // Nothing outlives the connection: responses could not be delivered on
-    // another one anyway.
-    let dropped = conn.tasks.len() + conn.out.1.len();
-    conn.tasks.abort_all();
-    if successor_attempt && conn.established.is_none() {
+    let dropped = conn.abort();
+    if successor_attempt && !conn.established() {
         return not_taken_over(end);
     }
     // Superseded while ending (its successor confirmed before this one's
     // end was seen): a handover all the same.
-    if !conn.retired && !matches!(end, End::Shutdown) && conn.superseded(&ctx.state.borrow()) {
-        conn.retired = true;
-    }
-    if !conn.retired {
+    let retired =
+        conn.retired() || (!matches!(end, End::Shutdown) && conn.superseded(&ctx.state.borrow()));
+    if !retired {
         return end;
     }
     let dropped = match end {

@@ -3,9 +3,10 @@
 //! From the top down: the supervisor (this module: reconnect with backoff,
 //! at once after a "going away" close, the 403 retry window); the chain of
 //! a connection and the successors it hands the tunnel over to
-//! ([`handover`]); one connection's loop ([`connection`]); opening the
-//! WebSocket ([`dial`]); what they share and how a connection ends
-//! ([`ctx`]).
+//! ([`handover`]); one connection's loop ([`connection`]), with the server's
+//! messages dispatched in `connection::dispatch` and the requests in flight
+//! in `connection::requests`; opening the WebSocket ([`dial`]); what they
+//! all share and how a connection ends ([`ctx`]).
 
 mod connection;
 mod ctx;
