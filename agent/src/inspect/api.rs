@@ -1,5 +1,5 @@
 //! The inspector's JSON API: one handler per route (the table is in
-//! [`super::server`]), and the errors they answer with.
+//! `server.rs`), and the errors they answer with.
 
 use std::convert::Infallible;
 
