@@ -1,13 +1,15 @@
-//! The inspector's JSON API: one handler per route (the table is in
-//! `server.rs`), and the errors they answer with.
+//! The inspector's JSON API under `/api/`: its routes (the table is in
+//! `server.rs`), one handler each, and the errors they answer with.
 
 use std::convert::Infallible;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
@@ -16,11 +18,24 @@ use super::export;
 use super::view::{self, Detail, Filter};
 use super::{Change, Edits, Inspector, ReplayError};
 
-#[derive(Clone)]
 /// What every route gets.
+#[derive(Clone)]
 pub(super) struct App {
     pub(super) inspector: Inspector,
     pub(super) shutdown: watch::Receiver<bool>,
+}
+
+/// The API's routes, for the server's router.
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/requests", get(list).delete(clear))
+        .route("/api/requests/{id}", get(detail))
+        .route("/api/requests/{id}/curl", get(curl))
+        .route("/api/requests/{id}/replay", post(replay))
+        .route("/api/requests/{id}/{part}/body", get(body))
+        .route("/api/events", get(events))
+        .route("/api/har", get(har))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,33 +107,27 @@ fn base_url(inspector: &Inspector) -> String {
         .unwrap_or_else(|| "http://localhost".into())
 }
 
-pub(super) async fn status(State(app): State<App>) -> Response {
+async fn status(State(app): State<App>) -> Response {
     json(app.inspector.status())
 }
 
-pub(super) async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Response {
+async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Response {
     let requests = app.inspector.summaries(&filter);
     json(serde_json::json!({ "requests": requests }))
 }
 
-pub(super) async fn clear(State(app): State<App>) -> StatusCode {
+async fn clear(State(app): State<App>) -> StatusCode {
     app.inspector.clear();
     StatusCode::NO_CONTENT
 }
 
-pub(super) async fn detail(
-    State(app): State<App>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn detail(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let exchange = app.inspector.exchange(id).ok_or(ApiError::NotFound(id))?;
     Ok(json(Detail::of(&exchange)))
 }
 
-pub(super) async fn curl(
-    State(app): State<App>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn curl(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let exchange = app.inspector.exchange(id).ok_or(ApiError::NotFound(id))?;
     let command = export::curl(&exchange, &base_url(&app.inspector));
@@ -130,7 +139,7 @@ pub(super) async fn curl(
         .into_response())
 }
 
-pub(super) async fn replay(
+async fn replay(
     State(app): State<App>,
     Path(id): Path<String>,
     body: Bytes,
@@ -153,12 +162,12 @@ pub(super) async fn replay(
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct BodyQuery {
+struct BodyQuery {
     #[serde(default)]
     download: Option<String>,
 }
 
-pub(super) async fn body(
+async fn body(
     State(app): State<App>,
     Path((id, part)): Path<(String, String)>,
     Query(query): Query<BodyQuery>,
@@ -237,7 +246,7 @@ fn extension(essence: &str) -> &'static str {
     }
 }
 
-pub(super) async fn har(State(app): State<App>) -> Response {
+async fn har(State(app): State<App>) -> Response {
     let har = export::har(&app.inspector.exchanges(), &base_url(&app.inspector));
     (
         no_store(),
@@ -253,7 +262,7 @@ pub(super) async fn har(State(app): State<App>) -> Response {
 /// Server-sent events: first `snapshot` (the list and status), then
 /// `request` (a summary, on start and end), `evicted` (ids), `cleared` and
 /// `status`. A page that falls behind gets a new `snapshot`.
-pub(super) async fn events(State(app): State<App>) -> impl IntoResponse {
+async fn events(State(app): State<App>) -> impl IntoResponse {
     let (rx, list, status) = app.inspector.subscribe();
     let first = snapshot(&list, &status);
     let inspector = app.inspector.clone();

@@ -34,8 +34,8 @@
 //! - [`replay`]: building a replayed request from a capture and edits.
 //! - [`server`]: binding (4040, else the next free port), the loopback and
 //!   cross-site guards, the routes and the embedded page (`assets/`).
-//! - `api`: the JSON API's handlers (list, detail, bodies, curl, replay,
-//!   HAR, live events) and its errors.
+//! - `api`: the JSON API's routes and handlers (list, detail, bodies, curl,
+//!   replay, HAR, live events) and its errors.
 //! - [`cli`]: the `--inspect*` options of `tunnel`.
 //! - [`save`]: `--inspect-save FILE`, one JSON line per finished exchange.
 

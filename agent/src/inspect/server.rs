@@ -27,7 +27,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -179,14 +179,7 @@ fn router(app: App) -> Router {
             "/favicon.svg",
             get(|| async { asset(FAVICON, "image/svg+xml") }),
         )
-        .route("/api/status", get(api::status))
-        .route("/api/requests", get(api::list).delete(api::clear))
-        .route("/api/requests/{id}", get(api::detail))
-        .route("/api/requests/{id}/curl", get(api::curl))
-        .route("/api/requests/{id}/replay", post(api::replay))
-        .route("/api/requests/{id}/{part}/body", get(api::body))
-        .route("/api/events", get(api::events))
-        .route("/api/har", get(api::har))
+        .merge(api::routes())
         .fallback(|| async { ApiError::NoRoute })
         .layer(middleware::from_fn(guard))
         .with_state(app)
