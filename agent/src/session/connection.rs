@@ -49,8 +49,9 @@ fn renew_after(max_age: Duration) -> Duration {
     max_age - (max_age / 4).min(Duration::from_secs(5 * 60))
 }
 
-/// The close reasons a connection gives.
+/// The close frame's reason on shutdown.
 const SHUTTING_DOWN: &str = "agent shutting down";
+/// The close frame's reason once a successor holds the tunnel.
 const HANDED_OVER: &str = "handed over to a new connection";
 
 /// What a successor connection knows of the one it is to succeed.
