@@ -27,7 +27,8 @@
 //!   TLS (`session::dial`); what they share and how a connection ends
 //!   (`session::ctx`).
 //! - [`inspect`]: the request inspector (capture ring, local web page and
-//!   JSON API, replay through the agent's forwarder).
+//!   JSON API, curl and HAR exports, replay through the agent's forwarder;
+//!   its own `# Layout` names its parts).
 //! - [`console`]: the human-readable lines the CLI prints.
 //! - [`forward`]: one request to the local service and back as an
 //!   [`Answer`](exchange::Answer), and the cap on how many are there at once
