@@ -9,9 +9,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::events::{AgentError, ConnectionState, Event};
-use crate::forward::{Forwarder, error_chain};
+use crate::forward::Forwarder;
 use crate::inspect::Inspector;
 use crate::session;
+use crate::text::error_chain;
 
 /// Starts agents.
 pub struct Agent;

@@ -275,7 +275,7 @@ impl Target {
 
     /// The local URL for a request's raw `uri` (`/path?query`): the base and
     /// the uri concatenated, so nothing is re-encoded here, then parsed (which
-    /// resolves `.` and `..` segments, see the `forward` module).
+    /// resolves `.` and `..` segments, see `forward::local`).
     ///
     /// With a base path, a request must stay under it: a path with a `..`
     /// segment in any spelling (`..`, `%2e%2e`, `.%2E`, separated by `/`,

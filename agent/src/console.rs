@@ -7,7 +7,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::events::Event;
 use crate::exchange::RequestOutcome;
-use crate::forward::humanize;
+use crate::text::humanize;
 
 /// Turns events into console lines; remembers the public URL so a reconnect
 /// that keeps it says so briefly.

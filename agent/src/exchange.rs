@@ -1,13 +1,54 @@
 //! One request through the agent, as the rest of the agent sees it: the
-//! [`RequestLog`] line the console and the events carry, and the
-//! [`Recorder`] hook through which the forwarder shows every exchange to
-//! whoever records them (the request inspector). Plain data and two narrow
-//! traits: the forwarder, the session, the console and the inspector all
-//! use them, so this module depends on none of them.
+//! [`Answer`] the visitor gets (a value; the session encodes it into a
+//! message), the [`RequestLog`] line the console and the events carry, and
+//! the [`Recorder`] hook through which the forwarder shows every exchange
+//! to whoever records them (the request inspector). Plain data and two
+//! narrow traits: the forwarder, the session, the console and the inspector
+//! all use them, so this module depends on none of them.
 
 use std::time::Duration;
 
-use protocol::{ErrorCode, Headers, HttpRequest};
+use protocol::{ErrorCode, Headers, HttpRequest, HttpResponse};
+
+use crate::text::clip;
+
+/// What the visitor gets for one request, whatever carries it back: the
+/// session sends it as one message (`http_response` or `error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The local service's response: its head (status, headers, timing;
+    /// `body` empty) and where its body is.
+    Response {
+        head: HttpResponse,
+        body: AnswerBody,
+    },
+    /// The request failed: the visitor gets `code`'s status and `message`,
+    /// a short reason (no local address, no error chain).
+    Failed {
+        request_id: String,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Where an answer's body is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AnswerBody {
+    /// The bytes, to send with the head.
+    Inline(Vec<u8>),
+    /// Already PUT to the request's upload URL: `length` bytes.
+    Uploaded { length: u64 },
+}
+
+// By hand: a body never reaches a Debug print, only its length.
+impl std::fmt::Debug for AnswerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerBody::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
+            AnswerBody::Uploaded { length } => write!(f, "Uploaded({length} bytes)"),
+        }
+    }
+}
 
 /// What happened to one request, for the console (no bodies, no query values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +98,6 @@ pub fn display_path(uri: &str) -> String {
     }
 }
 
-/// At most `max` characters of `text`, with `…` when cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 /// Watches every exchange the forwarder makes with the local service. The
 /// request inspector is one; the forwarder knows nothing else of it.
 pub trait Recorder: Send + Sync {
@@ -97,11 +130,5 @@ mod tests {
     fn console_path_hides_query_values() {
         assert_eq!(display_path("/hook?token=secret"), "/hook?…");
         assert_eq!(display_path("/a/b"), "/a/b");
-    }
-
-    #[test]
-    fn clip_cuts_at_characters_not_bytes() {
-        assert_eq!(clip("λλλ", 2), "λλ…");
-        assert_eq!(clip("abc", 3), "abc");
     }
 }

@@ -16,15 +16,27 @@
 //! From the top down; each module uses only those below it (no cycle).
 //! - [`agent`]: [`Agent::start`] (or [`Agent::start_with_inspector`]) and
 //!   the [`AgentHandle`] that observes and stops it.
-//! - `session`: one WebSocket connection (handshake, `ready`, heartbeat,
-//!   dispatch, the `--max-in-flight` refusal, graceful close), the handover
-//!   to a successor before the age limit (tried again while there is time),
-//!   and the reconnect loop (at once after a "going away" close).
+//! - `session`: one WebSocket connection at a time. The reconnect loop (at
+//!   once after a "going away" close) in `session` itself; the handover to
+//!   a successor before the age limit, tried again while there is time
+//!   (`session::handover`); one connection's loop (`ready`, heartbeat,
+//!   retiring, graceful close: `session::connection`), the server's
+//!   messages dispatched in one place with the `--max-in-flight` refusal
+//!   (`session::connection::dispatch`) and the request tasks with their
+//!   queued answers (`session::connection::requests`); the handshake and
+//!   TLS (`session::dial`); what they share and how a connection ends
+//!   (`session::ctx`).
 //! - [`inspect`]: the request inspector (capture ring, local web page and
-//!   JSON API, replay through the agent's forwarder).
+//!   JSON API, curl and HAR exports, replay through the agent's forwarder;
+//!   its own `# Layout` names its parts).
 //! - [`console`]: the human-readable lines the CLI prints.
-//! - [`forward`]: one request to the local service and back, and the cap on
-//!   how many are there at once (visitors' and replays alike).
+//! - [`forward`]: one request to the local service and back as an
+//!   [`Answer`](exchange::Answer), and the cap on how many are there at once
+//!   (visitors' and replays alike): the local HTTP client (`forward::local`),
+//!   whether an answer's body goes inline or through the bucket
+//!   (`forward::carry`), a failure's two texts (`forward::failure`).
+//! - `wire`: an answer as the message that carries it (`http_response` or
+//!   `error`), and whether it fits one.
 //! - [`events`]: what the agent reports: [`Event`], [`ConnectionState`],
 //!   [`AgentError`] (plain data; the supervisor, the session, the console
 //!   and the inspector all use it, so it depends on none of them).
@@ -33,7 +45,8 @@
 //! - [`frames`]: fragmenting messages into frames API Gateway accepts.
 //! - [`backoff`], [`heartbeat`]: reconnect delays and link liveness, pure.
 //! - [`token`]: minting agent tokens (`tunnel token issue`).
-//! - [`exchange`]: one request as the others see it: its log line
+//! - [`exchange`]: one request as the others see it: the
+//!   [`Answer`](exchange::Answer) the visitor gets, its log line
 //!   ([`RequestLog`], [`RequestOutcome`]) and the [`Recorder`](exchange::Recorder)
 //!   hook through which the forwarder shows every exchange (and every
 //!   request refused at the edge) to the inspector without knowing it.
@@ -43,6 +56,7 @@
 //! - [`config`]: [`Config`] and its validated parts (endpoint, shown with
 //!   its secrets masked; target, and the rule that keeps requests under its
 //!   base path; host header mode, token, durations, limits).
+//! - `text`: plain-words helpers (durations, error chains, clipping).
 
 pub mod access;
 pub mod agent;
@@ -57,7 +71,9 @@ pub mod frames;
 pub mod heartbeat;
 pub mod inspect;
 mod session;
+mod text;
 pub mod token;
+mod wire;
 
 pub use agent::{Agent, AgentHandle};
 pub use config::{BackoffConfig, Config, ConfigError, Endpoint, HostHeader, Target, Token};

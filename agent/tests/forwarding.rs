@@ -167,7 +167,7 @@ async fn path_and_query_arrive_byte_exact(#[case] uri: &str) {
 }
 
 /// `url::Url` (inside reqwest) normalises these; pinned here so a change is
-/// noticed (see the forward module docs).
+/// noticed (see the `forward::local` module docs).
 #[rstest]
 #[case::single_quote_in_query("/inspect?q='x'", "/inspect?q=%27x%27")]
 #[case::dot_segments("/inspect/a/../b/./c", "/inspect/b/c")]

@@ -29,15 +29,20 @@
 //!   forwarder) and [`Capture`], one exchange being recorded.
 //! - [`capture`]: the bounded ring of exchanges ([`Limits`], truncation),
 //!   refused requests among them ([`Refusal`]).
-//! - [`view`]: the JSON shapes of the API, filters, curl and HAR.
+//! - [`view`]: the JSON shapes of the API, filters.
+//! - [`export`]: a capture as a curl command, every capture as a HAR file.
 //! - [`replay`]: building a replayed request from a capture and edits.
 //! - [`server`]: binding (4040, else the next free port), the loopback and
-//!   cross-site guards, the API routes and the embedded page (`assets/`).
+//!   cross-site guards, the routes and the embedded page (`assets/`).
+//! - `api`: the JSON API's routes and handlers (list, detail, bodies, curl,
+//!   replay, HAR, live events) and its errors.
 //! - [`cli`]: the `--inspect*` options of `tunnel`.
 //! - [`save`]: `--inspect-save FILE`, one JSON line per finished exchange.
 
+mod api;
 pub mod capture;
 pub mod cli;
+pub mod export;
 pub mod replay;
 pub mod save;
 pub mod server;
