@@ -43,9 +43,9 @@ fn the_placeholder_terraform_writes_cannot_sign_a_token() {
     let parameter = nested(&body, "resource")
         .find(|r| label(r, 0) == "aws_ssm_parameter" && label(r, 1) == "this")
         .expect("aws_ssm_parameter.this");
-    let value = attribute(parameter.body(), "value")
+    let value = attribute(parameter.body(), "value_wo")
         .and_then(literal_str)
-        .expect("a literal value");
+        .expect("a literal value_wo");
     assert_eq!(
         signing_secret(value).map(drop),
         Err(UnusableSecret::Placeholder)
@@ -62,7 +62,7 @@ fn a_placeholder_that_could_sign_is_caught() {
         "\"placeholder-set-me-with-aws-ssm-put-parameter-overwrite\"",
         checks::auth_secret_placeholder,
         &[
-            "aws_ssm_parameter.this value",
+            "aws_ssm_parameter.this value_wo",
             "passes the connect function's secret check",
         ],
     );
@@ -75,10 +75,46 @@ fn a_placeholder_that_could_sign_is_caught() {
     );
     detects(
         SECRET_MODULE,
-        "ignore_changes = [value]",
+        "ignore_changes = [value_wo_version]",
         "ignore_changes = [tags]",
         checks::auth_secret_placeholder,
-        &["needs lifecycle { ignore_changes = [value] }"],
+        &["needs lifecycle { ignore_changes = [value_wo_version] }"],
+    );
+}
+
+/// What the parameter was: `value` with `ignore_changes = [value]`, which
+/// only hides the diff: the provider still refreshes the decrypted secret
+/// into the state. The write-only argument is the only way in.
+#[test]
+fn the_secret_in_the_state_is_caught() {
+    let tree = Tree::workspace()
+        .with_replaced(
+            SECRET_MODULE,
+            "  value_wo         = \"UNSET: see terraform/README.md\"\n  value_wo_version = 1\n",
+            "  value            = \"UNSET: see terraform/README.md\"\n",
+        )
+        .with_replaced(
+            SECRET_MODULE,
+            "ignore_changes = [value_wo_version]",
+            "ignore_changes = [value]",
+        );
+    let problems = checks::auth_secret_placeholder(&tree);
+    for expected in [
+        "aws_ssm_parameter.this sets value, which Terraform stores in its state",
+        "aws_ssm_parameter.this sets no value_wo",
+        "needs lifecycle { ignore_changes = [value_wo_version] }",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(expected)),
+            "expected {expected:?} in {problems:#?}"
+        );
+    }
+    detects(
+        SECRET_MODULE,
+        "  value_wo_version = 1\n",
+        "",
+        checks::auth_secret_placeholder,
+        &["sets no value_wo_version"],
     );
 }
 
@@ -172,9 +208,9 @@ fn the_deploy_gate_agrees_with_the_connect_function() {
     let body = tree.parse(SECRET_MODULE).unwrap();
     let placeholder = nested(&body, "resource")
         .find(|r| label(r, 0) == "aws_ssm_parameter")
-        .and_then(|r| attribute(r.body(), "value"))
+        .and_then(|r| attribute(r.body(), "value_wo"))
         .and_then(literal_str)
-        .expect("a literal value")
+        .expect("a literal value_wo")
         .to_string();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/auth-secret-set.sh");
