@@ -86,6 +86,13 @@ impl Tree {
         copy
     }
 
+    /// A copy with one more file (or one replaced whole).
+    pub fn with_file(&self, path: &str, text: &str) -> Tree {
+        let mut copy = self.clone();
+        copy.files.insert(path.to_owned(), text.to_owned());
+        copy
+    }
+
     /// A copy without one file.
     pub fn without(&self, path: &str) -> Tree {
         let mut copy = self.clone();
