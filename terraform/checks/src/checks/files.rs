@@ -106,7 +106,7 @@ pub fn provider_pins(tree: &Tree) -> Vec<String> {
             .and_then(|version| version.trim().strip_prefix("1."))
             .and_then(|rest| rest.split('.').next())
             .and_then(|minor| minor.parse::<u32>().ok());
-        if !minor.is_some_and(|minor| minor >= TERRAFORM_MINOR) {
+        if minor.is_none_or(|minor| minor < TERRAFORM_MINOR) {
             problems.push(format!(
                 "{dir}/versions.tf: required_version is {required:?}, expected \">= 1.{TERRAFORM_MINOR}\" or later (write-only arguments: the agent-token secret's value_wo)"
             ));

@@ -59,6 +59,10 @@ pub const NAME_LIMITS: &[(&str, &str, usize, &str)] = &[
     ),
 ];
 
+/// One instance of a module call: the module, its `for_each` key, its
+/// arguments evaluated.
+type Instance = (String, Option<String>, Vec<(String, Value)>);
+
 /// One derived name: where, its length for a given `name`, its limit.
 #[derive(Debug, Clone)]
 pub struct DerivedName {
@@ -82,7 +86,7 @@ pub fn derived_names(tree: &Tree, name: &str) -> Result<Vec<DerivedName>, String
     let calls: Vec<Block> = composition.module().blocks("module").cloned().collect();
     // The arguments of every instance of every module call, to resolve
     // placeholders like module.function["connect"].function_name.
-    let mut instances: Vec<(String, Option<String>, Vec<(String, Value)>)> = Vec::new();
+    let mut instances: Vec<Instance> = Vec::new();
     for call in &calls {
         let module = label(call, 0).to_owned();
         if !composition.module_enabled(&module)? {
@@ -194,12 +198,7 @@ fn resource_names(eval: &Evaluator) -> Result<Vec<DerivedName>, String> {
 /// A module output placeholder (`module.function["connect"].function_name`)
 /// replaced by the argument it passes through: the called module's output
 /// is `<resource>.<attribute>`, whose expression is `var.<argument>`.
-fn resolve(
-    tree: &Tree,
-    calls: &[Block],
-    instances: &[(String, Option<String>, Vec<(String, Value)>)],
-    value: &Value,
-) -> Value {
+fn resolve(tree: &Tree, calls: &[Block], instances: &[Instance], value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
@@ -222,7 +221,7 @@ fn resolve(
 fn resolve_placeholder(
     tree: &Tree,
     calls: &[Block],
-    instances: &[(String, Option<String>, Vec<(String, Value)>)],
+    instances: &[Instance],
     text: &str,
 ) -> Option<Value> {
     let rest = text.strip_prefix("module.")?;
