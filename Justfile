@@ -48,10 +48,25 @@ lambda-x86:
 checkov:
     bash terraform/checkov.sh
 
-# Build the zips and apply one environment: `just deploy dev`.
+# Create, once per account and region, the S3 bucket holding ENV's Terraform state.
+bootstrap-state ENV:
+    scripts/bootstrap-state.sh {{ENV}}
+
+# Build the zips and apply one environment (`just deploy dev`), as the deploy
+# workflow does: init (fails early without the state bucket), a full plan
+# first (the concurrency quota and routing preconditions stop it before
+# anything is created), the agent-token secret's parameter alone, the gate
+# (the secret is set), then everything.
 deploy ENV: lambda
-    terraform -chdir=terraform/envs/{{ENV}} init
-    terraform -chdir=terraform/envs/{{ENV}} apply
+    scripts/tf.sh {{ENV}} init
+    scripts/tf.sh {{ENV}} plan -input=false
+    scripts/tf.sh {{ENV}} apply -target=module.tunnel.module.auth_secret
+    scripts/auth-secret-set.sh "$(scripts/tf.sh {{ENV}} output -raw auth_secret_parameter)"
+    scripts/tf.sh {{ENV}} apply
+
+# Terraform for one environment: `just tf prod output`, `just tf dev destroy`.
+tf ENV *ARGS:
+    scripts/tf.sh {{ENV}} {{ARGS}}
 
 # What CI runs.
 ci:

@@ -9,12 +9,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${CHECKOV_VENV:-$root/target/venvs/checkov}"
 
-if [ ! -x "$venv/bin/checkov" ]; then
-  echo "installing checkov into $venv (first run only, takes a minute or two)" >&2
+version="3.3.30"
+
+if [ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$version" ]; then
+  echo "installing checkov $version into $venv (first run only, takes a minute or two)" >&2
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov>=3.2,<4" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$version" >&2
 fi
 
 cd "$root"

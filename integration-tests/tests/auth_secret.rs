@@ -42,7 +42,7 @@ fn terraform_placeholder() -> anyhow::Result<String> {
         .filter(|block| block.identifier() == "resource")
         .filter(|block| block.labels().first().map(|l| l.as_str()) == Some("aws_ssm_parameter"))
         .flat_map(|block| block.body().attributes())
-        .find(|attribute| attribute.key() == "value")
+        .find(|attribute| attribute.key() == "value_wo")
         .and_then(|attribute| match attribute.expr() {
             hcl::Expression::String(value) => Some(value.clone()),
             _ => None,

@@ -270,13 +270,72 @@ impl Evaluator {
     /// Any expression of the module (a resource's attribute, a
     /// precondition), with its variables, locals and module outputs.
     pub fn evaluate(&self, expr: &Expression) -> Result<Value, String> {
-        expr.evaluate(&self.context())
+        self.evaluate_with(expr, &[])
+    }
+
+    /// [`Evaluator::evaluate`] with more names declared, e.g. `each` for one
+    /// `for_each` instance or `self` for a postcondition. `can(…)` is
+    /// Terraform's: true when its argument evaluates, false when it fails.
+    pub fn evaluate_with(
+        &self,
+        expr: &Expression,
+        extra: &[(&str, Value)],
+    ) -> Result<Value, String> {
+        let mut ctx = self.context();
+        for (name, value) in extra {
+            ctx.declare_var(*name, value.clone());
+        }
+        resolve_can(expr, &ctx)
+            .evaluate(&ctx)
             .map_err(|err| format!("{}: {expr} does not evaluate: {err}", self.module.dir))
+    }
+
+    /// The values of a variable given to this module (overrides, defaults
+    /// and `var.X` placeholders), by name.
+    pub fn vars(&self) -> &Map<String, Value> {
+        &self.vars
     }
 
     /// The value of a variable (given, default, or the `var.X` placeholder).
     pub fn var(&self, name: &str) -> Option<&Value> {
         self.vars.get(name)
+    }
+}
+
+/// `expr` with every `can(x)` replaced by `true` when `x` evaluates in
+/// `ctx` and by `false` when it does not (an argument that fails must not
+/// fail the whole expression, as it would through an ordinary function).
+fn resolve_can(expr: &Expression, ctx: &Context) -> Expression {
+    use hcl::expr::{BinaryOp, Conditional, FuncCall, Operation, UnaryOp};
+    match expr {
+        Expression::FuncCall(call) if call.name.name.as_str() == "can" && call.args.len() == 1 => {
+            let inner = resolve_can(&call.args[0], ctx);
+            Expression::Bool(inner.evaluate(ctx).is_ok())
+        }
+        Expression::FuncCall(call) => {
+            let mut call: FuncCall = (**call).clone();
+            call.args = call.args.iter().map(|arg| resolve_can(arg, ctx)).collect();
+            Expression::FuncCall(Box::new(call))
+        }
+        Expression::Parenthesis(inner) => {
+            Expression::Parenthesis(Box::new(resolve_can(inner, ctx)))
+        }
+        Expression::Operation(operation) => Expression::Operation(Box::new(match &**operation {
+            Operation::Unary(op) => {
+                Operation::Unary(UnaryOp::new(op.operator, resolve_can(&op.expr, ctx)))
+            }
+            Operation::Binary(op) => Operation::Binary(BinaryOp::new(
+                resolve_can(&op.lhs_expr, ctx),
+                op.operator,
+                resolve_can(&op.rhs_expr, ctx),
+            )),
+        })),
+        Expression::Conditional(cond) => Expression::Conditional(Box::new(Conditional::new(
+            resolve_can(&cond.cond_expr, ctx),
+            resolve_can(&cond.true_expr, ctx),
+            resolve_can(&cond.false_expr, ctx),
+        ))),
+        other => other.clone(),
     }
 }
 
@@ -342,7 +401,65 @@ fn context(
             .params([string(), string(), string()])
             .build(replace),
     );
+    ctx.declare_func("toset", FuncDef::builder().param(any()).build(toset));
+    ctx.declare_func("values", FuncDef::builder().param(any()).build(values));
+    ctx.declare_func("sum", FuncDef::builder().param(any()).build(sum));
+    ctx.declare_func(
+        "regex",
+        FuncDef::builder().params([string(), string()]).build(regex),
+    );
     ctx
+}
+
+/// A list's distinct elements (Terraform's sets are unordered; order kept).
+fn toset(args: FuncArgs) -> Result<Value, String> {
+    match &args[0] {
+        Value::Array(items) => {
+            let mut set: Vec<Value> = Vec::new();
+            for item in items {
+                if !set.contains(item) {
+                    set.push(item.clone());
+                }
+            }
+            Ok(Value::Array(set))
+        }
+        other => Err(format!("toset: not a list: {other}")),
+    }
+}
+
+fn values(args: FuncArgs) -> Result<Value, String> {
+    match &args[0] {
+        Value::Object(map) => Ok(Value::Array(map.values().cloned().collect())),
+        other => Err(format!("values: not a map: {other}")),
+    }
+}
+
+fn sum(args: FuncArgs) -> Result<Value, String> {
+    let Value::Array(items) = &args[0] else {
+        return Err(format!("sum: not a list: {}", args[0]));
+    };
+    let mut total = 0.0;
+    for item in items {
+        total += item
+            .as_f64()
+            .ok_or_else(|| format!("sum: not a number: {item}"))?;
+    }
+    Ok(if total.fract() == 0.0 && total >= 0.0 {
+        Value::from(total as u64)
+    } else {
+        Value::from(total)
+    })
+}
+
+/// Terraform's `regex`: the match, or an error when there is none (which
+/// `can` turns into false).
+fn regex(args: FuncArgs) -> Result<Value, String> {
+    let pattern = args[0].as_str().unwrap_or_default();
+    let text = args[1].as_str().unwrap_or_default();
+    let re = ::regex::Regex::new(pattern).map_err(|err| format!("regex: {err}"))?;
+    re.find(text)
+        .map(|found| Value::String(found.as_str().to_owned()))
+        .ok_or_else(|| format!("regex: {pattern:?} does not match {text:?}"))
 }
 
 fn merge(args: FuncArgs) -> Result<Value, String> {

@@ -20,11 +20,15 @@
 //!   the HCL with something it does not own (the manifest, protocol and AWS
 //!   limits, the handlers' configuration rules); none repeats the HCL.
 //!
+//! - [`workflows`]: the GitHub workflows, parsed: permissions, pinning, the
+//!   region's one place, remote state, the deploy order, the gate's token.
+//!
 //! The tests in `tests/` run every check against the real tree, and against
 //! broken copies to prove each check catches what it claims to.
 
 pub mod checks;
 pub mod eval;
 pub mod tree;
+pub mod workflows;
 
 pub use tree::Tree;

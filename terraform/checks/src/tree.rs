@@ -6,8 +6,9 @@ use std::path::{Component, Path, PathBuf};
 
 use hcl::{Attribute, Block, Body, Expression};
 
-/// Every `.tf` and `.tfvars` file under a root directory, by path relative to
-/// it (with `/` separators).
+/// Every `.tf`, `.tfvars` and `.hcl` file (an environment's `backend.hcl`)
+/// under a root directory, by path relative to it (with `/` separators);
+/// hidden files (`.terraform.lock.hcl`) are left out.
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
@@ -24,7 +25,7 @@ impl Tree {
         Tree::load(&root).unwrap_or_else(|err| panic!("reading {}: {err}", root.display()))
     }
 
-    /// Reads every `.tf`/`.tfvars` file under `root`, skipping hidden
+    /// Reads every `.tf`/`.tfvars`/`.hcl` file under `root`, skipping hidden
     /// directories (`.terraform`), `checks` (this crate) and `target`.
     pub fn load(root: &Path) -> std::io::Result<Tree> {
         let mut files = BTreeMap::new();
@@ -38,7 +39,11 @@ impl Tree {
                     if !name.starts_with('.') && name != "checks" && name != "target" {
                         pending.push(path);
                     }
-                } else if name.ends_with(".tf") || name.ends_with(".tfvars") {
+                } else if !name.starts_with('.')
+                    && (name.ends_with(".tf")
+                        || name.ends_with(".tfvars")
+                        || name.ends_with(".hcl"))
+                {
                     let relative = path
                         .strip_prefix(root)
                         .expect("walked from root")
@@ -78,6 +83,13 @@ impl Tree {
         let mut copy = self.clone();
         copy.files
             .insert(path.to_owned(), text.replacen(from, to, 1));
+        copy
+    }
+
+    /// A copy with one more file (or one replaced whole).
+    pub fn with_file(&self, path: &str, text: &str) -> Tree {
+        let mut copy = self.clone();
+        copy.files.insert(path.to_owned(), text.to_owned());
         copy
     }
 

@@ -254,10 +254,11 @@ fn a_forwarding_timeout_at_the_integration_timeout() {
     );
 }
 
+/// The root, as an environment's values reach it.
 #[test]
 fn a_forwarding_timeout_under_the_wait_set_by_an_env() {
     detects(
-        "envs/dev/main.tf",
+        "root/main.tf",
         "  name = var.name\n",
         "  name = var.name\n  forwarding_timeout_seconds = 20\n",
         checks::forwarding_timeout,
@@ -536,10 +537,23 @@ fn a_lifecycle_rule_that_expires_nothing() {
     );
     detects(
         BODIES,
-        "    filter {}\n",
-        "    filter {\n      prefix = \"req/\"\n    }\n",
+        "      prefix = \"\"\n",
+        "      prefix = \"req/\"\n",
         checks::buckets,
         &["no enabled lifecycle rule"],
+    );
+}
+
+/// The empty `filter {}` (what the bucket had): the provider warns
+/// "Invalid Attribute Combination", to become an error.
+#[test]
+fn a_lifecycle_filter_that_draws_the_provider_warning() {
+    detects(
+        BODIES,
+        "    filter {\n      prefix = \"\"\n    }\n",
+        "    filter {}\n",
+        checks::buckets,
+        &["filter { prefix = \"\" }", "warning"],
     );
 }
 

@@ -43,9 +43,9 @@ fn the_placeholder_terraform_writes_cannot_sign_a_token() {
     let parameter = nested(&body, "resource")
         .find(|r| label(r, 0) == "aws_ssm_parameter" && label(r, 1) == "this")
         .expect("aws_ssm_parameter.this");
-    let value = attribute(parameter.body(), "value")
+    let value = attribute(parameter.body(), "value_wo")
         .and_then(literal_str)
-        .expect("a literal value");
+        .expect("a literal value_wo");
     assert_eq!(
         signing_secret(value).map(drop),
         Err(UnusableSecret::Placeholder)
@@ -62,7 +62,7 @@ fn a_placeholder_that_could_sign_is_caught() {
         "\"placeholder-set-me-with-aws-ssm-put-parameter-overwrite\"",
         checks::auth_secret_placeholder,
         &[
-            "aws_ssm_parameter.this value",
+            "aws_ssm_parameter.this value_wo",
             "passes the connect function's secret check",
         ],
     );
@@ -75,10 +75,46 @@ fn a_placeholder_that_could_sign_is_caught() {
     );
     detects(
         SECRET_MODULE,
-        "ignore_changes = [value]",
+        "ignore_changes = [value_wo_version]",
         "ignore_changes = [tags]",
         checks::auth_secret_placeholder,
-        &["needs lifecycle { ignore_changes = [value] }"],
+        &["needs lifecycle { ignore_changes = [value_wo_version] }"],
+    );
+}
+
+/// What the parameter was: `value` with `ignore_changes = [value]`, which
+/// only hides the diff: the provider still refreshes the decrypted secret
+/// into the state. The write-only argument is the only way in.
+#[test]
+fn the_secret_in_the_state_is_caught() {
+    let tree = Tree::workspace()
+        .with_replaced(
+            SECRET_MODULE,
+            "  value_wo         = \"UNSET: see terraform/README.md\"\n  value_wo_version = 1\n",
+            "  value            = \"UNSET: see terraform/README.md\"\n",
+        )
+        .with_replaced(
+            SECRET_MODULE,
+            "ignore_changes = [value_wo_version]",
+            "ignore_changes = [value]",
+        );
+    let problems = checks::auth_secret_placeholder(&tree);
+    for expected in [
+        "aws_ssm_parameter.this sets value, which Terraform stores in its state",
+        "aws_ssm_parameter.this sets no value_wo",
+        "needs lifecycle { ignore_changes = [value_wo_version] }",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(expected)),
+            "expected {expected:?} in {problems:#?}"
+        );
+    }
+    detects(
+        SECRET_MODULE,
+        "  value_wo_version = 1\n",
+        "",
+        checks::auth_secret_placeholder,
+        &["sets no value_wo_version"],
     );
 }
 
@@ -172,9 +208,9 @@ fn the_deploy_gate_agrees_with_the_connect_function() {
     let body = tree.parse(SECRET_MODULE).unwrap();
     let placeholder = nested(&body, "resource")
         .find(|r| label(r, 0) == "aws_ssm_parameter")
-        .and_then(|r| attribute(r.body(), "value"))
+        .and_then(|r| attribute(r.body(), "value_wo"))
         .and_then(literal_str)
-        .expect("a literal value")
+        .expect("a literal value_wo")
         .to_string();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/auth-secret-set.sh");
@@ -260,39 +296,80 @@ fn the_deploy_gate_agrees_with_the_connect_function() {
     }
 }
 
-/// deploy.yml, in each environment: the secret's parameter alone, then the
-/// gate, then the full apply; no other apply before the gate.
+/// The deploy gate's token (scripts/gate-token.sh, run by deploy.yml's
+/// gate job): the secret read from the parameter reaches `tunnel token
+/// issue` in its environment only (never an argument `ps` shows), for the
+/// user deploy-gate and 2 hours; nothing but the token is printed; a
+/// parameter that cannot be read fails the script. (The order of the
+/// deploy's steps and the token's use are tests/workflows.rs.)
 #[test]
-fn deploy_applies_nothing_that_accepts_connections_before_the_gate() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.github/workflows/deploy.yml");
-    let workflow = std::fs::read_to_string(path).unwrap();
-    for env in ["dev", "prod"] {
-        let applies: Vec<(usize, &str)> = workflow
-            .lines()
-            .enumerate()
-            .filter(|(_, line)| line.contains(&format!("terraform/envs/{env} apply")))
-            .collect();
-        let gate = workflow
-            .lines()
-            .position(|line| {
-                line.contains("scripts/auth-secret-set.sh")
-                    && line.contains(&format!(
-                        "terraform/envs/{env} output -raw auth_secret_parameter"
-                    ))
-            })
-            .unwrap_or_else(|| panic!("{env}: no gate"));
-        let (before, after): (Vec<_>, Vec<_>) = applies.iter().partition(|(i, _)| *i < gate);
-        assert!(
-            !before.is_empty() && !after.is_empty(),
-            "{env}: {applies:?}"
-        );
-        for (_, line) in &before {
-            assert!(
-                line.trim_end()
-                    .ends_with("-target=module.tunnel.module.auth_secret"),
-                "{env}: applied before the gate: {line}"
-            );
+fn the_gate_mints_its_token_from_the_secret_without_showing_it() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gate-token.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "q7Zc1f0mXnP2vV8wLr4tYb6sKd9hJe3gUa5iOo0pQx=";
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-    }
+        path
+    };
+    // `aws ssm get-parameter --name P --with-decryption ...`: the secret for
+    // /t/auth-secret, ParameterNotFound otherwise.
+    write(
+        "aws",
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *'--name /t/auth-secret '*) echo '{secret}'; exit 0;; esac\n\
+             echo 'An error occurred (ParameterNotFound)' >&2\nexit 254\n"
+        ),
+    );
+    // A stand-in for `tunnel`: its arguments and whether the variable it
+    // is told to read holds the secret.
+    let tunnel = write(
+        "tunnel",
+        format!(
+            "#!/bin/sh\nvar=$(echo \"$*\" | sed -n 's/.*--secret-env \\([A-Z_]*\\).*/\\1/p')\n\
+             eval value=\\$$var\n[ \"$value\" = '{secret}' ] || {{ echo 'secret not in the environment' >&2; exit 3; }}\n\
+             echo \"token-for $*\"\n"
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |parameter: &str| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(parameter)
+            .arg(&tunnel)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+
+    let out = run("/t/auth-secret");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "only the token: {stdout}");
+    assert!(
+        stdout.starts_with("token-for token issue --secret-env "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--user deploy-gate"), "{stdout}");
+    assert!(stdout.contains("--expires 2h"), "{stdout}");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "{stdout}{stderr}"
+    );
+
+    let out = run("/t/missing");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not read"));
 }

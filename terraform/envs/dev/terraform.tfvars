@@ -1,4 +1,7 @@
 # Development: path routing on the execute-api URL, no alarms (zero idle cost).
+# Only values live here; the configuration is terraform/root, shared by every
+# environment (scripts/tf.sh dev plan|apply).
+environment        = "dev"
 region             = "eu-west-1"
 name               = "tunnel-dev"
 log_level          = "info,handlers=debug"

@@ -1,14 +1,70 @@
 # CloudWatch alarms for the tunnel: per function errors, throttles and p99
 # duration near the timeout; 5xx answers of the HTTP API; the log alarms the
 # functions' metric filters count (modules/function, log_alarms). Missing data (an
-# idle tunnel) is not breaching. Actions go to an optional SNS topic.
+# idle tunnel) is not breaching. Actions go to this module's SNS topic, whose
+# email subscriptions are var.emails (each address confirms once), or to
+# var.sns_topic_arn when the operator has a topic of their own.
 #
 # Cost: each alarm is billed per month (about $0.10 standard resolution),
-# which is the one thing here that is not free while idle: modules/tunnel
-# creates this module only when alarms_enabled is true.
+# which is the one thing here that is not free while idle (an SNS topic
+# costs nothing until it publishes; the first 1,000 emails a month are
+# free): modules/tunnel creates this module only when alarms_enabled is true.
 
 locals {
-  actions = var.sns_topic_arn == null ? [] : [var.sns_topic_arn]
+  own_topic = var.sns_topic_arn == null
+  topic_arn = local.own_topic ? aws_sns_topic.this[0].arn : var.sns_topic_arn
+  actions   = [local.topic_arn]
+}
+
+# Not encrypted at rest: CloudWatch alarms cannot publish to a topic
+# encrypted with the AWS managed SNS key (only with a customer managed key
+# whose policy lets cloudwatch.amazonaws.com use it, $1/month while idle),
+# and the notifications carry alarm names and states, no data.
+resource "aws_sns_topic" "this" {
+  #checkov:skip=CKV_AWS_26:CloudWatch alarms cannot publish to a topic encrypted with the AWS managed SNS key; a customer managed key costs $1/month while idle for notifications that hold only alarm names and states.
+  count = local.own_topic ? 1 : 0
+
+  name = "${var.name_prefix}-alarms"
+  tags = var.tags
+}
+
+# Only CloudWatch alarms of this account may publish to the topic.
+data "aws_iam_policy_document" "topic" {
+  count = local.own_topic ? 1 : 0
+
+  statement {
+    sid       = "CloudWatchAlarms"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.this[0].arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.this.account_id]
+    }
+  }
+}
+
+data "aws_caller_identity" "this" {}
+
+resource "aws_sns_topic_policy" "this" {
+  count = local.own_topic ? 1 : 0
+
+  arn    = aws_sns_topic.this[0].arn
+  policy = data.aws_iam_policy_document.topic[0].json
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  for_each = local.own_topic ? toset(var.emails) : toset([])
+
+  topic_arn = aws_sns_topic.this[0].arn
+  protocol  = "email"
+  endpoint  = each.value
 }
 
 resource "aws_cloudwatch_metric_alarm" "errors" {

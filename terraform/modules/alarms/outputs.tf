@@ -1,3 +1,8 @@
+output "sns_topic_arn" {
+  description = "The SNS topic the alarms notify (subscribe more recipients with aws sns subscribe)."
+  value       = local.topic_arn
+}
+
 output "alarm_arns" {
   description = "ARNs of every alarm, by name."
   value = merge(

@@ -36,8 +36,19 @@ variable "http_api_stage" {
 
 variable "sns_topic_arn" {
   type        = string
-  description = "SNS topic notified when an alarm fires or recovers; null for no notification."
+  description = "An existing SNS topic notified when an alarm fires or recovers; null (default) creates this module's own topic, <name_prefix>-alarms."
   default     = null
+}
+
+variable "emails" {
+  type        = list(string)
+  description = "Email addresses subscribed to this module's topic (ignored with sns_topic_arn); each confirms once by email."
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.emails : can(regex("^[^@\\s]+@[^@\\s]+$", email))])
+    error_message = "emails must be email addresses."
+  }
 }
 
 variable "period_seconds" {

@@ -6,9 +6,13 @@
 # one origin shared by all (single user only).
 #
 # Only *.DOMAIN is served: one certificate, one API Gateway custom domain
-# mapped to the HTTP API's $default stage, Route 53 alias records (A and
-# AAAA). The apex is deliberately not mapped: https://DOMAIN/<sub>/ would put
-# every tunnel back on one origin.
+# mapped to the HTTP API's $default stage, a Route 53 alias record (A). The
+# apex is deliberately not mapped: https://DOMAIN/<sub>/ would put every
+# tunnel back on one origin.
+#
+# IPv4 only: a regional custom domain answers on IPv4 unless its
+# ip_address_type is "dualstack", so an AAAA alias would point at nothing.
+# terraform/checks refuses an AAAA record without a dual-stack domain.
 
 locals {
   wildcard = "*.${var.domain_name}"
@@ -76,20 +80,21 @@ resource "aws_apigatewayv2_api_mapping" "this" {
 }
 
 resource "aws_route53_record" "alias" {
-  for_each = {
-    for pair in setproduct(keys(local.names), ["A", "AAAA"]) : "${pair[0]}-${pair[1]}" => {
-      name = pair[0]
-      type = pair[1]
-    }
-  }
+  for_each = local.names
 
   zone_id = var.route53_zone_id
-  name    = aws_apigatewayv2_domain_name.this[each.value.name].domain_name
-  type    = each.value.type
+  name    = aws_apigatewayv2_domain_name.this[each.key].domain_name
+  type    = "A"
 
   alias {
-    name                   = aws_apigatewayv2_domain_name.this[each.value.name].domain_name_configuration[0].target_domain_name
-    zone_id                = aws_apigatewayv2_domain_name.this[each.value.name].domain_name_configuration[0].hosted_zone_id
+    name                   = aws_apigatewayv2_domain_name.this[each.key].domain_name_configuration[0].target_domain_name
+    zone_id                = aws_apigatewayv2_domain_name.this[each.key].domain_name_configuration[0].hosted_zone_id
     evaluate_target_health = false
   }
+}
+
+# The A record's key before AAAA records were dropped: moved, not recreated.
+moved {
+  from = aws_route53_record.alias["wildcard-A"]
+  to   = aws_route53_record.alias["wildcard"]
 }

@@ -17,8 +17,7 @@ variable "http_api_id" {
 
 variable "http_api_stage" {
   type        = string
-  description = "Stage of the HTTP API the domain maps to."
-  default     = "$default"
+  description = "Stage of the HTTP API the domain maps to: the stage resource's name (module.http_api.stage_name), so the mapping is created after the stage."
 }
 
 variable "tags" {

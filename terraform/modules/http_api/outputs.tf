@@ -4,8 +4,8 @@ output "api_id" {
 }
 
 output "stage_name" {
-  description = "Name of the stage ($default)."
-  value       = "$default"
+  description = "Name of the stage ($default), from the stage resource: whatever maps or watches it (the custom domain, the alarms) waits for the stage to exist."
+  value       = aws_apigatewayv2_stage.this.name
 }
 
 output "endpoint" {

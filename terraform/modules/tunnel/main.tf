@@ -329,7 +329,44 @@ module "alarms" {
   http_api_id      = module.http_api.api_id
   http_api_stage   = module.http_api.stage_name
   sns_topic_arn    = var.alarm_sns_topic_arn
+  emails           = var.alarm_emails
   tags             = local.tags
+}
+
+# Alarms nobody receives are a cost without a use.
+check "alarms_notify_someone" {
+  assert {
+    condition     = !var.alarms_enabled || length(var.alarm_emails) > 0 || var.alarm_sns_topic_arn != null
+    error_message = "alarms_enabled is true but the alarms notify nobody: set alarm_emails (or alarm_sns_topic_arn) in this environment's terraform.tfvars."
+  }
+}
+
+# Reserved concurrency against the account's quota, at plan time, before
+# anything is created: Lambda keeps 100 executions unreserved, so the
+# reservations need a quota of at least their sum + 100. Without this, an
+# account with a small quota (new accounts may have 10) fails at
+# PutFunctionConcurrency after the functions were created, leaving them
+# tainted. Read only when something is reserved (it needs
+# servicequotas:GetServiceQuota). It cannot see reservations other
+# functions of the account already hold: terraform/README.md, "Limits".
+locals {
+  reserved_total = sum(concat([0], values(var.reserved_concurrency)))
+  # Executions Lambda never lets reservations take.
+  lambda_unreserved_minimum = 100
+}
+
+data "aws_servicequotas_service_quota" "lambda_concurrency" {
+  count = local.reserved_total > 0 ? 1 : 0
+
+  service_code = "lambda"
+  quota_code   = "L-B99A9384" # Concurrent executions
+
+  lifecycle {
+    postcondition {
+      condition     = self.value >= local.reserved_total + local.lambda_unreserved_minimum
+      error_message = "reserved_concurrency reserves ${local.reserved_total} concurrent executions, but this account's Lambda quota \"Concurrent executions\" (L-B99A9384) in this region is ${self.value}, and Lambda keeps ${local.lambda_unreserved_minimum} unreserved: request a quota of at least ${local.reserved_total + local.lambda_unreserved_minimum} (aws service-quotas request-service-quota-increase --service-code lambda --quota-code L-B99A9384 --desired-value ${local.reserved_total + local.lambda_unreserved_minimum}), or set reserved_concurrency = {} in this environment's terraform.tfvars. Nothing was created."
+    }
+  }
 }
 
 # The forwarding function must outlive its wait for the agent, and the HTTP

@@ -60,3 +60,8 @@ output "auth_secret_parameter" {
   description = "SSM parameter holding the agent-token secret: set it with aws ssm put-parameter --overwrite, read it with aws ssm get-parameter --with-decryption."
   value       = module.auth_secret.parameter_name
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (null without alarms_enabled): subscribe more recipients with aws sns subscribe."
+  value       = var.alarms_enabled ? module.alarms[0].sns_topic_arn : null
+}

@@ -1,10 +1,10 @@
 variable "name" {
   type        = string
-  description = "Name of this tunnel deployment, prefix of every resource name, e.g. \"tunnel-dev\"."
+  description = "Name of this tunnel deployment, prefix of every resource name, e.g. \"tunnel-dev\". At most 29 characters: the tightest name derived from it is the bodies bucket's prefix \"<name>-bodies-\", which S3 allows 37 characters (63 minus Terraform's 26-character unique suffix); terraform/checks computes every derived name against its AWS limit."
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,38}$", var.name))
-    error_message = "name must be 2-39 characters: lowercase letters, digits and '-', starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,27}[a-z0-9]$", var.name)) && !can(regex("^(xn--|sthree-|amzn-s3-demo-)", var.name))
+    error_message = "name must be 2-29 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-', and not starting with xn--, sthree- or amzn-s3-demo- (S3 bucket names derive from it)."
   }
 }
 
@@ -123,7 +123,7 @@ variable "log_retention_days" {
 
 variable "reserved_concurrency" {
   type        = map(number)
-  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved, {} reserves none. A reservation is both a cap and a guarantee: by default forwarding (which waits up to 25 s per visitor request on a slow tunnel) is capped at 50, and connect, response and disconnect keep their own capacity however busy forwarding is. Reservations (85 by default) must leave the account 100 unreserved executions: accounts with a lower concurrency quota set {} or ask for a quota increase."
+  description = "Reserved concurrency per function key (connect, disconnect, forwarding, response); functions not listed are unreserved, {} reserves none. A reservation is both a cap and a guarantee: by default forwarding (which waits up to 25 s per visitor request on a slow tunnel) is capped at 50, and connect, response and disconnect keep their own capacity however busy forwarding is. Reservations (85 by default) must leave the account 100 unreserved executions: on an account whose Lambda concurrency quota is lower, the plan stops before creating anything and says what to request (or set {})."
   default = {
     forwarding = 50
     response   = 25
@@ -202,8 +202,14 @@ variable "alarms_enabled" {
 
 variable "alarm_sns_topic_arn" {
   type        = string
-  description = "SNS topic the alarms notify; null for none."
+  description = "An existing SNS topic the alarms notify; null (default) for the alarms module's own topic <name>-alarms."
   default     = null
+}
+
+variable "alarm_emails" {
+  type        = list(string)
+  description = "Email addresses subscribed to the alarms' own topic (each confirms once by email); [] notifies nobody, which the plan warns about."
+  default     = []
 }
 
 variable "tags" {

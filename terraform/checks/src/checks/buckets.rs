@@ -130,13 +130,19 @@ fn private(module: &Module, dir: &str, bucket: &Bucket) -> Vec<String> {
         let expiring = rules.iter().any(|rule| {
             let body = rule.body();
             let enabled = attribute(body, "status").and_then(literal_str) == Some("Enabled");
-            let everything = first(body, &["filter"]).is_some_and(|f| f.body().iter().count() == 0);
+            // `prefix = ""` and nothing else: every object. An empty
+            // `filter {}` means the same to S3 but draws the provider's
+            // "Invalid Attribute Combination" warning (an error to come).
+            let everything = first(body, &["filter"]).is_some_and(|f| {
+                f.body().iter().count() == 1
+                    && attribute(f.body(), "prefix").and_then(literal_str) == Some("")
+            });
             let days = first(body, &["expiration"]).and_then(|e| text(e.body(), "days"));
             enabled && everything && days.as_deref() == Some("var.expiration_days")
         });
         if !expiring {
             problems.push(format!(
-                "{dir}: no enabled lifecycle rule with an empty filter expires objects after var.expiration_days: bodies a crashed invocation leaves behind would stay"
+                "{dir}: no enabled lifecycle rule with filter {{ prefix = \"\" }} (every object, without the provider's warning on an empty filter {{}}) expires objects after var.expiration_days: bodies a crashed invocation leaves behind would stay"
             ));
         }
     }

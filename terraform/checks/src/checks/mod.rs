@@ -28,6 +28,14 @@
 //!   can sign a token (the handlers' own check says so).
 //! - [`routing`]: one origin per tunnel with host routing (no execute-api
 //!   endpoint, no apex), and routing and domain that agree.
+//! - [`backend`]: remote state in S3 for the one root, each environment's
+//!   own key, locking, the region in one place.
+//! - [`names`]: `name` bounded by the longest resource name derived from it.
+//! - [`limits`]: reserved concurrency checked against the account's quota
+//!   at plan time.
+//! - [`domain`]: the custom domain's mapping tied to the stage, no AAAA
+//!   for an IPv4-only domain.
+//! - [`files::provider_pins`]: one provider major everywhere.
 
 use std::collections::BTreeMap;
 
@@ -52,9 +60,13 @@ macro_rules! try_or_report {
 
 mod alarms;
 mod auth_secret;
+mod backend;
 mod buckets;
+mod domain;
 mod files;
 mod functions;
+mod limits;
+mod names;
 mod routes;
 mod routing;
 mod tables;
@@ -62,9 +74,16 @@ mod timeouts;
 
 pub use alarms::log_alarms;
 pub use auth_secret::auth_secret_placeholder;
+pub use backend::{backend, settings as backend_settings};
 pub use buckets::buckets;
-pub use files::{MODULE_FILES, envs, files_parse, module_layout, variables_documented};
+pub use domain::domain;
+pub use files::{
+    AWS_PROVIDER, ENV_FILES, MODULE_FILES, envs, files_parse, module_layout, provider_pins,
+    variables_documented,
+};
 pub use functions::{function_environment, function_iam, function_instances, function_module};
+pub use limits::{CONCURRENCY_QUOTA_CODE, LAMBDA_UNRESERVED_MINIMUM, concurrency_quota};
+pub use names::{DerivedName, NAME_LIMITS, derived_names, name_bound, name_length};
 pub use routes::routes;
 pub use routing::routing;
 pub use tables::tables;
@@ -72,6 +91,9 @@ pub use timeouts::{HTTP_INTEGRATION_TIMEOUT_MS, forwarding_timeout};
 
 /// The composition module: every name the code relies on is wired here.
 pub const COMPOSITION: &str = "modules/tunnel";
+/// The one root module of every environment (`envs/<env>` holds only its
+/// values and backend settings).
+pub const ROOT: &str = "root";
 pub const FUNCTION_MODULE: &str = "modules/function";
 pub const TABLES_MODULE: &str = "modules/tables";
 pub const WEBSOCKET_MODULE: &str = "modules/websocket_api";
@@ -179,5 +201,10 @@ pub fn all() -> Vec<(&'static str, Check)> {
         ("auth_secret_placeholder", auth_secret_placeholder),
         ("routing", routing),
         ("log_alarms", log_alarms),
+        ("provider_pins", provider_pins),
+        ("backend", backend),
+        ("name_length", name_length),
+        ("concurrency_quota", concurrency_quota),
+        ("domain", domain),
     ]
 }

@@ -9,7 +9,7 @@ use protocol::limits::REQUEST_TIMEOUT;
 use crate::eval::Evaluator;
 use crate::tree::{Tree, attribute};
 
-use super::{COMPOSITION, HTTP_MODULE, functions::environment, tfvars};
+use super::{COMPOSITION, HTTP_MODULE, ROOT, functions::environment, tfvars};
 
 /// The HTTP API gives up on an integration after 30 s.
 pub const HTTP_INTEGRATION_TIMEOUT_MS: u64 = 30_000;
@@ -112,8 +112,8 @@ pub fn forwarding_timeout(tree: &Tree) -> Vec<String> {
     problems
 }
 
-/// The values an env passes to module "tunnel" for these variables
-/// (evaluated with its terraform.tfvars and its variables' defaults).
+/// The values the root passes to module "tunnel" for these variables with
+/// an env's values (its terraform.tfvars and the root's defaults).
 pub(super) fn env_overrides(
     tree: &Tree,
     env: &str,
@@ -124,7 +124,7 @@ pub(super) fn env_overrides(
         .iter()
         .map(|(key, value)| (key.as_str(), value.clone()))
         .collect();
-    let eval = Evaluator::new(tree, env, &overrides)?;
+    let eval = Evaluator::new(tree, ROOT, &overrides).map_err(|err| format!("{env}: {err}"))?;
     let mut found = Vec::new();
     for name in names {
         if let Some(value) = eval.module_argument("tunnel", None, name)? {

@@ -47,3 +47,8 @@ output "auth_secret_parameter" {
   description = "SSM parameter of the agent-token secret (aws ssm put-parameter --overwrite to set it; tunnel token issue to mint tokens)."
   value       = module.tunnel.auth_secret_parameter
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (null without alarms_enabled)."
+  value       = module.tunnel.alarm_topic_arn
+}
