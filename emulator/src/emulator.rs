@@ -8,14 +8,16 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::{
+    bodies::json_response,
     config::{Config, DisconnectDelivery, Placeholders},
     counters::Counters,
     error::EmulatorError,
     http_api::{self, HttpSettings},
     lambda::{AwsEnvironment, FunctionSpec, Functions},
     limits::WS_INTEGRATION_TIMEOUT,
+    serve::serve,
     sigv4::AwsCredentials,
-    util::{self, AbortOnDrop, Tasks, json_response},
+    tasks::{AbortOnDrop, Tasks},
     websocket::{WebSocketApi, WebSocketSettings},
 };
 
@@ -99,7 +101,7 @@ impl EmulatorBuilder {
         let websocket_connections = Tasks::default();
         let websocket_server = {
             let api = websocket_api.clone();
-            util::serve(
+            serve(
                 websocket,
                 websocket_connections.clone(),
                 "websocket",
@@ -120,7 +122,7 @@ impl EmulatorBuilder {
         let http_connections = Tasks::default();
         let http_server = {
             let functions = functions.clone();
-            util::serve(
+            serve(
                 http,
                 http_connections.clone(),
                 "http",

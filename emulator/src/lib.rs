@@ -25,7 +25,10 @@
 //! - [`limits`]: every AWS limit and timeout the emulator enforces, in one place.
 //! - [`sigv4`]: Signature Version 4 checks (`@connections`) and the
 //!   credentials the emulator gives each function.
-//! - `util` (private): ids, timestamps, small HTTP helpers.
+//! - private helpers, one job each: `ids` (AWS id formats), `timestamps`
+//!   (AWS time formats), `bodies` (reading bodies under a limit, fixed
+//!   responses), `serve` (the HTTP/1.1 accept loop), `header_case` (a client's
+//!   header-name spelling), `tasks` (task ownership).
 
 pub mod config;
 pub mod counters;
@@ -37,7 +40,12 @@ pub mod limits;
 pub mod sigv4;
 pub mod websocket;
 
-mod util;
+mod bodies;
+mod header_case;
+mod ids;
+mod serve;
+mod tasks;
+mod timestamps;
 
 pub use config::{
     Config, DisconnectDelivery, FunctionConfig, HttpConfig, LimitsConfig, ListenConfig,

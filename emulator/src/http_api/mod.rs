@@ -13,9 +13,11 @@ use serde_json::Value;
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::{
+    bodies::{self, Body, BodyError, json_response},
+    ids,
     lambda::{Functions, InvokeError},
     limits::HTTP_BODY_MAX,
-    util::{self, Body, BodyError, json_response},
+    timestamps::{self, now_epoch_ms},
 };
 
 #[derive(Debug, Clone)]
@@ -162,7 +164,7 @@ pub(crate) struct RequestParts<'a> {
 
 impl HttpSettings {
     pub(crate) fn build_event(&self, parts: &RequestParts<'_>, request_id: &str) -> HttpEvent {
-        let now = util::now_epoch_ms();
+        let now = now_epoch_ms();
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         let mut cookies = Vec::new();
         for (name, value) in parts.headers {
@@ -193,7 +195,7 @@ impl HttpSettings {
         headers.insert("x-forwarded-for".into(), forwarded_for);
         headers.insert("x-forwarded-port".into(), self.port.to_string());
         headers.insert("x-forwarded-proto".into(), "http".into());
-        headers.insert("x-amzn-trace-id".into(), util::new_trace_id());
+        headers.insert("x-amzn-trace-id".into(), ids::new_trace_id());
 
         let raw_query = parts.query.unwrap_or("").to_owned();
         let mut query: BTreeMap<String, String> = BTreeMap::new();
@@ -252,7 +254,7 @@ impl HttpSettings {
                 request_id: request_id.to_owned(),
                 route_key: "$default",
                 stage: "$default",
-                time: util::request_time(now),
+                time: timestamps::request_time(now),
                 time_epoch: now,
             },
             headers,
@@ -334,11 +336,11 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
-    let request_id = util::new_api_gateway_id();
+    let request_id = ids::new_api_gateway_id();
     let span = info_span!("http", request_id = %request_id);
     let mut response = async {
         let (parts, body) = req.into_parts();
-        let body = match util::read_body(body, HTTP_BODY_MAX).await {
+        let body = match bodies::read_body(body, HTTP_BODY_MAX).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
                 return json_response(

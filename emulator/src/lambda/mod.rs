@@ -26,7 +26,7 @@ use crate::{
     counters::{Counters, LiveCounters},
     limits::LAMBDA_PAYLOAD_MAX,
     sigv4::AwsCredentials,
-    util::Tasks,
+    tasks::Tasks,
 };
 use worker::{LiveGroups, Worker};
 

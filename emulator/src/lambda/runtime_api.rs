@@ -19,10 +19,12 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::{
+    bodies::{self, Body, BodyError, json_response},
     counters::LiveCounters,
+    ids,
     lambda::InvokeError,
     limits::LAMBDA_PAYLOAD_MAX,
-    util::{self, Body, BodyError, json_response},
+    timestamps::now_epoch_ms,
 };
 
 const PREFIX: &str = "/2018-06-01/runtime/";
@@ -162,7 +164,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
             );
         };
         let deadline = Instant::now() + pending.timeout;
-        let deadline_ms = util::now_epoch_ms()
+        let deadline_ms = now_epoch_ms()
             .saturating_add(i64::try_from(pending.timeout.as_millis()).unwrap_or(i64::MAX));
         if pending.started.send(deadline).is_err() {
             // The caller gave up before the process asked: wait for the next one.
@@ -188,7 +190,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
             "lambda-runtime-trace-id",
             &format!(
                 "{};Parent={:016x};Sampled=0",
-                util::new_trace_id(),
+                ids::new_trace_id(),
                 rand::random::<u64>()
             ),
         );
@@ -197,7 +199,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
 }
 
 async fn response(state: &RuntimeState, request_id: &str, body: Incoming) -> Response<Body> {
-    match util::read_body(body, LAMBDA_PAYLOAD_MAX).await {
+    match bodies::read_body(body, LAMBDA_PAYLOAD_MAX).await {
         Ok(payload) => match state.take_in_flight(request_id) {
             Some(reply) => {
                 let _ = reply.send(Ok(payload));
@@ -264,7 +266,7 @@ async fn init_error(
 }
 
 async fn read_error_body(body: Incoming) -> ErrorBody {
-    match util::read_body(body, LAMBDA_PAYLOAD_MAX).await {
+    match bodies::read_body(body, LAMBDA_PAYLOAD_MAX).await {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(_) => ErrorBody::default(),
     }
@@ -282,7 +284,10 @@ fn unknown_request(request_id: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::Tasks;
+    use crate::{
+        serve::serve,
+        tasks::{AbortOnDrop, Tasks},
+    };
 
     const BASE: &str = "/2018-06-01/runtime";
 
@@ -290,7 +295,7 @@ mod tests {
         base: String,
         queue: mpsc::Sender<Pending>,
         state: Arc<RuntimeState>,
-        _server: util::AbortOnDrop,
+        _server: AbortOnDrop,
         client: reqwest::Client,
     }
 
@@ -305,7 +310,7 @@ mod tests {
             Arc::default(),
         ));
         let served = state.clone();
-        let server = util::serve(listener, Tasks::default(), "test", false, move |_, req| {
+        let server = serve(listener, Tasks::default(), "test", false, move |_, req| {
             handle(served.clone(), req)
         });
         Fixture {
@@ -344,7 +349,7 @@ mod tests {
         // Nothing queued: `/next` must still be waiting (never a 204).
         tokio::task::yield_now().await;
         assert!(!next.is_finished());
-        let before = util::now_epoch_ms();
+        let before = now_epoch_ms();
         let (started, _reply) = enqueue(&f, "req-1", Duration::from_secs(3)).await;
         let response = next.await.unwrap().unwrap();
         assert_eq!(response.status(), 200);
@@ -357,7 +362,7 @@ mod tests {
         assert!(header("lambda-runtime-trace-id").starts_with("Root=1-"));
         let deadline: i64 = header("lambda-runtime-deadline-ms").parse().unwrap();
         assert!(
-            deadline >= before + 3_000 && deadline <= util::now_epoch_ms() + 3_000,
+            deadline >= before + 3_000 && deadline <= now_epoch_ms() + 3_000,
             "absolute epoch ms"
         );
         assert!(started.await.is_ok());

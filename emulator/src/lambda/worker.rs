@@ -18,12 +18,14 @@ use tokio::{
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::{
+    ids,
     lambda::{
         FunctionSpec, InvokeError, LogLine, LogSink, LogStream,
         runtime_api::{self, Pending, RuntimeState},
     },
     limits::LAMBDA_INIT_TIMEOUT,
-    util::{self, AbortOnDrop, Tasks},
+    serve::serve,
+    tasks::{AbortOnDrop, Tasks},
 };
 
 /// Process group ids of live processes, so that they can be killed
@@ -103,7 +105,7 @@ impl Worker {
         let server_tasks = Tasks::default();
         let server = {
             let state = state.clone();
-            util::serve(
+            serve(
                 listener,
                 server_tasks.clone(),
                 "runtime-api",
@@ -231,7 +233,7 @@ impl Worker {
     pub async fn invoke(&self, payload: Bytes, timeout: Duration) -> Result<Bytes, InvokeError> {
         let (started, started_rx) = oneshot::channel();
         let (reply, reply_rx) = oneshot::channel();
-        let request_id = util::new_lambda_request_id();
+        let request_id = ids::new_lambda_request_id();
         let pending = Pending {
             request_id,
             payload,

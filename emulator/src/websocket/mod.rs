@@ -32,10 +32,14 @@ use tokio_tungstenite::{
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::{
+    bodies::{Body, empty_response, json_response},
     config::DisconnectDelivery,
+    header_case::HeaderCase,
+    ids,
     lambda::{Functions, InvokeError},
     limits::{WS_FRAME_MAX, WS_MESSAGE_MAX},
-    util::{self, Body, HeaderCase, Tasks, empty_response, json_response},
+    tasks::Tasks,
+    timestamps::{self, now_epoch_ms},
 };
 use events::{Identity, RequestContext, WebSocketEvent};
 
@@ -153,8 +157,8 @@ impl WebSocketApi {
         route_key: &str,
         event_type: &'static str,
     ) -> WebSocketEvent {
-        let now = util::now_epoch_ms();
-        let request_id = util::new_api_gateway_id();
+        let now = now_epoch_ms();
+        let request_id = ids::new_api_gateway_id();
         WebSocketEvent {
             headers: None,
             multi_value_headers: None,
@@ -166,7 +170,7 @@ impl WebSocketApi {
                 disconnect_status_code: None,
                 event_type,
                 extended_request_id: request_id.clone(),
-                request_time: util::request_time(now),
+                request_time: timestamps::request_time(now),
                 message_direction: "IN",
                 disconnect_reason: None,
                 stage: self.settings.stage.clone(),
@@ -227,8 +231,8 @@ impl WebSocketApi {
         };
 
         let info = ConnectionInfo {
-            connection_id: util::new_api_gateway_id(),
-            connected_at_ms: util::now_epoch_ms(),
+            connection_id: ids::new_api_gateway_id(),
+            connected_at_ms: now_epoch_ms(),
             source_ip: peer.ip().to_string(),
             domain_name: header_str(headers, header::HOST)
                 .unwrap_or_default()
@@ -344,7 +348,7 @@ impl WebSocketApi {
             vec![self.settings.port.to_string()],
         );
         multi.insert("X-Forwarded-Proto".into(), vec!["http".into()]);
-        multi.insert("X-Amzn-Trace-Id".into(), vec![util::new_trace_id()]);
+        multi.insert("X-Amzn-Trace-Id".into(), vec![ids::new_trace_id()]);
         let single = multi
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.last()?.clone())))
@@ -387,7 +391,7 @@ impl WebSocketApi {
                 frame = ws.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         idle_at = Instant::now() + self.settings.idle_timeout;
-                        connection.last_active_ms.store(util::now_epoch_ms(), Ordering::Relaxed);
+                        connection.last_active_ms.store(now_epoch_ms(), Ordering::Relaxed);
                         self.on_message(&info, text.to_string());
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -494,7 +498,7 @@ impl WebSocketApi {
     fn on_message(self: &Arc<Self>, info: &ConnectionInfo, text: String) {
         let route = select_route(&text, &self.settings.routes);
         let mut event = self.event_base(info, route.as_deref().unwrap_or("$default"), "MESSAGE");
-        event.request_context.message_id = Some(util::new_api_gateway_id());
+        event.request_context.message_id = Some(ids::new_api_gateway_id());
         event.body = Some(text);
         let api = self.clone();
         let connection_id = info.connection_id.clone();
