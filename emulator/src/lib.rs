@@ -21,6 +21,8 @@
 //! - [`websocket`]: the WebSocket API (`$connect`/MESSAGE/`$disconnect`) and the
 //!   `@connections` management API, which share one listener.
 //! - [`http_api`]: the HTTP API, payload format 2.0.
+//! - `payload_v2` (private): the payload format 2.0 event and response
+//!   mapping that the HTTP API and Function URLs share.
 //! - [`counters`]: per-function invocation counters for benchmarks.
 //! - [`limits`]: every AWS limit and timeout the emulator enforces, in one place.
 //! - [`sigv4`]: Signature Version 4 checks (`@connections`) and the
@@ -43,6 +45,7 @@ pub mod websocket;
 mod bodies;
 mod header_case;
 mod ids;
+mod payload_v2;
 mod serve;
 mod tasks;
 mod timestamps;
