@@ -62,6 +62,7 @@ impl EmulatorBuilder {
             management_endpoint: format!("http://{}/{}", url_host(websocket_addr), config.stage),
             websocket_url: format!("ws://{}/{}", url_host(websocket_addr), config.stage),
             http_url: format!("http://{}", url_host(http_addr)),
+            function_urls: std::collections::BTreeMap::new(),
         };
 
         let aws = AwsEnvironment::new(config.region.as_deref(), &config.account_id);

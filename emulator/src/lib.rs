@@ -51,8 +51,8 @@ mod tasks;
 mod timestamps;
 
 pub use config::{
-    Config, DisconnectDelivery, FunctionConfig, HttpConfig, LimitsConfig, ListenConfig,
-    OverConcurrency, WebSocketConfig,
+    ClientDisconnect, Config, DisconnectDelivery, FunctionConfig, FunctionUrlConfig, HttpConfig,
+    InvokeMode, LimitsConfig, ListenConfig, OverConcurrency, WebSocketConfig,
 };
 pub use counters::{Counters, FunctionCounters};
 pub use emulator::{Emulator, EmulatorBuilder};
