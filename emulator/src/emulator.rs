@@ -2,17 +2,19 @@
 //! owns them; dropping it (or [`Emulator::shutdown`]) stops every task and
 //! kills every function process.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::{
     bodies::json_response,
-    config::{Config, DisconnectDelivery, Placeholders},
+    config::{Config, DisconnectDelivery, InvokeMode, Placeholders},
     counters::Counters,
     error::EmulatorError,
+    function_url::FunctionUrl,
     http_api::{self, HttpSettings},
+    ids,
     lambda::{AwsEnvironment, FunctionSpec, Functions},
     limits::WS_INTEGRATION_TIMEOUT,
     serve::serve,
@@ -30,6 +32,7 @@ pub struct EmulatorBuilder {
     log_sink: LogSink,
     websocket_listener: Option<std::net::TcpListener>,
     http_listener: Option<std::net::TcpListener>,
+    function_url_listeners: BTreeMap<String, std::net::TcpListener>,
 }
 
 impl EmulatorBuilder {
@@ -51,18 +54,48 @@ impl EmulatorBuilder {
         self
     }
 
-    pub async fn start(self) -> Result<Emulator, EmulatorError> {
+    /// Serve the Function URL of `function` on this socket instead of its `listen`.
+    pub fn function_url_listener(
+        mut self,
+        function: impl Into<String>,
+        listener: std::net::TcpListener,
+    ) -> Self {
+        self.function_url_listeners
+            .insert(function.into(), listener);
+        self
+    }
+
+    pub async fn start(mut self) -> Result<Emulator, EmulatorError> {
         let config = self.config;
         config.validate()?;
+        if let Some(function) = self
+            .function_url_listeners
+            .keys()
+            .find(|f| !config.function_urls.iter().any(|u| &u.function == *f))
+        {
+            return Err(EmulatorError::InvalidConfig(format!(
+                "a listener was given for the Function URL of {function:?}, which has no function_urls entry"
+            )));
+        }
         let websocket = listen(self.websocket_listener, config.listen.websocket).await?;
         let http = listen(self.http_listener, config.listen.http).await?;
         let websocket_addr = websocket.local_addr().map_err(EmulatorError::Listener)?;
         let http_addr = http.local_addr().map_err(EmulatorError::Listener)?;
+        let mut url_listeners = Vec::new();
+        for url in &config.function_urls {
+            let given = self.function_url_listeners.remove(&url.function);
+            let listener = listen(given, url.listen).await?;
+            let addr = listener.local_addr().map_err(EmulatorError::Listener)?;
+            url_listeners.push((url, listener, addr));
+        }
         let placeholders = Placeholders {
             management_endpoint: format!("http://{}/{}", url_host(websocket_addr), config.stage),
             websocket_url: format!("ws://{}/{}", url_host(websocket_addr), config.stage),
             http_url: format!("http://{}", url_host(http_addr)),
-            function_urls: std::collections::BTreeMap::new(),
+            function_urls: url_listeners
+                .iter()
+                .map(|(url, _, addr)| (url.function.clone(), format!("http://{}", url_host(*addr))))
+                .collect(),
         };
 
         let aws = AwsEnvironment::new(config.region.as_deref(), &config.account_id);
@@ -146,18 +179,53 @@ impl EmulatorBuilder {
             )
         };
 
+        let mut servers = vec![websocket_server, http_server];
+        let mut tasks = vec![
+            websocket_connections,
+            http_connections,
+            websocket_api.tasks(),
+        ];
+        let mut function_urls = BTreeMap::new();
+        for (url, listener, addr) in url_listeners {
+            let url_id = url.url_id.clone().unwrap_or_else(ids::new_function_url_id);
+            let served = Arc::new(FunctionUrl {
+                function: url.function.clone(),
+                domain_name: format!("{url_id}.lambda-url.{}.on.aws", aws.region),
+                url_id: url_id.clone(),
+                port: addr.port(),
+                streaming: (url.invoke_mode == InvokeMode::ResponseStream)
+                    .then_some(url.client_disconnect),
+                functions: functions.clone(),
+                invocations: Tasks::default(),
+            });
+            let connections = Tasks::default();
+            tasks.push(connections.clone());
+            tasks.push(served.invocations.clone());
+            servers.push(serve(
+                listener,
+                connections,
+                "function_url",
+                false,
+                move |peer, req| served.clone().handle(peer, req),
+            ));
+            function_urls.insert(
+                url.function.clone(),
+                FunctionUrlInfo {
+                    url: format!("http://{}", url_host(addr)),
+                    addr,
+                    url_id,
+                },
+            );
+        }
         let emulator = Emulator {
             region: aws.region,
             placeholders,
             websocket_addr,
             http_addr,
+            function_urls,
             functions,
-            servers: vec![websocket_server, http_server],
-            tasks: vec![
-                websocket_connections,
-                http_connections,
-                websocket_api.tasks(),
-            ],
+            servers,
+            tasks,
         };
         info!(websocket = %emulator.websocket_url(), http = %emulator.http_url(), "emulator started");
         Ok(emulator)
@@ -195,6 +263,14 @@ fn url_host(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A bound Function URL.
+#[derive(Debug)]
+struct FunctionUrlInfo {
+    url: String,
+    addr: SocketAddr,
+    url_id: String,
+}
+
 /// A running emulator. Dropping it stops everything, also when a test panics.
 #[derive(Debug)]
 pub struct Emulator {
@@ -202,6 +278,7 @@ pub struct Emulator {
     placeholders: Placeholders,
     websocket_addr: SocketAddr,
     http_addr: SocketAddr,
+    function_urls: BTreeMap<String, FunctionUrlInfo>,
     functions: Functions,
     servers: Vec<AbortOnDrop>,
     tasks: Vec<Tasks>,
@@ -219,6 +296,7 @@ impl Emulator {
             log_sink: LogSink::default(),
             websocket_listener: None,
             http_listener: None,
+            function_url_listeners: BTreeMap::new(),
         }
     }
 
@@ -243,6 +321,28 @@ impl Emulator {
             "http://{}/_emulator/counters",
             url_host(self.websocket_addr)
         )
+    }
+
+    /// `http://HOST:PORT` of `function`'s Function URL (what
+    /// `${FUNCTION_URL:function}` expands to).
+    pub fn function_url(&self, function: &str) -> Option<&str> {
+        self.function_urls.get(function).map(|u| u.url.as_str())
+    }
+
+    /// Every Function URL: (function, `http://HOST:PORT`).
+    pub fn function_urls(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.function_urls
+            .iter()
+            .map(|(function, u)| (function.as_str(), u.url.as_str()))
+    }
+
+    pub fn function_url_addr(&self, function: &str) -> Option<SocketAddr> {
+        self.function_urls.get(function).map(|u| u.addr)
+    }
+
+    /// The URL id of `function`'s Function URL (`requestContext.apiId`).
+    pub fn function_url_id(&self, function: &str) -> Option<&str> {
+        self.function_urls.get(function).map(|u| u.url_id.as_str())
     }
 
     pub fn websocket_addr(&self) -> SocketAddr {

@@ -16,6 +16,15 @@ pub(crate) fn new_lambda_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A Function URL id: 32 lowercase letters and digits, the first label of
+/// `<url-id>.lambda-url.<region>.on.aws` (e.g. `2cxn22odiwguak4feg4jtt7cwm0ziblr`).
+pub(crate) fn new_function_url_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..32)
+        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
 /// An X-Ray trace header value.
 pub(crate) fn new_trace_id() -> String {
     let secs = now_epoch_ms() / 1000;
@@ -40,6 +49,19 @@ mod tests {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             );
         }
+    }
+
+    #[test]
+    fn function_url_ids_are_32_lowercase_alphanumerics() {
+        for _ in 0..100 {
+            let id = new_function_url_id();
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+        }
+        assert_ne!(new_function_url_id(), new_function_url_id());
     }
 
     #[test]

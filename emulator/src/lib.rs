@@ -21,6 +21,8 @@
 //! - [`websocket`]: the WebSocket API (`$connect`/MESSAGE/`$disconnect`) and the
 //!   `@connections` management API, which share one listener.
 //! - [`http_api`]: the HTTP API, payload format 2.0.
+//! - [`function_url`]: Lambda Function URLs, buffered or streamed, each on
+//!   its own listener.
 //! - `payload_v2` (private): the payload format 2.0 event and response
 //!   mapping that the HTTP API and Function URLs share.
 //! - [`counters`]: per-function invocation counters for benchmarks.
@@ -36,6 +38,7 @@ pub mod config;
 pub mod counters;
 pub mod emulator;
 pub mod error;
+pub mod function_url;
 pub mod http_api;
 pub mod lambda;
 pub mod limits;

@@ -142,10 +142,12 @@ pub(crate) async fn handle(
                 warn!(%error, "integration failed");
                 internal_error()
             }
-            Ok(Ok(result)) => map_response(&result).unwrap_or_else(|| {
-                warn!("invalid function response");
-                internal_error()
-            }),
+            Ok(Ok(result)) => map_response(&result)
+                .map(|r| r.map(Body::new))
+                .unwrap_or_else(|| {
+                    warn!("invalid function response");
+                    internal_error()
+                }),
         }
     }
     .instrument(span)

@@ -7,4 +7,4 @@ pub(crate) mod event;
 pub(crate) mod response;
 
 pub(crate) use event::{Entry, RequestParts, parse_query};
-pub(crate) use response::map_response;
+pub(crate) use response::{HeaderValues, map_response, response_head};
