@@ -111,13 +111,14 @@ impl Worker {
         let runtime_api = listener.local_addr().map_err(spawn_error)?;
         let (queue, queue_rx) = mpsc::channel(1);
         let spawned_at = Instant::now();
+        let server_tasks = Tasks::default();
         let state = Arc::new(RuntimeState::new(
             spec.arn.clone(),
             queue_rx,
             spawned_at,
             spec.counters.clone(),
+            server_tasks.clone(),
         ));
-        let server_tasks = Tasks::default();
         let server = {
             let state = state.clone();
             serve(

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::{
@@ -31,6 +31,7 @@ use crate::{
         stream::{ResponseStream, StreamOutcome},
     },
     limits::LAMBDA_PAYLOAD_MAX,
+    tasks::Tasks,
     timestamps::now_epoch_ms,
 };
 
@@ -89,6 +90,12 @@ pub(crate) struct RuntimeState {
     /// Set by `/init/error`; the worker then kills the process.
     pub init_error: Mutex<Option<(String, String)>>,
     pub kill: Notify,
+    /// Counts `/next` calls: a runtime calling it again has taken the
+    /// answer to its previous response.
+    next_calls: watch::Sender<u64>,
+    /// Work that outlives a request (a closed stream's wait), aborted with
+    /// the process's server.
+    tasks: Tasks,
 }
 
 impl RuntimeState {
@@ -97,6 +104,7 @@ impl RuntimeState {
         queue: mpsc::Receiver<Pending>,
         spawned_at: Instant,
         counters: Arc<LiveCounters>,
+        tasks: Tasks,
     ) -> Self {
         Self {
             function_arn,
@@ -107,6 +115,8 @@ impl RuntimeState {
             counters,
             init_error: Mutex::new(None),
             kill: Notify::new(),
+            next_calls: watch::Sender::new(0),
+            tasks,
         }
     }
 
@@ -184,6 +194,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
     if !state.reached_next.swap(true, Ordering::Relaxed) {
         state.counters.init_duration(state.spawned_at.elapsed());
     }
+    state.next_calls.send_modify(|n| *n = n.wrapping_add(1));
     loop {
         let pending = state.queue.lock().await.recv().await;
         let Some(pending) = pending else {

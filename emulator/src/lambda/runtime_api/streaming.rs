@@ -3,7 +3,7 @@
 //! piece by piece as the function writes it (never buffered to the end), an
 //! error arrives as the HTTP trailers `Lambda-Runtime-Function-Error-Type` /
 //! `Lambda-Runtime-Function-Error-Body` (AWS Lambda developer guide, "Custom
-//! runtimes", response streaming), and the function answers 202 once its
+//! runtimes", response streaming), and the function gets its 202 once its
 //! body ends.
 
 use base64::Engine as _;
@@ -48,10 +48,51 @@ pub(super) async fn response(
         // is being killed.
         return error_json(StatusCode::GONE, "InvocationGone", "the invocation is over");
     }
-    let (outcome, answer) = relay(body, pieces, in_flight.client_disconnect).await;
-    debug!(%request_id, ?outcome, "streamed response ended");
-    let _ = outcome_tx.send(outcome);
-    answer
+    match relay(body, pieces, in_flight.client_disconnect).await {
+        Relayed::Ended(outcome, answer) => {
+            debug!(%request_id, ?outcome, "streamed response ended");
+            let _ = outcome_tx.send(outcome);
+            answer
+        }
+        Relayed::ReaderLeft(body) => {
+            debug!(%request_id, "reader left: closing the stream");
+            close_for_reader(state, body, outcome_tx)
+        }
+    }
+}
+
+/// How relaying ended.
+enum Relayed {
+    Ended(StreamOutcome, Response<Body>),
+    /// The reader left and `close_stream` asks for the connection to close.
+    ReaderLeft(Incoming),
+}
+
+/// `client_disconnect = "close_stream"`: answers 410 at once, then closes
+/// the connection, so that the function's further writes fail. Closed only
+/// once the runtime has taken the 410 (its next `/next`), reading and
+/// discarding until then: a close while the runtime still writes would
+/// reset the connection under the answer, and a runtime that loses its
+/// answer (`lambda_runtime` does) ends its process.
+fn close_for_reader(
+    state: &RuntimeState,
+    mut body: Incoming,
+    outcome: oneshot::Sender<StreamOutcome>,
+) -> Response<Body> {
+    let mut next_calls = state.next_calls.subscribe();
+    state.tasks.spawn(async move {
+        tokio::select! {
+            _ = next_calls.changed() => {}
+            () = async { while let Some(Ok(_)) = body.frame().await {} } => {}
+        }
+        drop(body);
+        let _ = outcome.send(StreamOutcome::ClosedForClient);
+    });
+    error_json(
+        StatusCode::GONE,
+        "ClientDisconnected",
+        "the client of this streamed response disconnected (client_disconnect = \"close_stream\")",
+    )
 }
 
 /// Relays `body` into `pieces` until it ends; what it ended with, and the
@@ -60,7 +101,7 @@ async fn relay(
     mut body: Incoming,
     pieces: mpsc::Sender<StreamPiece>,
     on_reader_gone: ClientDisconnect,
-) -> (StreamOutcome, Response<Body>) {
+) -> Relayed {
     // `None` once the reader left: the rest is read and discarded.
     let mut reader = Some(pieces);
     let mut total = 0usize;
@@ -68,7 +109,7 @@ async fn relay(
         let frame = match (&reader, on_reader_gone) {
             (Some(pieces), ClientDisconnect::CloseStream) => tokio::select! {
                 frame = body.frame() => frame,
-                () = pieces.closed() => return closed_for_reader(),
+                () = pieces.closed() => return Relayed::ReaderLeft(body),
             },
             _ => body.frame().await,
         };
@@ -77,7 +118,7 @@ async fn relay(
                 if let Some(pieces) = &reader {
                     let _ = pieces.send(StreamPiece::End).await;
                 }
-                return (StreamOutcome::Complete, accepted());
+                return Relayed::Ended(StreamOutcome::Complete, accepted());
             }
             Some(Ok(frame)) => frame,
             Some(Err(error)) => {
@@ -87,13 +128,13 @@ async fn relay(
                     "InvalidRequest",
                     "cannot read the body",
                 );
-                return (StreamOutcome::Interrupted, answer);
+                return Relayed::Ended(StreamOutcome::Interrupted, answer);
             }
         };
         let data = match frame.into_data() {
             Ok(data) => data,
             Err(frame) => match frame.into_trailers().ok().and_then(|t| error_trailers(&t)) {
-                Some(failed) => return (failed, accepted()),
+                Some(failed) => return Relayed::Ended(failed, accepted()),
                 None => continue,
             },
         };
@@ -113,7 +154,7 @@ async fn relay(
                     "Exceeded maximum allowed streamed payload size ({LAMBDA_STREAM_MAX} bytes)."
                 ),
             );
-            return (StreamOutcome::TooLarge, answer);
+            return Relayed::Ended(StreamOutcome::TooLarge, answer);
         }
         total += data.len();
         if data.is_empty() {
@@ -124,19 +165,10 @@ async fn relay(
         {
             match on_reader_gone {
                 ClientDisconnect::Continue => reader = None,
-                ClientDisconnect::CloseStream => return closed_for_reader(),
+                ClientDisconnect::CloseStream => return Relayed::ReaderLeft(body),
             }
         }
     }
-}
-
-fn closed_for_reader() -> (StreamOutcome, Response<Body>) {
-    let answer = error_json(
-        StatusCode::GONE,
-        "ClientDisconnected",
-        "the client of this streamed response disconnected (client_disconnect = \"close_stream\")",
-    );
-    (StreamOutcome::ClosedForClient, answer)
 }
 
 /// The error of `Lambda-Runtime-Function-Error-Type` /

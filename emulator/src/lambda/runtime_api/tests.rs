@@ -28,6 +28,7 @@ async fn fixture() -> Fixture {
         rx,
         Instant::now(),
         Arc::default(),
+        Tasks::default(),
     ));
     let served = state.clone();
     let server = serve(listener, Tasks::default(), "test", false, move |_, req| {

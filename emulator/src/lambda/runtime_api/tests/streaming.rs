@@ -148,15 +148,21 @@ async fn a_departed_reader_leaves_the_function_streaming() {
 #[tokio::test]
 async fn close_stream_closes_the_functions_connection_when_the_reader_leaves() {
     let f = fixture().await;
-    let (mut post, (stream, outcome)) = begin(&f, "s4", ClientDisconnect::CloseStream).await;
+    let (mut post, (stream, mut outcome)) = begin(&f, "s4", ClientDisconnect::CloseStream).await;
     assert!(post.chunk(b"first").await);
     drop(stream);
     // Answered without waiting for the function's body to end.
-    assert!(matches!(outcome.await, Ok(StreamOutcome::ClosedForClient)));
     assert_eq!(post.status().await, 410);
-    let mut rest = Vec::new();
-    let _ = post.0.read_to_end(&mut rest).await;
+    // Until the runtime has taken that answer, its writes are read and
+    // discarded, and the invocation is not over.
     let piece = vec![b'x'; 64 * 1024];
+    for _ in 0..MORE_THAN_BUFFERED {
+        assert!(post.chunk(&piece).await);
+    }
+    assert!(outcome.try_recv().is_err());
+    // Then (its next `/next`) the connection closes: its writes fail.
+    let next = tokio::spawn(f.client.get(format!("{}/invocation/next", f.base)).send());
+    assert!(matches!(outcome.await, Ok(StreamOutcome::ClosedForClient)));
     let mut failed = false;
     for _ in 0..MORE_THAN_BUFFERED {
         if !post.chunk(&piece).await {
@@ -168,6 +174,7 @@ async fn close_stream_closes_the_functions_connection_when_the_reader_leaves() {
         failed,
         "the function's writes fail once the connection is closed"
     );
+    next.abort();
 }
 
 #[tokio::test]
