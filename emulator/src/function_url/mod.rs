@@ -18,7 +18,7 @@ use tracing::{Instrument as _, Span, debug, info_span, warn};
 
 use crate::{
     bodies::{self, BodyError},
-    config::ClientDisconnect,
+    config::{ClientDisconnect, FunctionUrlConfig, InvokeMode},
     ids,
     lambda::{
         Functions, InvokeError,
@@ -26,7 +26,8 @@ use crate::{
     },
     limits::LAMBDA_PAYLOAD_MAX,
     payload_v2::{Entry, RequestParts, map_response},
-    tasks::Tasks,
+    serve::serve,
+    tasks::{AbortOnDrop, Tasks},
 };
 pub(crate) use body::UrlBody;
 
@@ -105,7 +106,53 @@ fn too_large() -> Response<UrlBody> {
     )
 }
 
+/// A Function URL being served.
+pub(crate) struct Served {
+    pub server: AbortOnDrop,
+    /// Its connections and its invocations.
+    pub tasks: [Tasks; 2],
+    pub url_id: String,
+}
+
 impl FunctionUrl {
+    /// Serves `config` on `listener` (bound to `port`) until `server` is dropped.
+    pub fn serve(
+        config: &FunctionUrlConfig,
+        listener: tokio::net::TcpListener,
+        port: u16,
+        region: &str,
+        functions: &Functions,
+    ) -> Served {
+        let url_id = config
+            .url_id
+            .clone()
+            .unwrap_or_else(ids::new_function_url_id);
+        let url = Arc::new(Self {
+            function: config.function.clone(),
+            domain_name: format!("{url_id}.lambda-url.{region}.on.aws"),
+            url_id: url_id.clone(),
+            port,
+            streaming: (config.invoke_mode == InvokeMode::ResponseStream)
+                .then_some(config.client_disconnect),
+            functions: functions.clone(),
+            invocations: Tasks::default(),
+        });
+        let connections = Tasks::default();
+        let tasks = [connections.clone(), url.invocations.clone()];
+        let server = serve(
+            listener,
+            connections,
+            "function_url",
+            false,
+            move |peer, req| url.clone().handle(peer, req),
+        );
+        Served {
+            server,
+            tasks,
+            url_id,
+        }
+    }
+
     /// Serves one request.
     pub async fn handle(
         self: Arc<Self>,

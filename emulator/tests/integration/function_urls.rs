@@ -368,3 +368,39 @@ async fn placeholders_and_prebound_listeners() {
         .unwrap();
     assert_eq!(env["F_URL"], format!("http://{addr}/x"));
 }
+
+/// A client that leaves does not stop a buffered invocation either: the
+/// function answers into the void and its process stays warm.
+#[tokio::test]
+async fn the_function_runs_on_when_the_client_leaves() {
+    let (mut reports, mut gates, emulator) = buffered().await;
+    let held_url = url(&emulator, "/held");
+    let client = tokio::spawn(async move {
+        let _ = http_client()
+            .get(held_url)
+            .header("x-fixture-mode", "gate:held")
+            .send()
+            .await;
+    });
+    let gate = gates.next().await;
+    let pid = reports.next_where(|e| e["rawPath"] == "/held").await["pid"].clone();
+    client.abort();
+    let _ = client.await;
+    gate.open().await;
+    wait_counters(&emulator, |c| c.functions["f"].invocations == 1).await;
+    let body = http_client()
+        .get(url(&emulator, "/"))
+        .header("x-fixture-mode", "pid")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, pid.to_string(), "the same process: never killed");
+    let counters = &emulator.counters().functions["f"];
+    assert_eq!(
+        (counters.invocations, counters.errors, counters.cold_starts),
+        (2, 0, 1)
+    );
+}
