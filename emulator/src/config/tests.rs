@@ -22,6 +22,11 @@ WEBSOCKET_API_ENDPOINT = "${MANAGEMENT_ENDPOINT}"
 "$connect" = "connect"
 [http]
 function = "connect"
+[[function_urls]]
+function = "connect"
+invoke_mode = "BUFFERED"
+listen = "127.0.0.1:0"
+client_disconnect = "continue"
 "#,
     )
     .expect("parses");
@@ -79,6 +84,7 @@ fn the_example_config_is_valid() {
     let config = Config::from_toml_file(Path::new(path)).expect("parses");
     config.validate().expect("valid");
     assert!(config.functions[0].manage_connections);
+    assert_eq!(config.function_urls[0].function, "echo");
 }
 
 #[test]

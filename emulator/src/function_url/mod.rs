@@ -75,10 +75,9 @@ fn lambda_error(
 }
 
 /// The function failed, timed out or answered something unusable: 502, as
-/// for an invalid response ("a Function URL response will be a 502",
-/// awsdocs/aws-lambda-developer-guide issue 430) and a timed-out function
-/// (awslabs/route53-dynamic-dns-with-lambda issue 56). The body is not
-/// verified.
+/// users of real Function URLs report for an invalid response (on the Lambda
+/// developer guide's tracker) and for a timed-out function (on
+/// awslabs/route53-dynamic-dns-with-lambda's). The body is not verified.
 fn bad_gateway() -> Response<UrlBody> {
     lambda_error(StatusCode::BAD_GATEWAY, None, "Internal Server Error")
 }
@@ -196,8 +195,8 @@ impl FunctionUrl {
             domain_name: Some(&self.domain_name),
             request_id: &request_id,
             port: self.port,
-            // The `cookie` header stays beside `cookies` (the capture; also
-            // aws/aws-lambda-rust-runtime pull request 586).
+            // The `cookie` header stays beside `cookies` (the capture; also the
+            // reason `lambda_http` stopped doubling cookies for Function URLs).
             keep_cookie_header: true,
             added_headers: TLS_HEADERS,
         };

@@ -108,6 +108,11 @@ async fn the_event_matches_aws_live_capture() {
         ours["headers"]["x-forwarded-proto"], "http",
         "no TLS locally"
     );
+    let local = emulator
+        .function_url("f")
+        .unwrap()
+        .trim_start_matches("http://");
+    assert_eq!(ours["headers"]["host"], local, "the local host:port");
     assert_eq!(
         ours["headers"]["x-forwarded-port"],
         emulator.function_url_addr("f").unwrap().port().to_string()
@@ -268,6 +273,10 @@ async fn the_request_payload_limit_is_413() {
             response.headers()["x-amzn-errortype"],
             "RequestTooLargeException"
         );
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"Message": "Request must be smaller than 6291456 bytes for the InvokeFunction operation"})
+        );
     }
     assert_eq!(emulator.counters().functions["f"].cold_starts, 0);
 }
@@ -402,5 +411,47 @@ async fn the_function_runs_on_when_the_client_leaves() {
     assert_eq!(
         (counters.invocations, counters.errors, counters.cold_starts),
         (2, 0, 1)
+    );
+}
+
+/// A function that streams behind a `BUFFERED` URL: its stream is read whole
+/// as the result, which is no payload 2.0 JSON (a prelude leads it): 502.
+#[tokio::test]
+async fn a_stream_behind_a_buffered_url_is_read_whole() {
+    let (_reports, mut gates, emulator) = buffered().await;
+    let stream_url = url(&emulator, "/");
+    let response = tokio::spawn(async move {
+        http_client()
+            .get(stream_url)
+            .header("x-fixture-mode", "stream:1")
+            .send()
+            .await
+            .unwrap()
+    });
+    gates.open("piece-0").await;
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 502);
+    let counters = &emulator.counters().functions["f"];
+    assert_eq!((counters.invocations, counters.errors), (1, 0));
+}
+
+/// Unlike AWS (403 for a foreign `Host`), any `Host` is served; the event
+/// keeps it in `headers` and still names the URL's own domain.
+#[tokio::test]
+async fn any_host_is_served() {
+    let (_reports, _gates, emulator) = buffered().await;
+    let event: Value = http_client()
+        .get(url(&emulator, "/"))
+        .header("host", "tunnel.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["headers"]["host"], "tunnel.example.com");
+    assert_eq!(
+        event["requestContext"]["domainName"],
+        format!("{CAPTURE_URL_ID}.lambda-url.us-west-2.on.aws")
     );
 }

@@ -222,3 +222,21 @@ async fn close_stream_fails_the_writes_without_killing_the_function() {
     let counters = &emulator.counters().functions["f"];
     assert_eq!((counters.invocations, counters.errors), (2, 0));
 }
+
+/// A stream keeps its place in the function's concurrency until it ends,
+/// long after the handler returned its `StreamResponse`.
+#[tokio::test]
+async fn a_stream_holds_its_place_in_the_concurrency() {
+    let (mut reports, mut gates, emulator) =
+        streaming(|config| config.functions[0].concurrency = 1).await;
+    let mut response = get(&emulator, "stream:2").await;
+    gates.open("piece-0").await;
+    assert_eq!(read(&mut response, 8).await.unwrap().unwrap(), b"piece-0\n");
+    let held = gates.next().await;
+    assert_eq!(get(&emulator, "echo").await.status(), 429);
+    held.open().await;
+    assert_eq!(read(&mut response, 8).await.unwrap().unwrap(), b"piece-1\n");
+    assert_eq!(read(&mut response, 1).await.unwrap(), None);
+    assert_eq!(stream_report(&mut reports).await.1, 2);
+    assert_eq!(emulator.counters().functions["f"].throttles, 1);
+}

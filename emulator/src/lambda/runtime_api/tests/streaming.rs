@@ -203,4 +203,15 @@ async fn a_stream_is_cut_at_the_limit() {
     );
     assert!(matches!(outcome.await, Ok(StreamOutcome::TooLarge)));
     assert_eq!(post.status().await, 413);
+    let mut failed = false;
+    for _ in 0..MORE_THAN_BUFFERED {
+        if !post.chunk(&mib).await {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "the connection is closed: the function's writes fail"
+    );
 }
