@@ -1,5 +1,6 @@
 //! A local emulator of API Gateway (WebSocket API, HTTP API, `@connections`
-//! management API) and of the Lambda Runtime API, running real custom-runtime
+//! management API), of Lambda Function URLs and of the Lambda Runtime API,
+//! running real custom-runtime
 //! Lambda binaries the way AWS runs them. It knows nothing about what those
 //! functions do.
 //!
@@ -17,7 +18,8 @@
 //! - [`config`]: the TOML / struct configuration and `${…}` placeholders.
 //! - [`emulator`]: [`Emulator`], the handle that owns every listener, task and process.
 //! - [`lambda`]: function pools, one process per concurrent invocation, and the
-//!   per-process Runtime API server (`lambda::runtime_api`).
+//!   per-process Runtime API server (`lambda::runtime_api`), which relays a
+//!   streamed response as the function writes it (`lambda::stream`).
 //! - [`websocket`]: the WebSocket API (`$connect`/MESSAGE/`$disconnect`) and the
 //!   `@connections` management API, which share one listener.
 //! - [`http_api`]: the HTTP API, payload format 2.0.

@@ -2,7 +2,7 @@
 //! payload format 2.0 event for one function, as Lambda builds it for
 //! `https://<url-id>.lambda-url.<region>.on.aws`, and the function's result
 //! back, whole (`BUFFERED`) or as it is written (`RESPONSE_STREAM`, see
-//! [`stream`]). Unlike the HTTP API, `rawPath` stays as the client sent it.
+//! `stream`). Unlike the HTTP API, `rawPath` stays as the client sent it.
 
 mod body;
 mod stream;

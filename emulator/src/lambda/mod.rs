@@ -1,8 +1,8 @@
 //! Lambda: a pool of processes per function, scaled out on demand up to the
 //! function's concurrency, one invocation per process at a time, warm
 //! processes reused (`pool`). Invocation and result meet through `mpsc` +
-//! `oneshot` (see [`runtime_api`]); a streamed response is relayed as the
-//! function writes it ([`stream`]).
+//! `oneshot` (see `runtime_api`); a streamed response is relayed as the
+//! function writes it (`stream`).
 
 mod pool;
 pub(crate) mod runtime_api;

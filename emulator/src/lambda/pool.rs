@@ -144,8 +144,7 @@ impl FunctionPool {
             }) => (stream, outcome, deadline),
         };
         if invocation.streaming.is_none() {
-            // Asked for the whole result: read the stream whole, as Lambda
-            // buffers a streamed response for a buffered invocation.
+            // Asked for the whole result: the stream, read whole, is it.
             let (collected, finished) = tokio::join!(
                 stream.collect(LAMBDA_PAYLOAD_MAX),
                 worker.finish_stream(outcome, deadline, timeout)
