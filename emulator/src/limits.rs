@@ -4,6 +4,9 @@ use std::time::Duration;
 
 /// Lambda synchronous invocation payload, each way (6 MB).
 pub const LAMBDA_PAYLOAD_MAX: usize = 6 * 1024 * 1024;
+/// A streamed response (invoke mode `RESPONSE_STREAM`): 200 MB; beyond it
+/// the stream is cut.
+pub const LAMBDA_STREAM_MAX: usize = 200 * 1024 * 1024;
 /// Lambda's on-demand init phase limit (spawn → first `/next`).
 pub const LAMBDA_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -31,6 +31,9 @@ async fn main() -> anyhow::Result<()> {
     println!("WebSocket API: {}", emulator.websocket_url());
     println!("Management:    {}", emulator.management_endpoint());
     println!("HTTP API:      {}", emulator.http_url());
+    for (function, url) in emulator.function_urls() {
+        println!("Function URL:  {url} ({function})");
+    }
     println!("Counters:      {}", emulator.counters_url());
     shutdown_signal().await?;
     eprintln!("shutting down");

@@ -1,34 +1,25 @@
 //! Lambda: a pool of processes per function, scaled out on demand up to the
 //! function's concurrency, one invocation per process at a time, warm
-//! processes reused. Invocation and result meet through `mpsc` + `oneshot`
-//! (see [`runtime_api`]).
+//! processes reused (`pool`). Invocation and result meet through `mpsc` +
+//! `oneshot` (see `runtime_api`); a streamed response is relayed as the
+//! function writes it (`stream`).
 
+mod pool;
 pub(crate) mod runtime_api;
+pub(crate) mod stream;
 mod worker;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt,
-    path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc};
-use tracing::{Instrument as _, info_span};
+use tokio::sync::mpsc;
 
 use crate::{
     config::{DisconnectDelivery, FunctionConfig, OverConcurrency, Placeholders},
-    counters::{Counters, LiveCounters},
-    limits::LAMBDA_PAYLOAD_MAX,
+    counters::LiveCounters,
+    limits::{LAMBDA_PAYLOAD_MAX, LAMBDA_STREAM_MAX},
     sigv4::AwsCredentials,
-    util::Tasks,
 };
-use worker::{LiveGroups, Worker};
+pub(crate) use pool::Functions;
 
 /// Why an invocation failed. API Gateway maps each one to its own status.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +44,10 @@ pub enum InvokeError {
     RequestTooLarge,
     #[error("the response payload is larger than {LAMBDA_PAYLOAD_MAX} bytes")]
     ResponseTooLarge,
+    #[error("the streamed response is larger than {LAMBDA_STREAM_MAX} bytes")]
+    StreamTooLarge,
+    #[error("the function's streamed response broke off")]
+    StreamInterrupted,
     #[error("no function named {0:?}")]
     UnknownFunction(String),
     /// Over the function's concurrency (Lambda's 429 `TooManyRequestsException`).
@@ -223,211 +218,6 @@ impl FunctionSpec {
             manage_connections: config.manage_connections,
             over_concurrency: config.over_concurrency,
             disconnect_delivery: config.disconnect_delivery,
-        }
-    }
-}
-
-/// The processes of one function.
-#[derive(Debug)]
-pub(crate) struct FunctionPool {
-    spec: FunctionSpec,
-    concurrency: usize,
-    permits: Semaphore,
-    disconnect_delivery: Mutex<DisconnectDelivery>,
-    idle: Mutex<Vec<Worker>>,
-    live: LiveGroups,
-    log_tasks: Tasks,
-    closed: AtomicBool,
-    /// Reserved concurrency set to 0 at run time: every invocation throttled.
-    reserved_zero: AtomicBool,
-}
-
-impl FunctionPool {
-    fn new(spec: FunctionSpec, concurrency: usize) -> Self {
-        Self {
-            disconnect_delivery: Mutex::new(spec.disconnect_delivery),
-            spec,
-            concurrency,
-            permits: Semaphore::new(concurrency),
-            idle: Mutex::new(Vec::new()),
-            live: LiveGroups::default(),
-            log_tasks: Tasks::default(),
-            closed: AtomicBool::new(false),
-            reserved_zero: AtomicBool::new(false),
-        }
-    }
-
-    pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
-        // Over the concurrency Lambda refuses the invocation (429
-        // `TooManyRequestsException`, "Lambda function scaling", Lambda
-        // developer guide); a throttle is not an invocation (CloudWatch counts
-        // it under Throttles), so it is counted apart.
-        if self.reserved_zero.load(Ordering::Relaxed) {
-            self.spec.counters.throttle();
-            return Err(InvokeError::Throttled(0));
-        }
-        let permit = match self.spec.over_concurrency {
-            OverConcurrency::Throttle => match self.permits.try_acquire() {
-                Ok(permit) => permit,
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    self.spec.counters.throttle();
-                    return Err(InvokeError::Throttled(self.concurrency));
-                }
-                Err(tokio::sync::TryAcquireError::Closed) => {
-                    return Err(InvokeError::ShuttingDown);
-                }
-            },
-            OverConcurrency::Queue => self
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| InvokeError::ShuttingDown)?,
-        };
-        self.spec.counters.invocation();
-        let result = self
-            .invoke_inner(payload)
-            .instrument(info_span!("invoke", function = %self.spec.name))
-            .await;
-        drop(permit);
-        if result.is_err() {
-            self.spec.counters.error();
-        }
-        result
-    }
-
-    async fn invoke_inner(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
-        if payload.len() > LAMBDA_PAYLOAD_MAX {
-            return Err(InvokeError::RequestTooLarge);
-        }
-        let worker = loop {
-            let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            match popped {
-                Some(worker) if worker.is_alive() => break worker,
-                // Died while idle: dropping it cleans up; the next one is cold.
-                Some(_dead) => continue,
-                None => break Worker::spawn(&self.spec, &self.live, &self.log_tasks).await?,
-            }
-        };
-        let result = worker.invoke(payload, self.spec.timeout).await;
-        let reusable = matches!(
-            result,
-            Ok(_) | Err(InvokeError::Function { .. } | InvokeError::ResponseTooLarge)
-        ) && worker.is_alive();
-        if reusable && !self.closed.load(Ordering::Relaxed) {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(worker);
-        }
-        // Otherwise the worker is dropped here, which kills its process.
-        result
-    }
-
-    /// Kills every process now, idle or busy; synchronous so that `Drop` can use it.
-    fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        self.permits.close();
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let live: Vec<i32> = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        for pgid in live {
-            worker::kill_group(pgid);
-        }
-        self.log_tasks.abort_all();
-    }
-}
-
-/// All functions, by name.
-#[derive(Debug, Clone)]
-pub(crate) struct Functions(Arc<HashMap<String, FunctionPool>>);
-
-impl Functions {
-    pub fn new(specs: Vec<(FunctionSpec, usize)>) -> Self {
-        Self(Arc::new(
-            specs
-                .into_iter()
-                .map(|(spec, concurrency)| {
-                    (spec.name.to_string(), FunctionPool::new(spec, concurrency))
-                })
-                .collect(),
-        ))
-    }
-
-    pub async fn invoke(&self, function: &str, payload: Bytes) -> Result<Bytes, InvokeError> {
-        match self.0.get(function) {
-            Some(pool) => pool.invoke(payload).await,
-            None => Err(InvokeError::UnknownFunction(function.to_owned())),
-        }
-    }
-
-    /// What happens to `$disconnect` events for `function` (`None`: no such function).
-    pub fn disconnect_delivery(&self, function: &str) -> Option<DisconnectDelivery> {
-        let pool = self.0.get(function)?;
-        Some(
-            *pool
-                .disconnect_delivery
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
-    }
-
-    /// Changes it; `false` when there is no such function.
-    pub fn set_disconnect_delivery(&self, function: &str, delivery: DisconnectDelivery) -> bool {
-        let Some(pool) = self.0.get(function) else {
-            return false;
-        };
-        *pool
-            .disconnect_delivery
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = delivery;
-        true
-    }
-
-    /// Throttles every invocation of `function` from now on (`true`), as
-    /// reserved concurrency 0 does on AWS, or lifts that (`false`); `false`
-    /// when there is no such function.
-    pub fn set_reserved_zero(&self, function: &str, on: bool) -> bool {
-        let Some(pool) = self.0.get(function) else {
-            return false;
-        };
-        pool.reserved_zero.store(on, Ordering::Relaxed);
-        true
-    }
-
-    /// The functions whose credentials have this access key id (normally one).
-    pub fn by_access_key(&self, access_key_id: &str) -> Vec<&FunctionSpec> {
-        self.0
-            .values()
-            .map(|pool| &pool.spec)
-            .filter(|spec| spec.credentials.access_key_id == access_key_id)
-            .collect()
-    }
-
-    /// The credentials `function`'s processes sign with.
-    pub fn credentials(&self, function: &str) -> Option<AwsCredentials> {
-        self.0
-            .get(function)
-            .map(|pool| pool.spec.credentials.clone())
-    }
-
-    pub fn counters(&self) -> Counters {
-        Counters {
-            functions: self
-                .0
-                .iter()
-                .map(|(name, pool)| (name.clone(), pool.spec.counters.snapshot()))
-                .collect(),
-        }
-    }
-
-    pub fn close(&self) {
-        for pool in self.0.values() {
-            pool.close();
         }
     }
 }

@@ -18,12 +18,15 @@ use tokio::{
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::{
+    config::ClientDisconnect,
     lambda::{
         FunctionSpec, InvokeError, LogLine, LogSink, LogStream,
-        runtime_api::{self, Pending, RuntimeState},
+        runtime_api::{self, Pending, Reply, RuntimeState},
+        stream::{ResponseStream, StreamOutcome},
     },
     limits::LAMBDA_INIT_TIMEOUT,
-    util::{self, AbortOnDrop, Tasks},
+    serve::serve,
+    tasks::{AbortOnDrop, Tasks},
 };
 
 /// Process group ids of live processes, so that they can be killed
@@ -56,6 +59,20 @@ impl Drop for GroupGuard {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.pgid);
     }
+}
+
+/// How an invocation began.
+#[derive(Debug)]
+pub(crate) enum Started {
+    /// The function answered in full: the invocation is over.
+    Buffered(Bytes),
+    /// The function is streaming: the invocation lasts until `outcome`,
+    /// within `deadline`.
+    Streamed {
+        stream: ResponseStream,
+        outcome: oneshot::Receiver<StreamOutcome>,
+        deadline: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -94,16 +111,17 @@ impl Worker {
         let runtime_api = listener.local_addr().map_err(spawn_error)?;
         let (queue, queue_rx) = mpsc::channel(1);
         let spawned_at = Instant::now();
+        let server_tasks = Tasks::default();
         let state = Arc::new(RuntimeState::new(
             spec.arn.clone(),
             queue_rx,
             spawned_at,
             spec.counters.clone(),
+            server_tasks.clone(),
         ));
-        let server_tasks = Tasks::default();
         let server = {
             let state = state.clone();
-            util::serve(
+            serve(
                 listener,
                 server_tasks.clone(),
                 "runtime-api",
@@ -226,16 +244,24 @@ impl Worker {
         )
     }
 
-    /// Runs one invocation; the caller drops the worker after any error other
-    /// than a function error (that is how a timed-out process gets killed).
-    pub async fn invoke(&self, payload: Bytes, timeout: Duration) -> Result<Bytes, InvokeError> {
+    /// Runs one invocation up to the function's answer (all of it, or the
+    /// start of a stream: see [`Worker::finish_stream`]); the caller drops the
+    /// worker after any error other than a function error (that is how a
+    /// timed-out process gets killed).
+    pub async fn invoke(
+        &self,
+        payload: Bytes,
+        request_id: String,
+        client_disconnect: ClientDisconnect,
+        timeout: Duration,
+    ) -> Result<Started, InvokeError> {
         let (started, started_rx) = oneshot::channel();
         let (reply, reply_rx) = oneshot::channel();
-        let request_id = util::new_lambda_request_id();
         let pending = Pending {
             request_id,
             payload,
             timeout,
+            client_disconnect,
             started,
             reply,
         };
@@ -256,16 +282,51 @@ impl Worker {
             () = async { let _ = exited.wait_for(Option::is_some).await; } => return Err(self.exit_error()),
             () = tokio::time::sleep(LAMBDA_INIT_TIMEOUT) => return Err(InvokeError::InitTimeout(LAMBDA_INIT_TIMEOUT)),
         };
-        tokio::select! {
+        let reply = tokio::select! {
             biased;
             result = reply_rx => result.unwrap_or_else(|_| Err(self.exit_error())),
             () = async { let _ = exited_again.wait_for(Option::is_some).await; } => Err(self.exit_error()),
-            () = tokio::time::sleep_until(deadline.into()) => {
-                warn!("invocation timed out after {timeout:?}; killing the process");
-                Err(InvokeError::Timeout(timeout))
-            }
+            () = tokio::time::sleep_until(deadline.into()) => Err(timed_out(timeout)),
+        };
+        Ok(match reply? {
+            Reply::Buffered(payload) => Started::Buffered(payload),
+            Reply::Streamed { stream, outcome } => Started::Streamed {
+                stream,
+                outcome,
+                deadline,
+            },
+        })
+    }
+
+    /// Waits for the end of a streamed response; the function's timeout
+    /// still applies (the caller then drops the worker, which cuts the stream).
+    pub async fn finish_stream(
+        &self,
+        outcome: oneshot::Receiver<StreamOutcome>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), InvokeError> {
+        let mut exited = self.exited.clone();
+        tokio::select! {
+            biased;
+            outcome = outcome => match outcome {
+                Ok(StreamOutcome::Complete | StreamOutcome::ClosedForClient) => Ok(()),
+                Ok(StreamOutcome::Failed { error_type, message }) => {
+                    Err(InvokeError::Function { error_type, message })
+                }
+                Ok(StreamOutcome::TooLarge) => Err(InvokeError::StreamTooLarge),
+                Ok(StreamOutcome::Interrupted) => Err(InvokeError::StreamInterrupted),
+                Err(_) => Err(self.exit_error()),
+            },
+            () = async { let _ = exited.wait_for(Option::is_some).await; } => Err(self.exit_error()),
+            () = tokio::time::sleep_until(deadline.into()) => Err(timed_out(timeout)),
         }
     }
+}
+
+fn timed_out(timeout: Duration) -> InvokeError {
+    warn!("invocation timed out after {timeout:?}; killing the process");
+    InvokeError::Timeout(timeout)
 }
 
 fn log_stream_name() -> String {

@@ -82,7 +82,7 @@ pub(crate) fn client_header_case(lower: &str) -> String {
 pub(crate) fn query_maps(raw: &str) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
     let mut single = BTreeMap::new();
     let mut multi: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (key, value) in crate::http_api::parse_query(raw) {
+    for (key, value) in crate::payload_v2::parse_query(raw) {
         single.insert(key.clone(), value.clone());
         multi.entry(key).or_default().push(value);
     }

@@ -15,9 +15,10 @@ use tracing::debug;
 
 use super::{Outbound, WebSocketApi};
 use crate::{
+    bodies::{self, Body, BodyError, empty_response, json_response},
     limits::MANAGEMENT_POST_MAX,
     sigv4::{self, SignedRequest},
-    util::{self, Body, BodyError, empty_response, json_response},
+    timestamps::iso8601,
 };
 
 #[derive(Serialize)]
@@ -123,7 +124,7 @@ pub(super) async fn handle(
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // The whole body first: its hash is part of the signature.
-    let body = match util::read_body(body, MANAGEMENT_POST_MAX).await {
+    let body = match bodies::read_body(body, MANAGEMENT_POST_MAX).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             return aws_error(
@@ -173,14 +174,12 @@ pub(super) async fn handle(
         Method::GET => match api.connection(&id) {
             Some(connection) => {
                 let output = GetConnectionOutput {
-                    connected_at: util::iso8601(connection.connected_at_ms),
+                    connected_at: iso8601(connection.connected_at_ms),
                     identity: IdentityOutput {
                         source_ip: connection.source_ip.clone(),
                         user_agent: connection.user_agent.clone(),
                     },
-                    last_active_at: util::iso8601(
-                        connection.last_active_ms.load(Ordering::Relaxed),
-                    ),
+                    last_active_at: iso8601(connection.last_active_ms.load(Ordering::Relaxed)),
                 };
                 json_response(
                     StatusCode::OK,

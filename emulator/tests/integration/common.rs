@@ -5,7 +5,12 @@ use std::{collections::BTreeSet, time::Duration};
 
 use emulator::{Config, Emulator, FunctionConfig};
 use serde_json::Value;
-use tokio::{io::AsyncReadExt as _, net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::JoinHandle,
+};
 
 pub const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture-lambda");
 /// Safety net for waits; tests wait for events, not for time.
@@ -74,6 +79,73 @@ impl Reports {
             function.environment.insert((*k).into(), (*v).into());
         }
         function
+    }
+}
+
+/// Where a fixture's streamed pieces wait (`FIXTURE_GATE_ADDR`): the test
+/// opens each gate when it wants the piece written.
+pub struct Gates {
+    rx: mpsc::UnboundedReceiver<Gate>,
+    addr: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Gates {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A function waiting before one piece.
+pub struct Gate {
+    pub name: String,
+    stream: TcpStream,
+}
+
+impl Gate {
+    pub async fn open(mut self) {
+        let _ = self.stream.write_all(b"go\n").await;
+    }
+}
+
+impl Gates {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let mut reader = BufReader::new(stream);
+                let mut name = String::new();
+                if reader.read_line(&mut name).await.is_ok() {
+                    let name = name.trim().to_owned();
+                    let _ = tx.send(Gate {
+                        name,
+                        stream: reader.into_inner(),
+                    });
+                }
+            }
+        });
+        Self { rx, addr, task }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The next gate a function waits at: it is about to write that piece.
+    pub async fn next(&mut self) -> Gate {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("the function reached a gate in time")
+            .expect("gates channel open")
+    }
+
+    /// Opens the next gate, which must be `name`.
+    pub async fn open(&mut self, name: &str) {
+        let gate = self.next().await;
+        assert_eq!(gate.name, name);
+        gate.open().await;
     }
 }
 
@@ -194,4 +266,32 @@ pub fn http_client() -> reqwest::Client {
         .timeout(WAIT)
         .build()
         .expect("client")
+}
+
+/// The URL id of the live capture (hotsock/voker), so that `domainName`
+/// and friends compare equal.
+pub const CAPTURE_URL_ID: &str = "2cxn22odiwguak4feg4jtt7cwm0ziblr";
+
+/// One fixture function `f` behind a Function URL with `invoke_mode`, in the
+/// capture's region and with its URL id; its pieces wait at `gates`.
+pub fn url_config(reports: &Reports, gates: &Gates, invoke_mode: emulator::InvokeMode) -> Config {
+    let mut config = Config::new("local");
+    config.region = Some("us-west-2".into());
+    config
+        .functions
+        .push(reports.function("f", &[("FIXTURE_GATE_ADDR", gates.addr())]));
+    let mut url = emulator::FunctionUrlConfig::new("f");
+    url.invoke_mode = invoke_mode;
+    url.url_id = Some(CAPTURE_URL_ID.into());
+    config.function_urls.push(url);
+    config
+}
+
+/// The fixture's report that its stream ended: (pieces written, a write failed).
+pub async fn stream_report(reports: &mut Reports) -> (Value, u64, bool) {
+    let report = reports.next_where(|e| e.get("stream").is_some()).await;
+    let stream = &report["event"]["stream"];
+    let written = stream["written"].as_u64().expect("written");
+    let failed = stream["failed"].as_bool().expect("failed");
+    (report["pid"].clone(), written, failed)
 }

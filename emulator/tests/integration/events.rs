@@ -18,7 +18,7 @@ use crate::common::{Reports, aws_fixture, config_with, http_client, is_api_gatew
 /// Differences between `ours` and `aws` in keys and JSON types, at every
 /// depth (`skip`: JSON pointers AWS has and the emulator must not, each for
 /// a reason given where it is listed).
-fn shape_differences(ours: &Value, aws: &Value, skip: &[&str]) -> Vec<String> {
+pub fn shape_differences(ours: &Value, aws: &Value, skip: &[&str]) -> Vec<String> {
     fn kind(v: &Value) -> &'static str {
         match v {
             Value::Null => "null",
@@ -65,7 +65,7 @@ fn shape_differences(ours: &Value, aws: &Value, skip: &[&str]) -> Vec<String> {
 }
 
 /// `05/Apr/2020:05:20:58 +0000`, AWS's `requestTime` / `time`.
-fn is_request_time(v: &Value) -> bool {
+pub fn is_request_time(v: &Value) -> bool {
     let Some(s) = v.as_str() else { return false };
     let b = s.as_bytes();
     s.len() == 26
@@ -83,7 +83,7 @@ fn is_request_time(v: &Value) -> bool {
 }
 
 /// Epoch milliseconds of this century (13 digits), not seconds.
-fn is_epoch_ms(v: &Value) -> bool {
+pub fn is_epoch_ms(v: &Value) -> bool {
     v.as_i64()
         .is_some_and(|n| (1_000_000_000_000..10_000_000_000_000).contains(&n))
 }

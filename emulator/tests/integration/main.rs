@@ -5,9 +5,11 @@
 mod common;
 mod disconnects;
 mod events;
+mod function_urls;
 mod http_api;
 mod lambda;
 mod management;
 mod paths;
+mod streaming;
 mod throttling;
 mod websocket;

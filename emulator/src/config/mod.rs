@@ -12,6 +12,12 @@ use serde::Deserialize;
 
 use crate::{error::EmulatorError, limits};
 
+mod function_url;
+mod placeholders;
+
+pub use function_url::{ClientDisconnect, FunctionUrlConfig, InvokeMode};
+pub(crate) use placeholders::Placeholders;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -29,6 +35,9 @@ pub struct Config {
     /// The HTTP API; without it no HTTP listener is opened.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Lambda Function URLs, each on its own listener.
+    #[serde(default)]
+    pub function_urls: Vec<FunctionUrlConfig>,
     /// The APIs' region (SigV4 scope of `@connections`) and the functions'
     /// `AWS_REGION`; without it the emulator's own `AWS_REGION` /
     /// `AWS_DEFAULT_REGION`, else `us-east-1`.
@@ -195,6 +204,7 @@ impl Config {
             functions: Vec::new(),
             websocket: WebSocketConfig::default(),
             http: None,
+            function_urls: Vec::new(),
             region: None,
             account_id: default_account_id(),
         }
@@ -235,6 +245,37 @@ impl Config {
                 "http.function names an unknown function {:?}",
                 http.function
             ));
+        }
+        let mut with_url = std::collections::BTreeSet::new();
+        for url in &self.function_urls {
+            if !names.contains(url.function.as_str()) {
+                return invalid(format!(
+                    "function_urls names an unknown function {:?}",
+                    url.function
+                ));
+            }
+            // AWS has one URL per function (per alias, which the emulator lacks).
+            if !with_url.insert(url.function.as_str()) {
+                return invalid(format!(
+                    "function {:?} has two function_urls entries",
+                    url.function
+                ));
+            }
+            if let Some(problem) = url.url_id_problem() {
+                return invalid(problem);
+            }
+        }
+        for f in &self.functions {
+            for value in f.environment.values() {
+                for name in placeholders::function_url_names(value) {
+                    if !with_url.contains(name) {
+                        return invalid(format!(
+                            "function {:?}: ${{FUNCTION_URL:{name}}} names a function without a function_urls entry",
+                            f.name
+                        ));
+                    }
+                }
+            }
         }
         if self.limits.idle_timeout_secs == 0 || self.limits.max_connection_age_secs == 0 {
             return invalid("limits must be at least 1 second".into());
@@ -288,23 +329,6 @@ impl HttpConfig {
     }
 }
 
-/// The bound addresses, as the placeholders of function environments see them.
-#[derive(Debug, Clone)]
-pub(crate) struct Placeholders {
-    pub management_endpoint: String,
-    pub websocket_url: String,
-    pub http_url: String,
-}
-
-impl Placeholders {
-    pub fn expand(&self, value: &str) -> String {
-        value
-            .replace("${MANAGEMENT_ENDPOINT}", &self.management_endpoint)
-            .replace("${WEBSOCKET_URL}", &self.websocket_url)
-            .replace("${HTTP_URL}", &self.http_url)
-    }
-}
-
 fn default_stage() -> String {
     "local".into()
 }
@@ -334,108 +358,4 @@ fn default_http_timeout() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_contracts_example_with_defaults() {
-        let config = Config::from_toml_str(
-            r#"
-stage = "local"
-[listen]
-websocket = "127.0.0.1:0"
-http = "127.0.0.1:0"
-[limits]
-idle_timeout_secs = 600
-max_connection_age_secs = 7200
-[[functions]]
-name = "connect"
-binary = "target/debug/connect"
-[functions.environment]
-WEBSOCKET_API_ENDPOINT = "${MANAGEMENT_ENDPOINT}"
-[websocket.routes]
-"$connect" = "connect"
-[http]
-function = "connect"
-"#,
-        )
-        .expect("parses");
-        config.validate().expect("valid");
-        assert_eq!(config.functions[0].timeout_secs, 30);
-        assert_eq!(config.functions[0].concurrency, 10);
-        assert_eq!(config.functions[0].memory_mb, 128);
-        assert_eq!(config.http.as_ref().map(|h| h.timeout_secs), Some(30));
-        // AWS's behaviour unless asked otherwise.
-        assert_eq!(
-            config.functions[0].over_concurrency,
-            OverConcurrency::Throttle
-        );
-        assert!(!config.functions[0].manage_connections);
-        assert_eq!(
-            config.functions[0].disconnect_delivery,
-            DisconnectDelivery::Deliver
-        );
-    }
-
-    #[test]
-    fn parses_the_fidelity_settings() {
-        let parse = |extra: &str| {
-            Config::from_toml_str(&format!(
-                "[[functions]]\nname = \"f\"\nbinary = \"b\"\n{extra}"
-            ))
-            .map(|c| c.functions[0].clone())
-        };
-        let f = parse("over_concurrency = \"queue\"\nmanage_connections = true\ndisconnect_delivery = \"drop\"").unwrap();
-        assert_eq!(f.over_concurrency, OverConcurrency::Queue);
-        assert!(f.manage_connections);
-        assert_eq!(f.disconnect_delivery, DisconnectDelivery::Drop);
-        let f = parse("disconnect_delivery = { delay_ms = 2500 }").unwrap();
-        assert_eq!(
-            f.disconnect_delivery,
-            DisconnectDelivery::Delay(Duration::from_millis(2500))
-        );
-        assert_eq!(
-            parse("disconnect_delivery = \"deliver\"")
-                .unwrap()
-                .disconnect_delivery,
-            DisconnectDelivery::Deliver
-        );
-        assert!(parse("disconnect_delivery = \"later\"").is_err());
-        assert!(parse("over_concurrency = \"retry\"").is_err());
-    }
-
-    /// The shipped example parses and is valid (it documents every setting).
-    #[test]
-    fn the_example_config_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator.example.toml");
-        let config = Config::from_toml_file(Path::new(path)).expect("parses");
-        config.validate().expect("valid");
-        assert!(config.functions[0].manage_connections);
-    }
-
-    #[test]
-    fn rejects_routes_to_unknown_functions() {
-        let mut config = Config::new("local");
-        config
-            .websocket
-            .routes
-            .insert("$connect".into(), "nope".into());
-        assert!(matches!(
-            config.validate(),
-            Err(EmulatorError::InvalidConfig(_))
-        ));
-    }
-
-    #[test]
-    fn expands_placeholders() {
-        let p = Placeholders {
-            management_endpoint: "http://127.0.0.1:1/local".into(),
-            websocket_url: "ws://127.0.0.1:1/local".into(),
-            http_url: "http://127.0.0.1:2".into(),
-        };
-        assert_eq!(
-            p.expand("${MANAGEMENT_ENDPOINT}|${WEBSOCKET_URL}|${HTTP_URL}|$HOME"),
-            "http://127.0.0.1:1/local|ws://127.0.0.1:1/local|http://127.0.0.1:2|$HOME"
-        );
-    }
-}
+mod tests;

@@ -1,6 +1,9 @@
 //! The Lambda Runtime API as one function process sees it
 //! (`http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/...`). One server per
-//! process, so the listener itself tells which process is asking.
+//! process, so the listener itself tells which process is asking. A
+//! streamed response is relayed as it arrives ([`streaming`]).
+
+mod streaming;
 
 use std::{
     collections::HashMap,
@@ -15,14 +18,21 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::{
+    bodies::{self, Body, BodyError, json_response},
+    config::ClientDisconnect,
     counters::LiveCounters,
-    lambda::InvokeError,
+    ids,
+    lambda::{
+        InvokeError,
+        stream::{ResponseStream, StreamOutcome},
+    },
     limits::LAMBDA_PAYLOAD_MAX,
-    util::{self, Body, BodyError, json_response},
+    tasks::Tasks,
+    timestamps::now_epoch_ms,
 };
 
 const PREFIX: &str = "/2018-06-01/runtime/";
@@ -33,9 +43,29 @@ pub(crate) struct Pending {
     pub request_id: String,
     pub payload: Bytes,
     pub timeout: Duration,
+    /// What a streamed response does when its reader leaves.
+    pub client_disconnect: ClientDisconnect,
     /// Told the invocation's deadline when `/next` hands the event out.
     pub started: oneshot::Sender<Instant>,
-    pub reply: oneshot::Sender<Result<Bytes, InvokeError>>,
+    pub reply: oneshot::Sender<Result<Reply, InvokeError>>,
+}
+
+/// The function's answer to one invocation.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Buffered(Bytes),
+    /// Handed over when the streamed POST begins; `outcome` tells how it ended.
+    Streamed {
+        stream: ResponseStream,
+        outcome: oneshot::Receiver<StreamOutcome>,
+    },
+}
+
+/// An invocation the process has taken with `/next` and not answered yet.
+#[derive(Debug)]
+struct InFlight {
+    reply: oneshot::Sender<Result<Reply, InvokeError>>,
+    client_disconnect: ClientDisconnect,
 }
 
 /// What `/init/error` and `/error` carry.
@@ -53,13 +83,19 @@ struct ErrorBody {
 pub(crate) struct RuntimeState {
     pub function_arn: String,
     pub queue: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
-    in_flight: Mutex<HashMap<String, oneshot::Sender<Result<Bytes, InvokeError>>>>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
     spawned_at: Instant,
     reached_next: AtomicBool,
     counters: Arc<LiveCounters>,
     /// Set by `/init/error`; the worker then kills the process.
     pub init_error: Mutex<Option<(String, String)>>,
     pub kill: Notify,
+    /// Counts `/next` calls: a runtime calling it again has taken the
+    /// answer to its previous response.
+    next_calls: watch::Sender<u64>,
+    /// Work that outlives a request (a closed stream's wait), aborted with
+    /// the process's server.
+    tasks: Tasks,
 }
 
 impl RuntimeState {
@@ -68,6 +104,7 @@ impl RuntimeState {
         queue: mpsc::Receiver<Pending>,
         spawned_at: Instant,
         counters: Arc<LiveCounters>,
+        tasks: Tasks,
     ) -> Self {
         Self {
             function_arn,
@@ -78,13 +115,12 @@ impl RuntimeState {
             counters,
             init_error: Mutex::new(None),
             kill: Notify::new(),
+            next_calls: watch::Sender::new(0),
+            tasks,
         }
     }
 
-    fn take_in_flight(
-        &self,
-        request_id: &str,
-    ) -> Option<oneshot::Sender<Result<Bytes, InvokeError>>> {
+    fn take_in_flight(&self, request_id: &str) -> Option<InFlight> {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -92,12 +128,12 @@ impl RuntimeState {
     }
 }
 
-fn error_json(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
+pub(super) fn error_json(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
     json_response(status, body.to_string())
 }
 
-fn accepted() -> Response<Body> {
+pub(super) fn accepted() -> Response<Body> {
     json_response(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
 }
 
@@ -119,7 +155,14 @@ pub(crate) async fn handle(
         (Method::GET, ["invocation", "next"]) => next(&state).await,
         (Method::POST, ["invocation", id, "response"]) => {
             let id = (*id).to_owned();
-            response(&state, &id, req.into_body()).await
+            let streamed = header_string(&req, "lambda-runtime-function-response-mode")
+                .is_some_and(|mode| mode.eq_ignore_ascii_case("streaming"));
+            if streamed {
+                let content_type = header_string(&req, "content-type");
+                streaming::response(&state, &id, content_type, req.into_body()).await
+            } else {
+                response(&state, &id, req.into_body()).await
+            }
         }
         (Method::POST, ["invocation", id, "error"]) => {
             let id = (*id).to_owned();
@@ -151,6 +194,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
     if !state.reached_next.swap(true, Ordering::Relaxed) {
         state.counters.init_duration(state.spawned_at.elapsed());
     }
+    state.next_calls.send_modify(|n| *n = n.wrapping_add(1));
     loop {
         let pending = state.queue.lock().await.recv().await;
         let Some(pending) = pending else {
@@ -162,7 +206,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
             );
         };
         let deadline = Instant::now() + pending.timeout;
-        let deadline_ms = util::now_epoch_ms()
+        let deadline_ms = now_epoch_ms()
             .saturating_add(i64::try_from(pending.timeout.as_millis()).unwrap_or(i64::MAX));
         if pending.started.send(deadline).is_err() {
             // The caller gave up before the process asked: wait for the next one.
@@ -172,7 +216,13 @@ async fn next(state: &RuntimeState) -> Response<Body> {
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(pending.request_id.clone(), pending.reply);
+            .insert(
+                pending.request_id.clone(),
+                InFlight {
+                    reply: pending.reply,
+                    client_disconnect: pending.client_disconnect,
+                },
+            );
         debug!(request_id = %pending.request_id, "invocation handed out");
         let mut response = json_response(StatusCode::OK, pending.payload);
         let headers = response.headers_mut();
@@ -188,7 +238,7 @@ async fn next(state: &RuntimeState) -> Response<Body> {
             "lambda-runtime-trace-id",
             &format!(
                 "{};Parent={:016x};Sampled=0",
-                util::new_trace_id(),
+                ids::new_trace_id(),
                 rand::random::<u64>()
             ),
         );
@@ -197,17 +247,17 @@ async fn next(state: &RuntimeState) -> Response<Body> {
 }
 
 async fn response(state: &RuntimeState, request_id: &str, body: Incoming) -> Response<Body> {
-    match util::read_body(body, LAMBDA_PAYLOAD_MAX).await {
+    match bodies::read_body(body, LAMBDA_PAYLOAD_MAX).await {
         Ok(payload) => match state.take_in_flight(request_id) {
-            Some(reply) => {
-                let _ = reply.send(Ok(payload));
+            Some(in_flight) => {
+                let _ = in_flight.reply.send(Ok(Reply::Buffered(payload)));
                 accepted()
             }
             None => unknown_request(request_id),
         },
         Err(BodyError::TooLarge) => {
-            if let Some(reply) = state.take_in_flight(request_id) {
-                let _ = reply.send(Err(InvokeError::ResponseTooLarge));
+            if let Some(in_flight) = state.take_in_flight(request_id) {
+                let _ = in_flight.reply.send(Err(InvokeError::ResponseTooLarge));
             }
             error_json(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -231,8 +281,8 @@ async fn invocation_error(
 ) -> Response<Body> {
     let parsed = read_error_body(body).await;
     match state.take_in_flight(request_id) {
-        Some(reply) => {
-            let _ = reply.send(Err(InvokeError::Function {
+        Some(in_flight) => {
+            let _ = in_flight.reply.send(Err(InvokeError::Function {
                 error_type: parsed
                     .error_type
                     .or(header_type)
@@ -264,13 +314,13 @@ async fn init_error(
 }
 
 async fn read_error_body(body: Incoming) -> ErrorBody {
-    match util::read_body(body, LAMBDA_PAYLOAD_MAX).await {
+    match bodies::read_body(body, LAMBDA_PAYLOAD_MAX).await {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(_) => ErrorBody::default(),
     }
 }
 
-fn unknown_request(request_id: &str) -> Response<Body> {
+pub(super) fn unknown_request(request_id: &str) -> Response<Body> {
     debug!(%request_id, "result for an unknown or finished invocation");
     error_json(
         StatusCode::BAD_REQUEST,
@@ -280,166 +330,4 @@ fn unknown_request(request_id: &str) -> Response<Body> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::util::Tasks;
-
-    const BASE: &str = "/2018-06-01/runtime";
-
-    struct Fixture {
-        base: String,
-        queue: mpsc::Sender<Pending>,
-        state: Arc<RuntimeState>,
-        _server: util::AbortOnDrop,
-        client: reqwest::Client,
-    }
-
-    async fn fixture() -> Fixture {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (queue, rx) = mpsc::channel(1);
-        let state = Arc::new(RuntimeState::new(
-            "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
-            rx,
-            Instant::now(),
-            Arc::default(),
-        ));
-        let served = state.clone();
-        let server = util::serve(listener, Tasks::default(), "test", false, move |_, req| {
-            handle(served.clone(), req)
-        });
-        Fixture {
-            base: format!("http://{addr}{BASE}"),
-            queue,
-            state,
-            _server: server,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    type Reply = oneshot::Receiver<Result<Bytes, InvokeError>>;
-
-    async fn enqueue(
-        f: &Fixture,
-        request_id: &str,
-        timeout: Duration,
-    ) -> (oneshot::Receiver<Instant>, Reply) {
-        let (started, started_rx) = oneshot::channel();
-        let (reply, reply_rx) = oneshot::channel();
-        let pending = Pending {
-            request_id: request_id.into(),
-            payload: Bytes::from_static(b"{\"a\":1}"),
-            timeout,
-            started,
-            reply,
-        };
-        f.queue.send(pending).await.unwrap();
-        (started_rx, reply_rx)
-    }
-
-    #[tokio::test]
-    async fn next_blocks_until_an_event_and_sends_absolute_deadlines() {
-        let f = fixture().await;
-        let next = tokio::spawn(f.client.get(format!("{}/invocation/next", f.base)).send());
-        // Nothing queued: `/next` must still be waiting (never a 204).
-        tokio::task::yield_now().await;
-        assert!(!next.is_finished());
-        let before = util::now_epoch_ms();
-        let (started, _reply) = enqueue(&f, "req-1", Duration::from_secs(3)).await;
-        let response = next.await.unwrap().unwrap();
-        assert_eq!(response.status(), 200);
-        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
-        assert_eq!(header("lambda-runtime-aws-request-id"), "req-1");
-        assert_eq!(
-            header("lambda-runtime-invoked-function-arn"),
-            "arn:aws:lambda:us-east-1:123456789012:function:f"
-        );
-        assert!(header("lambda-runtime-trace-id").starts_with("Root=1-"));
-        let deadline: i64 = header("lambda-runtime-deadline-ms").parse().unwrap();
-        assert!(
-            deadline >= before + 3_000 && deadline <= util::now_epoch_ms() + 3_000,
-            "absolute epoch ms"
-        );
-        assert!(started.await.is_ok());
-        assert_eq!(response.text().await.unwrap(), "{\"a\":1}");
-        assert_eq!(f.state.counters.snapshot().init_durations_ms.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn results_errors_and_limits() {
-        let f = fixture().await;
-        let next = |f: &Fixture| f.client.get(format!("{}/invocation/next", f.base)).send();
-
-        let (_started, reply) = enqueue(&f, "ok", Duration::from_secs(3)).await;
-        next(&f).await.unwrap();
-        let response = f
-            .client
-            .post(format!("{}/invocation/ok/response", f.base))
-            .body("done")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        assert_eq!(reply.await.unwrap().unwrap(), Bytes::from_static(b"done"));
-        // A second result for the same invocation is refused.
-        let response = f
-            .client
-            .post(format!("{}/invocation/ok/response", f.base))
-            .body("again")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400);
-
-        let (_started, reply) = enqueue(&f, "err", Duration::from_secs(3)).await;
-        next(&f).await.unwrap();
-        let response = f
-            .client
-            .post(format!("{}/invocation/err/error", f.base))
-            .header("Lambda-Runtime-Function-Error-Type", "Runtime.Unhandled")
-            .body(r#"{"errorType":"MyError","errorMessage":"boom"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        match reply.await.unwrap() {
-            Err(InvokeError::Function {
-                error_type,
-                message,
-            }) => assert_eq!((error_type.as_str(), message.as_str()), ("MyError", "boom")),
-            other => panic!("{other:?}"),
-        }
-
-        let (_started, reply) = enqueue(&f, "big", Duration::from_secs(3)).await;
-        next(&f).await.unwrap();
-        let response = f
-            .client
-            .post(format!("{}/invocation/big/response", f.base))
-            .body(vec![b'a'; LAMBDA_PAYLOAD_MAX + 1])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 413);
-        assert!(matches!(
-            reply.await.unwrap(),
-            Err(InvokeError::ResponseTooLarge)
-        ));
-
-        let response = f
-            .client
-            .post(format!("{}/init/error", f.base))
-            .body(r#"{"errorType":"InitFailed","errorMessage":"no config"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        assert_eq!(
-            f.state.init_error.lock().unwrap().clone(),
-            Some(("InitFailed".to_owned(), "no config".to_owned()))
-        );
-        // The worker is told to kill the process.
-        tokio::time::timeout(Duration::from_secs(5), f.state.kill.notified())
-            .await
-            .unwrap();
-    }
-}
+mod tests;
